@@ -157,7 +157,10 @@ mod tests {
                 .expect("valid scope");
         assert_eq!(scope, ToolScope::path("src/**", PathAccess::Read));
         let json = serde_json::to_string(&scope).expect("serializes");
-        assert_eq!(json, r#"{"type":"path","pattern":"src/**","access":"read"}"#);
+        assert_eq!(
+            json,
+            r#"{"type":"path","pattern":"src/**","access":"read"}"#
+        );
     }
 
     #[test]
@@ -185,7 +188,10 @@ mod tests {
             r#"{"type":"path","access":"read"}"#,
             r#"{"type":"file","pattern":"x","access":"read"}"#,
         ] {
-            assert!(serde_json::from_str::<ToolScope>(bad).is_err(), "{bad} should fail");
+            assert!(
+                serde_json::from_str::<ToolScope>(bad).is_err(),
+                "{bad} should fail"
+            );
         }
     }
 }
