@@ -17,6 +17,10 @@
 //! the caller as [`builtin::EmbeddedPack`] values, and anything fetched over the network is fetched
 //! by the caller and handed over as bytes.
 
+// Diagnostics carry their source text and spans so they can be rendered where they surface;
+// they are built only on the error path, so their size costs nothing on the happy path.
+#![allow(clippy::result_large_err)]
+
 pub mod authoring;
 pub mod builtin;
 pub mod config;
@@ -27,5 +31,6 @@ pub mod integrity;
 pub mod json_schema;
 pub mod loader;
 pub mod manifest;
+pub mod pack_report;
 pub mod workspace;
 pub mod yaml;
