@@ -1,1 +1,246 @@
-fn main() {}
+//! `lumenflow`: the command line of the LumenFlow governed runtime.
+//!
+//! This binary is glue: it parses arguments, resolves the workspace, calls the library crates and
+//! renders what they return. Command logic that is not about the terminal lives in the kernel.
+
+mod commands;
+mod fetch;
+mod output;
+mod progress;
+
+use std::path::PathBuf;
+use std::process::ExitCode;
+
+use clap::{Args, Parser, Subcommand, ValueEnum};
+
+#[derive(Parser, Debug)]
+#[command(
+    name = "lumenflow",
+    version,
+    about = "The LumenFlow governed runtime for AI-agent tool calls"
+)]
+struct Cli {
+    /// Print machine-readable JSON on stdout instead of text.
+    #[arg(long, global = true)]
+    json: bool,
+
+    /// The workspace folder (default: the nearest folder upwards holding workspace.yaml).
+    #[arg(long, global = true, value_name = "DIR")]
+    workspace: Option<PathBuf>,
+
+    #[command(subcommand)]
+    command: Command,
+}
+
+#[derive(Subcommand, Debug)]
+enum Command {
+    /// Create workspace.yaml and .lumenflow/ in a folder.
+    Init(InitArgs),
+    /// Author, validate, hash, install and list domain packs.
+    #[command(subcommand)]
+    Pack(PackCommand),
+    /// Read or change one fully-qualified workspace configuration key.
+    #[command(subcommand)]
+    Config(ConfigCommand),
+    /// Guided runs of the product end to end.
+    #[command(subcommand)]
+    Demo(DemoCommand),
+}
+
+#[derive(Args, Debug)]
+struct InitArgs {
+    /// Folder to initialise (default: the current folder).
+    #[arg(long, value_name = "DIR")]
+    dir: Option<PathBuf>,
+    /// Workspace id (default: derived from the folder name).
+    #[arg(long)]
+    id: Option<String>,
+    /// Human-readable name (default: the folder name).
+    #[arg(long)]
+    name: Option<String>,
+}
+
+#[derive(Args, Debug, Clone)]
+struct PackLocator {
+    /// The pack folder.
+    #[arg(long, value_name = "DIR", conflicts_with_all = ["id", "builtin"])]
+    pack_root: Option<PathBuf>,
+    /// A pack id, looked up under --packs-root.
+    #[arg(long, conflicts_with = "builtin")]
+    id: Option<String>,
+    /// Folder holding packs by id (default: <workspace>/packs, else ./packs).
+    #[arg(long, value_name = "DIR")]
+    packs_root: Option<PathBuf>,
+    /// A pack built into this binary.
+    #[arg(long, value_name = "ID")]
+    builtin: Option<String>,
+}
+
+#[derive(Subcommand, Debug)]
+enum PackCommand {
+    /// Run the five checks: manifest schema, import boundaries, tool entries, security lint, integrity.
+    Validate(PackLocator),
+    /// Print the pack's integrity hash (`sha256:<hex>`), as pinned in workspace.yaml.
+    Hash(PackLocator),
+    /// Copy, clone or unpack a pack into <workspace>/packs/<id>, verify it and pin it.
+    Install(InstallArgs),
+    /// Generate a pack from secure templates, interactively or from --spec-file.
+    Author(AuthorArgs),
+    /// List pinned packs (with install and integrity state) and the built-in packs.
+    List,
+}
+
+#[derive(Clone, Copy, Debug, ValueEnum)]
+enum SourceKind {
+    Local,
+    Git,
+    Registry,
+}
+
+#[derive(Args, Debug)]
+struct InstallArgs {
+    #[arg(long)]
+    id: String,
+    #[arg(long)]
+    version: String,
+    #[arg(long, value_enum)]
+    source: SourceKind,
+    /// local: the pack folder (default: <packs-root>/<id>).
+    #[arg(long, value_name = "DIR")]
+    pack_root: Option<PathBuf>,
+    /// local: folder holding packs by id (default: ./packs).
+    #[arg(long, value_name = "DIR")]
+    packs_root: Option<PathBuf>,
+    /// git: repository URL (or path) whose root is the pack.
+    #[arg(long)]
+    url: Option<String>,
+    /// git: tag, branch or commit (default: tag v<version> if it exists).
+    #[arg(long)]
+    rev: Option<String>,
+    /// registry: the pack tarball (.tar.gz), as an https URL or a file path.
+    #[arg(long, value_name = "URL|PATH")]
+    tarball: Option<String>,
+    /// registry: the tarball's expected SHA-256 (`sha256:<hex>` or bare hex).
+    #[arg(long, value_name = "DIGEST")]
+    sha256: Option<String>,
+    /// registry: a LumenFlow registry base URL; resolves the tarball and its digest by id and version.
+    #[arg(long, value_name = "URL")]
+    registry_url: Option<String>,
+    /// The expected pack content hash (`sha256:<hex>`); the install fails if it differs.
+    #[arg(long)]
+    integrity: Option<String>,
+    /// Replace an installed pack whose content differs.
+    #[arg(long)]
+    force: bool,
+    /// Pin with `integrity: dev` (skips verification at load; refused in production).
+    #[arg(long)]
+    dev: bool,
+}
+
+#[derive(Args, Debug)]
+struct AuthorArgs {
+    /// A YAML or JSON authoring request; without it the wizard asks on the terminal.
+    #[arg(long, value_name = "FILE")]
+    spec_file: Option<PathBuf>,
+    /// Folder to create the pack in (default: packs).
+    #[arg(long, value_name = "DIR", default_value = "packs")]
+    output: PathBuf,
+    /// Replace an existing pack folder of the same id.
+    #[arg(long)]
+    force: bool,
+    /// Do not run `pack validate` on the result.
+    #[arg(long)]
+    skip_validate: bool,
+}
+
+#[derive(Subcommand, Debug)]
+enum ConfigCommand {
+    /// Print the value at a fully-qualified key.
+    Get {
+        #[arg(long)]
+        key: String,
+    },
+    /// Set the value at a fully-qualified key, validated by the key's owner.
+    Set {
+        #[arg(long)]
+        key: String,
+        #[arg(long, allow_hyphen_values = true)]
+        value: String,
+    },
+}
+
+#[derive(Subcommand, Debug)]
+enum DemoCommand {
+    /// Walk the pack quickstart in a scratch workspace: init, author, validate, hash, install, config.
+    Quickstart {
+        /// Where to create the scratch workspace (default: a new temporary folder, removed after).
+        #[arg(long, value_name = "DIR")]
+        dir: Option<PathBuf>,
+    },
+}
+
+fn main() -> ExitCode {
+    let cli = Cli::parse();
+    let json = cli.json;
+    let ctx = commands::Context {
+        json,
+        workspace: cli.workspace,
+    };
+    let result = match cli.command {
+        Command::Init(a) => commands::init::run(&ctx, a.dir, a.id, a.name),
+        Command::Pack(PackCommand::Validate(l)) => commands::pack::validate(&ctx, &l.into()),
+        Command::Pack(PackCommand::Hash(l)) => commands::pack::hash(&ctx, &l.into()),
+        Command::Pack(PackCommand::Install(a)) => commands::pack::install(&ctx, a.into()),
+        Command::Pack(PackCommand::Author(a)) => {
+            commands::author::run(&ctx, a.spec_file, a.output, a.force, a.skip_validate)
+        }
+        Command::Pack(PackCommand::List) => commands::pack::list(&ctx),
+        Command::Config(ConfigCommand::Get { key }) => commands::config::get(&ctx, &key),
+        Command::Config(ConfigCommand::Set { key, value }) => {
+            commands::config::set(&ctx, &key, &value)
+        }
+        Command::Demo(DemoCommand::Quickstart { dir }) => commands::demo::quickstart(&ctx, dir),
+    };
+    match result {
+        Ok(()) => ExitCode::SUCCESS,
+        Err(e) => {
+            output::print_error(&e, json);
+            ExitCode::FAILURE
+        }
+    }
+}
+
+impl From<PackLocator> for commands::pack::Locator {
+    fn from(l: PackLocator) -> Self {
+        commands::pack::Locator {
+            pack_root: l.pack_root,
+            id: l.id,
+            packs_root: l.packs_root,
+            builtin: l.builtin,
+        }
+    }
+}
+
+impl From<InstallArgs> for commands::pack::InstallArgs {
+    fn from(a: InstallArgs) -> Self {
+        commands::pack::InstallArgs {
+            id: a.id,
+            version: a.version,
+            source: match a.source {
+                SourceKind::Local => "local",
+                SourceKind::Git => "git",
+                SourceKind::Registry => "registry",
+            },
+            pack_root: a.pack_root,
+            packs_root: a.packs_root,
+            url: a.url,
+            rev: a.rev,
+            tarball: a.tarball,
+            sha256: a.sha256,
+            registry_url: a.registry_url,
+            integrity: a.integrity,
+            force: a.force,
+            dev: a.dev,
+        }
+    }
+}

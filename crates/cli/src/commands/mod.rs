@@ -1,0 +1,79 @@
+//! One module per command family; each function parses nothing and renders through `output`.
+
+pub mod author;
+pub mod config;
+pub mod demo;
+pub mod init;
+pub mod pack;
+
+use std::path::{Path, PathBuf};
+
+use lumenflow_kernel::workspace::{self, WorkspaceDocument};
+
+use crate::output::CliError;
+
+/// What every command gets besides its own arguments.
+pub struct Context {
+    pub json: bool,
+    pub workspace: Option<PathBuf>,
+}
+
+impl Context {
+    pub fn cwd(&self) -> Result<PathBuf, CliError> {
+        std::env::current_dir()
+            .map_err(|e| CliError::new("IO_ERROR", format!("cannot read the current folder: {e}")))
+    }
+
+    /// The workspace folder: `--workspace`, else the nearest folder upwards with workspace.yaml.
+    pub fn workspace_dir(&self) -> Result<PathBuf, CliError> {
+        if let Some(dir) = &self.workspace {
+            return Ok(dir.clone());
+        }
+        let cwd = self.cwd()?;
+        workspace::find_workspace_root(&cwd).ok_or_else(|| {
+            CliError::new(
+                "WORKSPACE_NOT_FOUND",
+                format!(
+                    "no {} in `{}` or any folder above it",
+                    workspace::WORKSPACE_FILE_NAME,
+                    cwd.display()
+                ),
+            )
+            .with_help("run `lumenflow init` to create a workspace, or pass --workspace DIR")
+        })
+    }
+
+    /// The workspace, read and validated.
+    pub fn workspace(&self) -> Result<WorkspaceDocument, CliError> {
+        let dir = self.workspace_dir()?;
+        workspace::read_workspace(&dir).map_err(|d| {
+            CliError::from(d).with_help(format!(
+                "fix `{}` and retry",
+                dir.join(workspace::WORKSPACE_FILE_NAME).display()
+            ))
+        })
+    }
+
+    /// The workspace if there is one (pack commands also work on bare folders).
+    pub fn optional_workspace(&self) -> Option<PathBuf> {
+        match &self.workspace {
+            Some(d) => Some(d.clone()),
+            None => self
+                .cwd()
+                .ok()
+                .and_then(|c| workspace::find_workspace_root(&c)),
+        }
+    }
+}
+
+/// `path` shown relative to the current folder when it is inside it.
+pub fn display_path(path: &Path) -> String {
+    match std::env::current_dir() {
+        Ok(cwd) => path
+            .strip_prefix(&cwd)
+            .unwrap_or(path)
+            .display()
+            .to_string(),
+        Err(_) => path.display().to_string(),
+    }
+}

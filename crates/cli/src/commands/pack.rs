@@ -1,0 +1,422 @@
+//! `lumenflow pack validate|hash|install|list`.
+
+use std::path::{Path, PathBuf};
+
+use lumenflow_contracts::digest::Sha256Digest;
+use lumenflow_kernel::install::{self, InstallRequest, InstallSource, InstallStep};
+use lumenflow_kernel::integrity::{self, HashOptions};
+use lumenflow_kernel::loader::{LoadError, PackLoader, PackLocation};
+use lumenflow_kernel::pack_report::{self, PackReport};
+use lumenflow_kernel::workspace::{self, Integrity};
+use serde_json::json;
+
+use super::{display_path, Context};
+use crate::fetch;
+use crate::output::{print_ok, warn, CliError};
+use crate::progress;
+
+pub struct Locator {
+    pub pack_root: Option<PathBuf>,
+    pub id: Option<String>,
+    pub packs_root: Option<PathBuf>,
+    pub builtin: Option<String>,
+}
+
+enum Target {
+    Dir(PathBuf),
+    Builtin(lumenflow_kernel::builtin::EmbeddedPack),
+}
+
+fn resolve(ctx: &Context, l: &Locator) -> Result<Target, CliError> {
+    if let Some(id) = &l.builtin {
+        return lumenflow_packs::builtin_packs()
+            .iter()
+            .find(|p| p.id == id)
+            .map(|p| Target::Builtin(*p))
+            .ok_or_else(|| {
+                let known: Vec<&str> = lumenflow_packs::builtin_packs()
+                    .iter()
+                    .map(|p| p.id)
+                    .collect();
+                CliError::new("PACK_NOT_FOUND", format!("no built-in pack `{id}`")).with_help(
+                    if known.is_empty() {
+                        "this build has no built-in packs yet".to_string()
+                    } else {
+                        format!("built-in packs: {}", known.join(", "))
+                    },
+                )
+            });
+    }
+    let packs_root = match &l.packs_root {
+        Some(p) => p.clone(),
+        None => match ctx.optional_workspace() {
+            Some(ws) => ws.join("packs"),
+            None => ctx.cwd()?.join("packs"),
+        },
+    };
+    let root = pack_report::resolve_pack_root(l.pack_root.as_deref(), l.id.as_deref(), &packs_root)
+        .ok_or_else(|| {
+            CliError::new(
+                "INVALID_ARGUMENT",
+                "Provide --id <packId>, --pack-root <dir> or --builtin <id>",
+            )
+        })?;
+    if !root.is_dir() {
+        return Err(CliError::new(
+            "PACK_NOT_FOUND",
+            format!("pack folder `{}` does not exist", display_path(&root)),
+        ));
+    }
+    Ok(Target::Dir(root))
+}
+
+fn import_allowlist(ctx: &Context) -> Vec<String> {
+    ctx.optional_workspace()
+        .and_then(|dir| workspace::read_workspace(&dir).ok())
+        .map(|doc| doc.spec.security.import_allowlist)
+        .unwrap_or_else(|| {
+            lumenflow_kernel::import_scan::DEFAULT_BARE_IMPORT_ALLOWLIST
+                .iter()
+                .map(|s| s.to_string())
+                .collect()
+        })
+}
+
+fn run_report(ctx: &Context, target: &Target) -> PackReport {
+    match target {
+        Target::Builtin(p) => pack_report::validate_embedded(p),
+        Target::Dir(root) => {
+            let bar = progress::bytes_bar(progress::dir_size(root), "hashing", ctx.json);
+            let tick = |n: u64| bar.inc(n);
+            let report = pack_report::validate_pack_dir(root, &import_allowlist(ctx), Some(&tick));
+            bar.finish_and_clear();
+            report
+        }
+    }
+}
+
+pub fn validate(ctx: &Context, l: &Locator) -> Result<(), CliError> {
+    let target = resolve(ctx, l)?;
+    let report = run_report(ctx, &target);
+    if ctx.json {
+        print_ok(true, &report.to_json(), "");
+    } else {
+        print!("{}", report.render_text());
+        for check in &report.checks {
+            for d in &check.diagnostics {
+                eprintln!(
+                    "{}",
+                    crate::output::render_diagnostic(
+                        d,
+                        std::io::IsTerminal::is_terminal(&std::io::stderr())
+                    )
+                );
+            }
+        }
+    }
+    if report.passed() {
+        Ok(())
+    } else {
+        // The report above is the explanation; the error sets the exit code and gives scripts
+        // the JSON error object.
+        Err(CliError::new("VALIDATION_FAILED", "pack validation failed").already_reported(true))
+    }
+}
+
+pub fn hash(ctx: &Context, l: &Locator) -> Result<(), CliError> {
+    let target = resolve(ctx, l)?;
+    let (hash, root_shown) = match &target {
+        Target::Builtin(p) => (
+            integrity::hash_files_in_memory(p.files.iter().copied(), integrity::DEFAULT_EXCLUSIONS),
+            format!("<built-in>/{}", p.id),
+        ),
+        Target::Dir(root) => {
+            let files = integrity::list_pack_files(root, integrity::DEFAULT_EXCLUSIONS)
+                .map_err(|e| CliError::new(e.code(), e.to_string()))?;
+            let total = files.iter().map(|f| f.len).sum();
+            let bar = progress::bytes_bar(total, "hashing", ctx.json);
+            let tick = |n: u64| bar.inc(n);
+            let options = HashOptions {
+                progress: Some(&tick),
+                ..HashOptions::default()
+            };
+            let result = integrity::hash_pack_files(&files, &options);
+            bar.finish_and_clear();
+            let hash = result.map_err(|e| CliError::new(e.code(), e.to_string()))?;
+            (hash, display_path(root))
+        }
+    };
+    print_ok(
+        ctx.json,
+        &json!({"pack_root": root_shown, "integrity": hash.prefixed()}),
+        &hash.prefixed(),
+    );
+    Ok(())
+}
+
+pub struct InstallArgs {
+    pub id: String,
+    pub version: String,
+    pub source: &'static str,
+    pub pack_root: Option<PathBuf>,
+    pub packs_root: Option<PathBuf>,
+    pub url: Option<String>,
+    pub rev: Option<String>,
+    pub tarball: Option<String>,
+    pub sha256: Option<String>,
+    pub registry_url: Option<String>,
+    pub integrity: Option<String>,
+    pub force: bool,
+    pub dev: bool,
+}
+
+fn parse_digest(s: &str) -> Result<Sha256Digest, CliError> {
+    let prefixed = if s.starts_with("sha256:") {
+        s.to_string()
+    } else {
+        format!("sha256:{s}")
+    };
+    Sha256Digest::parse_prefixed(&prefixed)
+        .map_err(|e| CliError::new("INVALID_ARGUMENT", format!("--sha256 `{s}`: {e}")))
+}
+
+pub fn install(ctx: &Context, mut a: InstallArgs) -> Result<(), CliError> {
+    let doc = ctx.workspace()?;
+    let latest_from_registry =
+        a.version == "latest" && a.source == "registry" && a.registry_url.is_some();
+    if !latest_from_registry && !lumenflow_kernel::manifest::is_semver(&a.version) {
+        return Err(CliError::new(
+            "INVALID_ARGUMENT",
+            format!(
+                "--version `{}` is not a semantic version such as `1.0.0`",
+                a.version
+            ),
+        )
+        .with_help("`latest` is accepted only with --source registry --registry-url"));
+    }
+    // Downloads land here and are removed when the install ends, whatever the outcome.
+    let download_dir = tempfile::tempdir()
+        .map_err(|e| CliError::new("IO_ERROR", format!("cannot create a temporary folder: {e}")))?;
+    let source = match a.source {
+        "local" => {
+            let root = match (&a.pack_root, &a.packs_root) {
+                (Some(p), _) => p.clone(),
+                (None, Some(base)) => base.join(&a.id),
+                // As `pack validate --id`: the workspace's own packs folder (pins in place).
+                (None, None) => doc.dir.join("packs").join(&a.id),
+            };
+            InstallSource::Local { path: root }
+        }
+        "git" => {
+            let url = a.url.clone().ok_or_else(|| {
+                CliError::new("INVALID_ARGUMENT", "--source git needs --url <repository>")
+            })?;
+            // A repository on this machine may be given as a plain path; pin it as a URL.
+            let url = match std::path::Path::new(&url).canonicalize() {
+                Ok(abs) if abs.is_dir() => format!("file://{}", abs.display()),
+                _ => url,
+            };
+            InstallSource::Git {
+                url,
+                rev: a.rev.clone(),
+            }
+        }
+        _ => {
+            let (location, digest) = match (&a.tarball, &a.sha256, &a.registry_url) {
+                (Some(t), Some(d), _) => (t.clone(), parse_digest(d)?),
+                (Some(_), None, _) => {
+                    return Err(CliError::new("INVALID_ARGUMENT", "--tarball needs --sha256 <digest of the tarball>"))
+                }
+                (None, digest, Some(registry)) => {
+                    let spinner = progress::spinner("resolving pack in registry", ctx.json);
+                    let resolved = fetch::resolve_registry(registry, &a.id, &a.version);
+                    spinner.finish_and_clear();
+                    let resolved = resolved?;
+                    let digest = match digest {
+                        Some(d) => parse_digest(d)?,
+                        None => resolved.sha256,
+                    };
+                    a.version = resolved.version;
+                    (resolved.tarball_url, digest)
+                }
+                (None, _, None) => {
+                    return Err(CliError::new(
+                        "INVALID_ARGUMENT",
+                        "--source registry needs --tarball <url|path> with --sha256, or --registry-url <url>",
+                    ))
+                }
+            };
+            let tarball = if location.starts_with("http://") || location.starts_with("https://") {
+                let dest = download_dir
+                    .path()
+                    .join(format!("{}-{}.tar.gz", a.id, a.version));
+                let spinner = progress::spinner("downloading tarball", ctx.json);
+                let r = fetch::download(&location, &dest);
+                spinner.finish_and_clear();
+                r?;
+                dest
+            } else {
+                PathBuf::from(location)
+            };
+            InstallSource::Registry {
+                tarball,
+                expected_sha256: digest,
+                registry_url: a.registry_url.clone(),
+            }
+        }
+    };
+    let req = InstallRequest {
+        id: a.id.clone(),
+        version: a.version.clone(),
+        source,
+        expected_integrity: a.integrity.clone(),
+        force: a.force,
+        dev: a.dev,
+    };
+    let spinner = progress::spinner("installing", ctx.json);
+    let mut step = |s: InstallStep| {
+        spinner.set_message(match s {
+            InstallStep::Fetching => "fetching",
+            InstallStep::Validating => "validating",
+            InstallStep::Hashing => "hashing",
+            InstallStep::Pinning => "pinning",
+        })
+    };
+    let result = install::install(&doc, &req, &mut step, None);
+    spinner.finish_and_clear();
+    let outcome = result.map_err(|e| match e {
+        install::InstallError::Workspace(d) => CliError::from(d),
+        install::InstallError::Validation {
+            ref diagnostics,
+            ref errors,
+            ..
+        } => {
+            let mut message = e.to_string();
+            for line in errors {
+                message.push_str(&format!("\n  {line}"));
+            }
+            let diags = lumenflow_kernel::diagnostics::Diagnostics(diagnostics.clone());
+            let mut err = CliError::from_diagnostics(e.code(), message, diags);
+            err.help = Some(
+                "fix the pack, check it with `lumenflow pack validate`, then install again".into(),
+            );
+            err
+        }
+        other => CliError::new(other.code(), other.to_string()),
+    })?;
+    if !outcome.preserved_layout {
+        warn(ctx.json, "workspace.yaml was re-emitted: its comments and layout could not be kept for this change");
+    }
+    if a.dev {
+        warn(ctx.json, "pinned with integrity: dev; the pack will not be verified at load and is refused in production");
+    }
+    let verb = if outcome.unchanged {
+        "Pinned (already installed, identical)"
+    } else if outcome.replaced {
+        "Replaced and pinned"
+    } else {
+        "Installed and pinned"
+    };
+    let human = format!(
+        "{verb} {}@{} in {}\n  integrity: {}\n  source:    {}\n",
+        outcome.pin.id,
+        outcome.pin.version,
+        display_path(&outcome.dest),
+        outcome.pin.integrity,
+        outcome.pin.source.as_str(),
+    );
+    print_ok(
+        ctx.json,
+        &json!({
+            "pin": outcome.pin,
+            "path": outcome.dest,
+            "hash": outcome.hash.prefixed(),
+            "replaced": outcome.replaced,
+            "unchanged": outcome.unchanged,
+            "preserved_layout": outcome.preserved_layout,
+        }),
+        &human,
+    );
+    Ok(())
+}
+
+pub fn list(ctx: &Context) -> Result<(), CliError> {
+    let builtin = lumenflow_packs::builtin_packs();
+    let doc = match ctx.optional_workspace() {
+        Some(_) => Some(ctx.workspace()?),
+        None => None,
+    };
+    let mut rows = Vec::new();
+    let mut human = String::new();
+    if let Some(doc) = &doc {
+        let loader = PackLoader::for_workspace(doc, builtin);
+        human.push_str(&format!(
+            "Pinned in {}:\n",
+            display_path(&doc.dir.join("workspace.yaml"))
+        ));
+        if doc.spec.packs.is_empty() {
+            human.push_str("  (none; add one with `lumenflow pack install`)\n");
+        }
+        for pin in &doc.spec.packs {
+            let location = loader.locate(&pin.id);
+            let status = match loader.load(&doc.spec, &pin.id) {
+                Ok(p) if matches!(pin.integrity, Integrity::Dev) => {
+                    let _ = p;
+                    "ok (dev: not verified)".to_string()
+                }
+                Ok(_) => "ok (verified)".to_string(),
+                Err(e @ LoadError::NotInstalled { .. }) => format!("not installed: {e}"),
+                Err(e) => format!("{}: {e}", e.code()),
+            };
+            let where_ = location.as_ref().map(|l| match l {
+                PackLocation::Dir(d) => display_path(d),
+                PackLocation::Builtin(p) => format!("<built-in>/{}", p.id),
+            });
+            human.push_str(&format!(
+                "  {}@{}  {}  {}\n    {}\n",
+                pin.id,
+                pin.version,
+                pin.source.as_str(),
+                where_.as_deref().unwrap_or("-"),
+                status.lines().next().unwrap_or(""),
+            ));
+            rows.push(json!({
+                "id": pin.id, "version": pin.version, "source": pin.source.as_str(),
+                "integrity": pin.integrity.to_string(), "location": where_, "status": status,
+            }));
+        }
+    }
+    let builtins: Vec<_> = builtin
+        .iter()
+        .map(|p| {
+            let version = lumenflow_kernel::loader::read_embedded_manifest(p)
+                .map(|d| d.manifest.version)
+                .unwrap_or_default();
+            json!({"id": p.id, "version": version})
+        })
+        .collect();
+    human.push_str("Built-in packs:\n");
+    if builtins.is_empty() {
+        human.push_str("  (none in this build)\n");
+    }
+    for b in &builtins {
+        human.push_str(&format!(
+            "  {}@{}\n",
+            b["id"].as_str().unwrap_or(""),
+            b["version"].as_str().unwrap_or("")
+        ));
+    }
+    print_ok(
+        ctx.json,
+        &json!({"pinned": rows, "builtin": builtins}),
+        &human,
+    );
+    Ok(())
+}
+
+/// Used by the demo: hash a folder without a progress bar.
+pub fn hash_dir(root: &Path) -> Result<String, CliError> {
+    integrity::compute_pack_hash(root)
+        .map(|h| h.prefixed())
+        .map_err(|e| CliError::new(e.code(), e.to_string()))
+}

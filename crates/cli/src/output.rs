@@ -1,0 +1,152 @@
+//! How results and errors reach a person or a script.
+//!
+//! Every command returns either a JSON value (printed as-is with `--json`) plus human text, or a
+//! [`CliError`]. Errors are rendered once, here: as miette reports with the offending line shown,
+//! or as `{"error": {"code", "message", "diagnostics"}}` with `--json`.
+
+use std::fmt;
+use std::io::IsTerminal;
+
+use lumenflow_kernel::diagnostics::{Diagnostics, FileDiagnostic};
+use miette::{GraphicalReportHandler, GraphicalTheme};
+use serde_json::{json, Value};
+
+/// A failed command: a stable code, a message, and the file diagnostics behind it (if any).
+#[derive(Debug)]
+pub struct CliError {
+    pub code: String,
+    pub message: String,
+    pub help: Option<String>,
+    pub diagnostics: Vec<FileDiagnostic>,
+    /// The command already explained the failure on the terminal; print nothing more.
+    pub reported: bool,
+}
+
+impl CliError {
+    pub fn already_reported(mut self, reported: bool) -> Self {
+        self.reported = reported;
+        self
+    }
+
+    pub fn new(code: impl Into<String>, message: impl Into<String>) -> Self {
+        CliError {
+            code: code.into(),
+            message: message.into(),
+            help: None,
+            diagnostics: Vec::new(),
+            reported: false,
+        }
+    }
+
+    pub fn with_help(mut self, help: impl Into<String>) -> Self {
+        self.help = Some(help.into());
+        self
+    }
+
+    pub fn from_diagnostics(
+        code: impl Into<String>,
+        message: impl Into<String>,
+        diagnostics: Diagnostics,
+    ) -> Self {
+        CliError {
+            code: code.into(),
+            message: message.into(),
+            help: None,
+            diagnostics: diagnostics.0,
+            reported: false,
+        }
+    }
+
+    pub fn to_json(&self) -> Value {
+        json!({"error": {
+            "code": self.code,
+            "message": self.message,
+            "help": self.help,
+            "diagnostics": self.diagnostics.iter().map(FileDiagnostic::to_json).collect::<Vec<_>>(),
+        }})
+    }
+}
+
+impl fmt::Display for CliError {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(&self.message)
+    }
+}
+
+impl From<Diagnostics> for CliError {
+    fn from(d: Diagnostics) -> Self {
+        let code = d.0.first().map(|x| x.code).unwrap_or("INVALID_INPUT");
+        let message = match d.0.len() {
+            1 => d.0[0].one_line(),
+            n => format!("{n} problems found"),
+        };
+        CliError::from_diagnostics(code, message, d)
+    }
+}
+
+impl From<FileDiagnostic> for CliError {
+    fn from(d: FileDiagnostic) -> Self {
+        Diagnostics::from(d).into()
+    }
+}
+
+/// Render file diagnostics the way miette does, with the source line underlined. Colour and
+/// Unicode only on a terminal, so piped output and golden files stay plain.
+pub fn render_diagnostic(d: &FileDiagnostic, terminal: bool) -> String {
+    let theme = if terminal {
+        GraphicalTheme::unicode()
+    } else {
+        GraphicalTheme::unicode_nocolor()
+    };
+    let handler = GraphicalReportHandler::new_themed(theme).with_width(100);
+    let mut out = String::new();
+    if handler.render_report(&mut out, d).is_err() {
+        out = d.one_line();
+    }
+    out
+}
+
+pub fn print_error(err: &CliError, json_mode: bool) {
+    if err.reported {
+        return;
+    }
+    if json_mode {
+        println!(
+            "{}",
+            serde_json::to_string_pretty(&err.to_json()).unwrap_or_default()
+        );
+        return;
+    }
+    let terminal = std::io::stderr().is_terminal();
+    if err.diagnostics.is_empty() || err.diagnostics.len() > 1 {
+        eprintln!("error[{}]: {}", err.code, err.message);
+    }
+    for d in &err.diagnostics {
+        eprintln!("{}", render_diagnostic(d, terminal));
+    }
+    if let Some(help) = &err.help {
+        eprintln!("help: {help}");
+    }
+}
+
+/// Print a success: the JSON document with `--json`, else the human text.
+pub fn print_ok(json_mode: bool, value: &Value, human: &str) {
+    if json_mode {
+        println!(
+            "{}",
+            serde_json::to_string_pretty(value).unwrap_or_default()
+        );
+    } else if !human.is_empty() {
+        print!("{human}");
+        if !human.ends_with('\n') {
+            println!();
+        }
+    }
+}
+
+/// Print a warning to stderr (never in `--json` mode, where warnings are fields).
+pub fn warn(json_mode: bool, message: &str) {
+    if !json_mode {
+        eprintln!("warning: {message}");
+    }
+}
