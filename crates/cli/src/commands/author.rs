@@ -1,6 +1,5 @@
 //! `lumenflow pack author`: secure templates, from a spec file or the wizard.
 
-use std::io::IsTerminal;
 use std::path::PathBuf;
 
 use lumenflow_kernel::authoring::{self, AuthoringError, AuthoringRequest};
@@ -82,9 +81,7 @@ pub fn run(
     let req = match &spec_file {
         Some(path) => read_spec(path)?,
         None => {
-            if ctx.json && !std::io::stdin().is_terminal() {
-                // Scripts still get the wizard on stdin; questions go to stderr, JSON to stdout.
-            }
+            // Questions go to stderr so that `--json` output on stdout stays one document.
             let stdin = std::io::stdin();
             let mut input = stdin.lock();
             let mut out = std::io::stderr();
