@@ -6,11 +6,21 @@
 //! - [`canonical_json`]: RFC 8785 (JCS) canonical JSON, the only serialization we ever hash;
 //! - [`digest`]: SHA-256 helpers and the `sha256:<hex>` form used wherever a digest is shown;
 //! - [`scope`]: the tool scope types (`path` and `network`) that manifests, workspaces, tasks and
-//!   tokens are written in.
+//!   tokens are written in;
+//! - [`event`]: the v2 event envelope and `build_kernel_event_v2`, the only way to make one;
+//! - [`kinds`]: the kind catalogues of every event family, with direction and delivery class;
+//! - [`payloads`]: the payload shapes of the known kinds, for emit and inbound validation;
+//! - [`time`]: RFC 3339 timestamps, always UTC with milliseconds.
+//! - [`tools`]: campus and tenant-evidence tool names, tool contracts and channel ids (SDK-01).
 //!
 //! It never does I/O, never spawns tasks and never decides policy: those belong to the kernel, the
 //! conductor and the control plane, which all depend on this crate and on nothing of each other's.
 
 pub mod canonical_json;
 pub mod digest;
+pub mod event;
+pub mod kinds;
+pub mod payloads;
 pub mod scope;
+pub mod time;
+pub mod tools;

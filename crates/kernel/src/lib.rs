@@ -25,6 +25,7 @@ pub mod authoring;
 pub mod builtin;
 pub mod config;
 pub mod diagnostics;
+pub mod events;
 pub mod import_scan;
 pub mod install;
 pub mod integrity;

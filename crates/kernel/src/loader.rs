@@ -88,6 +88,8 @@ pub enum LoadError {
     DevInProduction { id: String, version: String },
     #[error("{0}")]
     Workspace(Diagnostics),
+    #[error("{0}")]
+    Conductor(String),
 }
 
 impl LoadError {
@@ -105,6 +107,7 @@ impl LoadError {
             LoadError::IntegrityMismatch { .. } => "INTEGRITY_MISMATCH",
             LoadError::DevInProduction { .. } => "DEV_INTEGRITY_IN_PRODUCTION",
             LoadError::Workspace(_) => "WORKSPACE_INVALID",
+            LoadError::Conductor(_) => "MANIFEST_CONDUCTOR_FIELDS",
         }
     }
 }
@@ -198,6 +201,8 @@ impl<'a> PackLoader<'a> {
                 actual: m.version.clone(),
             });
         }
+        crate::events::host::check_conductor_fields(m)
+            .map_err(|e| LoadError::Conductor(e.to_string()))?;
         check_entries(&manifest, &location)?;
 
         let hash = match &location {

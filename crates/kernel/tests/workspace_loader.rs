@@ -374,3 +374,26 @@ fn init_writes_a_valid_workspace_and_never_overwrites() {
         doc.config_hash()
     );
 }
+
+#[test]
+fn conductor_fields_are_checked_at_load() {
+    // BKP-07, MAN-05: a pack emitting a kind without a backpressure class never loads.
+    let tmp = tempfile::tempdir().expect("tmp");
+    let root = tmp.path().join("packs/software-delivery");
+    write_vector_f(&root);
+    fs::write(
+        root.join("manifest.yaml"),
+        format!("{VECTOR_F_MANIFEST}\nemitted_event_kinds: [software-delivery:gate_passed]"),
+    )
+    .expect("w");
+    let doc = ws_with(tmp.path(), &sd_pin("dev", "1.0.0"), "");
+    let err = loader(tmp.path())
+        .load(&doc.spec, "software-delivery")
+        .expect_err("no backpressure");
+    assert_eq!(err.code(), "MANIFEST_CONDUCTOR_FIELDS");
+    assert!(
+        err.to_string()
+            .starts_with("Missing backpressure_policy entry"),
+        "{err}"
+    );
+}

@@ -1,0 +1,202 @@
+//! The local ledger of emitted v2 events, `.lumenflow/state/conductor/events.jsonl` (Q34, EVT-11).
+//!
+//! Every event a pack or the runtime emits is appended here (one JSON line, fsync'd) before it is
+//! pushed anywhere, so the workspace keeps a stamp for every event even when the control plane is
+//! down or the event is ephemeral. `lumenflow events tail` reads it. A torn last line left by a
+//! crash is cut when the ledger is opened for writing and skipped when it is read.
+
+use std::fs::{self, File, OpenOptions};
+use std::io::{Read, Seek, SeekFrom, Write};
+use std::path::{Path, PathBuf};
+use std::sync::Mutex;
+
+use lumenflow_contracts::event::KernelEventV2;
+
+#[derive(Debug, thiserror::Error)]
+pub enum LedgerError {
+    #[error("event ledger `{path}`: {source}")]
+    Io {
+        path: PathBuf,
+        source: std::io::Error,
+    },
+    #[error("event ledger `{path}` line {line} is not a v2 event: {reason}")]
+    Corrupt {
+        path: PathBuf,
+        line: usize,
+        reason: String,
+    },
+}
+
+impl LedgerError {
+    pub fn code(&self) -> &'static str {
+        match self {
+            LedgerError::Io { .. } => "IO_ERROR",
+            LedgerError::Corrupt { .. } => "LEDGER_CORRUPT",
+        }
+    }
+}
+
+/// An append handle on the ledger.
+#[derive(Debug)]
+pub struct Ledger {
+    path: PathBuf,
+    file: Mutex<File>,
+}
+
+impl Ledger {
+    pub fn open(path: &Path) -> Result<Self, LedgerError> {
+        let io = |source| LedgerError::Io {
+            path: path.to_path_buf(),
+            source,
+        };
+        if let Some(dir) = path.parent() {
+            fs::create_dir_all(dir).map_err(io)?;
+        }
+        let mut file = OpenOptions::new()
+            .create(true)
+            .read(true)
+            .append(true)
+            .open(path)
+            .map_err(io)?;
+        let mut bytes = Vec::new();
+        file.read_to_end(&mut bytes).map_err(io)?;
+        let complete = bytes.iter().rposition(|b| *b == b'\n').map_or(0, |i| i + 1);
+        if complete < bytes.len() {
+            file.set_len(complete as u64).map_err(io)?;
+            file.sync_all().map_err(io)?;
+        }
+        Ok(Ledger {
+            path: path.to_path_buf(),
+            file: Mutex::new(file),
+        })
+    }
+
+    pub fn path(&self) -> &Path {
+        &self.path
+    }
+
+    /// Append events, one line each, and fsync before returning.
+    pub fn append(&self, events: &[KernelEventV2]) -> Result<(), LedgerError> {
+        let io = |source| LedgerError::Io {
+            path: self.path.clone(),
+            source,
+        };
+        let mut buf = Vec::new();
+        for e in events {
+            serde_json::to_writer(&mut buf, e).map_err(|e| io(std::io::Error::other(e)))?;
+            buf.push(b'\n');
+        }
+        let mut file = self
+            .file
+            .lock()
+            .map_err(|_| io(std::io::Error::other("ledger lock poisoned")))?;
+        file.write_all(&buf).map_err(io)?;
+        file.sync_data().map_err(io)?;
+        Ok(())
+    }
+}
+
+/// Events from byte `offset` on whose kind passes `kind` (all when `None`), and the offset after
+/// the last complete line (the next read starts there; a line still being written is left).
+pub fn read_from(
+    path: &Path,
+    offset: u64,
+    kind: Option<&str>,
+) -> Result<(Vec<KernelEventV2>, u64), LedgerError> {
+    let io = |source| LedgerError::Io {
+        path: path.to_path_buf(),
+        source,
+    };
+    let mut file = match File::open(path) {
+        Ok(f) => f,
+        Err(e) if e.kind() == std::io::ErrorKind::NotFound => return Ok((Vec::new(), 0)),
+        Err(e) => return Err(io(e)),
+    };
+    let len = file.metadata().map_err(io)?.len();
+    // The file was truncated or replaced: start again.
+    let offset = if offset > len { 0 } else { offset };
+    file.seek(SeekFrom::Start(offset)).map_err(io)?;
+    let mut bytes = Vec::new();
+    file.read_to_end(&mut bytes).map_err(io)?;
+    let complete = bytes.iter().rposition(|b| *b == b'\n').map_or(0, |i| i + 1);
+    let first_line = count_lines(path, offset);
+    let mut events = Vec::new();
+    for (i, line) in bytes[..complete].split(|b| *b == b'\n').enumerate() {
+        if line.is_empty() {
+            continue;
+        }
+        let event: KernelEventV2 =
+            serde_json::from_slice(line).map_err(|e| LedgerError::Corrupt {
+                path: path.to_path_buf(),
+                line: first_line + i,
+                reason: e.to_string(),
+            })?;
+        if kind.is_none_or(|k| event.kind == k) {
+            events.push(event);
+        }
+    }
+    Ok((events, offset + complete as u64))
+}
+
+/// 1-based line number at byte `offset` (for error messages only).
+fn count_lines(path: &Path, offset: u64) -> usize {
+    if offset == 0 {
+        return 1;
+    }
+    fs::read(path)
+        .map(|b| {
+            b[..(offset as usize).min(b.len())]
+                .iter()
+                .filter(|c| **c == b'\n')
+                .count()
+                + 1
+        })
+        .unwrap_or(1)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use lumenflow_contracts::event::{build_event, BuildOptions};
+    use serde_json::Map;
+
+    #[test]
+    fn appends_reads_filters_and_skips_a_torn_tail() {
+        let dir = tempfile::tempdir().expect("tmp");
+        let path = dir.path().join("state/conductor/events.jsonl");
+        let ledger = Ledger::open(&path).expect("open");
+        let a = build_event(
+            "acme-demo:job_completed",
+            "ws",
+            Map::new(),
+            BuildOptions::idempotent("a"),
+        )
+        .expect("a");
+        let b = build_event(
+            "campus:pue_sampled",
+            "ws",
+            Map::new(),
+            BuildOptions::idempotent("b"),
+        )
+        .expect("b");
+        ledger.append(&[a.clone(), b.clone()]).expect("append");
+        let (all, off) = read_from(&path, 0, None).expect("read");
+        assert_eq!(all, vec![a.clone(), b.clone()]);
+        let (only, _) = read_from(&path, 0, Some("campus:pue_sampled")).expect("read");
+        assert_eq!(only, vec![b]);
+        // A writer crashed mid-line: readers stop before it, the next open cuts it.
+        fs::OpenOptions::new()
+            .append(true)
+            .open(&path)
+            .and_then(|mut f| f.write_all(b"{\"schema"))
+            .expect("torn");
+        let (more, off2) = read_from(&path, off, None).expect("read");
+        assert!(more.is_empty());
+        assert_eq!(off2, off);
+        drop(ledger);
+        let ledger = Ledger::open(&path).expect("reopen");
+        ledger.append(&[a.clone()]).expect("append after repair");
+        let (next, _) = read_from(&path, off, None).expect("read");
+        assert_eq!(next, vec![a]);
+    }
+}
