@@ -45,6 +45,9 @@ enum Command {
     /// Guided runs of the product end to end.
     #[command(subcommand)]
     Demo(DemoCommand),
+    /// Watch the workspace's local event ledger.
+    #[command(subcommand)]
+    Events(EventsCommand),
 }
 
 #[derive(Args, Debug)]
@@ -179,6 +182,22 @@ enum DemoCommand {
     },
 }
 
+#[derive(Subcommand, Debug)]
+enum EventsCommand {
+    /// Print the events of .lumenflow/state/conductor/events.jsonl, oldest first.
+    Tail {
+        /// Keep watching and print new events as they arrive (until interrupted).
+        #[arg(long, short)]
+        follow: bool,
+        /// Only events of this kind (e.g. `acme-demo:job_completed`).
+        #[arg(long, value_name = "KIND")]
+        kind: Option<String>,
+        /// Only the last N events (default: all).
+        #[arg(long, value_name = "N")]
+        limit: Option<usize>,
+    },
+}
+
 fn main() -> ExitCode {
     let cli = Cli::parse();
     let json = cli.json;
@@ -200,6 +219,18 @@ fn main() -> ExitCode {
             commands::config::set(&ctx, &key, &value)
         }
         Command::Demo(DemoCommand::Quickstart { dir }) => commands::demo::quickstart(&ctx, dir),
+        Command::Events(EventsCommand::Tail {
+            follow,
+            kind,
+            limit,
+        }) => commands::events::tail(
+            &ctx,
+            commands::events::TailArgs {
+                follow,
+                kind,
+                limit,
+            },
+        ),
     };
     match result {
         Ok(()) => ExitCode::SUCCESS,

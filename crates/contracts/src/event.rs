@@ -19,6 +19,8 @@ use crate::time::Timestamp;
 
 pub const SCHEMA_VERSION: u8 = 2;
 pub const EVENT_ID_PREFIX: &str = "evt_";
+/// The longest `event_id` or `from` accepted.
+pub const MAX_ID_LEN: usize = 256;
 
 /// A v2 event as it travels on the wire and is handed to pack handlers.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
@@ -312,6 +314,15 @@ impl KernelEventV2 {
         for (field, value) in [("event_id", &self.event_id), ("from", &self.from)] {
             if value.trim().is_empty() {
                 return Err(EventError::MissingField(field));
+            }
+            // Ids become replay keys and file-name parts: one printable line, bounded.
+            if value.chars().any(char::is_control) || value.len() > MAX_ID_LEN {
+                return Err(EventError::InvalidField {
+                    field,
+                    reason: format!(
+                        "must be at most {MAX_ID_LEN} bytes without control characters"
+                    ),
+                });
             }
         }
         Timestamp::parse(&self.timestamp).map_err(|e| EventError::InvalidField {

@@ -9,6 +9,8 @@
 //! - [`workspace`]: `workspace.yaml` (pins, scopes, lanes, policies, pack config blocks, the
 //!   `control_plane` block) and [`config`] (`config get|set` routed to the owning pack);
 //! - [`loader`]: resolving, verifying and loading pinned packs;
+//! - [`policy`]: the rule cascade (workspace > lane > pack > task) with declarative `when`
+//!   conditions, failing closed;
 //! - [`authoring`] and [`install`]: `pack author` templates and `pack install`;
 //! - [`yaml`] and [`diagnostics`]: the YAML 1.2 reader with source spans that every file above is
 //!   read through, and the errors it renders.
@@ -33,5 +35,6 @@ pub mod json_schema;
 pub mod loader;
 pub mod manifest;
 pub mod pack_report;
+pub mod policy;
 pub mod workspace;
 pub mod yaml;

@@ -310,7 +310,8 @@ fn lint_code(rule: &str) -> &'static str {
     match rule {
         "entry-resolution" => "ENTRY_RESOLUTION",
         "event-kind" => "EVENT_KIND_INVALID",
-        "backpressure" => "BACKPRESSURE_MISSING",
+        "slug-prefix" => "PACK_SLUG_PREFIX_MISMATCH",
+        "backpressure" => "MISSING_BACKPRESSURE_POLICY",
         "allowlist" => "ALLOWLIST_ENTRY_INVALID",
         "config-schema" => "CONFIG_SCHEMA_INVALID",
         "state-alias" => "STATE_ALIAS_UNKNOWN",

@@ -258,3 +258,56 @@ fn a_failing_or_panicking_handler_is_a_failed_delivery_not_a_crash() {
         .outcome()
         .is_none_or(|o| o.status != HandlerStatus::Handled));
 }
+
+#[test]
+fn slugs_are_one_packs_and_runtime_folders_are_off_limits() {
+    // A slug names a pack's event namespace and its `.lumenflow/state/<slug>/` folder.
+    let dir = tempfile::tempdir().expect("tmp");
+    let mut host = PackHost::new(dir.path(), &[Surface::Http]);
+    host.register(PackRegistration::new(manifest("")))
+        .expect("first");
+    let impostor = parse_manifest(SourceFile::new(
+        "m.yaml",
+        "id: impostor\nslug: notes-pack\nversion: 1.0.0\ntask_types: []\n",
+    ))
+    .expect("manifest")
+    .manifest;
+    let err = host
+        .register(PackRegistration::new(impostor))
+        .expect_err("taken");
+    assert_eq!(err.code(), "PACK_SLUG_TAKEN");
+    let err = parse_manifest(SourceFile::new(
+        "m.yaml",
+        "id: sneaky\nslug: conductor\nversion: 1.0.0\ntask_types: []\n",
+    ))
+    .expect_err("reserved slug refused by the manifest rules");
+    assert!(
+        err.to_string().contains("reserved for the runtime"),
+        "{err}"
+    );
+}
+
+#[test]
+fn ids_with_control_characters_never_reach_a_handler() {
+    // An event id becomes a replay key: a newline in it would make every redelivery fail after
+    // the effect ran.
+    let dir = tempfile::tempdir().expect("tmp");
+    let mut host = PackHost::new(dir.path(), &[Surface::Http]);
+    let count = Arc::new(AtomicUsize::new(0));
+    host.register(
+        PackRegistration::new(manifest(
+            "subscribed_event_kinds: [conductor:recovery_requested]\n",
+        ))
+        .handler(
+            "conductor:recovery_requested",
+            counting_handler(count.clone()),
+        ),
+    )
+    .expect("registers");
+    let rejection =
+        inbound::receive(&host, &recovery("evt\nabc", "acme-job-9")).expect_err("refused");
+    assert_eq!(rejection.code, "EVENT_INVALID");
+    let long = "e".repeat(300);
+    assert!(inbound::receive(&host, &recovery(&long, "acme-job-9")).is_err());
+    assert_eq!(count.load(Ordering::SeqCst), 0);
+}

@@ -1,18 +1,25 @@
 //! The built-in packs.
 //!
 //! Each built-in pack is a folder beside this file with its `manifest.yaml` and the Rust functions
-//! that implement its tools; the folder is embedded in the binary so that the pack loader can
-//! resolve it (after `<workspace>/packs/<id>` and `<workspace>/packages/@lumenflow/packs/<id>`) and
-//! hash it exactly as it hashes a pack on disk.
+//! that implement its tools and event handlers; the folder is embedded in the binary so that the
+//! pack loader can resolve it (after `<workspace>/packs/<id>` and
+//! `<workspace>/packages/@lumenflow/packs/<id>`) and hash it exactly as it hashes a pack on disk.
 //!
 //! Built-in packs never bypass the kernel's dispatch path: they register functions, the kernel
-//! decides when they run.
+//! decides when they run. `docs/pack-authoring.md` shows how to add one, using [`acme_demo`].
 
 use lumenflow_kernel::builtin::EmbeddedPack;
+use lumenflow_kernel::events::host::PackRegistration;
+
+pub mod acme_demo;
 
 /// Every pack compiled into this binary, in id order.
-///
-/// Empty until the first built-in pack (software-delivery, agent-runtime, campus, acme-demo) lands.
 pub fn builtin_packs() -> &'static [EmbeddedPack] {
-    &[]
+    &[acme_demo::PACK]
+}
+
+/// The event-bus registration (manifest and handlers) of every built-in pack, in id order, for a
+/// [`PackHost`](lumenflow_kernel::events::host::PackHost).
+pub fn registrations() -> Vec<PackRegistration> {
+    vec![acme_demo::registration()]
 }

@@ -3,6 +3,7 @@
 pub mod author;
 pub mod config;
 pub mod demo;
+pub mod events;
 pub mod init;
 pub mod pack;
 

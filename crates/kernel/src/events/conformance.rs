@@ -96,6 +96,7 @@ pub fn check_emitter(
 /// There must be a sample for every subscribed kind. `effects`, when given, counts how many times
 /// the handler's effect ran for an event (read from the scratch workspace's files, say); more than
 /// one is a failure even if the handler reported `replayed`.
+#[allow(clippy::type_complexity)] // `effects` reads best spelt out for pack authors
 pub fn check_handlers(
     registration: impl FnOnce() -> PackRegistration,
     samples: &[KernelEventV2],
@@ -116,8 +117,19 @@ pub fn check_handlers(
             return fail(format!("no sample event for subscribed kind `{kind}`"));
         }
     }
+    if let Some(stray) = samples.iter().find(|s| !subscribed.contains(&s.kind)) {
+        return fail(format!(
+            "sample `{}` has kind `{}`, which the pack does not subscribe to",
+            stray.event_id, stray.kind
+        ));
+    }
+    let mut handled_any = false;
     for sample in samples {
         let first = host.deliver(sample);
+        handled_any |= first.iter().any(|d| {
+            d.outcome()
+                .is_some_and(|o| o.status == HandlerStatus::Handled)
+        });
         let second = host.deliver(sample);
         for (a, b) in first.iter().zip(&second) {
             let (Some(first_outcome), Some(second_outcome)) = (a.outcome(), b.outcome()) else {
@@ -144,6 +156,11 @@ pub fn check_handlers(
                 ));
             }
         }
+    }
+    if !handled_any {
+        return fail(
+            "no sample was handled on first delivery; include a sample the handler acts on, so the harness can see its effect run once",
+        );
     }
     Ok(())
 }

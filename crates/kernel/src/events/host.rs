@@ -45,6 +45,14 @@ impl PackRegistration {
 pub enum RegisterError {
     #[error("pack `{0}` is already registered")]
     Duplicate(String),
+    #[error("pack `{pack}` wants slug `{slug}`, which pack `{other}` already uses (a slug is one pack's event namespace and state folder)")]
+    SlugTaken {
+        pack: String,
+        slug: String,
+        other: String,
+    },
+    #[error("pack `{pack}` wants slug `{slug}`, which is reserved for the runtime's own state")]
+    SlugReserved { pack: String, slug: String },
     #[error("Pack slug prefix mismatch: pack `{pack}` declares emitted kind `{kind}` outside its namespace `{slug}:`")]
     PrefixMismatch {
         pack: String,
@@ -75,6 +83,8 @@ impl RegisterError {
     pub fn code(&self) -> &'static str {
         match self {
             RegisterError::Duplicate(_) => "PACK_ALREADY_REGISTERED",
+            RegisterError::SlugTaken { .. } => "PACK_SLUG_TAKEN",
+            RegisterError::SlugReserved { .. } => "PACK_SLUG_RESERVED",
             RegisterError::PrefixMismatch { .. } => "PACK_SLUG_PREFIX_MISMATCH",
             RegisterError::MissingBackpressure { .. } => "MISSING_BACKPRESSURE_POLICY",
             RegisterError::BadKind { .. } => "EVENT_KIND_INVALID",
@@ -147,6 +157,19 @@ impl PackHost {
         let pack = m.id.clone();
         if self.packs.iter().any(|p| p.manifest.id == pack) {
             return Err(RegisterError::Duplicate(pack));
+        }
+        if let Some(other) = self.packs.iter().find(|p| p.manifest.slug() == m.slug()) {
+            return Err(RegisterError::SlugTaken {
+                pack,
+                slug: m.slug().to_string(),
+                other: other.manifest.id.clone(),
+            });
+        }
+        if crate::manifest::RESERVED_SLUGS.contains(&m.slug()) {
+            return Err(RegisterError::SlugReserved {
+                pack,
+                slug: m.slug().to_string(),
+            });
         }
         check_conductor_fields(m)?;
         for kind in &m.subscribed_event_kinds {

@@ -119,7 +119,6 @@ pub fn read_from(
     let mut bytes = Vec::new();
     file.read_to_end(&mut bytes).map_err(io)?;
     let complete = bytes.iter().rposition(|b| *b == b'\n').map_or(0, |i| i + 1);
-    let first_line = count_lines(path, offset);
     let mut events = Vec::new();
     for (i, line) in bytes[..complete].split(|b| *b == b'\n').enumerate() {
         if line.is_empty() {
@@ -128,7 +127,8 @@ pub fn read_from(
         let event: KernelEventV2 =
             serde_json::from_slice(line).map_err(|e| LedgerError::Corrupt {
                 path: path.to_path_buf(),
-                line: first_line + i,
+                // Counted only on this error path: it reads the file from the start.
+                line: count_lines(path, offset) + i,
                 reason: e.to_string(),
             })?;
         if kind.is_none_or(|k| event.kind == k) {
@@ -195,7 +195,9 @@ mod tests {
         assert_eq!(off2, off);
         drop(ledger);
         let ledger = Ledger::open(&path).expect("reopen");
-        ledger.append(&[a.clone()]).expect("append after repair");
+        ledger
+            .append(std::slice::from_ref(&a))
+            .expect("append after repair");
         let (next, _) = read_from(&path, off, None).expect("read");
         assert_eq!(next, vec![a]);
     }

@@ -220,7 +220,7 @@ pub fn security_lint(doc: &ManifestDocument, pack_root: Option<&Path>) -> Vec<Li
                 format!("emitted kind `{kind}` must be `<namespace>:<snake_case_name>`"),
             ),
             Some((ns, _)) if ns != slug && !SHARED_EVENT_NAMESPACES.contains(&ns) => push(
-                "event-kind",
+                "slug-prefix",
                 path.clone(),
                 format!(
                     "Pack slug prefix mismatch: emitted kind `{kind}` must start with `{slug}:` (or a shared namespace: {})",

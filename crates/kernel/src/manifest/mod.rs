@@ -24,7 +24,7 @@ use crate::yaml::Node;
 
 pub use validate::{
     is_config_key, is_env_name, is_kebab_case, is_semver, parse_entry, validate, EntryRef,
-    KERNEL_OWNED_ROOT_KEYS,
+    KERNEL_OWNED_ROOT_KEYS, RESERVED_SLUGS,
 };
 
 pub const MANIFEST_FILE_NAME: &str = "manifest.yaml";
@@ -156,6 +156,9 @@ pub struct PolicyManifest {
     pub decision: PolicyDecisionKind,
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub reason: Option<String>,
+    /// Which evaluations the rule applies to; absent, every evaluation of its trigger (KRN-08).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub when: Option<crate::policy::RuleCondition>,
 }
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Serialize, Deserialize)]

@@ -98,6 +98,21 @@ pub fn parse_entry(entry: &str) -> Result<EntryRef<'_>, String> {
     Ok(EntryRef { module, export })
 }
 
+/// Slugs a pack may not take: they name the runtime's own folders under `.lumenflow/state/`
+/// (a pack's handlers may write `.lumenflow/state/<slug>/`) and its intrinsic event namespaces.
+pub const RESERVED_SLUGS: &[&str] = &[
+    "conductor",
+    "kernel",
+    "keys",
+    "approvals",
+    "evidence",
+    "tasks",
+    "tmp",
+    "state",
+    "emit",
+    "proof",
+];
+
 /// The kernel's own `workspace.yaml` root keys; a pack may not claim one as its `config_key`.
 pub const KERNEL_OWNED_ROOT_KEYS: &[&str] = &[
     "id",
@@ -150,6 +165,18 @@ pub fn validate(doc: &ManifestDocument) -> Diagnostics {
                 None,
             );
         }
+    }
+    if RESERVED_SLUGS.contains(&m.slug()) {
+        let field = if m.slug.is_some() { "slug" } else { "id" };
+        err(
+            root.key(field),
+            format!(
+                "`{}` is reserved for the runtime's own state (`.lumenflow/state/{}/`) and cannot be a pack's slug",
+                m.slug(),
+                m.slug()
+            ),
+            Some("choose another slug (it names the pack's event namespace and state folder)"),
+        );
     }
     if let Some(d) = &m.description {
         if d.trim().is_empty() {
@@ -331,6 +358,11 @@ pub fn validate(doc: &ManifestDocument) -> Diagnostics {
                 "reason must not be empty when given".into(),
                 None,
             );
+        }
+        if let Some(when) = &policy.when {
+            for problem in crate::policy::validate_condition(when, &p.key("when")) {
+                err(problem.path, problem.message, problem.help);
+            }
         }
     }
 

@@ -161,6 +161,10 @@ pub struct LaneSpec {
 pub struct WorkspacePolicies {
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub default_decision: Option<PolicyDecisionKind>,
+    /// Lets this layer's default or `allow` rules replace a deny that came from a higher layer's
+    /// default (never a rule's deny).
+    #[serde(default, skip_serializing_if = "std::ops::Not::not")]
+    pub allow_loosening: bool,
     #[serde(default)]
     pub rules: Vec<PolicyManifest>,
 }
@@ -445,6 +449,29 @@ pub(super) fn validate_spec(doc: &WorkspaceDocument) -> Diagnostics {
                 fp = fp.key(s);
             }
             err(fp, message);
+        }
+    }
+    let rule_lists = spec
+        .policies
+        .iter()
+        .map(|p| (root.key("policies").key("rules"), p))
+        .chain(spec.lanes.iter().enumerate().filter_map(|(i, lane)| {
+            let p = lane.policy_overrides.as_ref()?;
+            Some((
+                root.key("lanes")
+                    .index(i)
+                    .key("policy_overrides")
+                    .key("rules"),
+                p,
+            ))
+        }));
+    for (at, policies) in rule_lists {
+        for problem in crate::policy::validate_rules(&policies.rules, &at) {
+            let mut d = doc.diagnostic(CODE, &problem.path, problem.message);
+            if let Some(help) = problem.help {
+                d = d.with_help(help);
+            }
+            out.push(d);
         }
     }
     out
