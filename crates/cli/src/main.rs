@@ -48,6 +48,24 @@ enum Command {
     /// Watch the workspace's local event ledger.
     #[command(subcommand)]
     Events(EventsCommand),
+    /// Create, claim, block, complete and inspect tasks.
+    #[command(subcommand)]
+    Task(commands::task::TaskCommand),
+    /// List, show, grant and deny approvals of tool calls.
+    #[command(subcommand)]
+    Approvals(commands::approvals::ApprovalsCommand),
+    /// Call a tool through the governed dispatch path, or list the tools.
+    #[command(subcommand)]
+    Tool(commands::tool::ToolCommand),
+    /// Check the kernel event log's hash chain.
+    #[command(subcommand)]
+    Audit(commands::tool::AuditCommand),
+    /// Internal: the network relay helper bubblewrap runs inside a tool sandbox.
+    #[command(name = "__sandbox-init", hide = true, disable_help_flag = true)]
+    SandboxInit {
+        #[arg(trailing_var_arg = true, allow_hyphen_values = true)]
+        args: Vec<std::ffi::OsString>,
+    },
 }
 
 #[derive(Args, Debug)]
@@ -196,6 +214,27 @@ enum EventsCommand {
         #[arg(long, value_name = "N")]
         limit: Option<usize>,
     },
+    /// Replay the kernel's hash-chained event log (tasks, runs, tool-call receipts).
+    Log {
+        /// Only records of this task.
+        #[arg(long)]
+        task: Option<String>,
+        /// Only records of this kind (repeatable), e.g. `tool_call_finished`.
+        #[arg(long, value_name = "KIND")]
+        kind: Vec<String>,
+        /// Only records at or after this RFC 3339 time.
+        #[arg(long)]
+        since: Option<String>,
+        /// Only records at or before this RFC 3339 time.
+        #[arg(long)]
+        until: Option<String>,
+        /// Cursor: only records after this sequence number (from `next_cursor`).
+        #[arg(long, value_name = "SEQ")]
+        after: Option<u64>,
+        /// At most N records (default: all).
+        #[arg(long, value_name = "N")]
+        limit: Option<usize>,
+    },
 }
 
 fn main() -> ExitCode {
@@ -207,6 +246,11 @@ fn main() -> ExitCode {
     };
     let result = match cli.command {
         Command::Init(a) => commands::init::run(&ctx, a.dir, a.id, a.name),
+        Command::SandboxInit { args } => return commands::sandbox_init::run(args),
+        Command::Task(c) => commands::task::run(&ctx, c),
+        Command::Approvals(c) => commands::approvals::run(&ctx, c),
+        Command::Tool(c) => commands::tool::run_tool(&ctx, c),
+        Command::Audit(c) => commands::tool::run_audit(&ctx, c),
         Command::Pack(PackCommand::Validate(l)) => commands::pack::validate(&ctx, &l.into()),
         Command::Pack(PackCommand::Hash(l)) => commands::pack::hash(&ctx, &l.into()),
         Command::Pack(PackCommand::Install(a)) => commands::pack::install(&ctx, a.into()),
@@ -231,6 +275,14 @@ fn main() -> ExitCode {
                 limit,
             },
         ),
+        Command::Events(EventsCommand::Log {
+            task,
+            kind,
+            since,
+            until,
+            after,
+            limit,
+        }) => commands::tool::run_log(&ctx, task, kind, since, until, after, limit),
     };
     match result {
         Ok(()) => ExitCode::SUCCESS,

@@ -10,7 +10,8 @@
 //! - [`event`]: the v2 event envelope and `build_kernel_event_v2`, the only way to make one;
 //! - [`kinds`]: the kind catalogues of every event family, with direction and delivery class;
 //! - [`payloads`]: the payload shapes of the known kinds, for emit and inbound validation;
-//! - [`time`]: RFC 3339 timestamps, always UTC with milliseconds.
+//! - [`time`]: RFC 3339 timestamps, always UTC with milliseconds;
+//! - [`tool_output`]: the ToolOutput every tool returns, and the dispatch error codes.
 //! - [`tools`]: campus and tenant-evidence tool names, tool contracts and channel ids (SDK-01).
 //!
 //! It never does I/O, never spawns tasks and never decides policy: those belong to the kernel, the
@@ -23,4 +24,5 @@ pub mod kinds;
 pub mod payloads;
 pub mod scope;
 pub mod time;
+pub mod tool_output;
 pub mod tools;

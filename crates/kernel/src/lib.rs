@@ -11,7 +11,18 @@
 //! - [`loader`]: resolving, verifying and loading pinned packs;
 //! - [`policy`]: the rule cascade (workspace > lane > pack > task) with declarative `when`
 //!   conditions, failing closed;
+//! - [`scope`]: the four scope layers (workspace, lane, task, tool) intersected into the
+//!   effective scopes of a call, concrete path checks and the reserved `.lumenflow/` writes;
+//! - [`approvals`]: durable approvals bound to tool + input hash, consumed exactly once, with
+//!   expiry as deny, behind the `ApprovalProvider` trait (local files; the control plane later);
 //! - [`authoring`] and [`install`]: `pack author` templates and `pack install`;
+//! - [`eventlog`]: the kernel event log, one append-only hash-chained JSON Lines file with group
+//!   commit (fsync before success), torn-tail recovery, replay by `seq` cursor and `verify`;
+//! - [`tasks`]: task specs, states and transitions (guards on the source state), claim /
+//!   block / complete and the rest as event-log batches, projection and the dispatch check;
+//! - [`sandbox`]: subprocess tools under bubblewrap built from the effective scopes (KRN-11):
+//!   cleared environment with the call's ids, timeout, output cap, deny overlays, and network
+//!   allowlists enforced by a relay;
 //! - [`yaml`] and [`diagnostics`]: the YAML 1.2 reader with source spans that every file above is
 //!   read through, and the errors it renders.
 //!
@@ -23,10 +34,13 @@
 // they are built only on the error path, so their size costs nothing on the happy path.
 #![allow(clippy::result_large_err)]
 
+pub mod approvals;
 pub mod authoring;
 pub mod builtin;
 pub mod config;
 pub mod diagnostics;
+pub mod dispatch;
+pub mod eventlog;
 pub mod events;
 pub mod import_scan;
 pub mod install;
@@ -36,5 +50,8 @@ pub mod loader;
 pub mod manifest;
 pub mod pack_report;
 pub mod policy;
+pub mod sandbox;
+pub mod scope;
+pub mod tasks;
 pub mod workspace;
 pub mod yaml;

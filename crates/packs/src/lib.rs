@@ -23,3 +23,10 @@ pub fn builtin_packs() -> &'static [EmbeddedPack] {
 pub fn registrations() -> Vec<PackRegistration> {
     vec![acme_demo::registration()]
 }
+
+/// The Rust functions behind the tools of the built-in packs, by tool name. The kernel calls
+/// them only from its dispatch path (it alone can build their argument).
+pub fn builtin_tools() -> std::collections::HashMap<String, lumenflow_kernel::dispatch::BuiltinFn> {
+    // acme-demo is an event-only pack: no tools yet.
+    std::collections::HashMap::new()
+}

@@ -1,11 +1,15 @@
 //! One module per command family; each function parses nothing and renders through `output`.
 
+pub mod approvals;
 pub mod author;
 pub mod config;
 pub mod demo;
 pub mod events;
 pub mod init;
 pub mod pack;
+pub mod sandbox_init;
+pub mod task;
+pub mod tool;
 
 use std::path::{Path, PathBuf};
 

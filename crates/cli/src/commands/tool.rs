@@ -1,0 +1,218 @@
+//! `lumenflow tool call` and `lumenflow audit verify`: a local caller of the one dispatch path,
+//! and the check of the hash-chained log it writes to.
+
+use std::collections::HashMap;
+
+use clap::Subcommand;
+use lumenflow_kernel::dispatch::{self, CallRequest, RuntimeOptions, Surface};
+use lumenflow_kernel::eventlog;
+use serde_json::{json, Value};
+
+use super::Context;
+use crate::output::{print_ok, CliError};
+
+#[derive(Subcommand, Debug)]
+pub enum ToolCommand {
+    /// Call a tool through scopes, rules, approvals, the sandbox and the evidence log.
+    Call {
+        /// The tool name, e.g. `read-customer-notes`.
+        name: String,
+        /// The tool input as a JSON object.
+        #[arg(long, default_value = "{}")]
+        input: String,
+        /// Run the call as part of this task (its lane and declared scopes apply).
+        #[arg(long)]
+        task: Option<String>,
+    },
+    /// List the tools of the workspace's pinned packs.
+    List,
+}
+
+#[derive(Subcommand, Debug)]
+pub enum AuditCommand {
+    /// Re-check the hash chain of the kernel event log and report the first bad line.
+    Verify,
+}
+
+fn caller() -> String {
+    std::env::var("USER")
+        .ok()
+        .filter(|u| !u.is_empty())
+        .unwrap_or_else(|| "local".into())
+}
+
+pub fn run_tool(ctx: &Context, cmd: ToolCommand) -> Result<(), CliError> {
+    let dir = ctx.workspace_dir()?;
+    let builtin_tools: HashMap<String, dispatch::BuiltinFn> = lumenflow_packs::builtin_tools();
+    let runtime = dispatch::open::open(
+        &dir,
+        lumenflow_packs::builtin_packs(),
+        &builtin_tools,
+        RuntimeOptions {
+            // This binary's `__sandbox-init` relays allowlisted network traffic.
+            sandbox_helper: std::env::current_exe().ok(),
+            ..RuntimeOptions::default()
+        },
+    )
+    .map_err(|e| match e {
+        dispatch::open::OpenError::Workspace(d) => CliError::from(d),
+        other => CliError::new(other.code(), other.to_string()),
+    })?;
+    match cmd {
+        ToolCommand::List => {
+            let tools: Vec<Value> = runtime
+                .registry
+                .tools()
+                .map(|t| {
+                    json!({"name": t.name, "pack": t.pack_id, "permission": t.manifest.permission,
+                           "execution": t.implementation.mode(), "description": t.manifest.description,
+                           "required_approvals": t.manifest.required_approvals})
+                })
+                .collect();
+            let mut human = String::new();
+            for t in runtime.registry.tools() {
+                human.push_str(&format!(
+                    "{:<32} {:<20} {:?}\n",
+                    t.name, t.pack_id, t.manifest.permission
+                ));
+            }
+            if human.is_empty() {
+                human = "(no tools: pin a pack with `lumenflow pack install`)\n".into();
+            }
+            print_ok(ctx.json, &json!({"tools": tools}), &human);
+            Ok(())
+        }
+        ToolCommand::Call { name, input, task } => {
+            let input: Value = serde_json::from_str(&input).map_err(|e| {
+                CliError::new(
+                    "INVALID_ARGUMENT",
+                    format!("--input is not valid JSON: {e}"),
+                )
+            })?;
+            let outcome = runtime.dispatch(CallRequest {
+                tool: name,
+                input,
+                task_id: task,
+                run_id: None,
+                caller: caller(),
+                surface: Surface::Cli,
+            });
+            let value = serde_json::to_value(&outcome).unwrap_or(Value::Null);
+            if outcome.output.success {
+                let human = serde_json::to_string_pretty(&outcome.output.data).unwrap_or_default();
+                print_ok(
+                    ctx.json,
+                    &value,
+                    &format!("{human}\n(receipt {})", outcome.receipt_id),
+                );
+                Ok(())
+            } else {
+                let error = outcome.output.error.clone();
+                let (code, message) = error.map(|e| (e.code, e.message)).unwrap_or_else(|| {
+                    (
+                        "TOOL_EXECUTION_FAILED".into(),
+                        "the tool reported failure".into(),
+                    )
+                });
+                if ctx.json {
+                    print_ok(true, &value, "");
+                    return Err(CliError::new(code, message).already_reported(true));
+                }
+                let mut err =
+                    CliError::new(code, format!("{message} (receipt {})", outcome.receipt_id));
+                if let Some(id) = &outcome.approval_id {
+                    err = err.with_help(format!(
+                        "an operator can grant it with `lumenflow approvals grant {id} --reason \"...\"`, then call again"
+                    ));
+                }
+                Err(err)
+            }
+        }
+    }
+}
+
+pub fn run_audit(ctx: &Context, cmd: AuditCommand) -> Result<(), CliError> {
+    match cmd {
+        AuditCommand::Verify => {
+            let dir = ctx.workspace_dir()?;
+            let path = eventlog::default_path(&dir);
+            match eventlog::verify(&path) {
+                Ok(summary) => {
+                    print_ok(
+                        ctx.json,
+                        &json!({"ok": true, "path": path, "records": summary.records, "last_seq": summary.last_seq, "head": summary.last_hash}),
+                        &format!(
+                            "chain ok: {} records, last seq {}, head {}",
+                            summary.records, summary.last_seq, summary.last_hash
+                        ),
+                    );
+                    Ok(())
+                }
+                Err(e) => Err(CliError::new(
+                    e.code(),
+                    format!("{}: {}", path.display(), e.short()),
+                )
+                .with_help(
+                    "the log was changed after it was written; keep the file for investigation",
+                )),
+            }
+        }
+    }
+}
+
+/// `lumenflow events log`: replay the kernel event log by task, kind, time range and cursor.
+pub fn run_log(
+    ctx: &Context,
+    task: Option<String>,
+    kinds: Vec<String>,
+    since: Option<String>,
+    until: Option<String>,
+    after: Option<u64>,
+    limit: Option<usize>,
+) -> Result<(), CliError> {
+    use lumenflow_contracts::time::Timestamp;
+    let dir = ctx.workspace_dir()?;
+    let time = |flag: &str, v: Option<String>| -> Result<Option<Timestamp>, CliError> {
+        v.map(|s| {
+            Timestamp::parse(&s)
+                .map_err(|e| CliError::new("INVALID_ARGUMENT", format!("--{flag}: {e}")))
+        })
+        .transpose()
+    };
+    let filter = eventlog::ReplayFilter {
+        task_id: task,
+        kinds,
+        since: time("since", since)?,
+        until: time("until", until)?,
+        after_seq: after,
+        limit,
+    };
+    let page = eventlog::replay(&eventlog::default_path(&dir), &filter)
+        .map_err(|e| CliError::new(e.code(), e.to_string()))?;
+    let mut human = String::new();
+    let mut records = Vec::new();
+    for r in &page.records {
+        let mut line = serde_json::Map::new();
+        line.insert("seq".into(), r.seq.into());
+        line.insert("timestamp".into(), r.timestamp.clone().into());
+        line.insert("kind".into(), r.kind.clone().into());
+        line.extend(r.fields.clone());
+        human.push_str(&format!(
+            "{:>6}  {}  {:<20}  {}\n",
+            r.seq,
+            r.timestamp,
+            r.kind,
+            serde_json::to_string(&r.fields).unwrap_or_default()
+        ));
+        records.push(Value::Object(line));
+    }
+    if let Some(next) = page.next_cursor {
+        human.push_str(&format!("(more: --after {next})\n"));
+    }
+    print_ok(
+        ctx.json,
+        &json!({"records": records, "next_cursor": page.next_cursor}),
+        &human,
+    );
+    Ok(())
+}

@@ -1,0 +1,133 @@
+//! Content-addressed evidence (KRN-12): tool inputs and outputs stored once under
+//! `evidence/inputs/<sha256>` as their RFC 8785 canonical JSON, referenced by relative paths so a
+//! workspace can be moved or archived without breaking its receipts.
+
+use std::fs::{self, OpenOptions};
+use std::io::Write;
+use std::path::{Path, PathBuf};
+
+use lumenflow_contracts::canonical_json::to_canonical_vec;
+use lumenflow_contracts::digest::Sha256Digest;
+use serde_json::Value;
+
+/// `<workspace>/.lumenflow/kernel/evidence`.
+pub fn default_root(workspace_dir: &Path) -> PathBuf {
+    workspace_dir
+        .join(".lumenflow")
+        .join("kernel")
+        .join("evidence")
+}
+
+/// A stored value: its digest and where it lives relative to the evidence root.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Stored {
+    /// `sha256:<hex>` of the canonical JSON.
+    pub hash: String,
+    /// `inputs/<hex>`, relative to the evidence root.
+    pub reference: String,
+}
+
+#[derive(Debug, Clone)]
+pub struct EvidenceStore {
+    root: PathBuf,
+}
+
+impl EvidenceStore {
+    pub fn open(root: &Path) -> std::io::Result<Self> {
+        fs::create_dir_all(root.join("inputs"))?;
+        Ok(EvidenceStore {
+            root: root.to_path_buf(),
+        })
+    }
+
+    pub fn root(&self) -> &Path {
+        &self.root
+    }
+
+    /// Store `value` (idempotent: an existing blob with the same digest is left as is). A new
+    /// blob is fsync'd before this returns, so a receipt never points at a blob a crash lost.
+    pub fn put(&self, value: &Value) -> std::io::Result<Stored> {
+        let bytes = to_canonical_vec(value);
+        let digest = Sha256Digest::of(&bytes);
+        let hex = digest.hex();
+        let reference = format!("inputs/{hex}");
+        let path = self.root.join(&reference);
+        if !path.exists() {
+            let tmp = self
+                .root
+                .join("inputs")
+                .join(format!(".{hex}.tmp-{}", std::process::id()));
+            {
+                let mut f = OpenOptions::new()
+                    .create(true)
+                    .write(true)
+                    .truncate(true)
+                    .open(&tmp)?;
+                f.write_all(&bytes)?;
+                f.sync_data()?;
+            }
+            // Rename is atomic; two writers of the same blob write identical bytes.
+            fs::rename(&tmp, &path)?;
+        }
+        Ok(Stored {
+            hash: digest.to_string(),
+            reference,
+        })
+    }
+
+    /// Read a stored value back and check it still has its digest.
+    pub fn get(&self, reference: &str) -> std::io::Result<Value> {
+        let rel = Path::new(reference);
+        if rel.is_absolute()
+            || rel
+                .components()
+                .any(|c| matches!(c, std::path::Component::ParentDir))
+        {
+            return Err(std::io::Error::new(
+                std::io::ErrorKind::InvalidInput,
+                "evidence reference must stay inside the store",
+            ));
+        }
+        let bytes = fs::read(self.root.join(rel))?;
+        let expected = reference.trim_start_matches("inputs/");
+        if Sha256Digest::of(&bytes).hex() != expected {
+            return Err(std::io::Error::new(
+                std::io::ErrorKind::InvalidData,
+                format!("evidence blob `{reference}` does not match its digest"),
+            ));
+        }
+        serde_json::from_slice(&bytes)
+            .map_err(|e| std::io::Error::new(std::io::ErrorKind::InvalidData, e))
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use serde_json::json;
+
+    #[test]
+    fn stores_canonical_json_once_and_detects_tampering() {
+        // KRN-12
+        let dir = tempfile::tempdir().expect("tmp");
+        let store = EvidenceStore::open(dir.path()).expect("open");
+        let a = store
+            .put(&json!({"b": 1, "a": [2, {"d": null, "c": true}]}))
+            .expect("put");
+        let b = store
+            .put(&json!({"a": [2, {"c": true, "d": null}], "b": 1}))
+            .expect("put");
+        assert_eq!(a, b);
+        assert_eq!(
+            fs::read_to_string(dir.path().join(&a.reference)).expect("read"),
+            r#"{"a":[2,{"c":true,"d":null}],"b":1}"#
+        );
+        assert_eq!(
+            store.get(&a.reference).expect("get"),
+            json!({"a": [2, {"c": true, "d": null}], "b": 1})
+        );
+        fs::write(dir.path().join(&a.reference), "{}").expect("tamper");
+        assert!(store.get(&a.reference).is_err());
+        assert!(store.get("../../etc/passwd").is_err());
+    }
+}

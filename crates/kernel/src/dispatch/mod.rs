@@ -1,0 +1,789 @@
+//! The one dispatch path (KRN-10). Every tool call, from the CLI, the sidecar, MCP or an agent
+//! turn, is [`Runtime::dispatch`]; nothing else in the product executes a tool.
+//!
+//! Order of a call: lookup (`TOOL_NOT_FOUND`) → input validated against `input_schema`
+//! (`INVALID_INPUT`) → task state (`TASK_STATE_INVALID`) → scopes (`SCOPE_DENIED`: the four layers
+//! intersected, reserved `.lumenflow/` writes, every path in the input checked after `..` and
+//! symlinks are resolved) → rules (`POLICY_DENIED`) → approvals (`APPROVAL_REQUIRED`) → the
+//! started receipt, durable → execute (`TOOL_EXECUTION_FAILED`, `TOOL_TIMEOUT`) → output
+//! validated (`INVALID_OUTPUT`) → the finished receipt, durable. A refused call still leaves a
+//! started and a finished receipt with its decisions, written in one commit.
+//!
+//! Receipts are records of the kernel's hash-chained event log, so they share its group commit:
+//! the caller sees a result only after its receipts are fsync'd.
+
+pub mod evidence;
+pub mod open;
+mod prepared;
+pub mod registry;
+pub mod subprocess;
+
+use std::path::{Path, PathBuf};
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+
+use lumenflow_contracts::scope::ToolScope;
+use lumenflow_contracts::time::Timestamp;
+use lumenflow_contracts::tool_output::{codes, ToolOutput};
+use serde::Serialize;
+use serde_json::{json, Map, Value};
+
+use crate::eventlog::{self, EventLog, LogError, ReplayFilter};
+use crate::manifest::PackManifest;
+use crate::policy::{self, EvalContext, PolicyDecision, ToolCallOptions};
+use crate::scope::EffectiveScopes;
+use crate::workspace::WorkspaceSpec;
+
+pub use evidence::EvidenceStore;
+pub use prepared::PreparedCache;
+pub use registry::{BuiltinCall, BuiltinFn, Implementation, RegisteredTool, ToolRegistry};
+
+pub const TOOL_CALL_STARTED: &str = "tool_call_started";
+pub const TOOL_CALL_FINISHED: &str = "tool_call_finished";
+
+/// Where a call came from; remote surfaces never see `internal_only` tools.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize)]
+#[serde(rename_all = "snake_case")]
+pub enum Surface {
+    Cli,
+    Http,
+    Mcp,
+    Agent,
+}
+
+/// One tool call.
+#[derive(Debug, Clone)]
+pub struct CallRequest {
+    pub tool: String,
+    pub input: Value,
+    pub task_id: Option<String>,
+    pub run_id: Option<String>,
+    /// The authenticated identity (token subject, or the local user); never a body field.
+    pub caller: String,
+    pub surface: Surface,
+}
+
+impl CallRequest {
+    pub fn local(tool: impl Into<String>, input: Value) -> Self {
+        CallRequest {
+            tool: tool.into(),
+            input,
+            task_id: None,
+            run_id: None,
+            caller: "local".into(),
+            surface: Surface::Cli,
+        }
+    }
+}
+
+/// What a call returned and what was recorded about it.
+#[derive(Debug, Clone, Serialize)]
+pub struct CallOutcome {
+    pub output: ToolOutput,
+    pub receipt_id: String,
+    pub policy_decisions: Vec<PolicyDecision>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub approval_id: Option<String>,
+    pub scope_narrowed: bool,
+    /// False only when even the receipts could not be written (the output then says why).
+    pub recorded: bool,
+}
+
+/// The task facts the dispatch path needs; the task store implements it.
+pub trait TaskGate: Send + Sync {
+    /// The lane and declared scopes of a task that may run tools now, or why it may not
+    /// (`(code, message)`: unknown task, task not active, ...).
+    fn check_callable(&self, task_id: &str) -> Result<TaskFacts, (String, String)>;
+}
+
+#[derive(Debug, Clone)]
+pub struct TaskFacts {
+    pub lane_id: String,
+    pub declared_scopes: Vec<ToolScope>,
+    pub run_id: Option<String>,
+}
+
+/// Runs subprocess tools; the sandbox implements it (kept behind a trait so the dispatch path
+/// is testable without bubblewrap, and so there is exactly one caller of it: `dispatch`).
+pub trait SubprocessRunner: Send + Sync {
+    fn run(&self, call: SubprocessCall<'_>) -> SubprocessResult;
+}
+
+/// One subprocess execution. Like [`BuiltinCall`], only the dispatch path can make one, so a
+/// [`SubprocessRunner`] is never driven from outside it.
+pub struct SubprocessCall<'a> {
+    tool: &'a RegisteredTool,
+    program: &'a Path,
+    pack_root: &'a Path,
+    export: Option<&'a str>,
+    input: &'a Value,
+    workspace_dir: &'a Path,
+    effective: &'a EffectiveScopes,
+    env: Vec<(String, String)>,
+    receipt_id: &'a str,
+    run_id: &'a str,
+    task_id: Option<&'a str>,
+    timeout: Duration,
+    max_output_bytes: usize,
+}
+
+impl<'a> SubprocessCall<'a> {
+    pub fn tool(&self) -> &'a RegisteredTool {
+        self.tool
+    }
+    pub fn program(&self) -> &'a Path {
+        self.program
+    }
+    pub fn pack_root(&self) -> &'a Path {
+        self.pack_root
+    }
+    pub fn export(&self) -> Option<&'a str> {
+        self.export
+    }
+    pub fn input(&self) -> &'a Value {
+        self.input
+    }
+    pub fn workspace_dir(&self) -> &'a Path {
+        self.workspace_dir
+    }
+    pub fn effective(&self) -> &'a EffectiveScopes {
+        self.effective
+    }
+    /// The tool's declared `required_env`, resolved from the runtime's environment.
+    pub fn env(&self) -> &[(String, String)] {
+        &self.env
+    }
+    pub fn receipt_id(&self) -> &'a str {
+        self.receipt_id
+    }
+    pub fn run_id(&self) -> &'a str {
+        self.run_id
+    }
+    pub fn task_id(&self) -> Option<&'a str> {
+        self.task_id
+    }
+    pub fn timeout(&self) -> Duration {
+        self.timeout
+    }
+    pub fn max_output_bytes(&self) -> usize {
+        self.max_output_bytes
+    }
+}
+
+pub struct SubprocessResult {
+    pub output: ToolOutput,
+    /// `bubblewrap` or `none`: recorded in the receipt.
+    pub sandbox: &'static str,
+}
+
+/// Decides approvals for a call that needs one (KRN-09); the durable approvals store
+/// implements it.
+pub trait ApprovalGate: Send + Sync {
+    /// `Ok(Some(approval_id))`: a grant bound to this tool and input hash was consumed, proceed.
+    /// `Err(refusal)`: no usable grant; `refusal.approval_id` is the pending request.
+    fn gate(&self, request: ApprovalAsk<'_>) -> Result<String, ApprovalRefusal>;
+}
+
+pub struct ApprovalAsk<'a> {
+    pub tool: &'a str,
+    pub input_hash: &'a str,
+    pub task_id: Option<&'a str>,
+    pub run_id: &'a str,
+    pub requested_by: &'a str,
+    pub reasons: Vec<String>,
+    pub required_approval_ids: Vec<String>,
+}
+
+#[derive(Debug, Clone)]
+pub struct ApprovalRefusal {
+    pub code: String,
+    pub message: String,
+    pub approval_id: Option<String>,
+}
+
+/// Limits and identity of a runtime.
+#[derive(Debug, Clone)]
+pub struct RuntimeOptions {
+    pub default_timeout: Duration,
+    pub max_output_bytes: usize,
+    pub runtime_version: String,
+    /// The executable whose `__sandbox-init` subcommand relays allowlisted network traffic
+    /// (the `lumenflow` binary); without it, allowlist-network tools are refused.
+    pub sandbox_helper: Option<PathBuf>,
+}
+
+impl Default for RuntimeOptions {
+    fn default() -> Self {
+        RuntimeOptions {
+            default_timeout: Duration::from_secs(60),
+            max_output_bytes: 4 * 1024 * 1024,
+            runtime_version: concat!("lumenflow-rs/", env!("CARGO_PKG_VERSION")).to_string(),
+            sandbox_helper: None,
+        }
+    }
+}
+
+/// Everything a workspace needs to dispatch tool calls.
+pub struct Runtime {
+    pub workspace_dir: PathBuf,
+    pub spec: WorkspaceSpec,
+    pub config_hash: String,
+    pub registry: ToolRegistry,
+    pub pack_manifests: Vec<PackManifest>,
+    pub log: EventLog,
+    pub evidence: EvidenceStore,
+    pub subprocess: Option<Arc<dyn SubprocessRunner>>,
+    pub approvals: Option<Arc<dyn ApprovalGate>>,
+    pub tasks: Option<Arc<dyn TaskGate>>,
+    pub options: RuntimeOptions,
+    /// Intersections, compiled globs and policy layers per (tool, task context): the layers
+    /// are static for a runtime, so they are evaluated once, not on every call.
+    pub cache: PreparedCache,
+}
+
+static RECEIPT_COUNTER: AtomicU64 = AtomicU64::new(0);
+
+/// A receipt id unique across processes: a hash of pid, time and a counter (no RNG needed).
+fn new_receipt_id() -> String {
+    let n = RECEIPT_COUNTER.fetch_add(1, Ordering::Relaxed);
+    let basis = format!(
+        "{}:{}:{n}:{:?}",
+        std::process::id(),
+        Timestamp::now().unix_millis(),
+        Instant::now()
+    );
+    format!(
+        "rcpt_{}",
+        &lumenflow_contracts::digest::sha256_hex(basis.as_bytes())[..24]
+    )
+}
+
+struct Draft {
+    receipt_id: String,
+    run_id: String,
+    started: Instant,
+    record: Map<String, Value>,
+}
+
+impl Runtime {
+    /// Reconcile receipts a crash left without a finished record: each gets a `crashed`
+    /// finish (KRN-12). Returns how many. Call once when the runtime starts.
+    pub fn reconcile_crashed(&self) -> Result<usize, LogError> {
+        let page = self.log.replay(&ReplayFilter {
+            kinds: vec![
+                TOOL_CALL_STARTED.to_string(),
+                TOOL_CALL_FINISHED.to_string(),
+            ],
+            ..ReplayFilter::default()
+        })?;
+        let mut open: Vec<String> = Vec::new();
+        for record in &page.records {
+            let Some(id) = record.fields.get("receipt_id").and_then(Value::as_str) else {
+                continue;
+            };
+            match record.kind.as_str() {
+                TOOL_CALL_STARTED => open.push(id.to_string()),
+                _ => open.retain(|r| r != id),
+            }
+        }
+        let records: Vec<Map<String, Value>> = open
+            .iter()
+            .map(|id| {
+                obj(json!({
+                    "kind": TOOL_CALL_FINISHED,
+                    "receipt_id": id,
+                    "result": "crashed",
+                    "duration_ms": 0,
+                    "policy_decisions": [{"policy_id": "kernel.reconciliation", "decision": "deny",
+                        "reason": "Orphaned started receipt without a finished receipt (the process stopped mid-call)"}],
+                    "artifacts_written": [],
+                }))
+            })
+            .collect();
+        let n = records.len();
+        if n > 0 {
+            self.log.append_batch(records)?;
+        }
+        Ok(n)
+    }
+
+    /// Dispatch one tool call through every check, recording it (KRN-10).
+    pub fn dispatch(&self, req: CallRequest) -> CallOutcome {
+        let receipt_id = new_receipt_id();
+        let run_id = req
+            .run_id
+            .clone()
+            .unwrap_or_else(|| format!("run-{}", &receipt_id[5..]));
+        let mut draft = Draft {
+            receipt_id: receipt_id.clone(),
+            run_id: run_id.clone(),
+            started: Instant::now(),
+            record: obj(json!({
+                "kind": TOOL_CALL_STARTED,
+                "receipt_id": receipt_id,
+                "run_id": run_id,
+                "task_id": req.task_id,
+                "caller": req.caller,
+                "surface": req.surface,
+                "tool_name": req.tool,
+                "workspace_config_hash": self.config_hash,
+                "runtime_version": self.options.runtime_version,
+            })),
+        };
+
+        // Inputs are evidence even when the call is refused.
+        match self.evidence.put(&req.input) {
+            Ok(stored) => {
+                draft.record.insert("input_hash".into(), stored.hash.into());
+                draft
+                    .record
+                    .insert("input_ref".into(), stored.reference.into());
+            }
+            Err(e) => {
+                return self.refuse(
+                    draft,
+                    codes::RECORD_FAILED,
+                    format!("cannot store the call's input as evidence: {e}"),
+                    vec![],
+                    false,
+                    None,
+                );
+            }
+        }
+        let input_hash = draft
+            .record
+            .get("input_hash")
+            .and_then(Value::as_str)
+            .unwrap_or("")
+            .to_string();
+
+        // 1. Lookup. Internal tools do not exist for remote callers.
+        let tool = match self.registry.get(&req.tool) {
+            Some(t) if !(t.manifest.is_internal() && req.surface != Surface::Cli) => t,
+            _ => {
+                return self.refuse(
+                    draft,
+                    codes::TOOL_NOT_FOUND,
+                    format!("Tool \"{}\" is not registered", req.tool),
+                    vec![],
+                    false,
+                    None,
+                );
+            }
+        };
+        draft
+            .record
+            .insert("execution_mode".into(), tool.implementation.mode().into());
+        draft
+            .record
+            .insert("pack_id".into(), tool.pack_id.clone().into());
+        draft
+            .record
+            .insert("pack_version".into(), tool.pack_version.clone().into());
+        draft
+            .record
+            .insert("pack_integrity".into(), tool.pack_integrity.clone().into());
+        draft.record.insert(
+            "scope_requested".into(),
+            json!(tool.manifest.required_scopes),
+        );
+
+        // 2. Input.
+        let Value::Object(input_map) = &req.input else {
+            return self.refuse(
+                draft,
+                codes::INVALID_INPUT,
+                "tool input must be a JSON object".into(),
+                vec![],
+                false,
+                None,
+            );
+        };
+        if let Some(schema) = &tool.input_schema {
+            if let Err(issues) = schema.validate(&req.input) {
+                let text = issues
+                    .iter()
+                    .map(|i| i.to_string())
+                    .collect::<Vec<_>>()
+                    .join("; ");
+                return self.refuse(
+                    draft,
+                    codes::INVALID_INPUT,
+                    format!(
+                        "input does not match the input_schema of `{}`: {text}",
+                        tool.name
+                    ),
+                    vec![],
+                    false,
+                    None,
+                );
+            }
+        }
+
+        // 3. Task state.
+        let task = match (&req.task_id, &self.tasks) {
+            (Some(id), Some(tasks)) => match tasks.check_callable(id) {
+                Ok(facts) => Some(facts),
+                Err((code, message)) => {
+                    return self.refuse(draft, &code, message, vec![], false, None);
+                }
+            },
+            (Some(id), None) => {
+                return self.refuse(
+                    draft,
+                    codes::TASK_STATE,
+                    format!("task `{id}` cannot be checked: this runtime has no task store"),
+                    vec![],
+                    false,
+                    None,
+                );
+            }
+            (None, _) => None,
+        };
+
+        // 4. Scopes: workspace ∩ lane ∩ task ∩ tool; without a task, the lane and task layers
+        // are the workspace's (they cannot widen anything).
+        let prepared = match self.cache.get_or_prepare(self, tool, task.as_ref()) {
+            Ok(p) => p,
+            Err(refusal) => {
+                return self.refuse(
+                    draft,
+                    codes::SCOPE_DENIED,
+                    refusal.message,
+                    vec![scope_decision(refusal.policy_id, &refusal.reason)],
+                    false,
+                    None,
+                );
+            }
+        };
+        let effective = &prepared.effective;
+        draft
+            .record
+            .insert("scope_allowed".into(), prepared.enforced_json.clone());
+        draft
+            .record
+            .insert("scope_enforced".into(), prepared.enforced_json.clone());
+        draft
+            .record
+            .insert("scope_narrowed".into(), effective.narrowed.into());
+        if !effective.notes.is_empty() {
+            draft
+                .record
+                .insert("scope_notes".into(), json!(effective.notes));
+        }
+        if effective.is_empty() {
+            return self.refuse(
+                draft,
+                codes::SCOPE_DENIED,
+                "Scope intersection denied: no allowed scopes remain after intersection.".into(),
+                vec![scope_decision(
+                    "kernel.scope.boundary",
+                    "empty scope intersection",
+                )],
+                effective.narrowed,
+                None,
+            );
+        }
+        let checked = self
+            .cache
+            .root(&self.workspace_dir)
+            .and_then(|root| prepared.check_input_paths(&root, input_map, &tool.pack_slug));
+        if let Err(message) = checked {
+            return self.refuse(
+                draft,
+                codes::SCOPE_DENIED,
+                message,
+                vec![scope_decision(
+                    "kernel.scope.path",
+                    "input path outside the effective scopes",
+                )],
+                effective.narrowed,
+                None,
+            );
+        }
+
+        // 5. Rules.
+        let mut ctx = EvalContext::tool_request(draft.run_id.clone(), tool.name.clone())
+            .with_pack(tool.pack_id.clone())
+            .with_permission(tool.manifest.permission)
+            .with_input(&req.input);
+        if let Some(id) = &req.task_id {
+            ctx = ctx.with_task(id.clone());
+        }
+        if let Some(facts) = &task {
+            ctx = ctx.with_lane(facts.lane_id.clone());
+        }
+        let decisions =
+            policy::tool_call_decisions(&prepared.policy_layers, &ctx, ToolCallOptions::default());
+        let verdict = policy::reduce(&decisions);
+        if verdict == policy::Effect::Deny {
+            return self.refuse(
+                draft,
+                codes::POLICY_DENIED,
+                deny_message(&decisions),
+                decisions,
+                effective.narrowed,
+                None,
+            );
+        }
+
+        // 6. Approvals: from a rule or from the tool's own required_approvals.
+        let mut approval_id = None;
+        if verdict == policy::Effect::ApprovalRequired
+            || !tool.manifest.required_approvals.is_empty()
+        {
+            let Some(gate) = &self.approvals else {
+                return self.refuse(draft, codes::APPROVAL_REQUIRED, "Tool execution requires human approval, and this runtime has no approval provider".into(), decisions, effective.narrowed, None);
+            };
+            let reasons: Vec<String> = decisions
+                .iter()
+                .filter(|d| d.decision == policy::Effect::ApprovalRequired)
+                .map(|d| d.reason.clone().unwrap_or_else(|| d.policy_id.clone()))
+                .collect();
+            match gate.gate(ApprovalAsk {
+                tool: &tool.name,
+                input_hash: &input_hash,
+                task_id: req.task_id.as_deref(),
+                run_id: &draft.run_id,
+                requested_by: &req.caller,
+                reasons: reasons.clone(),
+                required_approval_ids: tool.manifest.required_approvals.clone(),
+            }) {
+                Ok(id) => approval_id = Some(id),
+                Err(refusal) => {
+                    let out = self.refuse(
+                        draft,
+                        &refusal.code,
+                        refusal.message,
+                        decisions,
+                        effective.narrowed,
+                        refusal.approval_id.clone(),
+                    );
+                    return CallOutcome {
+                        approval_id: refusal.approval_id,
+                        ..out
+                    };
+                }
+            }
+        }
+        if let Some(id) = &approval_id {
+            draft.record.insert("approval_id".into(), id.clone().into());
+        }
+
+        // 7. The started receipt, durable before anything runs.
+        let sandbox_label = match &tool.implementation {
+            Implementation::Builtin(_) => "in-process",
+            Implementation::Subprocess { .. } => "pending",
+        };
+        draft.record.insert("sandbox".into(), sandbox_label.into());
+        if let Err(e) = self.log.append(draft.record.clone()) {
+            return CallOutcome {
+                output: ToolOutput::fail(
+                    codes::RECORD_FAILED,
+                    format!(
+                        "the started receipt could not be written, so the tool did not run: {e}"
+                    ),
+                ),
+                receipt_id: draft.receipt_id,
+                policy_decisions: decisions,
+                approval_id,
+                scope_narrowed: effective.narrowed,
+                recorded: false,
+            };
+        }
+
+        // 8. Execute.
+        let (mut output, sandbox) = match &tool.implementation {
+            Implementation::Builtin(f) => {
+                let call = BuiltinCall {
+                    input: &req.input,
+                    workspace_dir: &self.workspace_dir,
+                    effective,
+                    receipt_id: &draft.receipt_id,
+                    run_id: &draft.run_id,
+                    task_id: req.task_id.as_deref(),
+                };
+                let out = std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| f(&call)))
+                    .unwrap_or_else(|_| {
+                        ToolOutput::fail(
+                            codes::TOOL_EXECUTION_FAILED,
+                            format!("built-in tool `{}` panicked", tool.name),
+                        )
+                    });
+                (out, "in-process")
+            }
+            Implementation::Subprocess {
+                program,
+                export,
+                pack_root,
+            } => match &self.subprocess {
+                None => (
+                    ToolOutput::fail(
+                        codes::SANDBOX_UNAVAILABLE,
+                        "Subprocess execution unavailable: no sandbox runner is configured",
+                    ),
+                    "none",
+                ),
+                Some(runner) => {
+                    let env = resolve_env(tool);
+                    let result = runner.run(SubprocessCall {
+                        tool,
+                        program,
+                        pack_root,
+                        export: export.as_deref(),
+                        input: &req.input,
+                        workspace_dir: &self.workspace_dir,
+                        effective,
+                        env,
+                        receipt_id: &draft.receipt_id,
+                        run_id: &draft.run_id,
+                        task_id: req.task_id.as_deref(),
+                        timeout: self.options.default_timeout,
+                        max_output_bytes: self.options.max_output_bytes,
+                    });
+                    (result.output, result.sandbox)
+                }
+            },
+        };
+
+        // 9. Output.
+        if output.success {
+            if let (Some(schema), Some(data)) = (&tool.output_schema, &output.data) {
+                if let Err(issues) = schema.validate(data) {
+                    let text = issues
+                        .iter()
+                        .map(|i| i.to_string())
+                        .collect::<Vec<_>>()
+                        .join("; ");
+                    output = ToolOutput::fail(
+                        codes::INVALID_OUTPUT,
+                        format!(
+                            "output of `{}` does not match its output_schema: {text}",
+                            tool.name
+                        ),
+                    );
+                }
+            }
+        }
+
+        // 10. The finished receipt.
+        let mut finished = obj(json!({
+            "kind": TOOL_CALL_FINISHED,
+            "receipt_id": draft.receipt_id,
+            "result": if output.success { "success" } else if output.error_code() == Some(codes::SCOPE_DENIED) { "denied" } else { "failure" },
+            "duration_ms": draft.started.elapsed().as_millis() as u64,
+            "policy_decisions": decisions,
+            "artifacts_written": output.artifacts_written(),
+            "sandbox": sandbox,
+            "scope_narrowed": effective.narrowed,
+        }));
+        if let Some(code) = output.error_code() {
+            finished.insert("error_code".into(), code.into());
+        }
+        if let Some(data) = &output.data {
+            if let Ok(stored) = self.evidence.put(data) {
+                finished.insert("output_hash".into(), stored.hash.into());
+                finished.insert("output_ref".into(), stored.reference.into());
+            }
+        }
+        let recorded = self.log.append(finished).is_ok();
+        CallOutcome {
+            output,
+            receipt_id: draft.receipt_id,
+            policy_decisions: decisions,
+            approval_id,
+            scope_narrowed: effective.narrowed,
+            recorded,
+        }
+    }
+
+    /// A refused call: started + finished (`denied` or `failure`) in one commit.
+    fn refuse(
+        &self,
+        mut draft: Draft,
+        code: &str,
+        message: String,
+        decisions: Vec<PolicyDecision>,
+        narrowed: bool,
+        approval_id: Option<String>,
+    ) -> CallOutcome {
+        let output = ToolOutput::fail(code, message);
+        let result = match code {
+            codes::INVALID_INPUT | codes::RECORD_FAILED => "failure",
+            _ => "denied",
+        };
+        if let Some(id) = &approval_id {
+            draft.record.insert("approval_id".into(), id.clone().into());
+        }
+        let finished = obj(json!({
+            "kind": TOOL_CALL_FINISHED,
+            "receipt_id": draft.receipt_id,
+            "result": result,
+            "duration_ms": draft.started.elapsed().as_millis() as u64,
+            "policy_decisions": decisions,
+            "artifacts_written": [],
+            "error_code": code,
+            "scope_narrowed": narrowed,
+        }));
+        let recorded = self.log.append_batch(vec![draft.record, finished]).is_ok();
+        CallOutcome {
+            output,
+            receipt_id: draft.receipt_id,
+            policy_decisions: decisions,
+            approval_id,
+            scope_narrowed: narrowed,
+            recorded,
+        }
+    }
+
+    /// The receipts of one call, in log order.
+    pub fn receipts(&self, receipt_id: &str) -> Result<Vec<eventlog::LogRecord>, LogError> {
+        let page = self.log.replay(&ReplayFilter {
+            kinds: vec![
+                TOOL_CALL_STARTED.to_string(),
+                TOOL_CALL_FINISHED.to_string(),
+            ],
+            ..ReplayFilter::default()
+        })?;
+        Ok(page
+            .records
+            .into_iter()
+            .filter(|r| r.fields.get("receipt_id").and_then(Value::as_str) == Some(receipt_id))
+            .collect())
+    }
+}
+
+fn obj(v: Value) -> Map<String, Value> {
+    match v {
+        Value::Object(m) => m,
+        _ => Map::new(),
+    }
+}
+
+pub(crate) fn scope_decision(id: &str, reason: &str) -> PolicyDecision {
+    PolicyDecision::new(id, policy::Effect::Deny, Some(reason.to_string()))
+}
+
+fn deny_message(decisions: &[PolicyDecision]) -> String {
+    let reasons: Vec<String> = decisions
+        .iter()
+        .filter(|d| d.decision == policy::Effect::Deny)
+        .map(|d| match &d.reason {
+            Some(r) => format!("{} ({r})", d.policy_id),
+            None => d.policy_id.clone(),
+        })
+        .collect();
+    format!("Policy denied tool execution: {}", reasons.join("; "))
+}
+
+/// The tool's declared `required_env`, read from this process's environment (nothing else is
+/// passed into the sandbox).
+fn resolve_env(tool: &RegisteredTool) -> Vec<(String, String)> {
+    tool.manifest
+        .required_env
+        .iter()
+        .flatten()
+        .filter_map(|name| std::env::var(name).ok().map(|v| (name.clone(), v)))
+        .collect()
+}

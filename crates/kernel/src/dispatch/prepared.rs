@@ -1,0 +1,260 @@
+//! What the dispatch path computes once per (tool, task context) and reuses: the scope
+//! intersection, the compiled globs of every layer, the receipt form of the enforced scopes and
+//! the policy layers. A workspace's layers do not change while a runtime is open, so re-deriving
+//! them on every call only cost time (the glob compilation dominated a call's CPU).
+
+use std::collections::HashMap;
+use std::path::Path;
+use std::sync::{Arc, Mutex};
+
+use lumenflow_contracts::canonical_json::canonical_hash;
+use lumenflow_contracts::scope::{PathAccess, ToolScope};
+use serde_json::{json, Map, Value};
+
+use super::{RegisteredTool, Runtime, TaskFacts};
+use crate::manifest::Permission;
+use crate::policy::{self, Layer};
+use crate::scope::{self, EffectiveScopes, PathGlob, ScopeLayers};
+
+/// A call's static facts.
+pub struct Prepared {
+    pub effective: EffectiveScopes,
+    pub enforced_json: Value,
+    pub policy_layers: Vec<Layer>,
+    access: PathAccess,
+    effective_globs: Vec<PathGlob>,
+    /// Per layer (workspace, lane, task, tool): the compiled patterns for `access`.
+    layer_globs: [Vec<PathGlob>; 4],
+}
+
+pub struct Refusal {
+    pub message: String,
+    pub reason: String,
+    pub policy_id: &'static str,
+}
+
+#[derive(Default)]
+pub struct PreparedCache {
+    entries: Mutex<HashMap<String, Arc<Prepared>>>,
+    root: std::sync::OnceLock<std::path::PathBuf>,
+}
+
+impl PreparedCache {
+    /// The canonical workspace folder, resolved once.
+    pub fn root(&self, workspace_dir: &Path) -> Result<std::path::PathBuf, String> {
+        if let Some(r) = self.root.get() {
+            return Ok(r.clone());
+        }
+        let r = workspace_dir
+            .canonicalize()
+            .map_err(|e| format!("cannot resolve the workspace folder: {e}"))?;
+        Ok(self.root.get_or_init(|| r).clone())
+    }
+
+    pub fn get_or_prepare(
+        &self,
+        rt: &Runtime,
+        tool: &RegisteredTool,
+        task: Option<&TaskFacts>,
+    ) -> Result<Arc<Prepared>, Refusal> {
+        let key = match task {
+            None => format!("{}\u{0}-", tool.name),
+            Some(t) => format!(
+                "{}\u{0}{}\u{0}{}",
+                tool.name,
+                t.lane_id,
+                canonical_hash(&json!(t.declared_scopes))
+            ),
+        };
+        if let Some(p) = self.entries.lock().ok().and_then(|m| m.get(&key).cloned()) {
+            return Ok(p);
+        }
+        let prepared = Arc::new(prepare(rt, tool, task)?);
+        if let Ok(mut m) = self.entries.lock() {
+            m.insert(key, prepared.clone());
+        }
+        Ok(prepared)
+    }
+}
+
+fn prepare(
+    rt: &Runtime,
+    tool: &RegisteredTool,
+    task: Option<&TaskFacts>,
+) -> Result<Prepared, Refusal> {
+    let workspace_layer = &rt.spec.security.allowed_scopes;
+    let lane = match task {
+        Some(facts) => Some(rt.spec.lane(&facts.lane_id).ok_or_else(|| Refusal {
+            message: format!(
+                "task lane `{}` is not declared in workspace.yaml",
+                facts.lane_id
+            ),
+            reason: "unknown lane".into(),
+            policy_id: "kernel.scope.boundary",
+        })?),
+        None => None,
+    };
+    // Without a task, the lane and task layers are the workspace's: they cannot widen anything.
+    let lane_layer: &[ToolScope] = lane
+        .map(|l| l.allowed_scopes.as_slice())
+        .unwrap_or(workspace_layer);
+    let task_layer: &[ToolScope] = task
+        .map(|t| t.declared_scopes.as_slice())
+        .unwrap_or(workspace_layer);
+    let layers = ScopeLayers {
+        workspace: workspace_layer,
+        lane: lane_layer,
+        task: task_layer,
+        tool: &tool.manifest.required_scopes,
+    };
+    let reserved = scope::reserved_write_scopes(&tool.manifest.required_scopes, &tool.pack_slug);
+    if !reserved.is_empty() {
+        return Err(Refusal {
+            message: format!(
+                "reserved scope violation: writes under `.lumenflow/**` are the kernel's (a pack may write only `.lumenflow/state/{}/**`): {}",
+                tool.pack_slug,
+                reserved.join(", ")
+            ),
+            reason: "write scope under .lumenflow/".into(),
+            policy_id: "kernel.scope.reserved-path",
+        });
+    }
+    let effective = scope::intersect(&layers).map_err(|e| Refusal {
+        message: format!("scope evaluation failed (denied): {e}"),
+        reason: e.to_string(),
+        policy_id: "kernel.scope.invalid",
+    })?;
+    let access = match tool.manifest.permission {
+        Permission::Read => PathAccess::Read,
+        Permission::Write | Permission::Admin => PathAccess::Write,
+    };
+    let compile = |scopes: &[ToolScope]| -> Vec<PathGlob> {
+        scopes
+            .iter()
+            .filter_map(|s| match s {
+                ToolScope::Path { pattern, access: a } if *a == access => {
+                    PathGlob::new(pattern).ok()
+                }
+                _ => None,
+            })
+            .collect()
+    };
+    let effective_globs = effective
+        .patterns(access)
+        .iter()
+        .filter_map(|p| PathGlob::new(p).ok())
+        .collect();
+    let layer_globs = [
+        compile(layers.workspace),
+        compile(layers.lane),
+        compile(layers.task),
+        compile(layers.tool),
+    ];
+    let policy_layers = policy::layers_for(
+        rt.spec.policies.as_ref(),
+        lane.and_then(|l| l.policy_overrides.as_ref()),
+        rt.pack_manifests.iter(),
+        &[],
+    );
+    Ok(Prepared {
+        enforced_json: json!(effective.as_tool_scopes()),
+        effective,
+        policy_layers,
+        access,
+        effective_globs,
+        layer_globs,
+    })
+}
+
+impl Prepared {
+    fn allowed(&self, rel: &str) -> bool {
+        self.effective_globs.iter().any(|g| g.is_match(rel))
+            && self
+                .layer_globs
+                .iter()
+                .all(|layer| layer.iter().any(|g| g.is_match(rel)))
+    }
+
+    /// Every path-like field of the input (`path`, `*_path`, `paths`, `*_paths`) must be a
+    /// relative path that every scope layer allows for the tool's access, both as written and
+    /// after symlinks are resolved, and a write must not land in a reserved `.lumenflow/` folder.
+    pub fn check_input_paths(
+        &self,
+        root: &Path,
+        input: &Map<String, Value>,
+        slug: &str,
+    ) -> Result<(), String> {
+        let access = self.access;
+        let mut paths: Vec<(&str, &str)> = Vec::new();
+        for (key, value) in input {
+            let is_path = key == "path" || key.ends_with("_path");
+            let is_paths = key == "paths" || key.ends_with("_paths");
+            match value {
+                Value::String(s) if is_path => paths.push((key, s)),
+                Value::Array(items) if is_paths => paths.extend(
+                    items
+                        .iter()
+                        .filter_map(Value::as_str)
+                        .map(|s| (key.as_str(), s)),
+                ),
+                _ => {}
+            }
+        }
+        if paths.is_empty() {
+            return Ok(());
+        }
+        for (field, raw) in paths {
+            let rel = scope::normalize_rel_path(raw)
+                .map_err(|e| format!("input `{field}` = `{raw}` is refused: {e}"))?;
+            if !self.allowed(&rel) {
+                return Err(format!(
+                    "input `{field}` = `{raw}` is outside the effective {access} scopes"
+                ));
+            }
+            if access == PathAccess::Write && scope::is_reserved_write_path(&rel, slug) {
+                return Err(format!(
+                    "input `{field}` = `{raw}` writes under `.lumenflow/`, which is reserved"
+                ));
+            }
+            // Resolve symlinks on the part that exists: the target must still be inside the
+            // workspace and inside the scopes.
+            let mut existing = root.join(&rel);
+            let mut rest = Vec::new();
+            while !existing.exists() {
+                match (
+                    existing.file_name().map(|n| n.to_os_string()),
+                    existing.parent().map(Path::to_path_buf),
+                ) {
+                    (Some(name), Some(parent)) => {
+                        rest.push(name);
+                        existing = parent;
+                    }
+                    _ => break,
+                }
+            }
+            let mut resolved = existing
+                .canonicalize()
+                .map_err(|e| format!("cannot resolve input `{field}`: {e}"))?;
+            for part in rest.iter().rev() {
+                resolved.push(part);
+            }
+            let Ok(inside) = resolved.strip_prefix(root) else {
+                return Err(format!(
+                    "input `{field}` = `{raw}` resolves outside the workspace (through a symlink)"
+                ));
+            };
+            let inside = inside.to_string_lossy().replace('\\', "/");
+            if inside != rel && !self.allowed(&inside) {
+                return Err(format!(
+                    "input `{field}` = `{raw}` resolves through a symlink to `{inside}`, outside the effective {access} scopes"
+                ));
+            }
+            if access == PathAccess::Write && scope::is_reserved_write_path(&inside, slug) {
+                return Err(format!(
+                    "input `{field}` = `{raw}` resolves under `.lumenflow/`, which is reserved"
+                ));
+            }
+        }
+        Ok(())
+    }
+}

@@ -1,0 +1,237 @@
+//! The tools a runtime can dispatch: every tool of every loaded pack, each with its
+//! implementation (a Rust function for built-in packs, an entry file run as a sandboxed
+//! subprocess for packs on disk) and its compiled input and output schemas.
+
+use std::collections::{BTreeMap, HashMap};
+use std::path::PathBuf;
+use std::sync::Arc;
+
+use lumenflow_contracts::tool_output::ToolOutput;
+use serde_json::Value;
+
+use crate::json_schema::{self, CompiledSchema};
+use crate::loader::{LoadedPack, PackLocation};
+use crate::manifest::{parse_entry, ToolManifest};
+use crate::scope::EffectiveScopes;
+
+/// What a built-in tool function receives. Only the dispatch path can make one (its fields are
+/// private to it), so a [`BuiltinFn`] cannot be invoked from anywhere else: the "one dispatch
+/// path" invariant is enforced by the type system, not by convention:
+///
+/// ```compile_fail
+/// use lumenflow_kernel::dispatch::BuiltinCall;
+/// let effective = Default::default();
+/// let input = serde_json::json!({});
+/// // Error: the fields of BuiltinCall are private to the dispatch path.
+/// let call = BuiltinCall { input: &input, workspace_dir: std::path::Path::new("."),
+///     effective: &effective, receipt_id: "r", run_id: "r", task_id: None };
+/// ```
+pub struct BuiltinCall<'a> {
+    pub(in crate::dispatch) input: &'a Value,
+    pub(in crate::dispatch) workspace_dir: &'a std::path::Path,
+    pub(in crate::dispatch) effective: &'a EffectiveScopes,
+    pub(in crate::dispatch) receipt_id: &'a str,
+    pub(in crate::dispatch) run_id: &'a str,
+    pub(in crate::dispatch) task_id: Option<&'a str>,
+}
+
+impl<'a> BuiltinCall<'a> {
+    pub fn input(&self) -> &'a Value {
+        self.input
+    }
+    pub fn workspace_dir(&self) -> &'a std::path::Path {
+        self.workspace_dir
+    }
+    /// The effective scopes the call was admitted with (a tool touching a path it was not
+    /// given must refuse).
+    pub fn effective(&self) -> &'a EffectiveScopes {
+        self.effective
+    }
+    pub fn receipt_id(&self) -> &'a str {
+        self.receipt_id
+    }
+    pub fn run_id(&self) -> &'a str {
+        self.run_id
+    }
+    pub fn task_id(&self) -> Option<&'a str> {
+        self.task_id
+    }
+}
+
+/// A built-in tool: a Rust function the kernel calls only from the dispatch path.
+pub type BuiltinFn = Arc<dyn Fn(&BuiltinCall<'_>) -> ToolOutput + Send + Sync>;
+
+#[derive(Clone)]
+pub enum Implementation {
+    Builtin(BuiltinFn),
+    /// An entry file inside the pack root, run under bubblewrap speaking JSON on stdin/stdout.
+    Subprocess {
+        program: PathBuf,
+        export: Option<String>,
+        /// The pack folder, bound read-only so a script can load its siblings.
+        pack_root: PathBuf,
+    },
+}
+
+impl Implementation {
+    pub fn mode(&self) -> &'static str {
+        match self {
+            Implementation::Builtin(_) => "in-process",
+            Implementation::Subprocess { .. } => "subprocess",
+        }
+    }
+}
+
+/// One dispatchable tool.
+#[derive(Clone)]
+pub struct RegisteredTool {
+    pub name: String,
+    pub pack_id: String,
+    pub pack_slug: String,
+    pub pack_version: String,
+    pub pack_integrity: String,
+    pub manifest: ToolManifest,
+    pub input_schema: Option<CompiledSchema>,
+    pub output_schema: Option<CompiledSchema>,
+    pub implementation: Implementation,
+}
+
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+pub enum RegistryError {
+    #[error("tool `{tool}` is provided by both pack `{first}` and pack `{second}`")]
+    Duplicate {
+        tool: String,
+        first: String,
+        second: String,
+    },
+    #[error("tool `{tool}` of built-in pack `{pack}` has no implementation in this binary")]
+    MissingBuiltin { tool: String, pack: String },
+    #[error("tool `{tool}` of pack `{pack}`: {reason}")]
+    Schema {
+        tool: String,
+        pack: String,
+        reason: String,
+    },
+    #[error("tool `{tool}` of pack `{pack}`: {reason}")]
+    Entry {
+        tool: String,
+        pack: String,
+        reason: String,
+    },
+}
+
+impl RegistryError {
+    pub fn code(&self) -> &'static str {
+        match self {
+            RegistryError::Duplicate { .. } => "TOOL_DUPLICATE",
+            RegistryError::MissingBuiltin { .. } => "TOOL_IMPLEMENTATION_MISSING",
+            RegistryError::Schema { .. } => "TOOL_SCHEMA_INVALID",
+            RegistryError::Entry { .. } => "ENTRY_INVALID",
+        }
+    }
+}
+
+#[derive(Clone, Default)]
+pub struct ToolRegistry {
+    tools: BTreeMap<String, RegisteredTool>,
+}
+
+impl ToolRegistry {
+    pub fn new() -> Self {
+        Self::default()
+    }
+
+    pub fn register(&mut self, tool: RegisteredTool) -> Result<(), RegistryError> {
+        if let Some(existing) = self.tools.get(&tool.name) {
+            return Err(RegistryError::Duplicate {
+                tool: tool.name.clone(),
+                first: existing.pack_id.clone(),
+                second: tool.pack_id,
+            });
+        }
+        self.tools.insert(tool.name.clone(), tool);
+        Ok(())
+    }
+
+    pub fn get(&self, name: &str) -> Option<&RegisteredTool> {
+        self.tools.get(name)
+    }
+
+    /// Every tool, sorted by name.
+    pub fn tools(&self) -> impl Iterator<Item = &RegisteredTool> {
+        self.tools.values()
+    }
+
+    /// The tools of loaded packs. Built-in packs take their functions from `builtins` (by tool
+    /// name); packs on disk run their entry file.
+    pub fn from_packs(
+        packs: &[LoadedPack],
+        builtins: &HashMap<String, BuiltinFn>,
+    ) -> Result<Self, RegistryError> {
+        let mut registry = ToolRegistry::new();
+        for pack in packs {
+            let m = &pack.manifest.manifest;
+            for tool in &m.tools {
+                let implementation = match &pack.location {
+                    PackLocation::Builtin(_) => match builtins.get(&tool.name) {
+                        Some(f) => Implementation::Builtin(f.clone()),
+                        None => {
+                            return Err(RegistryError::MissingBuiltin {
+                                tool: tool.name.clone(),
+                                pack: m.id.clone(),
+                            })
+                        }
+                    },
+                    PackLocation::Dir(dir) => {
+                        let entry =
+                            parse_entry(&tool.entry).map_err(|reason| RegistryError::Entry {
+                                tool: tool.name.clone(),
+                                pack: m.id.clone(),
+                                reason,
+                            })?;
+                        let program = crate::manifest::lint::resolve_inside(dir, entry.module)
+                            .map_err(|reason| RegistryError::Entry {
+                                tool: tool.name.clone(),
+                                pack: m.id.clone(),
+                                reason,
+                            })?;
+                        Implementation::Subprocess {
+                            program,
+                            export: entry.export.map(str::to_string),
+                            pack_root: dir.canonicalize().unwrap_or_else(|_| dir.clone()),
+                        }
+                    }
+                };
+                registry.register(RegisteredTool {
+                    name: tool.name.clone(),
+                    pack_id: m.id.clone(),
+                    pack_slug: m.slug().to_string(),
+                    pack_version: m.version.clone(),
+                    pack_integrity: pack.pin.integrity.to_string(),
+                    manifest: tool.clone(),
+                    input_schema: compile(&tool.input_schema, &tool.name, &m.id)?,
+                    output_schema: compile(&tool.output_schema, &tool.name, &m.id)?,
+                    implementation,
+                })?;
+            }
+        }
+        Ok(registry)
+    }
+}
+
+fn compile(
+    schema: &Option<serde_json::Map<String, Value>>,
+    tool: &str,
+    pack: &str,
+) -> Result<Option<CompiledSchema>, RegistryError> {
+    schema
+        .as_ref()
+        .map(|s| {
+            json_schema::compile(&Value::Object(s.clone())).map_err(|e| RegistryError::Schema {
+                tool: tool.to_string(),
+                pack: pack.to_string(),
+                reason: e.to_string(),
+            })
+        })
+        .transpose()
+}

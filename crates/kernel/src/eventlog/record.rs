@@ -1,0 +1,460 @@
+//! One line of the log: validating and pre-encoding a caller's record, encoding it at its place in
+//! the chain, and checking a line read back.
+
+use std::cmp::Ordering;
+
+use lumenflow_contracts::canonical_json::{canonicalize_str, to_canonical_string};
+use lumenflow_contracts::digest::sha256_hex;
+use lumenflow_contracts::time::Timestamp;
+use serde_json::{Map, Value};
+
+use super::error::LineProblem;
+use super::RESERVED_KEYS;
+
+/// Largest integer a double holds exactly (RFC 8785 numbers are IEEE 754 doubles).
+const MAX_SAFE_INTEGER: u64 = (1 << 53) - 1;
+
+/// A record as read back from the log.
+#[derive(Debug, Clone, PartialEq)]
+pub struct LogRecord {
+    pub seq: u64,
+    pub prev_hash: String,
+    pub hash: String,
+    /// RFC 3339 UTC with milliseconds.
+    pub timestamp: String,
+    pub kind: String,
+    /// Every other member of the line: the caller's fields.
+    pub fields: Map<String, Value>,
+}
+
+impl LogRecord {
+    /// The `task_id` field, when it is a string.
+    pub fn task_id(&self) -> Option<&str> {
+        self.fields.get("task_id").and_then(Value::as_str)
+    }
+
+    /// The whole line as a JSON object (`seq`, `prev_hash`, `hash`, `timestamp`, `kind`, fields).
+    pub fn to_json(&self) -> Map<String, Value> {
+        let mut map = Map::new();
+        map.insert("seq".to_string(), Value::from(self.seq));
+        map.insert(
+            "prev_hash".to_string(),
+            Value::from(self.prev_hash.as_str()),
+        );
+        map.insert("hash".to_string(), Value::from(self.hash.as_str()));
+        map.insert(
+            "timestamp".to_string(),
+            Value::from(self.timestamp.as_str()),
+        );
+        map.insert("kind".to_string(), Value::from(self.kind.as_str()));
+        for (k, v) in &self.fields {
+            map.insert(k.clone(), v.clone());
+        }
+        map
+    }
+
+    /// Take a parsed line apart; `None` names the first member that is missing or malformed.
+    pub(crate) fn from_map(mut map: Map<String, Value>) -> Result<Self, LineProblem> {
+        let seq = read_seq(&map)?;
+        let prev_hash = read_hex(&map, "prev_hash")?;
+        let hash = read_hex(&map, "hash")?;
+        let timestamp = read_timestamp(&map)?;
+        let kind = read_kind(&map)?;
+        for key in ["seq", "prev_hash", "hash", "timestamp", "kind"] {
+            map.remove(key);
+        }
+        Ok(LogRecord {
+            seq,
+            prev_hash,
+            hash,
+            timestamp,
+            kind,
+            fields: map,
+        })
+    }
+}
+
+/// A record validated and canonically encoded on the appender's thread; the commit leader only has
+/// to put it in its place in the chain.
+#[derive(Debug)]
+pub(crate) struct Prepared {
+    /// `(key, "key":<canonical value>)`, sorted by key in RFC 8785 order (UTF-16 code units).
+    members: Vec<(String, String)>,
+    /// Canonical JSON of the `kind` string.
+    kind: String,
+    /// Canonical JSON of the caller's timestamp, normalised to UTC milliseconds.
+    timestamp: Option<String>,
+    /// Bytes of the line, roughly, for sizing the commit buffer.
+    size_hint: usize,
+}
+
+impl Prepared {
+    /// Validate a caller's record; the error is the reason, for `RECORD_INVALID`.
+    pub(crate) fn new(mut record: Map<String, Value>) -> Result<Self, String> {
+        for key in RESERVED_KEYS {
+            if record.contains_key(key) {
+                return Err(format!(
+                    "`{key}` is assigned by the log and must not be set by the caller"
+                ));
+            }
+        }
+        let kind = match record.get("kind") {
+            Some(Value::String(s)) if !s.trim().is_empty() => {
+                to_canonical_string(&Value::from(s.as_str()))
+            }
+            Some(Value::String(_)) => return Err("`kind` must not be empty".to_string()),
+            Some(_) => return Err("`kind` must be a string".to_string()),
+            None => return Err("a record needs a `kind`".to_string()),
+        };
+        let timestamp = match record.get("timestamp") {
+            None => None,
+            Some(Value::String(s)) => {
+                let t = Timestamp::parse(s).map_err(|e| format!("`timestamp`: {e}"))?;
+                let normalised = t.to_rfc3339();
+                let text = to_canonical_string(&Value::from(normalised.as_str()));
+                record.insert("timestamp".to_string(), Value::from(normalised));
+                Some(text)
+            }
+            Some(_) => return Err("`timestamp` must be an RFC 3339 string".to_string()),
+        };
+        let mut path = String::new();
+        for (key, value) in &record {
+            path.clear();
+            path.push_str(key);
+            check_integers(value, &mut path)?;
+        }
+        let mut members: Vec<(String, String)> = record
+            .into_iter()
+            .map(|(key, value)| {
+                let text = member(&key, &to_canonical_string(&value));
+                (key, text)
+            })
+            .collect();
+        members.sort_by(|a, b| key_cmp(&a.0, &b.0));
+        let size_hint = members.iter().map(|(_, m)| m.len() + 1).sum::<usize>() + 200;
+        Ok(Prepared {
+            members,
+            kind,
+            timestamp,
+            size_hint,
+        })
+    }
+
+    pub(crate) fn size_hint(&self) -> usize {
+        self.size_hint
+    }
+
+    /// Append the line for this record at `seq` after `prev_hash` to `out` and return its hash.
+    /// `now` is the canonical JSON of the commit's timestamp, used when the caller gave none.
+    pub(crate) fn encode(&self, seq: u64, prev_hash: &str, now: &str, out: &mut Vec<u8>) -> String {
+        let seq_text = to_canonical_string(&Value::from(seq));
+        let prev_member = format!("\"prev_hash\":\"{prev_hash}\"");
+        let seq_member = format!("\"seq\":{seq_text}");
+        let timestamp = self.timestamp.as_deref().unwrap_or(now);
+        let stamped;
+        // Sorted by key, and in RFC 8785 order among themselves: prev_hash < seq < timestamp.
+        let mut extras: Vec<(&str, &str)> = vec![("prev_hash", &prev_member), ("seq", &seq_member)];
+        if self.timestamp.is_none() {
+            stamped = member("timestamp", now);
+            extras.push(("timestamp", &stamped));
+        }
+        let mut canonical = String::with_capacity(self.size_hint);
+        canonical.push('{');
+        let mut first = true;
+        let mut push = |text: &str, canonical: &mut String| {
+            if !first {
+                canonical.push(',');
+            }
+            first = false;
+            canonical.push_str(text);
+        };
+        let mut extras = extras.into_iter().peekable();
+        for (key, text) in &self.members {
+            while let Some((extra_key, extra_text)) = extras.peek() {
+                if key_cmp(extra_key, key) == Ordering::Less {
+                    push(extra_text, &mut canonical);
+                    extras.next();
+                } else {
+                    break;
+                }
+            }
+            push(text, &mut canonical);
+        }
+        for (_, extra_text) in extras {
+            push(extra_text, &mut canonical);
+        }
+        canonical.push('}');
+        let hash = sha256_hex(canonical.as_bytes());
+
+        out.extend_from_slice(b"{\"seq\":");
+        out.extend_from_slice(seq_text.as_bytes());
+        out.extend_from_slice(b",\"prev_hash\":\"");
+        out.extend_from_slice(prev_hash.as_bytes());
+        out.extend_from_slice(b"\",\"hash\":\"");
+        out.extend_from_slice(hash.as_bytes());
+        out.extend_from_slice(b"\",\"timestamp\":");
+        out.extend_from_slice(timestamp.as_bytes());
+        out.extend_from_slice(b",\"kind\":");
+        out.extend_from_slice(self.kind.as_bytes());
+        for (key, text) in &self.members {
+            if key != "kind" && key != "timestamp" {
+                out.push(b',');
+                out.extend_from_slice(text.as_bytes());
+            }
+        }
+        out.extend_from_slice(b"}\n");
+        hash
+    }
+}
+
+/// `"key":value` with the key in canonical form.
+fn member(key: &str, value_text: &str) -> String {
+    let mut text = to_canonical_string(&Value::from(key));
+    text.push(':');
+    text.push_str(value_text);
+    text
+}
+
+/// RFC 8785 member order: by the UTF-16 code units of the names.
+fn key_cmp(a: &str, b: &str) -> Ordering {
+    if a.is_ascii() && b.is_ascii() {
+        return a.cmp(b);
+    }
+    a.encode_utf16().cmp(b.encode_utf16())
+}
+
+/// Refuse integers a double cannot hold: they would hash like their rounded neighbours.
+fn check_integers(value: &Value, path: &mut String) -> Result<(), String> {
+    match value {
+        Value::Number(n) => {
+            let too_big = match (n.as_u64(), n.as_i64()) {
+                (Some(u), _) => u > MAX_SAFE_INTEGER,
+                (None, Some(i)) => i.unsigned_abs() > MAX_SAFE_INTEGER,
+                (None, None) => false,
+            };
+            if too_big {
+                return Err(format!(
+                    "`{path}` is the integer {n}, beyond ±(2^53 - 1): RFC 8785 hashes numbers as \
+                     doubles, so it could change without changing the hash; store it as a string"
+                ));
+            }
+            Ok(())
+        }
+        Value::Array(items) => {
+            let len = path.len();
+            for (i, item) in items.iter().enumerate() {
+                path.push_str(&format!("[{i}]"));
+                check_integers(item, path)?;
+                path.truncate(len);
+            }
+            Ok(())
+        }
+        Value::Object(map) => {
+            let len = path.len();
+            for (key, item) in map {
+                path.push('.');
+                path.push_str(key);
+                check_integers(item, path)?;
+                path.truncate(len);
+            }
+            Ok(())
+        }
+        Value::Null | Value::Bool(_) | Value::String(_) => Ok(()),
+    }
+}
+
+/// A line that passed [`check_line`].
+#[derive(Debug)]
+pub(crate) struct CheckedLine {
+    pub(crate) seq: u64,
+    pub(crate) prev_hash: String,
+    pub(crate) hash: String,
+}
+
+/// Check one line (without its newline) on its own: strict JSON object, the log's members well
+/// formed, and the stored hash equal to the hash of the rest. Links to other lines are the
+/// caller's business.
+pub(crate) fn check_line(bytes: &[u8]) -> Result<CheckedLine, LineProblem> {
+    if bytes.is_empty() {
+        return Err(LineProblem::Empty);
+    }
+    let text = std::str::from_utf8(bytes).map_err(|e| LineProblem::InvalidJson(e.to_string()))?;
+    // Strict parse first: a duplicate member name would let two readers see two records.
+    canonicalize_str(text).map_err(|e| LineProblem::InvalidJson(e.to_string()))?;
+    let value: Value =
+        serde_json::from_str(text).map_err(|e| LineProblem::InvalidJson(e.to_string()))?;
+    let Value::Object(mut map) = value else {
+        return Err(LineProblem::NotObject);
+    };
+    let seq = read_seq(&map)?;
+    let prev_hash = read_hex(&map, "prev_hash")?;
+    let hash = read_hex(&map, "hash")?;
+    read_timestamp(&map)?;
+    read_kind(&map)?;
+    map.remove("hash");
+    let computed = sha256_hex(to_canonical_string(&Value::Object(map)).as_bytes());
+    if computed != hash {
+        return Err(LineProblem::HashMismatch {
+            stored: hash,
+            computed,
+        });
+    }
+    Ok(CheckedLine {
+        seq,
+        prev_hash,
+        hash,
+    })
+}
+
+fn read_seq(map: &Map<String, Value>) -> Result<u64, LineProblem> {
+    match map.get("seq") {
+        Some(Value::Number(n)) => match n.as_u64() {
+            Some(seq) if seq >= 1 => Ok(seq),
+            _ => Err(bad("seq", "must be an integer from 1")),
+        },
+        Some(_) => Err(bad("seq", "must be an integer from 1")),
+        None => Err(bad("seq", "is missing")),
+    }
+}
+
+fn read_hex(map: &Map<String, Value>, field: &'static str) -> Result<String, LineProblem> {
+    match map.get(field) {
+        Some(Value::String(s))
+            if s.len() == 64 && s.bytes().all(|b| matches!(b, b'0'..=b'9' | b'a'..=b'f')) =>
+        {
+            Ok(s.clone())
+        }
+        Some(_) => Err(bad(field, "must be 64 lowercase hex digits")),
+        None => Err(bad(field, "is missing")),
+    }
+}
+
+fn read_timestamp(map: &Map<String, Value>) -> Result<String, LineProblem> {
+    match map.get("timestamp") {
+        Some(Value::String(s)) => match Timestamp::parse(s) {
+            Ok(_) => Ok(s.clone()),
+            Err(e) => Err(LineProblem::BadField {
+                field: "timestamp",
+                reason: e.to_string(),
+            }),
+        },
+        Some(_) => Err(bad("timestamp", "must be an RFC 3339 string")),
+        None => Err(bad("timestamp", "is missing")),
+    }
+}
+
+fn read_kind(map: &Map<String, Value>) -> Result<String, LineProblem> {
+    match map.get("kind") {
+        Some(Value::String(s)) if !s.trim().is_empty() => Ok(s.clone()),
+        Some(_) => Err(bad("kind", "must be a non-empty string")),
+        None => Err(bad("kind", "is missing")),
+    }
+}
+
+fn bad(field: &'static str, reason: &str) -> LineProblem {
+    LineProblem::BadField {
+        field,
+        reason: reason.to_string(),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use proptest::prelude::*;
+
+    fn encode_one(record: Map<String, Value>, seq: u64, prev: &str) -> (String, String) {
+        let prepared = Prepared::new(record).expect("valid record");
+        let mut out = Vec::new();
+        let hash = prepared.encode(seq, prev, "\"2026-04-20T00:00:00.000Z\"", &mut out);
+        (String::from_utf8(out).expect("utf-8"), hash)
+    }
+
+    #[test]
+    fn the_line_has_the_log_members_first_and_verifies_on_its_own() {
+        // KRN-13: seq, prev_hash, hash, timestamp, kind, then the caller's fields.
+        let record =
+            serde_json::json!({"task_id": "WU-1", "kind": "task_created", "schema_version": 1});
+        let Value::Object(record) = record else {
+            unreachable!()
+        };
+        let (line, hash) = encode_one(record, 1, super::super::GENESIS_HASH);
+        assert!(line.starts_with(&format!(
+            "{{\"seq\":1,\"prev_hash\":\"{}\",\"hash\":\"{hash}\",\"timestamp\":\"2026-04-20T00:00:00.000Z\",\"kind\":\"task_created\",\"schema_version\":1,\"task_id\":\"WU-1\"}}\n",
+            super::super::GENESIS_HASH
+        )), "{line}");
+        let checked = check_line(line.trim_end().as_bytes()).expect("verifies");
+        assert_eq!(checked.hash, hash);
+        assert_eq!(checked.seq, 1);
+    }
+
+    #[test]
+    fn reserved_members_and_unsafe_integers_are_refused() {
+        for (record, needle) in [
+            (serde_json::json!({"kind": "x", "seq": 1}), "`seq`"),
+            (
+                serde_json::json!({"kind": "x", "prev_hash": "a"}),
+                "`prev_hash`",
+            ),
+            (serde_json::json!({"kind": "x", "hash": "a"}), "`hash`"),
+            (serde_json::json!({"task_id": "a"}), "needs a `kind`"),
+            (serde_json::json!({"kind": ""}), "must not be empty"),
+            (serde_json::json!({"kind": 3}), "must be a string"),
+            (
+                serde_json::json!({"kind": "x", "timestamp": "yesterday"}),
+                "RFC 3339",
+            ),
+            (
+                serde_json::json!({"kind": "x", "a": {"b": [1, 9007199254740993u64]}}),
+                "`a.b[1]`",
+            ),
+        ] {
+            let Value::Object(record) = record else {
+                unreachable!()
+            };
+            let err = Prepared::new(record).expect_err(needle);
+            assert!(err.contains(needle), "{err} should mention {needle}");
+        }
+    }
+
+    fn json_value() -> impl Strategy<Value = Value> {
+        let leaf = prop_oneof![
+            Just(Value::Null),
+            any::<bool>().prop_map(Value::from),
+            (-(1i64 << 53) + 1..(1i64 << 53)).prop_map(Value::from),
+            (-1e300f64..1e300).prop_map(Value::from),
+            "\\PC{0,8}".prop_map(Value::from),
+        ];
+        leaf.prop_recursive(3, 24, 4, |inner| {
+            prop_oneof![
+                prop::collection::vec(inner.clone(), 0..4).prop_map(Value::Array),
+                prop::collection::btree_map("\\PC{0,6}", inner, 0..4)
+                    .prop_map(|m| Value::Object(m.into_iter().collect())),
+            ]
+        })
+    }
+
+    proptest! {
+        /// KRN-13, KRN-15: the leader's merged encoding is exactly RFC 8785 of the line minus its
+        /// hash, for any keys (astral characters, `_` against digits, upper case) and values.
+        #[test]
+        fn encoding_hash_is_the_canonical_hash(
+            fields in prop::collection::btree_map("[a-zA-Z_0-9\\x{e000}\\x{1f600}]{0,6}", json_value(), 0..6),
+            seq in 1u64..1_000_000,
+            with_ts in any::<bool>(),
+        ) {
+            let mut record: Map<String, Value> = fields
+                .into_iter()
+                .filter(|(k, _)| !RESERVED_KEYS.contains(&k.as_str()) && k != "timestamp")
+                .collect();
+            record.insert("kind".to_string(), Value::from("checkpoint"));
+            if with_ts {
+                record.insert("timestamp".to_string(), Value::from("2026-04-20T02:00:00+02:00"));
+            }
+            let (line, hash) = encode_one(record, seq, &"ab".repeat(32));
+            let checked = check_line(line.trim_end_matches('\n').as_bytes());
+            prop_assert!(checked.is_ok(), "{checked:?} for {line}");
+            prop_assert_eq!(checked.expect("checked").hash, hash);
+        }
+    }
+}

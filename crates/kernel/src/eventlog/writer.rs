@@ -1,0 +1,588 @@
+//! The writer: opening (tail recovery), group commit, stats.
+
+use std::collections::{HashMap, VecDeque};
+use std::fs::{self, File, OpenOptions};
+use std::io::{self, Read, Seek, SeekFrom, Write};
+use std::path::{Path, PathBuf};
+use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
+use std::sync::{Arc, Condvar, Mutex, MutexGuard, Weak};
+
+use lumenflow_contracts::time::Timestamp;
+use serde_json::{Map, Value};
+
+use super::error::{LineProblem, LogError};
+use super::record::{check_line, Prepared};
+use super::replay::{replay_reader, ReplayFilter, ReplayPage};
+use super::GENESIS_HASH;
+
+/// How to open a log.
+#[derive(Debug, Clone)]
+#[non_exhaustive]
+pub struct LogOptions {
+    /// Re-check the whole chain (as [`super::verify`] does) after the tail is recovered, and refuse
+    /// to open a log with a bad line. Off by default: `open` reads only the tail, so it costs the
+    /// same for a log of any size.
+    pub verify_on_open: bool,
+    /// At most this many records per group commit (one `write` + one `fdatasync`). A single
+    /// `append_batch` is never split, whatever its size. Default 4096.
+    pub max_commit_records: usize,
+}
+
+impl Default for LogOptions {
+    fn default() -> Self {
+        LogOptions {
+            verify_on_open: false,
+            max_commit_records: 4096,
+        }
+    }
+}
+
+impl LogOptions {
+    pub fn verify_on_open(mut self, yes: bool) -> Self {
+        self.verify_on_open = yes;
+        self
+    }
+
+    pub fn max_commit_records(mut self, records: usize) -> Self {
+        self.max_commit_records = records.max(1);
+        self
+    }
+}
+
+/// What an append returns: the record's place in the chain.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Appended {
+    pub seq: u64,
+    pub hash: String,
+}
+
+/// What `open` cut from the end of the file.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct TornTail {
+    /// 1-based line number the cut line had.
+    pub line: u64,
+    /// Bytes removed.
+    pub bytes: u64,
+    /// Why it was cut.
+    pub problem: LineProblem,
+}
+
+/// Counters of one open log (shared by every handle of it).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct LogStats {
+    /// Records written and acknowledged since the log was opened.
+    pub records_appended: u64,
+    /// Group commits: one `write` and one `fdatasync` each.
+    pub commits: u64,
+    /// `fdatasync` calls on the append path (equal to `commits`; kept apart so a reader of the
+    /// stats need not know that).
+    pub fsyncs: u64,
+    /// Records in the largest group commit so far.
+    pub largest_commit: u64,
+    /// `seq` of the last record in the file (0 when empty).
+    pub last_seq: u64,
+    /// `hash` of the last record (64 zeros when empty).
+    pub head: String,
+    /// What `open` cut from the end of the file, if anything.
+    pub torn_tail: Option<TornTail>,
+}
+
+/// A handle on one open log. Cloning is cheap (an `Arc`); every clone, and every `open` of the
+/// same path in this process while a handle is alive, appends through the same writer (such an
+/// `open` returns the live handle and ignores its options). `Send + Sync`.
+#[derive(Debug, Clone)]
+pub struct EventLog {
+    shared: Arc<Shared>,
+}
+
+#[derive(Debug)]
+struct Shared {
+    path: PathBuf,
+    options: LogOptions,
+    queue: Mutex<Queue>,
+    wake: Condvar,
+    writer: Mutex<Writer>,
+    /// Bytes of the file known durable: readers through the handle stop here.
+    committed_len: AtomicU64,
+    broken: AtomicBool,
+    records_appended: AtomicU64,
+    commits: AtomicU64,
+    fsyncs: AtomicU64,
+    largest_commit: AtomicU64,
+    torn_tail: Option<TornTail>,
+}
+
+#[derive(Debug, Default)]
+struct Queue {
+    pending: VecDeque<Request>,
+    next_ticket: u64,
+    /// A leader is committing; new requests wait for the next commit.
+    leading: bool,
+    done: HashMap<u64, Result<Vec<Appended>, LogError>>,
+}
+
+#[derive(Debug)]
+struct Request {
+    ticket: u64,
+    records: Vec<Prepared>,
+}
+
+#[derive(Debug)]
+struct Writer {
+    file: File,
+    /// Length of the file after the last commit.
+    len: u64,
+    next_seq: u64,
+    last_hash: String,
+    /// Set after a failed write or fsync: what reached the disk is unknown.
+    failed: Option<String>,
+}
+
+/// Logs open in this process, so that two `open`s of one path share one writer.
+static OPEN_LOGS: Mutex<Vec<(PathBuf, Weak<Shared>)>> = Mutex::new(Vec::new());
+
+/// Lock, taking over a mutex a panicking thread left behind: no code of ours panics while holding
+/// these locks, and every state they guard is updated in one step.
+fn lock<T>(mutex: &Mutex<T>) -> MutexGuard<'_, T> {
+    mutex
+        .lock()
+        .unwrap_or_else(|poisoned| poisoned.into_inner())
+}
+
+impl EventLog {
+    /// Open the log at `path`, creating it (and its folder) if needed, cutting a torn tail and
+    /// recovering the last `seq` and hash. See the module docs for what counts as torn.
+    pub fn open(path: &Path, options: LogOptions) -> Result<Self, LogError> {
+        let io_err = |source| LogError::Io {
+            path: path.to_path_buf(),
+            source,
+        };
+        if let Some(dir) = path.parent().filter(|d| !d.as_os_str().is_empty()) {
+            fs::create_dir_all(dir).map_err(io_err)?;
+        }
+        let existed = path.exists();
+        let mut file = OpenOptions::new()
+            .create(true)
+            .read(true)
+            .append(true)
+            .open(path)
+            .map_err(io_err)?;
+        if !existed {
+            sync_parent_dir(path).map_err(io_err)?;
+        }
+        let key = fs::canonicalize(path).map_err(io_err)?;
+
+        let mut registry = lock(&OPEN_LOGS);
+        registry.retain(|(_, weak)| weak.strong_count() > 0);
+        if let Some(shared) = registry
+            .iter()
+            .filter(|(p, _)| *p == key)
+            .find_map(|(_, weak)| weak.upgrade())
+            .filter(|shared| !shared.broken.load(Ordering::Acquire))
+        {
+            return Ok(EventLog { shared });
+        }
+
+        let tail = recover_tail(&mut file, path)?;
+        if options.verify_on_open {
+            super::verify::verify(path)?;
+        }
+        let shared = Arc::new(Shared {
+            path: path.to_path_buf(),
+            options,
+            queue: Mutex::new(Queue::default()),
+            wake: Condvar::new(),
+            committed_len: AtomicU64::new(tail.len),
+            broken: AtomicBool::new(false),
+            records_appended: AtomicU64::new(0),
+            commits: AtomicU64::new(0),
+            fsyncs: AtomicU64::new(0),
+            largest_commit: AtomicU64::new(0),
+            torn_tail: tail.cut,
+            writer: Mutex::new(Writer {
+                file,
+                len: tail.len,
+                next_seq: tail.last_seq + 1,
+                last_hash: tail.last_hash,
+                failed: None,
+            }),
+        });
+        registry.push((key, Arc::downgrade(&shared)));
+        Ok(EventLog { shared })
+    }
+
+    pub fn path(&self) -> &Path {
+        &self.shared.path
+    }
+
+    /// Append one record; returns once its line is written and fsync'd.
+    pub fn append(&self, record: Map<String, Value>) -> Result<Appended, LogError> {
+        let prepared = Prepared::new(record).map_err(|reason| LogError::RecordInvalid {
+            path: self.shared.path.clone(),
+            index: None,
+            reason,
+        })?;
+        let mut acks = self.shared.submit(vec![prepared])?;
+        acks.pop().ok_or_else(|| LogError::Failed {
+            path: self.shared.path.clone(),
+            reason: "the commit acknowledged no record".to_string(),
+        })
+    }
+
+    /// Append records with consecutive `seq`s in one commit (one fsync); all or none are refused.
+    pub fn append_batch(
+        &self,
+        records: Vec<Map<String, Value>>,
+    ) -> Result<Vec<Appended>, LogError> {
+        if records.is_empty() {
+            return Ok(Vec::new());
+        }
+        let prepared = records
+            .into_iter()
+            .enumerate()
+            .map(|(i, record)| {
+                Prepared::new(record).map_err(|reason| LogError::RecordInvalid {
+                    path: self.shared.path.clone(),
+                    index: Some(i),
+                    reason,
+                })
+            })
+            .collect::<Result<Vec<_>, _>>()?;
+        self.shared.submit(prepared)
+    }
+
+    /// [`super::replay`], limited to what this handle knows is durable (a commit in flight is not
+    /// seen).
+    pub fn replay(&self, filter: &ReplayFilter) -> Result<ReplayPage, LogError> {
+        let len = self.shared.committed_len.load(Ordering::Acquire);
+        let file = File::open(&self.shared.path).map_err(|source| LogError::Io {
+            path: self.shared.path.clone(),
+            source,
+        })?;
+        replay_reader(
+            io::BufReader::new(file.take(len)),
+            &self.shared.path,
+            filter,
+        )
+    }
+
+    pub fn stats(&self) -> LogStats {
+        let s = &self.shared;
+        let (last_seq, head) = {
+            let w = lock(&s.writer);
+            (w.next_seq - 1, w.last_hash.clone())
+        };
+        LogStats {
+            records_appended: s.records_appended.load(Ordering::Relaxed),
+            commits: s.commits.load(Ordering::Relaxed),
+            fsyncs: s.fsyncs.load(Ordering::Relaxed),
+            largest_commit: s.largest_commit.load(Ordering::Relaxed),
+            last_seq,
+            head,
+            torn_tail: s.torn_tail.clone(),
+        }
+    }
+}
+
+impl Shared {
+    /// Queue `records` and return once a commit holding them is durable, leading that commit if
+    /// no other thread is.
+    fn submit(&self, records: Vec<Prepared>) -> Result<Vec<Appended>, LogError> {
+        let mut queue = lock(&self.queue);
+        let ticket = queue.next_ticket;
+        queue.next_ticket += 1;
+        queue.pending.push_back(Request { ticket, records });
+        loop {
+            if let Some(result) = queue.done.remove(&ticket) {
+                return result;
+            }
+            if queue.leading {
+                queue = self
+                    .wake
+                    .wait(queue)
+                    .unwrap_or_else(|poisoned| poisoned.into_inner());
+                continue;
+            }
+            // Lead: take what is queued (whole requests, up to the record cap) and commit it.
+            queue.leading = true;
+            let mut group = Vec::new();
+            let mut records = 0usize;
+            while let Some(request) = queue.pending.front() {
+                if !group.is_empty()
+                    && records + request.records.len() > self.options.max_commit_records
+                {
+                    break;
+                }
+                records += request.records.len();
+                if let Some(request) = queue.pending.pop_front() {
+                    group.push(request);
+                }
+            }
+            drop(queue);
+            let mut guard = LeaderGuard {
+                shared: self,
+                tickets: group.iter().map(|r| r.ticket).collect(),
+                results: None,
+            };
+            guard.results = Some(self.commit(&group));
+            drop(guard);
+            queue = lock(&self.queue);
+        }
+    }
+
+    /// Write and fsync one group; one result per request, in order.
+    fn commit(&self, group: &[Request]) -> Vec<Result<Vec<Appended>, LogError>> {
+        let mut w = lock(&self.writer);
+        let fail_all = |err: &dyn Fn() -> LogError| -> Vec<Result<Vec<Appended>, LogError>> {
+            group.iter().map(|_| Err(err())).collect()
+        };
+        if let Some(reason) = &w.failed {
+            return fail_all(&|| LogError::Failed {
+                path: self.path.clone(),
+                reason: reason.clone(),
+            });
+        }
+        match w.file.metadata() {
+            Ok(meta) if meta.len() == w.len => {}
+            Ok(meta) => {
+                let (expected, found) = (w.len, meta.len());
+                w.failed = Some(format!(
+                    "the file changed behind the writer (expected {expected} bytes, found {found})"
+                ));
+                self.broken.store(true, Ordering::Release);
+                return fail_all(&|| LogError::Conflict {
+                    path: self.path.clone(),
+                    expected,
+                    found,
+                });
+            }
+            Err(e) => {
+                let (kind, message) = (e.kind(), e.to_string());
+                return fail_all(&|| LogError::Io {
+                    path: self.path.clone(),
+                    source: io::Error::new(kind, message.clone()),
+                });
+            }
+        }
+
+        let now = format!("\"{}\"", Timestamp::now().to_rfc3339());
+        let size: usize = group
+            .iter()
+            .flat_map(|r| r.records.iter())
+            .map(Prepared::size_hint)
+            .sum();
+        let mut buf = Vec::with_capacity(size);
+        let mut seq = w.next_seq;
+        let mut prev = w.last_hash.clone();
+        let mut acks: Vec<Vec<Appended>> = Vec::with_capacity(group.len());
+        for request in group {
+            let mut request_acks = Vec::with_capacity(request.records.len());
+            for record in &request.records {
+                let hash = record.encode(seq, &prev, &now, &mut buf);
+                request_acks.push(Appended {
+                    seq,
+                    hash: hash.clone(),
+                });
+                prev = hash;
+                seq += 1;
+            }
+            acks.push(request_acks);
+        }
+
+        let written = w.file.write_all(&buf).and_then(|()| {
+            self.fsyncs.fetch_add(1, Ordering::Relaxed);
+            w.file.sync_data()
+        });
+        if let Err(e) = written {
+            // Nothing of this group was acknowledged: take it back if we can, and stop, because
+            // after a failed fsync what reached the disk is unknown. Reopening re-reads the tail.
+            let old_len = w.len;
+            let _ = w.file.set_len(old_len).and_then(|()| w.file.sync_all());
+            let (kind, message) = (e.kind(), e.to_string());
+            w.failed = Some(message.clone());
+            self.broken.store(true, Ordering::Release);
+            return fail_all(&|| LogError::Io {
+                path: self.path.clone(),
+                source: io::Error::new(kind, message.clone()),
+            });
+        }
+        let committed = seq - w.next_seq;
+        w.len += buf.len() as u64;
+        w.next_seq = seq;
+        w.last_hash = prev;
+        self.committed_len.store(w.len, Ordering::Release);
+        self.commits.fetch_add(1, Ordering::Relaxed);
+        self.records_appended
+            .fetch_add(committed, Ordering::Relaxed);
+        self.largest_commit.fetch_max(committed, Ordering::Relaxed);
+        acks.into_iter().map(Ok).collect()
+    }
+}
+
+/// Hands a commit's results to its waiters and steps down as leader, also if the commit panicked
+/// (then every waiter of the group gets an error instead of waiting forever).
+struct LeaderGuard<'a> {
+    shared: &'a Shared,
+    tickets: Vec<u64>,
+    results: Option<Vec<Result<Vec<Appended>, LogError>>>,
+}
+
+impl Drop for LeaderGuard<'_> {
+    fn drop(&mut self) {
+        let mut queue = lock(&self.shared.queue);
+        match self.results.take() {
+            Some(results) => {
+                for (ticket, result) in self.tickets.iter().zip(results) {
+                    queue.done.insert(*ticket, result);
+                }
+            }
+            None => {
+                for ticket in &self.tickets {
+                    queue.done.insert(
+                        *ticket,
+                        Err(LogError::Failed {
+                            path: self.shared.path.clone(),
+                            reason: "the commit was interrupted by a panic".to_string(),
+                        }),
+                    );
+                }
+            }
+        }
+        queue.leading = false;
+        self.shared.wake.notify_all();
+    }
+}
+
+/// Where the file's chain ends after recovery.
+struct Tail {
+    len: u64,
+    last_seq: u64,
+    last_hash: String,
+    cut: Option<TornTail>,
+}
+
+/// Find the last records of the file, cut a torn last line, and return where the chain ends.
+fn recover_tail(file: &mut File, path: &Path) -> Result<Tail, LogError> {
+    let io_err = |source| LogError::Io {
+        path: path.to_path_buf(),
+        source,
+    };
+    let len = file.metadata().map_err(io_err)?.len();
+    if len == 0 {
+        return Ok(Tail {
+            len: 0,
+            last_seq: 0,
+            last_hash: GENESIS_HASH.to_string(),
+            cut: None,
+        });
+    }
+    let (offset, bytes) = read_tail(file, len).map_err(io_err)?;
+    // `bytes` holds the whole file, or at least three newlines: enough for the fragment after
+    // the last newline, the last complete line and the one before it.
+    let line_starts = |end: usize| -> usize {
+        bytes[..end]
+            .iter()
+            .rposition(|b| *b == b'\n')
+            .map_or(0, |i| i + 1)
+    };
+    let mut end = bytes.len();
+    let mut cut: Option<(usize, LineProblem)> = None;
+    let fragment_start = line_starts(end);
+    if fragment_start < end {
+        cut = Some((fragment_start, LineProblem::Incomplete));
+        end = fragment_start;
+    }
+    let mut last = None;
+    while end > 0 {
+        let start = line_starts(end - 1);
+        match check_line(&bytes[start..end - 1]) {
+            Ok(checked) => {
+                last = Some(checked);
+                break;
+            }
+            Err(problem) if cut.is_none() => {
+                cut = Some((start, problem));
+                end = start;
+            }
+            Err(problem) => {
+                // Only one line is ever cut: this one is corruption, not a torn write.
+                let line = count_lines(file, offset + start as u64).map_err(io_err)? + 1;
+                return Err(LogError::Corrupt {
+                    path: path.to_path_buf(),
+                    line,
+                    problem,
+                });
+            }
+        }
+    }
+    let new_len = offset + end as u64;
+    let torn = match cut {
+        Some((start, problem)) => {
+            let line = count_lines(file, offset + start as u64).map_err(io_err)? + 1;
+            file.set_len(new_len).map_err(io_err)?;
+            file.sync_all().map_err(io_err)?;
+            Some(TornTail {
+                line,
+                bytes: len - new_len,
+                problem,
+            })
+        }
+        None => None,
+    };
+    let (last_seq, last_hash) = match last {
+        Some(checked) => (checked.seq, checked.hash),
+        None => (0, GENESIS_HASH.to_string()),
+    };
+    Ok(Tail {
+        len: new_len,
+        last_seq,
+        last_hash,
+        cut: torn,
+    })
+}
+
+/// The end of the file, from an offset such that it holds at least three newlines (or the whole
+/// file).
+fn read_tail(file: &mut File, len: u64) -> io::Result<(u64, Vec<u8>)> {
+    let mut window = 16 * 1024u64;
+    loop {
+        let offset = len.saturating_sub(window);
+        file.seek(SeekFrom::Start(offset))?;
+        let mut bytes = vec![0u8; (len - offset) as usize];
+        file.read_exact(&mut bytes)?;
+        if offset == 0 || bytes.iter().filter(|b| **b == b'\n').count() >= 3 {
+            return Ok((offset, bytes));
+        }
+        window = window.saturating_mul(4);
+    }
+}
+
+/// Newlines in the first `upto` bytes of the file (only on the error and cut paths).
+fn count_lines(file: &mut File, upto: u64) -> io::Result<u64> {
+    file.seek(SeekFrom::Start(0))?;
+    let mut reader = Read::by_ref(file).take(upto);
+    let mut count = 0u64;
+    let mut buf = [0u8; 64 * 1024];
+    loop {
+        let n = reader.read(&mut buf)?;
+        if n == 0 {
+            return Ok(count);
+        }
+        count += buf[..n].iter().filter(|b| **b == b'\n').count() as u64;
+    }
+}
+
+/// Make a newly created file's directory entry durable.
+fn sync_parent_dir(path: &Path) -> io::Result<()> {
+    #[cfg(unix)]
+    {
+        let dir = match path.parent().filter(|d| !d.as_os_str().is_empty()) {
+            Some(dir) => dir,
+            None => Path::new("."),
+        };
+        File::open(dir)?.sync_all()?;
+    }
+    #[cfg(not(unix))]
+    let _ = path;
+    Ok(())
+}
