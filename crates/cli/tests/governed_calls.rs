@@ -227,3 +227,95 @@ fn approvals_gate_a_risky_tool_once_per_grant() {
     assert_eq!(e["output"]["error"]["code"], "APPROVAL_REQUIRED");
     assert_ne!(e["approval_id"].as_str(), Some(id.as_str()));
 }
+
+#[test]
+fn a_task_narrows_its_calls_and_a_finished_task_runs_nothing() {
+    if !sandbox_available() {
+        return;
+    }
+    let dir = workspace();
+    let ws = dir.path();
+    let ws_id = ok(ws, &["config", "get", "--key", "memory_namespace"])
+        .trim()
+        .to_string();
+    std::fs::write(
+        ws.join("task.yaml"),
+        format!(
+            "id: WU-7\nworkspace_id: {ws_id}\nlane_id: default\ndomain: notes-ops\ntitle: Read the notes\ndescription: Read one note.\nacceptance: [the note is read]\ndeclared_scopes:\n  - {{type: path, pattern: \"notes/**\", access: read}}\nrisk: low\ntype: task\npriority: P2\ncreated: 2026-11-21\n"
+        ),
+    )
+    .expect("task spec");
+    ok(ws, &["task", "create", "--spec", "task.yaml"]);
+    // Not claimed yet: no tool call may run for it.
+    let e = json_err(
+        ws,
+        &[
+            "tool",
+            "call",
+            "read-notes",
+            "--task",
+            "WU-7",
+            "--input",
+            r#"{"path":"notes/a.md"}"#,
+        ],
+    );
+    assert_eq!(e["output"]["error"]["code"], "TASK_NOT_ACTIVE", "{e}");
+    ok(ws, &["task", "claim", "WU-7"]);
+    ok(
+        ws,
+        &[
+            "tool",
+            "call",
+            "read-notes",
+            "--task",
+            "WU-7",
+            "--input",
+            r#"{"path":"notes/a.md"}"#,
+        ],
+    );
+    ok(ws, &["task", "complete", "WU-7"]);
+    let e = json_err(
+        ws,
+        &[
+            "tool",
+            "call",
+            "read-notes",
+            "--task",
+            "WU-7",
+            "--input",
+            r#"{"path":"notes/a.md"}"#,
+        ],
+    );
+    assert_eq!(e["output"]["error"]["code"], "TASK_NOT_ACTIVE", "{e}");
+    let e = json_err(
+        ws,
+        &[
+            "tool",
+            "call",
+            "read-notes",
+            "--task",
+            "WU-404",
+            "--input",
+            r#"{"path":"notes/a.md"}"#,
+        ],
+    );
+    assert_eq!(e["output"]["error"]["code"], "TASK_NOT_FOUND", "{e}");
+    let log = ok(ws, &["events", "log", "--task", "WU-7", "--json"]);
+    let v: serde_json::Value = serde_json::from_str(&log).expect("json");
+    let kinds: Vec<&str> = v["records"]
+        .as_array()
+        .expect("records")
+        .iter()
+        .filter_map(|r| r["kind"].as_str())
+        .collect();
+    for kind in [
+        "task_created",
+        "task_claimed",
+        "run_started",
+        "tool_call_started",
+        "tool_call_finished",
+        "task_completed",
+    ] {
+        assert!(kinds.contains(&kind), "{kind} missing from {kinds:?}");
+    }
+}

@@ -19,8 +19,21 @@ pub const SHA256_PREFIX: &str = "sha256:";
 const HEX_LEN: usize = 64;
 
 /// Lowercase hex SHA-256 of bytes (no prefix).
+/// Lowercase hex of bytes. Digests are formatted on every receipt and event id, so this avoids
+/// the per-character iterator of `hex::encode`.
+pub fn lower_hex(bytes: &[u8]) -> String {
+    const DIGITS: &[u8; 16] = b"0123456789abcdef";
+    let mut out = Vec::with_capacity(bytes.len() * 2);
+    for b in bytes {
+        out.push(DIGITS[(b >> 4) as usize]);
+        out.push(DIGITS[(b & 0x0f) as usize]);
+    }
+    // Only ASCII hex digits were pushed.
+    String::from_utf8(out).unwrap_or_default()
+}
+
 pub fn sha256_hex(bytes: &[u8]) -> String {
-    hex::encode(Sha256::digest(bytes))
+    lower_hex(&Sha256::digest(bytes))
 }
 
 /// A SHA-256 digest, shown (and serialized) as `sha256:<64 lowercase hex>`.
@@ -40,7 +53,7 @@ impl Sha256Digest {
 
     /// The 64 lowercase hex digits, without prefix.
     pub fn hex(&self) -> String {
-        hex::encode(self.0)
+        lower_hex(&self.0)
     }
 
     /// The raw 32 bytes.

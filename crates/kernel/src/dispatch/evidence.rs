@@ -30,6 +30,8 @@ pub struct Stored {
 #[derive(Debug, Clone)]
 pub struct EvidenceStore {
     root: PathBuf,
+    /// Blobs this process already stored or saw: a repeated input costs no syscall.
+    known: std::sync::Arc<std::sync::Mutex<std::collections::HashSet<[u8; 32]>>>,
 }
 
 impl EvidenceStore {
@@ -37,6 +39,7 @@ impl EvidenceStore {
         fs::create_dir_all(root.join("inputs"))?;
         Ok(EvidenceStore {
             root: root.to_path_buf(),
+            known: Default::default(),
         })
     }
 
@@ -51,8 +54,13 @@ impl EvidenceStore {
         let digest = Sha256Digest::of(&bytes);
         let hex = digest.hex();
         let reference = format!("inputs/{hex}");
+        let already = self
+            .known
+            .lock()
+            .map(|k| k.contains(digest.as_bytes()))
+            .unwrap_or(false);
         let path = self.root.join(&reference);
-        if !path.exists() {
+        if !already && !path.exists() {
             let tmp = self
                 .root
                 .join("inputs")
@@ -68,6 +76,14 @@ impl EvidenceStore {
             }
             // Rename is atomic; two writers of the same blob write identical bytes.
             fs::rename(&tmp, &path)?;
+        }
+        if !already {
+            if let Ok(mut k) = self.known.lock() {
+                if k.len() > 100_000 {
+                    k.clear();
+                }
+                k.insert(*digest.as_bytes());
+            }
         }
         Ok(Stored {
             hash: digest.to_string(),

@@ -681,6 +681,10 @@ impl Runtime {
         if let Some(code) = output.error_code() {
             finished.insert("error_code".into(), code.into());
         }
+        // Receipts carry the task so replay by task finds both halves of every call.
+        if let Some(task) = &req.task_id {
+            finished.insert("task_id".into(), task.clone().into());
+        }
         if let Some(data) = &output.data {
             if let Ok(stored) = self.evidence.put(data) {
                 finished.insert("output_hash".into(), stored.hash.into());
@@ -726,6 +730,10 @@ impl Runtime {
             "error_code": code,
             "scope_narrowed": narrowed,
         }));
+        let mut finished = finished;
+        if let Some(task) = draft.record.get("task_id").filter(|t| !t.is_null()) {
+            finished.insert("task_id".into(), task.clone());
+        }
         let recorded = self.log.append_batch(vec![draft.record, finished]).is_ok();
         CallOutcome {
             output,

@@ -218,9 +218,12 @@ impl Prepared {
             }
             // Resolve symlinks on the part that exists: the target must still be inside the
             // workspace and inside the scopes.
-            let mut existing = root.join(&rel);
+            let full = root.join(&rel);
+            let mut existing = full.clone();
             let mut rest = Vec::new();
-            while !existing.exists() {
+            // Most paths exist: resolve them with one call; walk up only for new files.
+            let direct = full.canonicalize().ok();
+            while direct.is_none() && !existing.exists() {
                 match (
                     existing.file_name().map(|n| n.to_os_string()),
                     existing.parent().map(Path::to_path_buf),
@@ -232,9 +235,12 @@ impl Prepared {
                     _ => break,
                 }
             }
-            let mut resolved = existing
-                .canonicalize()
-                .map_err(|e| format!("cannot resolve input `{field}`: {e}"))?;
+            let mut resolved = match direct {
+                Some(p) => p,
+                None => existing
+                    .canonicalize()
+                    .map_err(|e| format!("cannot resolve input `{field}`: {e}"))?,
+            };
             for part in rest.iter().rev() {
                 resolved.push(part);
             }
