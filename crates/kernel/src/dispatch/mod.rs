@@ -383,6 +383,9 @@ impl Runtime {
             .insert("pack_version".into(), tool.pack_version.clone().into());
         draft
             .record
+            .insert("tool_version".into(), tool.pack_version.clone().into());
+        draft
+            .record
             .insert("pack_integrity".into(), tool.pack_integrity.clone().into());
         draft.record.insert(
             "scope_requested".into(),
