@@ -547,7 +547,7 @@ fn durable_grants_run_exactly_once_for_exactly_their_input_and_expire() {
     let input = json!({"path": "reports/late.md"});
     let hash = approvals::input_hash(&input);
     let mut ctx = GateContext::new("alice", "short-lived");
-    ctx.ttl = std::time::Duration::from_millis(1);
+    ctx.ttl = std::time::Duration::from_millis(400);
     let pending = match approvals::gate(&*store, "notes:risky", &hash, ctx, Timestamp::now())
         .expect("gate")
     {
@@ -555,7 +555,8 @@ fn durable_grants_run_exactly_once_for_exactly_their_input_and_expire() {
         other => panic!("expected a pending request, got {other:?}"),
     };
     grant(&pending.id);
-    std::thread::sleep(std::time::Duration::from_millis(20));
+    // Granted in time, used too late.
+    std::thread::sleep(std::time::Duration::from_millis(600));
     let late = call(&f, "notes:risky", input);
     assert_refused(&f, &late, "APPROVAL_REQUIRED");
     assert_ne!(late.approval_id.as_deref(), Some(pending.id.as_str()));
