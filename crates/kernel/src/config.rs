@@ -545,12 +545,3 @@ fn env_ref_issues(
         _ => {}
     }
 }
-
-/// A diagnostic for a config problem, for callers that want file context.
-pub fn as_diagnostic(doc: &WorkspaceDocument, key: &str, err: &ConfigError) -> FileDiagnostic {
-    let mut path = FieldPath::root();
-    for seg in key.split('.') {
-        path = path.key(seg);
-    }
-    doc.diagnostic(err.code(), &path, err.to_string())
-}
