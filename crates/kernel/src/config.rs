@@ -11,7 +11,7 @@ use std::path::Path;
 use indexmap::IndexMap;
 use serde_json::Value;
 
-use crate::diagnostics::{Diagnostics, FileDiagnostic};
+use crate::diagnostics::Diagnostics;
 use crate::json_schema::CompiledSchema;
 use crate::loader::{LoadedPack, PackLoader, PackLocation};
 use crate::manifest::{lint, ManifestDocument};
