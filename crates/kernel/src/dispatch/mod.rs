@@ -580,7 +580,7 @@ impl Runtime {
             Implementation::Subprocess { .. } => "pending",
         };
         draft.record.insert("sandbox".into(), sandbox_label.into());
-        if let Err(e) = self.log.append(draft.record.clone()) {
+        if let Err(e) = self.log.append(std::mem::take(&mut draft.record)) {
             return CallOutcome {
                 output: ToolOutput::fail(
                     codes::RECORD_FAILED,
