@@ -89,6 +89,18 @@ pub fn to_canonical_string(value: &Value) -> String {
     out
 }
 
+/// [`to_canonical_string`] appended to an existing buffer, so a caller encoding many values can
+/// reuse one allocation.
+pub fn write_canonical(out: &mut String, value: &Value) {
+    write_value(out, value, NonFinite::WriteNull);
+}
+
+/// The canonical JSON text (RFC 8785) of a string, quoted and escaped, appended to `out`: the same
+/// bytes as `to_canonical_string(&Value::from(text))` without building a [`Value`].
+pub fn write_canonical_str(out: &mut String, text: &str) {
+    write_string(out, text);
+}
+
 /// [`to_canonical_string`] as UTF-8 bytes, the form that is hashed or signed.
 pub fn to_canonical_vec(value: &Value) -> Vec<u8> {
     to_canonical_string(value).into_bytes()

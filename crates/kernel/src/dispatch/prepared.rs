@@ -237,6 +237,8 @@ impl Prepared {
             }
             let mut resolved = match direct {
                 Some(p) => p,
+                // `root` is already canonical (resolved once by the cache): no need to ask again.
+                None if existing == root => root.to_path_buf(),
                 None => existing
                     .canonicalize()
                     .map_err(|e| format!("cannot resolve input `{field}`: {e}"))?,

@@ -3,10 +3,13 @@
 
 use std::cmp::Ordering;
 
-use lumenflow_contracts::canonical_json::{canonicalize_str, to_canonical_string};
-use lumenflow_contracts::digest::sha256_hex;
+use lumenflow_contracts::canonical_json::{
+    canonicalize_str, to_canonical_string, write_canonical, write_canonical_str,
+};
+use lumenflow_contracts::digest::{lower_hex, sha256_hex};
 use lumenflow_contracts::time::Timestamp;
 use serde_json::{Map, Value};
+use sha2::{Digest as _, Sha256};
 
 use super::error::LineProblem;
 use super::RESERVED_KEYS;
@@ -78,15 +81,36 @@ impl LogRecord {
 /// to put it in its place in the chain.
 #[derive(Debug)]
 pub(crate) struct Prepared {
-    /// `(key, "key":<canonical value>)`, sorted by key in RFC 8785 order (UTF-16 code units).
-    members: Vec<(String, String)>,
-    /// Canonical JSON of the `kind` string.
-    kind: String,
-    /// Canonical JSON of the caller's timestamp, normalised to UTC milliseconds.
-    timestamp: Option<String>,
+    /// Every member as `"key":<canonical value>`, sorted by key in RFC 8785 order (UTF-16 code
+    /// units), concatenated without separators. One buffer instead of one string per member.
+    body: String,
+    /// Per member, in `body` order: its key and where its text ends in `body` (it starts where the
+    /// previous one ends).
+    members: Vec<Member>,
+    /// The `kind` member's value (canonical JSON of the string), as a range of `body`.
+    kind: Span,
+    /// The caller's timestamp member's value, normalised to UTC milliseconds, as a range of
+    /// `body`; `None` when the commit's timestamp is used.
+    timestamp: Option<Span>,
     /// Bytes of the line, roughly, for sizing the commit buffer.
     size_hint: usize,
 }
+
+#[derive(Debug)]
+struct Member {
+    key: String,
+    /// Where the member ends in `body`.
+    end: usize,
+}
+
+#[derive(Debug, Clone, Copy)]
+struct Span {
+    start: usize,
+    end: usize,
+}
+
+/// Members the log adds to every line, in RFC 8785 order among themselves.
+const EXTRA_KEYS: [&str; 3] = ["prev_hash", "seq", "timestamp"];
 
 impl Prepared {
     /// Validate a caller's record; the error is the reason, for `RECORD_INVALID`.
@@ -98,22 +122,18 @@ impl Prepared {
                 ));
             }
         }
-        let kind = match record.get("kind") {
-            Some(Value::String(s)) if !s.trim().is_empty() => {
-                to_canonical_string(&Value::from(s.as_str()))
-            }
+        match record.get("kind") {
+            Some(Value::String(s)) if !s.trim().is_empty() => {}
             Some(Value::String(_)) => return Err("`kind` must not be empty".to_string()),
             Some(_) => return Err("`kind` must be a string".to_string()),
             None => return Err("a record needs a `kind`".to_string()),
-        };
-        let timestamp = match record.get("timestamp") {
-            None => None,
+        }
+        let has_timestamp = match record.get_mut("timestamp") {
+            None => false,
             Some(Value::String(s)) => {
                 let t = Timestamp::parse(s).map_err(|e| format!("`timestamp`: {e}"))?;
-                let normalised = t.to_rfc3339();
-                let text = to_canonical_string(&Value::from(normalised.as_str()));
-                record.insert("timestamp".to_string(), Value::from(normalised));
-                Some(text)
+                *s = t.to_rfc3339();
+                true
             }
             Some(_) => return Err("`timestamp` must be an RFC 3339 string".to_string()),
         };
@@ -123,16 +143,36 @@ impl Prepared {
             path.push_str(key);
             check_integers(value, &mut path)?;
         }
-        let mut members: Vec<(String, String)> = record
-            .into_iter()
-            .map(|(key, value)| {
-                let text = member(&key, &to_canonical_string(&value));
-                (key, text)
-            })
-            .collect();
-        members.sort_by(|a, b| key_cmp(&a.0, &b.0));
-        let size_hint = members.iter().map(|(_, m)| m.len() + 1).sum::<usize>() + 200;
+        let mut entries: Vec<(String, Value)> = record.into_iter().collect();
+        entries.sort_by(|a, b| key_cmp(&a.0, &b.0));
+        let mut body = String::with_capacity(256);
+        let mut members = Vec::with_capacity(entries.len());
+        let mut kind = None;
+        let mut timestamp = None;
+        for (key, value) in entries {
+            write_canonical_str(&mut body, &key);
+            body.push(':');
+            let value_start = body.len();
+            write_canonical(&mut body, &value);
+            let span = Span {
+                start: value_start,
+                end: body.len(),
+            };
+            match key.as_str() {
+                "kind" => kind = Some(span),
+                "timestamp" if has_timestamp => timestamp = Some(span),
+                _ => {}
+            }
+            members.push(Member {
+                key,
+                end: body.len(),
+            });
+        }
+        // `kind` was checked above to be present.
+        let kind = kind.ok_or_else(|| "a record needs a `kind`".to_string())?;
+        let size_hint = body.len() + members.len() + 200;
         Ok(Prepared {
+            body,
             members,
             kind,
             timestamp,
@@ -144,48 +184,69 @@ impl Prepared {
         self.size_hint
     }
 
+    fn span(&self, span: Span) -> &str {
+        &self.body[span.start..span.end]
+    }
+
     /// Append the line for this record at `seq` after `prev_hash` to `out` and return its hash.
     /// `now` is the canonical JSON of the commit's timestamp, used when the caller gave none.
     pub(crate) fn encode(&self, seq: u64, prev_hash: &str, now: &str, out: &mut Vec<u8>) -> String {
-        let seq_text = to_canonical_string(&Value::from(seq));
-        let prev_member = format!("\"prev_hash\":\"{prev_hash}\"");
-        let seq_member = format!("\"seq\":{seq_text}");
-        let timestamp = self.timestamp.as_deref().unwrap_or(now);
-        let stamped;
-        // Sorted by key, and in RFC 8785 order among themselves: prev_hash < seq < timestamp.
-        let mut extras: Vec<(&str, &str)> = vec![("prev_hash", &prev_member), ("seq", &seq_member)];
-        if self.timestamp.is_none() {
-            stamped = member("timestamp", now);
-            extras.push(("timestamp", &stamped));
-        }
-        let mut canonical = String::with_capacity(self.size_hint);
-        canonical.push('{');
-        let mut first = true;
-        let mut push = |text: &str, canonical: &mut String| {
-            if !first {
-                canonical.push(',');
-            }
-            first = false;
-            canonical.push_str(text);
+        let seq_text = seq_text(seq);
+        let timestamp = match self.timestamp {
+            Some(span) => self.span(span),
+            None => now,
         };
-        let mut extras = extras.into_iter().peekable();
-        for (key, text) in &self.members {
-            while let Some((extra_key, extra_text)) = extras.peek() {
-                if key_cmp(extra_key, key) == Ordering::Less {
-                    push(extra_text, &mut canonical);
-                    extras.next();
-                } else {
-                    break;
+        // The hash is of RFC 8785 of the line without `hash`: every member sorted by key, the
+        // log's own merged in. It is fed to the hasher piece by piece instead of being built.
+        let mut hasher = Sha256::new();
+        hasher.update(b"{");
+        let extras = if self.timestamp.is_none() { 3 } else { 2 };
+        let mut next_extra = 0;
+        let mut first = true;
+        let push_extra = |index: usize, hasher: &mut Sha256, first: &mut bool| {
+            if !*first {
+                hasher.update(b",");
+            }
+            *first = false;
+            match index {
+                0 => {
+                    hasher.update(b"\"prev_hash\":\"");
+                    hasher.update(prev_hash.as_bytes());
+                    hasher.update(b"\"");
+                }
+                1 => {
+                    hasher.update(b"\"seq\":");
+                    hasher.update(seq_text.as_bytes());
+                }
+                _ => {
+                    hasher.update(b"\"timestamp\":");
+                    hasher.update(now.as_bytes());
                 }
             }
-            push(text, &mut canonical);
+        };
+        let mut start = 0;
+        for member in &self.members {
+            while next_extra < extras
+                && key_cmp(EXTRA_KEYS[next_extra], &member.key) == Ordering::Less
+            {
+                push_extra(next_extra, &mut hasher, &mut first);
+                next_extra += 1;
+            }
+            if !first {
+                hasher.update(b",");
+            }
+            first = false;
+            hasher.update(&self.body.as_bytes()[start..member.end]);
+            start = member.end;
         }
-        for (_, extra_text) in extras {
-            push(extra_text, &mut canonical);
+        while next_extra < extras {
+            push_extra(next_extra, &mut hasher, &mut first);
+            next_extra += 1;
         }
-        canonical.push('}');
-        let hash = sha256_hex(canonical.as_bytes());
+        hasher.update(b"}");
+        let hash = lower_hex(&hasher.finalize());
 
+        out.reserve(self.size_hint + prev_hash.len());
         out.extend_from_slice(b"{\"seq\":");
         out.extend_from_slice(seq_text.as_bytes());
         out.extend_from_slice(b",\"prev_hash\":\"");
@@ -195,24 +256,28 @@ impl Prepared {
         out.extend_from_slice(b"\",\"timestamp\":");
         out.extend_from_slice(timestamp.as_bytes());
         out.extend_from_slice(b",\"kind\":");
-        out.extend_from_slice(self.kind.as_bytes());
-        for (key, text) in &self.members {
-            if key != "kind" && key != "timestamp" {
+        out.extend_from_slice(self.span(self.kind).as_bytes());
+        let mut start = 0;
+        for member in &self.members {
+            if member.key != "kind" && member.key != "timestamp" {
                 out.push(b',');
-                out.extend_from_slice(text.as_bytes());
+                out.extend_from_slice(&self.body.as_bytes()[start..member.end]);
             }
+            start = member.end;
         }
         out.extend_from_slice(b"}\n");
         hash
     }
 }
 
-/// `"key":value` with the key in canonical form.
-fn member(key: &str, value_text: &str) -> String {
-    let mut text = to_canonical_string(&Value::from(key));
-    text.push(':');
-    text.push_str(value_text);
-    text
+/// Canonical JSON of `seq`: RFC 8785 writes numbers as doubles, which for integers up to 2^53 is
+/// their decimal form.
+fn seq_text(seq: u64) -> String {
+    if seq <= MAX_SAFE_INTEGER {
+        seq.to_string()
+    } else {
+        to_canonical_string(&Value::from(seq))
+    }
 }
 
 /// RFC 8785 member order: by the UTF-16 code units of the names.
