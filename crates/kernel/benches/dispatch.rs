@@ -18,8 +18,7 @@ use criterion::{criterion_group, criterion_main, Criterion};
 use lumenflow_contracts::tool_output::ToolOutput;
 use lumenflow_kernel::diagnostics::SourceFile;
 use lumenflow_kernel::dispatch::{
-    BuiltinCall, CallRequest, EvidenceStore, Implementation, RegisteredTool, Runtime,
-    RuntimeOptions, ToolRegistry,
+    BuiltinCall, CallRequest, EvidenceStore, RegisteredTool, Runtime, ToolRegistry,
 };
 use lumenflow_kernel::eventlog::{EventLog, LogOptions};
 use lumenflow_kernel::manifest::parse_manifest;
@@ -38,38 +37,20 @@ fn runtime(dir: &Path) -> Runtime {
     let manifest = parse_manifest(SourceFile::new("manifest.yaml", PACK))
         .expect("manifest")
         .manifest;
-    let tool = manifest.tools[0].clone();
     let mut registry = ToolRegistry::new();
     registry
-        .register(RegisteredTool {
-            name: tool.name.clone(),
-            pack_id: manifest.id.clone(),
-            pack_slug: manifest.slug().to_string(),
-            pack_version: manifest.version.clone(),
-            pack_integrity: "dev".into(),
-            input_schema: tool.input_schema.as_ref().map(|s| {
-                lumenflow_kernel::json_schema::compile(&serde_json::Value::Object(s.clone()))
-                    .expect("schema")
-            }),
-            output_schema: None,
-            manifest: tool,
-            implementation: Implementation::Builtin(Arc::new(noop)),
-        })
+        .register(
+            RegisteredTool::builtin(&manifest, "dev", "bench:noop", Arc::new(noop)).expect("tool"),
+        )
         .expect("register");
-    Runtime {
-        workspace_dir: dir.to_path_buf(),
-        config_hash: doc.config_hash(),
-        spec: doc.spec,
+    Runtime::new(
+        dir,
+        &doc,
         registry,
-        pack_manifests: vec![manifest],
-        log: EventLog::open(&dir.join("events.jsonl"), LogOptions::default()).expect("log"),
-        evidence: EvidenceStore::open(&dir.join("evidence")).expect("evidence"),
-        subprocess: None,
-        approvals: None,
-        tasks: None,
-        options: RuntimeOptions::default(),
-        cache: Default::default(),
-    }
+        vec![manifest],
+        EventLog::open(&dir.join("events.jsonl"), LogOptions::default()).expect("log"),
+        EvidenceStore::open(&dir.join("evidence")).expect("evidence"),
+    )
 }
 
 fn governed(rt: &Runtime) {

@@ -10,8 +10,7 @@ use lumenflow_contracts::tool_output::ToolOutput;
 use lumenflow_kernel::diagnostics::SourceFile;
 use lumenflow_kernel::dispatch::{
     ApprovalAsk, ApprovalGate, ApprovalRefusal, BuiltinFn, CallRequest, EvidenceStore,
-    Implementation, RegisteredTool, Runtime, RuntimeOptions, Surface, TaskFacts, TaskGate,
-    ToolRegistry,
+    Implementation, RegisteredTool, Runtime, Surface, TaskFacts, TaskGate, ToolRegistry,
 };
 use lumenflow_kernel::eventlog::{self, EventLog, LogOptions};
 use lumenflow_kernel::manifest::parse_manifest;
@@ -117,41 +116,20 @@ fn fixture(extra_ws: &str) -> Fixture {
             json!({"ok": true})
         };
         registry
-            .register(RegisteredTool {
-                name: tool.name.clone(),
-                pack_id: manifest.id.clone(),
-                pack_slug: manifest.slug().to_string(),
-                pack_version: manifest.version.clone(),
-                pack_integrity: "dev".into(),
-                manifest: tool.clone(),
-                input_schema: tool.input_schema.as_ref().map(|s| {
-                    lumenflow_kernel::json_schema::compile(&Value::Object(s.clone()))
-                        .expect("schema")
-                }),
-                output_schema: tool.output_schema.as_ref().map(|s| {
-                    lumenflow_kernel::json_schema::compile(&Value::Object(s.clone()))
-                        .expect("schema")
-                }),
-                implementation: Implementation::Builtin(counting(calls.clone(), data)),
-            })
+            .register(
+                RegisteredTool::builtin(
+                    &manifest,
+                    "dev",
+                    &tool.name,
+                    counting(calls.clone(), data),
+                )
+                .expect("tool"),
+            )
             .expect("register");
     }
     let log = EventLog::open(&eventlog::default_path(&root), LogOptions::default()).expect("log");
     let evidence = EvidenceStore::open(&root.join(".lumenflow/kernel/evidence")).expect("evidence");
-    let runtime = Runtime {
-        workspace_dir: root.clone(),
-        config_hash: doc.config_hash(),
-        spec: doc.spec,
-        registry,
-        pack_manifests: vec![manifest],
-        log,
-        evidence,
-        subprocess: None,
-        approvals: None,
-        tasks: None,
-        options: RuntimeOptions::default(),
-        cache: Default::default(),
-    };
+    let runtime = Runtime::new(&root, &doc, registry, vec![manifest], log, evidence);
     Fixture {
         _dir: dir,
         root,
@@ -561,4 +539,22 @@ fn durable_grants_run_exactly_once_for_exactly_their_input_and_expire() {
     assert_refused(&f, &late, "APPROVAL_REQUIRED");
     assert_ne!(late.approval_id.as_deref(), Some(pending.id.as_str()));
     assert_eq!(f.calls.load(Ordering::SeqCst), 1);
+}
+
+#[test]
+fn a_builtin_registers_only_for_a_tool_its_manifest_declares() {
+    let manifest = parse_manifest(SourceFile::new("manifest.yaml", PACK))
+        .expect("manifest")
+        .manifest;
+    let f: BuiltinFn =
+        Arc::new(|_c: &lumenflow_kernel::dispatch::BuiltinCall<'_>| ToolOutput::ok(json!({})));
+    let err = RegisteredTool::builtin(&manifest, "dev", "notes:undeclared", f.clone())
+        .err()
+        .expect("refused");
+    assert_eq!(err.code(), "ENTRY_INVALID");
+    let tool = RegisteredTool::builtin(&manifest, "dev", "notes:read", f).expect("declared");
+    assert!(
+        tool.input_schema.is_some(),
+        "the manifest's input_schema is compiled"
+    );
 }

@@ -11,8 +11,7 @@ use std::time::{Duration, Instant};
 use lumenflow_contracts::tool_output::ToolOutput;
 use lumenflow_kernel::diagnostics::SourceFile;
 use lumenflow_kernel::dispatch::{
-    BuiltinCall, CallRequest, EvidenceStore, Implementation, RegisteredTool, Runtime,
-    RuntimeOptions, ToolRegistry,
+    BuiltinCall, CallRequest, EvidenceStore, RegisteredTool, Runtime, ToolRegistry,
 };
 use lumenflow_kernel::eventlog::{self, EventLog, LogOptions, ReplayFilter};
 use lumenflow_kernel::manifest::parse_manifest;
@@ -27,37 +26,26 @@ fn runtime(dir: &Path) -> Runtime {
     let manifest = parse_manifest(SourceFile::new("manifest.yaml", PACK))
         .expect("manifest")
         .manifest;
-    let tool = manifest.tools[0].clone();
     let mut registry = ToolRegistry::new();
     registry
-        .register(RegisteredTool {
-            name: tool.name.clone(),
-            pack_id: manifest.id.clone(),
-            pack_slug: manifest.slug().to_string(),
-            pack_version: manifest.version.clone(),
-            pack_integrity: "dev".into(),
-            input_schema: None,
-            output_schema: None,
-            manifest: tool,
-            implementation: Implementation::Builtin(Arc::new(|c: &BuiltinCall<'_>| {
-                ToolOutput::ok(c.input().clone())
-            })),
-        })
+        .register(
+            RegisteredTool::builtin(
+                &manifest,
+                "dev",
+                "crash:noop",
+                Arc::new(|c: &BuiltinCall<'_>| ToolOutput::ok(c.input().clone())),
+            )
+            .expect("tool"),
+        )
         .expect("register");
-    Runtime {
-        workspace_dir: dir.to_path_buf(),
-        config_hash: doc.config_hash(),
-        spec: doc.spec,
+    Runtime::new(
+        dir,
+        &doc,
         registry,
-        pack_manifests: vec![manifest],
-        log: EventLog::open(&eventlog::default_path(dir), LogOptions::default()).expect("log"),
-        evidence: EvidenceStore::open(&dir.join(".lumenflow/kernel/evidence")).expect("evidence"),
-        subprocess: None,
-        approvals: None,
-        tasks: None,
-        options: RuntimeOptions::default(),
-        cache: Default::default(),
-    }
+        vec![manifest],
+        EventLog::open(&eventlog::default_path(dir), LogOptions::default()).expect("log"),
+        EvidenceStore::open(&dir.join(".lumenflow/kernel/evidence")).expect("evidence"),
+    )
 }
 
 /// The child: dispatch from 4 threads forever, print each receipt id once its result returned.

@@ -267,6 +267,33 @@ struct Draft {
 }
 
 impl Runtime {
+    /// A runtime over already-opened parts, with no sandbox runner, approval gate or task store
+    /// (a call that needs one is refused) and default options. [`open::open`] builds the full
+    /// runtime of a workspace; embedders and tests plug in the parts they need.
+    pub fn new(
+        workspace_dir: &Path,
+        workspace: &crate::workspace::WorkspaceDocument,
+        registry: ToolRegistry,
+        pack_manifests: Vec<PackManifest>,
+        log: EventLog,
+        evidence: EvidenceStore,
+    ) -> Runtime {
+        Runtime {
+            workspace_dir: workspace_dir.to_path_buf(),
+            spec: workspace.spec.clone(),
+            config_hash: workspace.config_hash(),
+            registry,
+            pack_manifests,
+            log,
+            evidence,
+            subprocess: None,
+            approvals: None,
+            tasks: None,
+            options: RuntimeOptions::default(),
+            cache: PreparedCache::default(),
+        }
+    }
+
     /// Reconcile receipts a crash left without a finished record: each gets a `crashed`
     /// finish (KRN-12). Returns how many. Call once when the runtime starts.
     pub fn reconcile_crashed(&self) -> Result<usize, LogError> {

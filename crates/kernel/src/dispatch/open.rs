@@ -149,20 +149,11 @@ pub fn open(
             .chain(KERNEL_PRIVATE.iter().map(|p| p.to_string()))
             .collect(),
     };
-    let runtime = Runtime {
-        workspace_dir: dir.to_path_buf(),
-        config_hash: doc.config_hash(),
-        spec: doc.spec.clone(),
-        registry,
-        pack_manifests: manifests,
-        log,
-        evidence,
-        subprocess: Some(Arc::new(sandbox)),
-        approvals: Some(Arc::new(ProviderGate(Arc::new(LocalApprovals::open(dir))))),
-        tasks: Some(Arc::new(StoreTasks(tasks))),
-        options,
-        cache: Default::default(),
-    };
+    let mut runtime = Runtime::new(dir, &doc, registry, manifests, log, evidence);
+    runtime.subprocess = Some(Arc::new(sandbox));
+    runtime.approvals = Some(Arc::new(ProviderGate(Arc::new(LocalApprovals::open(dir)))));
+    runtime.tasks = Some(Arc::new(StoreTasks(tasks)));
+    runtime.options = options;
     runtime.reconcile_crashed()?;
     Ok(runtime)
 }

@@ -96,6 +96,37 @@ pub struct RegisteredTool {
     pub implementation: Implementation,
 }
 
+impl RegisteredTool {
+    /// The manifest tool `name` of `pack`, implemented by a Rust function (how a built-in pack
+    /// registers its tools), with its schemas compiled.
+    pub fn builtin(
+        pack: &crate::manifest::PackManifest,
+        integrity: &str,
+        name: &str,
+        function: BuiltinFn,
+    ) -> Result<RegisteredTool, RegistryError> {
+        let tool = pack
+            .tool(name)
+            .ok_or_else(|| RegistryError::Entry {
+                tool: name.to_string(),
+                pack: pack.id.clone(),
+                reason: "the manifest declares no such tool".into(),
+            })?
+            .clone();
+        Ok(RegisteredTool {
+            name: tool.name.clone(),
+            pack_id: pack.id.clone(),
+            pack_slug: pack.slug().to_string(),
+            pack_version: pack.version.clone(),
+            pack_integrity: integrity.to_string(),
+            input_schema: compile(&tool.input_schema, &tool.name, &pack.id)?,
+            output_schema: compile(&tool.output_schema, &tool.name, &pack.id)?,
+            manifest: tool,
+            implementation: Implementation::Builtin(function),
+        })
+    }
+}
+
 #[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
 pub enum RegistryError {
     #[error("tool `{tool}` is provided by both pack `{first}` and pack `{second}`")]
