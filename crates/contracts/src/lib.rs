@@ -12,6 +12,8 @@
 //! - [`payloads`]: the payload shapes of the known kinds, for emit and inbound validation;
 //! - [`time`]: RFC 3339 timestamps, always UTC with milliseconds;
 //! - [`tool_output`]: the ToolOutput every tool returns, and the dispatch error codes.
+//! - [`identity`]: token claims, subjects (`<ws>` or `<ws>:phone:<device>`), the enrollment record;
+//! - [`wire`]: the HTTP bodies the sidecar and the control plane exchange;
 //! - [`tools`]: campus and tenant-evidence tool names, tool contracts and channel ids (SDK-01).
 //!
 //! It never does I/O, never spawns tasks and never decides policy: those belong to the kernel, the
@@ -20,9 +22,11 @@
 pub mod canonical_json;
 pub mod digest;
 pub mod event;
+pub mod identity;
 pub mod kinds;
 pub mod payloads;
 pub mod scope;
 pub mod time;
 pub mod tool_output;
 pub mod tools;
+pub mod wire;

@@ -1,8 +1,16 @@
-//! Evidence bundles that a third party can verify.
+//! Keys, tokens and evidence bundles that a third party can verify.
 //!
-//! This crate will own the trusted-compute bundle manifest, Ed25519 signing with PEM keys, the
-//! verifier behind `lumenflow proof verify`, and the DSSE / in-toto export. It is still empty: the
-//! bundle format lands with the trusted-compute issue.
+//! - [`keys`]: Ed25519 keys as PKCS#8 / SPKI PEM (what `openssl` reads and writes), key ids;
+//! - [`token`]: the EdDSA JWTs of enrollment and scoped invocation (Q16), minted by the control
+//!   plane or a standalone workspace, verified by the sidecar.
+//!
+//! The trusted-compute bundle manifest and its verifier land with the trusted-compute issue.
 //!
 //! It never touches the network and never reads kernel state; it is handed bytes and keys and
 //! returns verdicts, so `openssl` and this crate can always agree on the same files.
+
+pub mod keys;
+pub mod token;
+
+pub use keys::{KeyError, KeyPair, PublicKey};
+pub use token::TokenError;
