@@ -12,6 +12,7 @@
 //! Receipts are records of the kernel's hash-chained event log, so they share its group commit:
 //! the caller sees a result only after its receipts are fsync'd.
 
+pub mod events_out;
 pub mod evidence;
 pub mod open;
 mod prepared;
@@ -35,6 +36,7 @@ use crate::policy::{self, EvalContext, PolicyDecision, ToolCallOptions};
 use crate::scope::EffectiveScopes;
 use crate::workspace::WorkspaceSpec;
 
+pub use events_out::RuntimeEvents;
 pub use evidence::EvidenceStore;
 pub use prepared::PreparedCache;
 pub use registry::{BuiltinCall, BuiltinFn, Implementation, RegisteredTool, ToolRegistry};
@@ -240,7 +242,13 @@ pub struct Runtime {
     /// Intersections, compiled globs and policy layers per (tool, task context): the layers
     /// are static for a runtime, so they are evaluated once, not on every call.
     pub cache: PreparedCache,
+    /// Where the runtime's events go (the sidecar's delivery); `None` emits nothing.
+    pub events: Option<Arc<RuntimeEvents>>,
 }
+
+/// How deep built-in tools may nest calls (an agent turn calling tools): deep enough for a turn
+/// that delegates once, shallow enough that a tool calling itself stops at once.
+pub const MAX_NESTED_DEPTH: u8 = 4;
 
 static RECEIPT_COUNTER: AtomicU64 = AtomicU64::new(0);
 
@@ -291,6 +299,7 @@ impl Runtime {
             tasks: None,
             options: RuntimeOptions::default(),
             cache: PreparedCache::default(),
+            events: None,
         }
     }
 
@@ -337,12 +346,45 @@ impl Runtime {
 
     /// Dispatch one tool call through every check, recording it (KRN-10).
     pub fn dispatch(&self, req: CallRequest) -> CallOutcome {
+        self.dispatch_at_depth(req, 0)
+    }
+
+    pub(crate) fn dispatch_at_depth(&self, req: CallRequest, depth: u8) -> CallOutcome {
+        let outcome = if depth > MAX_NESTED_DEPTH {
+            let draft = self.draft(&req);
+            self.refuse(
+                draft,
+                codes::TOOL_EXECUTION_FAILED,
+                format!(
+                    "tool `{}` was called at nesting depth {depth}; built-in tools may nest calls at most {MAX_NESTED_DEPTH} deep",
+                    req.tool
+                ),
+                vec![],
+                false,
+                None,
+            )
+        } else {
+            self.dispatch_checked(&req, depth)
+        };
+        if let Some(events) = &self.events {
+            events.tool_called(
+                &req.tool,
+                &req.input,
+                &outcome.output,
+                &outcome.receipt_id,
+                outcome.recorded,
+            );
+        }
+        outcome
+    }
+
+    fn draft(&self, req: &CallRequest) -> Draft {
         let receipt_id = new_receipt_id();
         let run_id = req
             .run_id
             .clone()
             .unwrap_or_else(|| format!("run-{}", &receipt_id[5..]));
-        let mut draft = Draft {
+        Draft {
             receipt_id: receipt_id.clone(),
             run_id: run_id.clone(),
             started: Instant::now(),
@@ -357,7 +399,11 @@ impl Runtime {
                 "workspace_config_hash": self.config_hash,
                 "runtime_version": self.options.runtime_version,
             })),
-        };
+        }
+    }
+
+    fn dispatch_checked(&self, req: &CallRequest, depth: u8) -> CallOutcome {
+        let mut draft = self.draft(req);
 
         // Inputs are evidence even when the call is refused.
         match self.evidence.put(&req.input) {
@@ -633,6 +679,11 @@ impl Runtime {
                     receipt_id: &draft.receipt_id,
                     run_id: &draft.run_id,
                     task_id: req.task_id.as_deref(),
+                    caller: &req.caller,
+                    surface: req.surface,
+                    tool,
+                    runtime: self,
+                    depth,
                 };
                 let out = std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| f(&call)))
                     .unwrap_or_else(|_| {

@@ -33,6 +33,11 @@ pub struct BuiltinCall<'a> {
     pub(in crate::dispatch) receipt_id: &'a str,
     pub(in crate::dispatch) run_id: &'a str,
     pub(in crate::dispatch) task_id: Option<&'a str>,
+    pub(in crate::dispatch) caller: &'a str,
+    pub(in crate::dispatch) surface: super::Surface,
+    pub(in crate::dispatch) tool: &'a RegisteredTool,
+    pub(in crate::dispatch) runtime: &'a super::Runtime,
+    pub(in crate::dispatch) depth: u8,
 }
 
 impl<'a> BuiltinCall<'a> {
@@ -55,6 +60,66 @@ impl<'a> BuiltinCall<'a> {
     }
     pub fn task_id(&self) -> Option<&'a str> {
         self.task_id
+    }
+    /// The authenticated identity the call was made by (a token subject, or `local`).
+    pub fn caller(&self) -> &'a str {
+        self.caller
+    }
+    pub fn surface(&self) -> super::Surface {
+        self.surface
+    }
+    pub fn tool_name(&self) -> &'a str {
+        &self.tool.name
+    }
+    /// The content-addressed evidence store (for outputs too large for the receipt, such as a
+    /// gate's captured log).
+    pub fn evidence(&self) -> &'a super::EvidenceStore {
+        &self.runtime.evidence
+    }
+
+    /// Emit one event of this tool's pack: checked against the pack's `emitted_event_kinds`
+    /// and payload shapes, stamped in the ledger, pushed to the runtime's sink, with the
+    /// runtime's identity as `from`. `Ok(None)` when the runtime has no event output (the
+    /// plain CLI), so tools need not care where they run.
+    pub fn emit(
+        &self,
+        kind: &str,
+        payload: serde_json::Map<String, Value>,
+        options: lumenflow_contracts::event::BuildOptions,
+    ) -> Result<Option<lumenflow_contracts::event::KernelEventV2>, crate::events::emit::EmitError>
+    {
+        let Some(events) = &self.runtime.events else {
+            return Ok(None);
+        };
+        let manifest = self
+            .runtime
+            .pack_manifests
+            .iter()
+            .find(|m| m.id == self.tool.pack_id);
+        match manifest {
+            Some(m) => events.emit_for(m, kind, payload, options).map(Some),
+            None => Err(crate::events::emit::EmitError::UnknownKind {
+                pack: self.tool.pack_id.clone(),
+                kind: kind.to_string(),
+            }),
+        }
+    }
+
+    /// A nested call through the same dispatch path (scopes, rules, approvals, receipts): same
+    /// caller, task and run, surface `Agent`. This is how an agent turn runs the tools its
+    /// model proposes; there is no other way for a tool to run a tool.
+    pub fn dispatch(&self, tool: &str, input: Value) -> super::CallOutcome {
+        self.runtime.dispatch_at_depth(
+            super::CallRequest {
+                tool: tool.to_string(),
+                input,
+                task_id: self.task_id.map(str::to_string),
+                run_id: Some(self.run_id.to_string()),
+                caller: self.caller.to_string(),
+                surface: super::Surface::Agent,
+            },
+            self.depth + 1,
+        )
     }
 }
 
