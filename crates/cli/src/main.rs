@@ -60,6 +60,9 @@ enum Command {
     /// Check the kernel event log's hash chain.
     #[command(subcommand)]
     Audit(commands::tool::AuditCommand),
+    /// Verify a trusted-compute evidence bundle (with --pubkey to pin the signer).
+    #[command(subcommand)]
+    Proof(commands::proof::ProofCommand),
     /// Internal: the network relay helper bubblewrap runs inside a tool sandbox.
     #[command(name = "__sandbox-init", hide = true, disable_help_flag = true)]
     SandboxInit {
@@ -251,6 +254,7 @@ fn main() -> ExitCode {
         Command::Approvals(c) => commands::approvals::run(&ctx, c),
         Command::Tool(c) => commands::tool::run_tool(&ctx, c),
         Command::Audit(c) => commands::tool::run_audit(&ctx, c),
+        Command::Proof(c) => commands::proof::run(&ctx, c),
         Command::Pack(PackCommand::Validate(l)) => commands::pack::validate(&ctx, &l.into()),
         Command::Pack(PackCommand::Hash(l)) => commands::pack::hash(&ctx, &l.into()),
         Command::Pack(PackCommand::Install(a)) => commands::pack::install(&ctx, a.into()),

@@ -291,6 +291,8 @@ mod tests {
     #[test]
     fn garbage_pem_is_a_clear_error() {
         let err = PublicKey::from_pem("not a key", "pinned.pem").unwrap_err();
-        assert!(err.to_string().starts_with("pinned.pem is not an Ed25519 SPKI"));
+        assert!(err
+            .to_string()
+            .starts_with("pinned.pem is not an Ed25519 SPKI"));
     }
 }

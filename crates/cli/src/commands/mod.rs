@@ -7,6 +7,7 @@ pub mod demo;
 pub mod events;
 pub mod init;
 pub mod pack;
+pub mod proof;
 pub mod sandbox_init;
 pub mod task;
 pub mod tool;
