@@ -1,0 +1,102 @@
+//! `lumenflow proof verify` (TCD-06): the real binary on sealed and tampered bundles.
+
+use std::fs;
+use std::path::Path;
+use std::process::{Command, Output};
+
+use lumenflow_proof::bundle::{self, SealRequest, REQUIRED_ARTIFACTS};
+use lumenflow_proof::KeyPair;
+
+fn lumenflow(args: &[&str]) -> Output {
+    Command::new(env!("CARGO_BIN_EXE_lumenflow"))
+        .args(args)
+        .output()
+        .expect("run lumenflow")
+}
+
+fn sealed(key: &KeyPair) -> tempfile::TempDir {
+    let dir = tempfile::tempdir().expect("tmp");
+    for name in REQUIRED_ARTIFACTS {
+        fs::write(dir.path().join(name), format!("{name}\n")).expect("w");
+    }
+    bundle::seal(
+        dir.path(),
+        key,
+        &SealRequest {
+            run_id: "tc-1",
+            mode: "policy-blocked",
+            created_at: "2026-11-21T00:00:00.000Z",
+        },
+    )
+    .expect("seal");
+    dir
+}
+
+fn path(p: &Path) -> &str {
+    p.to_str().expect("utf-8 path")
+}
+
+#[test]
+fn verify_reports_each_check_and_exits_zero_only_when_all_pass() {
+    let key = KeyPair::generate();
+    let dir = sealed(&key);
+    let out = lumenflow(&["proof", "verify", path(dir.path())]);
+    let stdout = String::from_utf8_lossy(&out.stdout);
+    assert!(
+        out.status.success(),
+        "{stdout}{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    for check in [
+        "files_present",
+        "schema_supported",
+        "hashes_match",
+        "signature_valid",
+    ] {
+        assert!(stdout.contains(check), "{stdout}");
+    }
+    assert!(stdout.contains("self-asserted"));
+
+    let pem = dir.path().join("pinned.pem");
+    fs::write(&pem, key.public().to_pem()).expect("w");
+    let out = lumenflow(&[
+        "--json",
+        "proof",
+        "verify",
+        "--pubkey",
+        path(&pem),
+        path(dir.path()),
+    ]);
+    assert!(out.status.success());
+    let v: serde_json::Value = serde_json::from_slice(&out.stdout).expect("json");
+    assert_eq!(v["verification"]["key_pinned"], true);
+    assert_eq!(
+        v["verification"]["checks"].as_array().map(Vec::len),
+        Some(4)
+    );
+
+    fs::write(
+        dir.path().join("test-results.json"),
+        "{\"status\": \"passed\"}",
+    )
+    .expect("w");
+    let out = lumenflow(&["proof", "verify", path(dir.path())]);
+    assert!(!out.status.success());
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert!(stderr.contains("FAIL hashes_match"), "{stderr}");
+    assert!(stderr.contains("test-results.json"), "{stderr}");
+}
+
+#[test]
+fn a_bundle_signed_by_another_key_fails_when_pinned() {
+    let dir = sealed(&KeyPair::generate());
+    let pem = dir.path().join("pinned.pem");
+    fs::write(&pem, KeyPair::generate().public().to_pem()).expect("w");
+    let out = lumenflow(&["proof", "verify", "--pubkey", path(&pem), path(dir.path())]);
+    assert!(!out.status.success());
+    assert!(String::from_utf8_lossy(&out.stderr).contains("FAIL signature_valid"));
+
+    let out = lumenflow(&["proof", "verify", "/definitely/not/here"]);
+    assert!(!out.status.success());
+    assert!(String::from_utf8_lossy(&out.stderr).contains("is not a folder"));
+}
