@@ -15,7 +15,16 @@
 //!     /force: {equals: true}
 //!     /target: {glob: "deploy/**"}
 //!     /dry_run: {exists: false}
+//!   facts:                  # JSON pointers into the task's pack facts (claim and completion)
+//!     /software-delivery/gates/test/status: {one_of: [failed, timed_out]}
 //! ```
+//!
+//! `facts` are what packs recorded about a task: the JSON object in
+//! `.lumenflow/state/<pack-slug>/facts/<task-id>.json`, one per pack, seen under the pack's slug
+//! (so the pointer above reads the `gates.test.status` the software-delivery pack wrote). The
+//! task store loads them for `on_claim` and `on_completion` ([`EvalContext::with_facts`]); tool
+//! calls carry none. This is how a pack's tool results decide a completion without the kernel
+//! knowing the pack: the pack writes a fact, its manifest rule reads it.
 //!
 //! # Matching, not matching, and errors
 //!
@@ -28,6 +37,8 @@
 //! | `starts_with` or `glob` on a value that is not a string | **error** |
 //! | an invalid glob or JSON pointer (normally refused at load by [`validate_condition`]) | **error** |
 //! | `equals` / `one_of` against a value of another type | does not match (JSON equality; numbers compare by value) |
+//! | the context carries no facts, or the facts lack the pointer (any matcher but `exists`) | `facts` does not match: an absent fact is "nothing recorded", not an error |
+//! | a fact of the wrong type for `starts_with` or `glob` | **error** |
 //!
 //! An error is never "does not match": the cascade turns it into a `deny` naming the rule and the
 //! problem, whatever the rule's own decision (the engine cannot fail open). Static problems
@@ -74,6 +85,9 @@ pub struct RuleCondition {
     /// JSON pointer into the tool arguments -> predicate on the value found there.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub input: Option<BTreeMap<String, InputMatch>>,
+    /// JSON pointer into the task's pack facts (`/<pack-slug>/...`) -> predicate on the value.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub facts: Option<BTreeMap<String, InputMatch>>,
 }
 
 /// A predicate on one argument value.
@@ -367,11 +381,13 @@ pub fn validate_condition(c: &RuleCondition, at: &FieldPath) -> Vec<RuleProblem>
         && c.lane.is_none()
         && c.permission.is_none()
         && c.input.is_none()
+        && c.facts.is_none()
     {
         push(
             at.clone(),
+            // The message predates `facts` (tests and tooling match it); the help names it.
             "`when` must set at least one of `tool`, `pack`, `lane`, `permission`, `input`".into(),
-            Some("remove `when` for a rule that applies to every evaluation of its trigger"),
+            Some("set `facts` to test what packs recorded about the task, or remove `when` for a rule that applies to every evaluation of its trigger"),
         );
     }
     for (field, glob) in [("tool", &c.tool), ("pack", &c.pack), ("lane", &c.lane)] {
@@ -393,16 +409,17 @@ pub fn validate_condition(c: &RuleCondition, at: &FieldPath) -> Vec<RuleProblem>
             None,
         );
     }
-    if let Some(input) = &c.input {
-        if input.is_empty() {
+    for (field, map) in [("input", &c.input), ("facts", &c.facts)] {
+        let Some(map) = map else { continue };
+        if map.is_empty() {
             push(
-                at.key("input"),
-                "`input` must name at least one argument".into(),
+                at.key(field),
+                format!("`{field}` must name at least one pointer"),
                 None,
             );
         }
-        for (pointer, m) in input {
-            let p = at.key("input").key(pointer.clone());
+        for (pointer, m) in map {
+            let p = at.key(field).key(pointer.clone());
             if let Err(e) = check_pointer(pointer) {
                 push(p.clone(), e, Some(POINTER_HELP));
             }
@@ -523,14 +540,16 @@ impl RuleCondition {
                 ));
             }
         }
-        for (pointer, m) in self.input.iter().flatten() {
-            check_pointer(pointer).map_err(|e| format!("`when.input`: {e}"))?;
-            if let InputMatch::Glob(g) = m {
-                if let Some(e) = g.error() {
-                    return Err(format!(
-                        "`when.input.{pointer}.glob`: `{}` is not a valid glob: {e}",
-                        g.as_str()
-                    ));
+        for (field, map) in [("input", &self.input), ("facts", &self.facts)] {
+            for (pointer, m) in map.iter().flatten() {
+                check_pointer(pointer).map_err(|e| format!("`when.{field}`: {e}"))?;
+                if let InputMatch::Glob(g) = m {
+                    if let Some(e) = g.error() {
+                        return Err(format!(
+                            "`when.{field}.{pointer}.glob`: `{}` is not a valid glob: {e}",
+                            g.as_str()
+                        ));
+                    }
                 }
             }
         }
@@ -553,16 +572,30 @@ impl RuleCondition {
                 _ => return Ok(false),
             }
         }
-        let Some(input) = &self.input else {
-            return Ok(true);
-        };
-        let Some(args) = &ctx.tool_arguments else {
-            // No argument object at all: the predicate is false (reference vector 13).
-            return Ok(false);
-        };
-        for (pointer, m) in input {
-            if !input_matches(args, pointer, m)? {
+        if let Some(input) = &self.input {
+            let Some(args) = &ctx.tool_arguments else {
+                // No argument object at all: the predicate is false (reference vector 13).
                 return Ok(false);
+            };
+            for (pointer, m) in input {
+                if !input_matches(args, pointer, m)? {
+                    return Ok(false);
+                }
+            }
+        }
+        if let Some(wanted) = &self.facts {
+            let Some(facts) = &ctx.facts else {
+                return Ok(false);
+            };
+            for (pointer, m) in wanted {
+                // An absent fact means nothing was recorded: it does not match (see the table).
+                let absent = resolve(facts, pointer).is_none();
+                if absent && !matches!(m, InputMatch::Exists(_)) {
+                    return Ok(false);
+                }
+                if !input_matches(facts, pointer, m)? {
+                    return Ok(false);
+                }
             }
         }
         Ok(true)
@@ -619,6 +652,52 @@ mod tests {
             Value::Object(m) => m,
             _ => Map::new(),
         }
+    }
+
+    #[test]
+    fn facts_match_what_a_pack_recorded_and_an_absent_fact_does_not_match() {
+        let failed = RuleCondition {
+            facts: Some(
+                [(
+                    "/sd/gates/test/status".to_string(),
+                    InputMatch::OneOf(vec![json!("failed"), json!("timed_out")]),
+                )]
+                .into_iter()
+                .collect(),
+            ),
+            ..RuleCondition::default()
+        };
+        let ctx = EvalContext::new(crate::policy::Trigger::OnCompletion, "run-1");
+        let with = |v: Value| ctx.clone().with_facts(args(v));
+        assert_eq!(failed.matches(&ctx), Ok(false), "no facts at all");
+        assert_eq!(failed.matches(&with(json!({}))), Ok(false), "empty facts");
+        assert_eq!(
+            failed.matches(&with(json!({"other": {"x": 1}}))),
+            Ok(false),
+            "another pack's facts"
+        );
+        assert_eq!(
+            failed.matches(&with(
+                json!({"sd": {"gates": {"test": {"status": "failed"}}}})
+            )),
+            Ok(true)
+        );
+        assert_eq!(
+            failed.matches(&with(
+                json!({"sd": {"gates": {"test": {"status": "passed"}}}})
+            )),
+            Ok(false)
+        );
+        let typed = RuleCondition {
+            facts: Some(
+                [("/sd/n".to_string(), InputMatch::StartsWith("x".into()))]
+                    .into_iter()
+                    .collect(),
+            ),
+            ..RuleCondition::default()
+        };
+        assert!(typed.matches(&with(json!({"sd": {"n": 3}}))).is_err());
+        assert!(validate_condition(&typed, &FieldPath::root()).is_empty());
     }
 
     #[test]

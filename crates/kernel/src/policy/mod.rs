@@ -102,6 +102,9 @@ pub struct EvalContext {
     pub permission: Option<Permission>,
     /// The tool input when it is a JSON object.
     pub tool_arguments: Option<Map<String, Value>>,
+    /// What packs recorded about the task, by pack slug (claim and completion only; see
+    /// [`condition`]). `None` when nothing was recorded.
+    pub facts: Option<Map<String, Value>>,
 }
 
 impl EvalContext {
@@ -115,6 +118,7 @@ impl EvalContext {
             pack_id: None,
             permission: None,
             tool_arguments: None,
+            facts: None,
         }
     }
 
@@ -145,6 +149,12 @@ impl EvalContext {
 
     pub fn with_permission(mut self, permission: Permission) -> Self {
         self.permission = Some(permission);
+        self
+    }
+
+    /// The task's pack facts, by pack slug; an empty map is no facts.
+    pub fn with_facts(mut self, facts: Map<String, Value>) -> Self {
+        self.facts = (!facts.is_empty()).then_some(facts);
         self
     }
 

@@ -37,7 +37,8 @@
 //!
 //! Claim and completion evaluate the policy cascade with the workspace `policies:`, the lane's
 //! `policy_overrides`, the loaded packs' manifest policies (context: task id, lane, pack = the
-//! task's domain, the run id). As in the original, `approval_required` does not stop them (there
+//! task's domain, the run id) and the task's pack facts ([`facts_path`]: what a pack's tools
+//! recorded, read by `when.facts` rules, so a failed gate can refuse a completion). As in the original, `approval_required` does not stop them (there
 //! is no approval flow for claims); the outcome reports it.
 //!
 //! # Projection
@@ -77,6 +78,6 @@ pub use state::{
     check_transition, Projector, Run, RunStatus, StateAliases, TaskAction, TaskState, TaskStatus,
 };
 pub use store::{
-    run_id, tasks_dir, ClaimRequest, CreatedTask, PolicyOutcome, TaskEvent, TaskInspection,
-    TaskProblem, TaskStore, TaskSummary, TaskUpdate, TASKS_RELATIVE_DIR,
+    facts_path, run_id, tasks_dir, ClaimRequest, CreatedTask, PolicyOutcome, TaskEvent,
+    TaskInspection, TaskProblem, TaskStore, TaskSummary, TaskUpdate, TASKS_RELATIVE_DIR,
 };

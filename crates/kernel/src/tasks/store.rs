@@ -32,6 +32,18 @@ pub fn tasks_dir(workspace_dir: &Path) -> PathBuf {
     workspace_dir.join(TASKS_RELATIVE_DIR)
 }
 
+/// Where a pack's facts about a task live, under the pack's own state folder:
+/// `.lumenflow/state/<slug>/facts/<task-id>.json`, a JSON object the pack writes (its tools may
+/// write `.lumenflow/state/<slug>/**`) and its `when.facts` rules read on claim and completion.
+pub fn facts_path(workspace_dir: &Path, pack_slug: &str, task_id: &str) -> PathBuf {
+    workspace_dir
+        .join(workspace::STATE_DIR)
+        .join("state")
+        .join(pack_slug)
+        .join("facts")
+        .join(format!("{task_id}.json"))
+}
+
 /// What `claim` needs besides the task id.
 #[derive(Debug, Clone, Default, PartialEq)]
 pub struct ClaimRequest {
@@ -664,10 +676,26 @@ impl TaskStore {
             self.packs.iter(),
             &[],
         );
+        let facts = match self.facts(task_id) {
+            Ok(facts) => facts,
+            // Facts that cannot be read are a deny naming the problem (fail closed).
+            Err(problem) => {
+                return Err(TaskError::PolicyDenied {
+                    task: task_id.to_string(),
+                    action,
+                    decisions: vec![PolicyDecision::new(
+                        policy::POLICY_EVALUATION_ERROR,
+                        Effect::Deny,
+                        Some(problem),
+                    )],
+                })
+            }
+        };
         let ctx = EvalContext::new(trigger, run_id)
             .with_task(task_id)
             .with_lane(&spec.lane_id)
-            .with_pack(&spec.domain);
+            .with_pack(&spec.domain)
+            .with_facts(facts);
         let evaluation = policy::evaluate(&layers, &ctx);
         let decisions = to_tool_call_decisions(&evaluation);
         if evaluation.decision == Effect::Deny {
@@ -683,6 +711,37 @@ impl TaskStore {
             decisions,
             warnings: evaluation.warnings,
         })
+    }
+
+    /// The facts the loaded packs recorded about `task_id`, by pack slug ([`facts_path`]). A
+    /// missing file is no facts; an unreadable one, or one that is not a JSON object, is an error.
+    fn facts(&self, task_id: &str) -> Result<Map<String, Value>, String> {
+        let mut out = Map::new();
+        for pack in &self.packs {
+            let slug = pack.slug();
+            let path = facts_path(&self.workspace_dir, slug, task_id);
+            let bytes = match fs::read(&path) {
+                Ok(b) => b,
+                Err(e) if e.kind() == io::ErrorKind::NotFound => continue,
+                Err(e) => {
+                    return Err(format!(
+                        "the facts of pack `{slug}` about task `{task_id}` cannot be read: {e}"
+                    ))
+                }
+            };
+            match serde_json::from_slice::<Value>(&bytes) {
+                Ok(value @ Value::Object(_)) => {
+                    out.insert(slug.to_string(), value);
+                }
+                _ => {
+                    return Err(format!(
+                        "the facts of pack `{slug}` about task `{task_id}` (`{}`) are not a JSON object",
+                        path.display()
+                    ))
+                }
+            }
+        }
+        Ok(out)
     }
 
     /// `ready → active`: evaluate `on_claim` (deny refuses), then append `task_claimed` and
