@@ -12,21 +12,34 @@ use lumenflow_kernel::builtin::EmbeddedPack;
 use lumenflow_kernel::events::host::PackRegistration;
 
 pub mod acme_demo;
+pub mod agent_runtime;
+pub mod software_delivery;
 
 /// Every pack compiled into this binary, in id order.
 pub fn builtin_packs() -> &'static [EmbeddedPack] {
-    &[acme_demo::PACK]
+    &[
+        acme_demo::PACK,
+        agent_runtime::PACK,
+        software_delivery::PACK,
+    ]
 }
 
 /// The event-bus registration (manifest and handlers) of every built-in pack, in id order, for a
 /// [`PackHost`](lumenflow_kernel::events::host::PackHost).
 pub fn registrations() -> Vec<PackRegistration> {
-    vec![acme_demo::registration()]
+    vec![
+        acme_demo::registration(),
+        agent_runtime::registration(),
+        software_delivery::registration(),
+    ]
 }
 
 /// The Rust functions behind the tools of the built-in packs, by tool name. The kernel calls
 /// them only from its dispatch path (it alone can build their argument).
 pub fn builtin_tools() -> std::collections::HashMap<String, lumenflow_kernel::dispatch::BuiltinFn> {
-    // acme-demo is an event-only pack: no tools yet.
-    std::collections::HashMap::new()
+    // acme-demo is an event-only pack: no tools.
+    let mut tools = std::collections::HashMap::new();
+    tools.extend(agent_runtime::tools());
+    tools.extend(software_delivery::tools());
+    tools
 }

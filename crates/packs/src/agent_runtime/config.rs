@@ -1,0 +1,135 @@
+//! The `agent_runtime` block of `workspace.yaml`: which model server a turn talks to and how long a
+//! turn may run.
+//!
+//! The model endpoint is the operator's decision, so it lives in the workspace file and never in a
+//! call's input: a remote caller holding an `agent:execute-turn` token cannot point a turn (and the
+//! tool results it carries) at a server of its choosing. `config.schema.json` beside this file is
+//! what `lumenflow config set` and the loader validate the block against; this module reads it
+//! again at the start of every turn, strictly, so a block edited by hand fails with a clear error
+//! instead of a guess.
+
+use std::path::Path;
+
+use lumenflow_kernel::workspace::WorkspaceDocument;
+use serde::Deserialize;
+use serde_json::Value;
+
+/// The `workspace.yaml` root key of this pack's configuration.
+pub const CONFIG_KEY: &str = "agent_runtime";
+
+/// Steps a turn may take when neither the call nor the workspace says.
+pub const DEFAULT_MAX_STEPS: u32 = 12;
+
+/// The most steps any turn may take, whatever the call or workspace asks for.
+pub const MAX_STEPS_LIMIT: u32 = 200;
+
+/// How long one model request may take when the workspace does not say.
+pub const DEFAULT_TIMEOUT_MS: u64 = 60_000;
+
+/// The workspace at `dir`, or `None` when the folder has no `workspace.yaml` (an embedder that
+/// built its runtime from parts).
+pub fn read_workspace(dir: &Path) -> Result<Option<WorkspaceDocument>, ConfigError> {
+    if !dir.join("workspace.yaml").is_file() {
+        return Ok(None);
+    }
+    lumenflow_kernel::workspace::read_workspace(dir)
+        .map(Some)
+        .map_err(|d| ConfigError::Workspace(d.to_string()))
+}
+
+/// The pack's configuration block.
+#[derive(Debug, Clone, Default, PartialEq, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct AgentRuntimeConfig {
+    /// The model server; without it only scripted plans can run.
+    #[serde(default)]
+    pub provider: Option<ProviderConfig>,
+    /// The default step limit of a turn.
+    #[serde(default)]
+    pub max_steps: Option<u32>,
+    /// When set, the only tools a turn may call (least privilege for the model).
+    #[serde(default)]
+    pub allow_tools: Option<Vec<String>>,
+}
+
+/// An OpenAI-compatible chat-completions server.
+#[derive(Debug, Clone, PartialEq, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct ProviderConfig {
+    /// Only `openai_compatible` exists today.
+    #[serde(default)]
+    pub kind: Option<String>,
+    /// The API root, e.g. `https://api.openai.com/v1`; requests go to `{base_url}/chat/completions`.
+    pub base_url: String,
+    pub model: String,
+    /// The environment variable holding the API key (never the key itself); without it no
+    /// `Authorization` header is sent (local servers).
+    #[serde(default)]
+    pub api_key_env: Option<String>,
+    #[serde(default)]
+    pub timeout_ms: Option<u64>,
+    #[serde(default)]
+    pub temperature: Option<f64>,
+}
+
+/// Why the configuration could not be read.
+#[derive(Debug, Clone, PartialEq, thiserror::Error)]
+pub enum ConfigError {
+    #[error("cannot read workspace.yaml: {0}")]
+    Workspace(String),
+    #[error("invalid `agent_runtime` block in workspace.yaml: {0}")]
+    Invalid(String),
+}
+
+impl ConfigError {
+    pub fn code(&self) -> &'static str {
+        match self {
+            ConfigError::Workspace(_) => "WORKSPACE_INVALID",
+            ConfigError::Invalid(_) => "CONFIG_INVALID",
+        }
+    }
+}
+
+impl AgentRuntimeConfig {
+    /// The block of the workspace at `dir`; the defaults when the workspace has no block (or, for
+    /// an embedder that built its runtime without one, no `workspace.yaml` at all).
+    pub fn load(dir: &Path) -> Result<Self, ConfigError> {
+        Self::from_workspace(read_workspace(dir)?.as_ref())
+    }
+
+    /// The block of an already parsed workspace (the defaults without one).
+    pub fn from_workspace(doc: Option<&WorkspaceDocument>) -> Result<Self, ConfigError> {
+        match doc.and_then(|d| d.spec.pack_config.get(CONFIG_KEY)) {
+            None | Some(Value::Null) => Ok(Self::default()),
+            Some(block) => Self::from_value(block.clone()),
+        }
+    }
+
+    /// Parse a block (the value under `agent_runtime:`).
+    pub fn from_value(block: Value) -> Result<Self, ConfigError> {
+        let config: AgentRuntimeConfig =
+            serde_json::from_value(block).map_err(|e| ConfigError::Invalid(e.to_string()))?;
+        if let Some(p) = &config.provider {
+            if let Some(kind) = p.kind.as_deref().filter(|k| *k != "openai_compatible") {
+                return Err(ConfigError::Invalid(format!(
+                    "`provider.kind` is `{kind}`; expected `openai_compatible`"
+                )));
+            }
+            if let Some(name) = &p.api_key_env {
+                if !lumenflow_kernel::manifest::is_env_name(name) {
+                    return Err(ConfigError::Invalid(format!(
+                        "`provider.api_key_env` must be an uppercase environment variable name, got `{name}`"
+                    )));
+                }
+            }
+        }
+        if let Some(n) = config.max_steps {
+            if n == 0 || n > MAX_STEPS_LIMIT {
+                return Err(ConfigError::Invalid(format!(
+                    "`max_steps` must be between 1 and {MAX_STEPS_LIMIT}, got {n}"
+                )));
+            }
+        }
+        Ok(config)
+    }
+}

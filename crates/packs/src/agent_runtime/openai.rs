@@ -1,0 +1,495 @@
+//! A model behind an OpenAI-compatible chat-completions server (`POST {base_url}/chat/completions`):
+//! OpenAI itself, or any server speaking the same API (vLLM, llama.cpp, Ollama, LiteLLM, ...).
+//!
+//! Each request carries the whole turn so far: a system message, the goal, then for every step
+//! the assistant's tool call and a `tool` message with what the dispatch path returned. The tools
+//! are offered as function definitions built from the manifests (name, description,
+//! `input_schema` as `parameters`); tool names contain `:`, which function names may not, so
+//! `software-delivery:gates` is offered as `software-delivery__gates` and mapped back. One call
+//! per reply (`parallel_tool_calls: false`; extra calls in a reply are ignored), a reply without
+//! a tool call finishes the turn with its text as the summary, and the `lumenflow_abort_turn`
+//! function lets the model give up with a reason.
+//!
+//! Safety of the endpoint: the URL and model come from `workspace.yaml` (operator), the API key
+//! from the environment variable the config names (never stored, never logged, never in an
+//! error). The key is sent only over `https`, or plain `http` to a loopback address (a local
+//! server). The request runs on its own thread, so a caller inside an async runtime (the
+//! sidecar) cannot trip over the blocking client.
+
+use std::collections::HashMap;
+use std::time::Duration;
+
+use serde_json::{json, Map, Value};
+
+use super::config::{ProviderConfig, DEFAULT_TIMEOUT_MS};
+use super::provider::{Expect, ModelProvider, ProviderError, Step, ToolSpec, TurnView};
+use super::state::{StepOutcome, StepRecord};
+
+/// The function a model calls to give up.
+pub const ABORT_FUNCTION: &str = "lumenflow_abort_turn";
+
+/// A tool result longer than this is cut before it goes back to the model.
+pub const MAX_RESULT_CHARS: usize = 16 * 1024;
+
+/// Error bodies are quoted up to this many characters.
+const MAX_ERROR_BODY: usize = 512;
+
+/// The client. `Debug` does not show the key.
+pub struct OpenAiCompatible {
+    endpoint: reqwest::Url,
+    model: String,
+    api_key: Option<String>,
+    timeout: Duration,
+    temperature: Option<f64>,
+}
+
+impl std::fmt::Debug for OpenAiCompatible {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("OpenAiCompatible")
+            .field("endpoint", &self.endpoint.as_str())
+            .field("model", &self.model)
+            .field("api_key", &self.api_key.as_ref().map(|_| "<redacted>"))
+            .finish()
+    }
+}
+
+/// `base_url` + `/chat/completions`, refusing anything but `https` (or `http` to loopback).
+pub fn endpoint(base_url: &str) -> Result<reqwest::Url, ProviderError> {
+    let bad = |why: String| {
+        ProviderError::NotConfigured(format!(
+            "`agent_runtime.provider.base_url` `{base_url}` {why}"
+        ))
+    };
+    let base =
+        reqwest::Url::parse(base_url.trim()).map_err(|e| bad(format!("is not a URL: {e}")))?;
+    let loopback = match base.host() {
+        Some(url::Host::Ipv4(ip)) => ip.is_loopback(),
+        Some(url::Host::Ipv6(ip)) => ip.is_loopback(),
+        Some(url::Host::Domain(d)) => d.eq_ignore_ascii_case("localhost"),
+        None => false,
+    };
+    match base.scheme() {
+        "https" => {}
+        "http" if loopback => {}
+        "http" => {
+            return Err(bad(
+                "uses plain http to a host that is not loopback; use https (the API key and tool results travel in the request)".into(),
+            ))
+        }
+        other => return Err(bad(format!("has scheme `{other}`; expected https"))),
+    }
+    if !base.username().is_empty() || base.password().is_some() {
+        return Err(bad(
+            "carries credentials; name the key's environment variable in `api_key_env` instead"
+                .into(),
+        ));
+    }
+    let joined = format!("{}/chat/completions", base.as_str().trim_end_matches('/'));
+    reqwest::Url::parse(&joined).map_err(|e| bad(format!("cannot be extended: {e}")))
+}
+
+impl OpenAiCompatible {
+    /// The client for a configured provider, reading the API key from its environment variable.
+    pub fn from_config(config: &ProviderConfig) -> Result<Self, ProviderError> {
+        let api_key = match &config.api_key_env {
+            None => None,
+            Some(name) => match std::env::var(name) {
+                Ok(v) if !v.trim().is_empty() => Some(v),
+                _ => {
+                    return Err(ProviderError::NotConfigured(format!(
+                        "the environment variable `{name}` named by `agent_runtime.provider.api_key_env` is not set"
+                    )))
+                }
+            },
+        };
+        Ok(OpenAiCompatible {
+            endpoint: endpoint(&config.base_url)?,
+            model: config.model.clone(),
+            api_key,
+            timeout: Duration::from_millis(config.timeout_ms.unwrap_or(DEFAULT_TIMEOUT_MS)),
+            temperature: config.temperature,
+        })
+    }
+
+    /// The request body for the next step (public so tests and tools can show it).
+    pub fn request_body(&self, view: &TurnView<'_>) -> Value {
+        let functions = FunctionNames::new(view.tools);
+        let mut tools: Vec<Value> = view
+            .tools
+            .iter()
+            .filter_map(|t| {
+                let name = functions.by_tool.get(&t.name)?;
+                let mut parameters = t
+                    .input_schema
+                    .clone()
+                    .unwrap_or_else(|| Map::from_iter([("type".into(), json!("object"))]));
+                if !parameters.contains_key("properties") {
+                    parameters.insert("properties".into(), json!({}));
+                }
+                Some(json!({
+                    "type": "function",
+                    "function": {
+                        "name": name,
+                        "description": t.description.clone().unwrap_or_else(|| format!("LumenFlow tool `{}`", t.name)),
+                        "parameters": parameters,
+                    }
+                }))
+            })
+            .collect();
+        tools.push(json!({
+            "type": "function",
+            "function": {
+                "name": ABORT_FUNCTION,
+                "description": "Give up on the goal: the turn stops and the operator sees the reason.",
+                "parameters": {
+                    "type": "object",
+                    "properties": {"reason": {"type": "string"}},
+                    "required": ["reason"],
+                },
+            }
+        }));
+
+        let mut messages = vec![
+            json!({"role": "system", "content": SYSTEM_PROMPT}),
+            json!({"role": "user", "content": view.goal}),
+        ];
+        for step in view.transcript {
+            let name = functions
+                .by_tool
+                .get(&step.tool)
+                .cloned()
+                .unwrap_or_else(|| step.tool.clone());
+            messages.push(json!({
+                "role": "assistant",
+                "content": Value::Null,
+                "tool_calls": [{
+                    "id": step.call_id,
+                    "type": "function",
+                    "function": {"name": name, "arguments": step.input.to_string()},
+                }],
+            }));
+            messages.push(json!({
+                "role": "tool",
+                "tool_call_id": step.call_id,
+                "content": result_text(step),
+            }));
+        }
+        let mut body = json!({
+            "model": self.model,
+            "messages": messages,
+            "tools": tools,
+            "tool_choice": "auto",
+            "parallel_tool_calls": false,
+        });
+        if let (Some(t), Some(obj)) = (self.temperature, body.as_object_mut()) {
+            obj.insert("temperature".into(), json!(t));
+        }
+        body
+    }
+
+    fn post(&self, body: Value) -> Result<(u16, String), ProviderError> {
+        let endpoint = self.endpoint.clone();
+        let key = self.api_key.clone();
+        let timeout = self.timeout;
+        // Its own thread: the blocking client must not run inside an async runtime's worker.
+        let worker = std::thread::Builder::new()
+            .name("agent-runtime-model".into())
+            .spawn(move || -> Result<(u16, String), ProviderError> {
+                let client = reqwest::blocking::Client::builder()
+                    .timeout(timeout)
+                    .redirect(reqwest::redirect::Policy::none())
+                    .build()
+                    .map_err(|e| ProviderError::Transport(e.to_string()))?;
+                let mut request = client
+                    .post(endpoint)
+                    .header("content-type", "application/json")
+                    .body(body.to_string());
+                if let Some(key) = key {
+                    request = request.bearer_auth(key);
+                }
+                let response = request
+                    .send()
+                    .map_err(|e| ProviderError::Transport(describe_transport(&e)))?;
+                let status = response.status().as_u16();
+                let text = response
+                    .text()
+                    .map_err(|e| ProviderError::Transport(describe_transport(&e)))?;
+                Ok((status, text))
+            })
+            .map_err(|e| {
+                ProviderError::Transport(format!("cannot start the request thread: {e}"))
+            })?;
+        worker
+            .join()
+            .map_err(|_| ProviderError::Transport("the request thread panicked".into()))?
+    }
+}
+
+/// A transport error without the URL's query or anything secret (reqwest errors name the URL,
+/// which holds no key: the key travels in a header).
+fn describe_transport(e: &reqwest::Error) -> String {
+    if e.is_timeout() {
+        "the request timed out".into()
+    } else if e.is_connect() {
+        format!("cannot connect: {e}")
+    } else {
+        e.to_string()
+    }
+}
+
+const SYSTEM_PROMPT: &str = "You are the agent of a LumenFlow workspace. Reach the user's goal by calling the \
+tools offered, one call per reply. Every call is checked by the workspace's scopes, rules and approvals; a \
+refused call is final, do not try to work around it. When the goal is reached, reply with a one-paragraph \
+summary and no tool call. If the goal cannot be reached, call lumenflow_abort_turn with the reason.";
+
+/// Tool names to function names and back.
+struct FunctionNames {
+    by_tool: HashMap<String, String>,
+    by_function: HashMap<String, String>,
+}
+
+impl FunctionNames {
+    fn new(tools: &[ToolSpec]) -> Self {
+        let mut by_tool = HashMap::new();
+        let mut by_function = HashMap::new();
+        for t in tools {
+            let f = function_name(&t.name);
+            // Function names must be unique and at most 64 characters; a tool that cannot be
+            // named is not offered (it can still never run without the dispatch path's consent).
+            if f.len() > 64 || f == ABORT_FUNCTION || by_function.contains_key(&f) {
+                continue;
+            }
+            by_tool.insert(t.name.clone(), f.clone());
+            by_function.insert(f, t.name.clone());
+        }
+        FunctionNames {
+            by_tool,
+            by_function,
+        }
+    }
+}
+
+/// `pack:tool` → `pack__tool`; anything else outside `[A-Za-z0-9_-]` → `_`.
+pub fn function_name(tool: &str) -> String {
+    let mut out = String::with_capacity(tool.len() + 1);
+    for c in tool.chars() {
+        match c {
+            ':' => out.push_str("__"),
+            c if c.is_ascii_alphanumeric() || c == '_' || c == '-' => out.push(c),
+            _ => out.push('_'),
+        }
+    }
+    out
+}
+
+/// What a step returned, as the `tool` message the model reads.
+fn result_text(step: &StepRecord) -> String {
+    let outcome = match step.outcome {
+        Some(StepOutcome::Success) => "success",
+        Some(StepOutcome::Failure) => "failure",
+        Some(StepOutcome::Denied) => "denied",
+        Some(StepOutcome::ApprovalRequired) => "approval_required",
+        None => "unknown",
+    };
+    let mut v = json!({"outcome": outcome});
+    if let Some(obj) = v.as_object_mut() {
+        if let Some(data) = &step.data {
+            obj.insert("data".into(), data.clone());
+        }
+        if let Some(code) = &step.error_code {
+            obj.insert(
+                "error".into(),
+                json!({"code": code, "message": step.error_message}),
+            );
+        }
+    }
+    let text = v.to_string();
+    if text.chars().count() <= MAX_RESULT_CHARS {
+        return text;
+    }
+    let cut: String = text.chars().take(MAX_RESULT_CHARS).collect();
+    format!("{cut}… [truncated: the result is longer than {MAX_RESULT_CHARS} characters]")
+}
+
+fn excerpt(s: &str) -> String {
+    let s = s.trim();
+    if s.chars().count() <= MAX_ERROR_BODY {
+        return s.to_string();
+    }
+    let cut: String = s.chars().take(MAX_ERROR_BODY).collect();
+    format!("{cut}…")
+}
+
+/// Read a chat-completions response body into the next step.
+pub fn parse_reply(body: &str, tools: &[ToolSpec]) -> Result<Step, ProviderError> {
+    let invalid = |why: String| ProviderError::InvalidReply(why);
+    let value: Value = serde_json::from_str(body).map_err(|e| {
+        invalid(format!(
+            "the response body is not JSON ({e}): {}",
+            excerpt(body)
+        ))
+    })?;
+    let message = value
+        .get("choices")
+        .and_then(Value::as_array)
+        .and_then(|c| c.first())
+        .and_then(|c| c.get("message"))
+        .ok_or_else(|| invalid("the response has no `choices[0].message`".into()))?;
+    let calls = message
+        .get("tool_calls")
+        .and_then(Value::as_array)
+        .filter(|c| !c.is_empty());
+    if let Some(call) = calls.and_then(|c| c.first()) {
+        let function = call
+            .get("function")
+            .ok_or_else(|| invalid("a tool call has no `function`".into()))?;
+        let name = function
+            .get("name")
+            .and_then(Value::as_str)
+            .filter(|n| !n.is_empty())
+            .ok_or_else(|| invalid("a tool call has no function `name`".into()))?;
+        let input = match function.get("arguments") {
+            None | Some(Value::Null) => Value::Object(Map::new()),
+            Some(Value::String(s)) if s.trim().is_empty() => Value::Object(Map::new()),
+            Some(Value::String(s)) => serde_json::from_str::<Value>(s).map_err(|e| {
+                invalid(format!(
+                    "the arguments of the call to `{name}` are not valid JSON ({e}): {}",
+                    excerpt(s)
+                ))
+            })?,
+            Some(other) => other.clone(),
+        };
+        if !input.is_object() {
+            return Err(invalid(format!(
+                "the arguments of the call to `{name}` must be a JSON object, got {}",
+                excerpt(&input.to_string())
+            )));
+        }
+        if name == ABORT_FUNCTION {
+            let reason = input
+                .get("reason")
+                .and_then(Value::as_str)
+                .filter(|r| !r.trim().is_empty())
+                .unwrap_or("the model gave up without a reason")
+                .to_string();
+            return Ok(Step::Abort { reason });
+        }
+        let functions = FunctionNames::new(tools);
+        // An unknown function keeps its name: the dispatch path refuses it with a receipt.
+        let tool = functions
+            .by_function
+            .get(name)
+            .cloned()
+            .unwrap_or_else(|| name.to_string());
+        let call_id = call
+            .get("id")
+            .and_then(Value::as_str)
+            .filter(|id| !id.is_empty())
+            .map(str::to_string);
+        return Ok(Step::Call {
+            call_id,
+            tool,
+            input,
+            expect: Expect::Success,
+        });
+    }
+    match message.get("content").and_then(Value::as_str) {
+        Some(text) if !text.trim().is_empty() => Ok(Step::Finish {
+            summary: text.trim().to_string(),
+        }),
+        _ => Err(invalid(
+            "the reply has neither a tool call nor a summary (`content`)".into(),
+        )),
+    }
+}
+
+impl ModelProvider for OpenAiCompatible {
+    fn kind(&self) -> &'static str {
+        "openai_compatible"
+    }
+
+    fn next_step(&mut self, view: &TurnView<'_>) -> Result<Step, ProviderError> {
+        let (status, text) = self.post(self.request_body(view))?;
+        if !(200..300).contains(&status) {
+            return Err(ProviderError::Http {
+                status,
+                body: excerpt(&text),
+            });
+        }
+        parse_reply(&text, view.tools)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    #![allow(clippy::unwrap_used)]
+    use super::*;
+
+    fn tools() -> Vec<ToolSpec> {
+        vec![ToolSpec {
+            name: "software-delivery:gates".into(),
+            description: None,
+            input_schema: None,
+            mutating: true,
+        }]
+    }
+
+    #[test]
+    fn function_names_map_back_to_tool_names() {
+        assert_eq!(
+            function_name("software-delivery:gates"),
+            "software-delivery__gates"
+        );
+        let body = r#"{"choices":[{"message":{"tool_calls":[{"id":"c1","type":"function","function":{"name":"software-delivery__gates","arguments":"{\"wu_id\":\"WU-042\"}"}}]}}]}"#;
+        match parse_reply(body, &tools()).unwrap() {
+            Step::Call {
+                tool,
+                input,
+                call_id,
+                ..
+            } => {
+                assert_eq!(tool, "software-delivery:gates");
+                assert_eq!(input, json!({"wu_id": "WU-042"}));
+                assert_eq!(call_id.as_deref(), Some("c1"));
+            }
+            other => panic!("{other:?}"),
+        }
+    }
+
+    #[test]
+    fn replies_that_are_not_usable_are_clear_errors() {
+        for (body, needle) in [
+            ("not json", "not JSON"),
+            ("{}", "choices[0].message"),
+            (
+                r#"{"choices":[{"message":{"content":""}}]}"#,
+                "neither a tool call",
+            ),
+            (
+                r#"{"choices":[{"message":{"tool_calls":[{"function":{"name":"x","arguments":"{oops"}}]}}]}"#,
+                "not valid JSON",
+            ),
+            (
+                r#"{"choices":[{"message":{"tool_calls":[{"function":{"name":"x","arguments":"[1]"}}]}}]}"#,
+                "must be a JSON object",
+            ),
+        ] {
+            let err = parse_reply(body, &tools()).unwrap_err();
+            assert_eq!(err.code(), "MODEL_REPLY_INVALID");
+            assert!(err.to_string().contains(needle), "{err}");
+        }
+    }
+
+    #[test]
+    fn endpoints_need_https_unless_loopback() {
+        assert_eq!(
+            endpoint("https://api.example.com/v1/").unwrap().as_str(),
+            "https://api.example.com/v1/chat/completions"
+        );
+        assert!(endpoint("http://127.0.0.1:8080/v1").is_ok());
+        assert!(endpoint("http://localhost:8080").is_ok());
+        assert!(endpoint("http://api.example.com/v1").is_err());
+        assert!(endpoint("ftp://x").is_err());
+        assert!(endpoint("https://user:pw@api.example.com").is_err());
+    }
+}

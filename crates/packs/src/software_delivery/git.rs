@@ -1,0 +1,122 @@
+//! `git:status` and `git:diff`: read-only views of a claimed work unit's worktree (with
+//! `wu_id`) or of the workspace repository (without). They run git with no user or system
+//! configuration and `GIT_OPTIONAL_LOCKS=0`, so even the index refresh a status would do is
+//! skipped: nothing is written.
+
+use lumenflow_contracts::scope::PathAccess;
+use lumenflow_contracts::tool_output::ToolOutput;
+use lumenflow_kernel::dispatch::BuiltinCall;
+use serde_json::{json, Map, Value};
+use std::path::PathBuf;
+
+use super::common::{self, git_in, git_ok, require, Claim, ToolResult};
+
+/// The most of a diff returned inline (the rest is cut and `truncated` is set).
+pub const DIFF_CAP: usize = 1024 * 1024;
+
+/// The folder to look at: the work unit's worktree, or the workspace.
+fn target(
+    call: &BuiltinCall<'_>,
+    input: &Map<String, Value>,
+) -> ToolResult<(PathBuf, PathBuf, Option<Claim>)> {
+    let ws = common::repo_root(call)?;
+    match common::opt_str(input, "wu_id")? {
+        Some(_) => {
+            let wu_id = common::wu_id(input)?;
+            let (claim, worktree) = Claim::require(&ws, &wu_id)?;
+            require(call, &claim.worktree, PathAccess::Read)?;
+            Ok((ws, worktree, Some(claim)))
+        }
+        None => {
+            require(call, ".git/HEAD", PathAccess::Read)?;
+            Ok((ws.clone(), ws, None))
+        }
+    }
+}
+
+fn current_branch(dir: &std::path::Path, ws: &std::path::Path) -> ToolResult<String> {
+    let head = git_in(
+        dir,
+        ws,
+        &["symbolic-ref", "--quiet", "--short", "HEAD"],
+        None,
+    )?;
+    let name = String::from_utf8_lossy(&head.stdout).trim().to_string();
+    Ok(if head.success() && !name.is_empty() {
+        name
+    } else {
+        "HEAD".to_string()
+    })
+}
+
+/// `git:status {wu_id?}`.
+pub fn git_status(call: &BuiltinCall<'_>) -> ToolOutput {
+    status_inner(call).unwrap_or_else(|e| *e)
+}
+
+fn status_inner(call: &BuiltinCall<'_>) -> ToolResult<ToolOutput> {
+    let input = common::input(call)?;
+    let (ws, dir, _) = target(call, input)?;
+    let out = git_ok(
+        &dir,
+        &ws,
+        &["status", "--porcelain=v1", "-z", "--untracked-files=all"],
+    )?;
+    let text = String::from_utf8_lossy(&out.stdout);
+    let mut entries = Vec::new();
+    let mut tokens = text.split('\0').filter(|t| !t.is_empty());
+    while let Some(token) = tokens.next() {
+        let (status, path) = (token.get(..2).unwrap_or(""), token.get(3..).unwrap_or(""));
+        if status.contains('R') || status.contains('C') {
+            // The original name follows as its own token.
+            let _ = tokens.next();
+        }
+        entries.push(json!({"status": status, "path": path}));
+    }
+    Ok(common::success(
+        json!({
+            "worktree_path": dir.to_string_lossy(),
+            "branch": current_branch(&dir, &ws)?,
+            "clean": entries.is_empty(),
+            "entries": entries,
+        }),
+        &[],
+        &[],
+    ))
+}
+
+/// `git:diff {wu_id?, against?: head|base}`: the working tree against `HEAD`, or (for a work
+/// unit) against its base commit, including what was already committed on its branch.
+pub fn git_diff(call: &BuiltinCall<'_>) -> ToolOutput {
+    diff_inner(call).unwrap_or_else(|e| *e)
+}
+
+fn diff_inner(call: &BuiltinCall<'_>) -> ToolResult<ToolOutput> {
+    let input = common::input(call)?;
+    let against = common::opt_str(input, "against")?.unwrap_or("head");
+    let (ws, dir, claim) = target(call, input)?;
+    let rev = match (against, &claim) {
+        ("base", Some(c)) => c.base_commit.clone(),
+        ("base", None) => {
+            return Err(common::fail(
+                lumenflow_contracts::tool_output::codes::INVALID_INPUT,
+                "`against: base` needs a `wu_id` (the workspace itself has no base)",
+            ))
+        }
+        _ => "HEAD".to_string(),
+    };
+    let out = git_ok(&dir, &ws, &["diff", "--no-color", "--no-ext-diff", &rev])?;
+    let truncated = out.stdout.len() > DIFF_CAP || out.truncated;
+    let mut bytes = out.stdout;
+    bytes.truncate(DIFF_CAP);
+    Ok(common::success(
+        json!({
+            "worktree_path": dir.to_string_lossy(),
+            "against": against,
+            "diff": String::from_utf8_lossy(&bytes),
+            "truncated": truncated,
+        }),
+        &[],
+        &[],
+    ))
+}

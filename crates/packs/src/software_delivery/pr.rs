@@ -1,0 +1,150 @@
+//! `software-delivery:pr_prepare {wu_id, title, body?}`: everything a pull request needs, on
+//! disk, without talking to any forge.
+//!
+//! Uncommitted changes in the worktree (tracked or not, respecting `.gitignore`) are first
+//! committed on the work unit's branch as `<wu_id>: <title>`, with the fixed identity
+//! `LumenFlow <lumenflow@localhost>` and no hooks, so the branch *is* the pull request. Then
+//! `git diff <base_commit>...HEAD` (the base recorded at claim time) is written with the
+//! description to `.lumenflow/state/software-delivery/prs/<wu_id>/`: `description.md`,
+//! `changes.diff` and `pr.json` (branch, base, commits, counts).
+//!
+//! Opening a pull request is the risky step, so the manifest gives this tool
+//! `required_approvals: [software-delivery:pr-create]`: the dispatch path refuses it until an
+//! operator granted this exact call (tool and input), and a grant runs it once.
+
+use lumenflow_contracts::scope::PathAccess;
+use lumenflow_contracts::time::Timestamp;
+use lumenflow_contracts::tool_output::ToolOutput;
+use lumenflow_kernel::dispatch::BuiltinCall;
+use serde_json::json;
+
+use super::common::{self, fail, git_line, git_ok, require, Claim, ToolResult, STATE_REL};
+
+/// `software-delivery:pr_prepare`.
+pub fn pr_prepare(call: &BuiltinCall<'_>) -> ToolOutput {
+    inner(call).unwrap_or_else(|e| *e)
+}
+
+fn inner(call: &BuiltinCall<'_>) -> ToolResult<ToolOutput> {
+    let input = common::input(call)?;
+    let wu_id = common::wu_id(input)?;
+    let title = common::req_str(input, "title")?.trim().to_string();
+    let body = common::opt_str(input, "body")?
+        .unwrap_or("")
+        .trim()
+        .to_string();
+    if title.is_empty() || title.contains('\n') {
+        return Err(fail(
+            lumenflow_contracts::tool_output::codes::INVALID_INPUT,
+            "`title` must be one non-empty line",
+        ));
+    }
+    let ws = common::repo_root(call)?;
+    let (claim, worktree) = Claim::require(&ws, &wu_id)?;
+    let dir_rel = format!("{STATE_REL}/prs/{wu_id}");
+    require(call, &claim.worktree, PathAccess::Read)?;
+    require(call, ".git/objects", PathAccess::Write)?;
+    require(call, &format!("{dir_rel}/pr.json"), PathAccess::Write)?;
+
+    let status = git_ok(&worktree, &ws, &["status", "--porcelain=v1", "-z"])?;
+    let committed = !status.stdout.is_empty();
+    if committed {
+        git_ok(&worktree, &ws, &["add", "-A"])?;
+        let message = format!("{wu_id}: {title}");
+        git_ok(
+            &worktree,
+            &ws,
+            &["commit", "--quiet", "--no-verify", "-m", &message],
+        )?;
+    }
+    let head = git_line(&worktree, &ws, &["rev-parse", "HEAD"])?;
+    let range = format!("{}...HEAD", claim.base_commit);
+    let diff = git_ok(
+        &worktree,
+        &ws,
+        &["diff", "--no-color", "--no-ext-diff", "--binary", &range],
+    )?;
+    let numstat = git_line(
+        &worktree,
+        &ws,
+        &["diff", "--no-color", "--no-ext-diff", "--numstat", &range],
+    )?;
+    let (mut files, mut insertions, mut deletions) = (0u64, 0u64, 0u64);
+    let mut changed = Vec::new();
+    for line in numstat.lines().filter(|l| !l.trim().is_empty()) {
+        let mut parts = line.splitn(3, '\t');
+        let added = parts
+            .next()
+            .and_then(|n| n.parse::<u64>().ok())
+            .unwrap_or(0);
+        let removed = parts
+            .next()
+            .and_then(|n| n.parse::<u64>().ok())
+            .unwrap_or(0);
+        files += 1;
+        insertions += added;
+        deletions += removed;
+        if let Some(name) = parts.next() {
+            changed.push(name.to_string());
+        }
+    }
+    let commits = git_line(
+        &worktree,
+        &ws,
+        &[
+            "log",
+            "--format=%H %s",
+            &format!("{}..HEAD", claim.base_commit),
+        ],
+    )?;
+
+    let mut description = format!("# {title}\n\n");
+    if !body.is_empty() {
+        description.push_str(&body);
+        description.push_str("\n\n");
+    }
+    description.push_str(&format!(
+        "---\n\nWork unit: {wu_id} (lane: {})\nBranch: `{}` into `{}` (base commit `{}`)\nChanges: {files} file(s), +{insertions} -{deletions}\n",
+        claim.lane, claim.branch, claim.base, claim.base_commit
+    ));
+    if !changed.is_empty() {
+        description.push_str("\nFiles:\n");
+        for f in &changed {
+            description.push_str(&format!("- `{f}`\n"));
+        }
+    }
+
+    let description_rel = format!("{dir_rel}/description.md");
+    let diff_rel = format!("{dir_rel}/changes.diff");
+    let meta_rel = format!("{dir_rel}/pr.json");
+    common::write_atomic(&ws.join(&description_rel), description.as_bytes())?;
+    common::write_atomic(&ws.join(&diff_rel), &diff.stdout)?;
+    let data = json!({
+        "wu_id": wu_id,
+        "branch": claim.branch,
+        "base": claim.base,
+        "base_commit": claim.base_commit,
+        "head_commit": head,
+        "committed": committed,
+        "description_path": description_rel,
+        "diff_path": diff_rel,
+        "files_changed": files,
+        "insertions": insertions,
+        "deletions": deletions,
+    });
+    let mut meta = data.clone();
+    if let serde_json::Value::Object(m) = &mut meta {
+        m.insert("title".into(), title.into());
+        m.insert("lane".into(), claim.lane.clone().into());
+        m.insert("commits".into(), json!(commits.lines().collect::<Vec<_>>()));
+        m.insert("files".into(), json!(changed));
+        m.insert("prepared_by".into(), call.caller().into());
+        m.insert("prepared_at".into(), Timestamp::now().to_rfc3339().into());
+    }
+    common::write_json(&ws.join(&meta_rel), &meta)?;
+    Ok(common::success(
+        data,
+        &[description_rel, diff_rel, meta_rel],
+        &[],
+    ))
+}

@@ -1,0 +1,382 @@
+//! Claiming a work unit (`software-delivery:wu_claim`) and repairing a claim
+//! (`software-delivery:wu_recover`).
+//!
+//! A claim is a branch `lane/<lane-slug>/<wu-id-lowercase>` checked out in a git worktree at
+//! `worktrees/<lane-slug>-<wu-id-lowercase>` inside the workspace, forked from the base
+//! (`software_delivery.base_branch`, else the branch the workspace has checked out), plus a
+//! record in `.lumenflow/state/software-delivery/claims/<wu_id>.json` that the other tools read.
+//! Claiming again on the same lane answers the same claim (`created: false`); claiming on
+//! another lane is `WU_ALREADY_CLAIMED`.
+//!
+//! Recovery changes git state (locks, worktree registrations), so it is never automatic: the
+//! manifest marks it `permission: admin` with `required_approvals: [software-delivery:wu-recover]`,
+//! and the dispatch path refuses it until an operator granted that exact call.
+
+use std::path::{Path, PathBuf};
+use std::sync::Mutex;
+
+use lumenflow_contracts::event::BuildOptions;
+use lumenflow_contracts::scope::PathAccess;
+use lumenflow_contracts::tool_output::ToolOutput;
+use lumenflow_kernel::dispatch::BuiltinCall;
+use serde_json::{json, Value};
+
+use super::common::{
+    self, errors, fail, git_in, git_line, git_ok, recovery_details, require, Claim, ToolResult,
+    STATE_REL,
+};
+use super::WU_CLAIMED;
+
+/// Claims are serialized within the process (git's own locks refuse a concurrent second
+/// process, which then finds the first one's claim on retry).
+static CLAIMS: Mutex<()> = Mutex::new(());
+
+/// One entry of `git worktree list --porcelain`.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct WorktreeEntry {
+    pub path: PathBuf,
+    pub branch: Option<String>,
+    pub locked: bool,
+    pub prunable: bool,
+}
+
+/// The worktrees git knows about.
+pub fn worktrees(ws: &Path) -> ToolResult<Vec<WorktreeEntry>> {
+    let out = git_ok(ws, ws, &["worktree", "list", "--porcelain"])?;
+    let text = String::from_utf8_lossy(&out.stdout);
+    let mut list = Vec::new();
+    let mut current: Option<WorktreeEntry> = None;
+    for line in text.lines() {
+        if let Some(path) = line.strip_prefix("worktree ") {
+            list.extend(current.take());
+            current = Some(WorktreeEntry {
+                path: PathBuf::from(path),
+                ..WorktreeEntry::default()
+            });
+        } else if let Some(entry) = current.as_mut() {
+            if let Some(b) = line.strip_prefix("branch ") {
+                entry.branch = Some(b.trim_start_matches("refs/heads/").to_string());
+            } else if line == "locked" || line.starts_with("locked ") {
+                entry.locked = true;
+            } else if line == "prunable" || line.starts_with("prunable ") {
+                entry.prunable = true;
+            }
+        }
+    }
+    list.extend(current);
+    Ok(list)
+}
+
+fn find_entry<'a>(list: &'a [WorktreeEntry], path: &Path) -> Option<&'a WorktreeEntry> {
+    list.iter().find(|e| e.path == path)
+}
+
+fn branch_exists(ws: &Path, branch: &str) -> ToolResult<bool> {
+    let r = format!("refs/heads/{branch}");
+    Ok(git_in(ws, ws, &["rev-parse", "--verify", "--quiet", &r], None)?.success())
+}
+
+/// The base to fork from and its commit.
+fn resolve_base(ws: &Path) -> ToolResult<(String, String)> {
+    let config = common::pack_config(ws)?;
+    let configured = config
+        .get("base_branch")
+        .and_then(Value::as_str)
+        .map(str::to_string);
+    let base = match configured {
+        // A base is a revision, never an option: `-x` would be read as one by git.
+        Some(b) if b.starts_with('-') || b.chars().any(|c| c.is_whitespace() || c.is_control()) => {
+            return Err(fail(
+                errors::CONFIG_INVALID,
+                format!("`software_delivery.base_branch` = `{b}` is not a branch name"),
+            ))
+        }
+        Some(b) => b,
+        None => {
+            let head = git_in(
+                ws,
+                ws,
+                &["symbolic-ref", "--quiet", "--short", "HEAD"],
+                None,
+            )?;
+            let name = String::from_utf8_lossy(&head.stdout).trim().to_string();
+            if head.success() && !name.is_empty() {
+                name
+            } else {
+                "HEAD".to_string()
+            }
+        }
+    };
+    let rev = format!("{base}^{{commit}}");
+    let commit = git_in(ws, ws, &["rev-parse", "--verify", "--quiet", &rev], None)?;
+    let sha = String::from_utf8_lossy(&commit.stdout).trim().to_string();
+    if !commit.success() || sha.is_empty() {
+        return Err(fail(
+            errors::REPO_HAS_NO_COMMITS,
+            format!("the base `{base}` does not name a commit of the workspace repository (set `software_delivery.base_branch`, or commit something first)"),
+        ));
+    }
+    Ok((base, sha))
+}
+
+/// The scopes a claim or a recovery writes.
+fn require_claim_scopes(call: &BuiltinCall<'_>, claim: &Claim) -> ToolResult<()> {
+    require(call, &claim.worktree, PathAccess::Write)?;
+    require(call, ".git/worktrees", PathAccess::Write)?;
+    require(call, &Claim::rel_path(&claim.wu_id), PathAccess::Write)
+}
+
+fn claim_output(claim: &Claim, path: &Path, created: bool) -> Value {
+    json!({
+        "wu_id": claim.wu_id,
+        "lane": claim.lane,
+        "worktree_path": path.to_string_lossy(),
+        "branch": claim.branch,
+        "base": claim.base,
+        "base_commit": claim.base_commit,
+        "created": created,
+    })
+}
+
+/// `software-delivery:wu_claim {wu_id, lane}`.
+pub fn wu_claim(call: &BuiltinCall<'_>) -> ToolOutput {
+    claim_inner(call).unwrap_or_else(|e| *e)
+}
+
+fn claim_inner(call: &BuiltinCall<'_>) -> ToolResult<ToolOutput> {
+    let input = common::input(call)?;
+    let wu_id = common::wu_id(input)?;
+    let lane = common::req_str(input, "lane")?.trim().to_string();
+    let ws = common::repo_root(call)?;
+    // The paths first (without base): the scopes are checked before anything is touched.
+    let planned = Claim::for_wu(&wu_id, &lane, String::new(), String::new())?;
+    require_claim_scopes(call, &planned)?;
+
+    let _guard = CLAIMS.lock().unwrap_or_else(|p| p.into_inner());
+    let path = ws.join(&planned.worktree);
+    let mut artifacts = Vec::new();
+    let (claim, created) = match Claim::load(&ws, &wu_id)? {
+        Some(existing) if existing.lane != lane => {
+            return Err(fail(
+                errors::WU_ALREADY_CLAIMED,
+                format!(
+                    "work unit `{wu_id}` is already claimed on lane `{}` (worktree `{}`)",
+                    existing.lane, existing.worktree
+                ),
+            ))
+        }
+        Some(existing) => {
+            let list = worktrees(&ws)?;
+            let healthy = path.join(".git").is_file()
+                && find_entry(&list, &path)
+                    .is_some_and(|e| e.branch.as_deref() == Some(existing.branch.as_str()));
+            if !healthy {
+                return Err(common::fail_with(
+                    errors::WORKTREE_MISSING,
+                    format!(
+                        "work unit `{wu_id}` is claimed but its worktree `{}` is missing or not on `{}`",
+                        existing.worktree, existing.branch
+                    ),
+                    recovery_details(&wu_id),
+                ));
+            }
+            (existing, false)
+        }
+        None => {
+            let (base, base_commit) = resolve_base(&ws)?;
+            let mut claim = Claim::for_wu(&wu_id, &lane, base, base_commit)?;
+            let list = worktrees(&ws)?;
+            let rel = claim.worktree.clone();
+            match find_entry(&list, &path) {
+                Some(e)
+                    if e.branch.as_deref() == Some(claim.branch.as_str())
+                        && path.join(".git").is_file() =>
+                {
+                    // A worktree from a claim whose record was lost: adopt it.
+                    claim.base_commit =
+                        git_line(&ws, &ws, &["merge-base", &claim.base_commit, &claim.branch])?;
+                }
+                Some(_) => {
+                    return Err(fail(
+                        errors::WORKTREE_PATH_CONFLICT,
+                        format!("`{rel}` is already a worktree of another branch"),
+                    ))
+                }
+                None if path.exists() => {
+                    return Err(fail(
+                        errors::WORKTREE_PATH_CONFLICT,
+                        format!("`{rel}` already exists and is not a worktree of `{}`; move it away or pick another lane", claim.branch),
+                    ))
+                }
+                None if branch_exists(&ws, &claim.branch)? => {
+                    git_ok(&ws, &ws, &["worktree", "add", &rel, &claim.branch])?;
+                    claim.base_commit =
+                        git_line(&ws, &ws, &["merge-base", &claim.base_commit, &claim.branch])?;
+                }
+                None => {
+                    git_ok(
+                        &ws,
+                        &ws,
+                        &[
+                            "worktree",
+                            "add",
+                            "-b",
+                            &claim.branch,
+                            &rel,
+                            &claim.base_commit,
+                        ],
+                    )?;
+                }
+            }
+            let record = Claim::rel_path(&wu_id);
+            common::write_json(&ws.join(&record), &claim.to_json(call.caller()))?;
+            artifacts.push(record);
+            artifacts.push(rel);
+            (claim, true)
+        }
+    };
+    let resolved = path.canonicalize().map_err(|e| {
+        fail(
+            errors::WORKTREE_MISSING,
+            format!("cannot resolve the worktree `{}`: {e}", claim.worktree),
+        )
+    })?;
+
+    let mut emit_errors = Vec::new();
+    common::emit(
+        call,
+        WU_CLAIMED,
+        json!({"wu_id": claim.wu_id, "lane": claim.lane, "worktree_path": claim.worktree}),
+        BuildOptions::idempotent(format!("{WU_CLAIMED}:{}:{}", claim.wu_id, claim.branch)),
+        &mut emit_errors,
+    );
+    Ok(common::success(
+        claim_output(&claim, &resolved, created),
+        &artifacts,
+        &emit_errors,
+    ))
+}
+
+/// `software-delivery:wu_recover {wu_id}`: make the recorded claim whole again. Each repair it
+/// made is listed in `actions` (empty when the claim was healthy).
+pub fn wu_recover(call: &BuiltinCall<'_>) -> ToolOutput {
+    recover_inner(call).unwrap_or_else(|e| *e)
+}
+
+fn recover_inner(call: &BuiltinCall<'_>) -> ToolResult<ToolOutput> {
+    let input = common::input(call)?;
+    let wu_id = common::wu_id(input)?;
+    let ws = common::repo_root(call)?;
+    let claim = Claim::load(&ws, &wu_id)?.ok_or_else(|| {
+        fail(
+            errors::WU_NOT_CLAIMED,
+            format!("work unit `{wu_id}` has no claim record to recover"),
+        )
+    })?;
+    require_claim_scopes(call, &claim)?;
+    let _guard = CLAIMS.lock().unwrap_or_else(|p| p.into_inner());
+    let path = ws.join(&claim.worktree);
+    let rel = claim.worktree.clone();
+    let mut actions: Vec<String> = Vec::new();
+
+    let list = worktrees(&ws)?;
+    let entry = find_entry(&list, &path).cloned();
+    if entry.as_ref().is_some_and(|e| e.locked) {
+        git_ok(&ws, &ws, &["worktree", "unlock", &rel])?;
+        actions.push(format!("unlocked the worktree `{rel}`"));
+    }
+    let dir_ok = path.join(".git").is_file();
+    if entry.is_some() && !dir_ok {
+        git_ok(&ws, &ws, &["worktree", "prune"])?;
+        actions.push(format!("pruned the stale registration of `{rel}`"));
+    }
+    if entry.is_none() && path.exists() {
+        // A folder git does not know as a worktree: try git's own repair, else hand it back.
+        let repaired = git_in(&ws, &ws, &["worktree", "repair", &rel], None)?;
+        let known = find_entry(&worktrees(&ws)?, &path).is_some();
+        if !repaired.success() || !known {
+            return Err(fail(
+                errors::RECOVERY_NEEDS_OPERATOR,
+                format!("`{rel}` exists but is not a worktree git can repair; move it away and run software-delivery:wu_recover again"),
+            ));
+        }
+        actions.push(format!("repaired the worktree link of `{rel}`"));
+    }
+    if !path.exists() {
+        if branch_exists(&ws, &claim.branch)? {
+            git_ok(&ws, &ws, &["worktree", "add", &rel, &claim.branch])?;
+            actions.push(format!(
+                "re-added the worktree `{rel}` on `{}`",
+                claim.branch
+            ));
+        } else {
+            git_ok(
+                &ws,
+                &ws,
+                &[
+                    "worktree",
+                    "add",
+                    "-b",
+                    &claim.branch,
+                    &rel,
+                    &claim.base_commit,
+                ],
+            )?;
+            actions.push(format!(
+                "re-created the branch `{}` at the base commit and its worktree `{rel}`",
+                claim.branch
+            ));
+        }
+    }
+    // A stale index lock left by a killed git process.
+    if let Some(lock) = index_lock(&ws, &path) {
+        if lock.exists() {
+            std::fs::remove_file(&lock).map_err(|e| {
+                fail(
+                    errors::STATE_IO,
+                    format!("cannot remove the stale `{}`: {e}", lock.display()),
+                )
+            })?;
+            actions.push(format!("removed the stale index lock of `{rel}`"));
+        }
+    }
+    let resolved = path.canonicalize().map_err(|e| {
+        fail(
+            errors::WORKTREE_MISSING,
+            format!("the worktree `{rel}` is still missing after recovery: {e}"),
+        )
+    })?;
+    let artifacts = if actions.is_empty() {
+        Vec::new()
+    } else {
+        vec![rel.clone(), format!("{STATE_REL}/claims/{wu_id}.json")]
+    };
+    Ok(common::success(
+        json!({
+            "wu_id": wu_id,
+            "worktree_path": resolved.to_string_lossy(),
+            "branch": claim.branch,
+            "actions": actions,
+        }),
+        &artifacts,
+        &[],
+    ))
+}
+
+/// `<gitdir>/index.lock` of the worktree at `path`, from its `.git` file, when that gitdir is
+/// where git keeps worktrees (`<ws>/.git/worktrees/`): a `.git` file pointing anywhere else is
+/// not followed.
+fn index_lock(ws: &Path, path: &Path) -> Option<PathBuf> {
+    let text = std::fs::read_to_string(path.join(".git")).ok()?;
+    let gitdir = text.trim().strip_prefix("gitdir:")?.trim();
+    let gitdir = Path::new(gitdir);
+    let gitdir = if gitdir.is_absolute() {
+        gitdir.to_path_buf()
+    } else {
+        path.join(gitdir)
+    };
+    let gitdir = gitdir.canonicalize().ok()?;
+    gitdir
+        .starts_with(ws.join(".git").join("worktrees"))
+        .then(|| gitdir.join("index.lock"))
+}

@@ -1,0 +1,1255 @@
+//! The agent-runtime pack through the real dispatch path, on scratch workspaces: scripted turns,
+//! approval waits that resume without re-running side effects, turns killed mid-flight (a real
+//! child process, killed), the OpenAI-compatible provider against a local HTTP server speaking
+//! the same API, and the bad inputs of issue 8 (invalid model JSON, unknown tool, denied action,
+//! HTTP errors).
+//!
+//! Requirement ids: INV-05, INV-09 (turn result, tool_called per call), ABR-01 to ABR-04,
+//! Q22 (turn_aborted with cleanup_status), KRN-09 (approvals), KRN-10 (one dispatch path).
+
+#![allow(clippy::unwrap_used, clippy::expect_used)]
+
+use std::collections::HashMap;
+use std::io::{BufRead, BufReader, Read, Write};
+use std::net::{TcpListener, TcpStream};
+use std::path::{Path, PathBuf};
+use std::sync::atomic::{AtomicUsize, Ordering};
+use std::sync::{Arc, Mutex};
+use std::time::{Duration, Instant};
+
+use lumenflow_contracts::event::KernelEventV2;
+use lumenflow_contracts::time::Timestamp;
+use lumenflow_contracts::tool_output::ToolOutput;
+use lumenflow_kernel::approvals::{ApprovalProvider, Decision, LocalApprovals};
+use lumenflow_kernel::diagnostics::SourceFile;
+use lumenflow_kernel::dispatch::open::ProviderGate;
+use lumenflow_kernel::dispatch::{
+    BuiltinCall, BuiltinFn, CallOutcome, CallRequest, EvidenceStore, RegisteredTool, Runtime,
+    RuntimeEvents, ToolRegistry,
+};
+use lumenflow_kernel::eventlog::{self, EventLog, LogOptions};
+use lumenflow_kernel::events::emit::MemorySink;
+use lumenflow_kernel::manifest::{parse_manifest, PackManifest};
+use lumenflow_kernel::pack_report::validate_embedded;
+use lumenflow_kernel::workspace::read_workspace;
+use lumenflow_packs::agent_runtime::{self, reconcile_interrupted_turns, TOOL_NAME};
+use serde_json::{json, Value};
+
+// ---------------------------------------------------------------------------------------------
+// A scratch workspace with a test pack and the agent-runtime pack
+
+const TEST_PACK: &str = r#"id: test-tools
+version: 1.0.0
+task_types: [task]
+tools:
+  - name: "test:append"
+    entry: tools/tool.sh
+    description: Append a line to a file under out/.
+    permission: write
+    required_scopes: [{type: path, pattern: "out/**", access: write}]
+    input_schema:
+      type: object
+      properties: {path: {type: string}, line: {type: string}, wu_id: {type: string}}
+      required: [path, line]
+  - name: "test:read"
+    entry: tools/tool.sh
+    description: Read a file.
+    permission: read
+    required_scopes: [{type: path, pattern: "**", access: read}]
+  - name: "test:publish"
+    entry: tools/tool.sh
+    description: Publish the report (needs an approval).
+    permission: write
+    required_approvals: ["test:publish"]
+    required_scopes: [{type: path, pattern: "out/**", access: write}]
+  - name: "test:write"
+    entry: tools/tool.sh
+    description: Write a file under out/.
+    permission: write
+    required_scopes: [{type: path, pattern: "out/**", access: write}]
+  - name: "test:hang"
+    entry: tools/tool.sh
+    permission: write
+    required_scopes: [{type: path, pattern: "out/**", access: write}]
+  - name: "test:hang-read"
+    entry: tools/tool.sh
+    permission: read
+    required_scopes: [{type: path, pattern: "**", access: read}]
+"#;
+
+fn workspace_yaml(provider_port: Option<u16>) -> String {
+    let mut ws = String::from(
+        r#"id: ws
+name: Test
+packs:
+  - {id: agent-runtime, version: 0.1.0, integrity: dev, source: local}
+  - {id: test-tools, version: 1.0.0, integrity: dev, source: local}
+lanes: []
+security:
+  allowed_scopes:
+    - {type: path, pattern: "**", access: read}
+    - {type: path, pattern: "out/**", access: write}
+    - {type: path, pattern: ".lumenflow/state/agent-runtime/**", access: write}
+policies:
+  rules:
+    - id: ws.no-production-secrets
+      trigger: on_tool_request
+      decision: deny
+      reason: production secrets are off limits to agents
+      when:
+        tool: "test:write"
+        input:
+          /path: {starts_with: out/secrets/}
+memory_namespace: m
+event_namespace: e
+sandbox: none
+"#,
+    );
+    if let Some(port) = provider_port {
+        ws.push_str(&format!(
+            "agent_runtime:\n  provider:\n    base_url: http://127.0.0.1:{port}/v1\n    model: test-model\n    api_key_env: AGENT_RUNTIME_API_KEY\n    timeout_ms: 5000\n"
+        ));
+    }
+    ws
+}
+
+/// Counts of how often each test tool really ran (the side effects).
+#[derive(Default)]
+struct Counters {
+    runs: Mutex<HashMap<String, usize>>,
+}
+
+impl Counters {
+    fn get(&self, tool: &str) -> usize {
+        self.runs.lock().unwrap().get(tool).copied().unwrap_or(0)
+    }
+    fn bump(&self, tool: &str) {
+        *self
+            .runs
+            .lock()
+            .unwrap()
+            .entry(tool.to_string())
+            .or_default() += 1;
+    }
+}
+
+fn test_tool(name: &str, counters: Arc<Counters>) -> BuiltinFn {
+    let name = name.to_string();
+    Arc::new(move |call: &BuiltinCall<'_>| {
+        counters.bump(&name);
+        let input = call.input();
+        let root = call.workspace_dir();
+        match name.as_str() {
+            "test:append" | "test:write" | "test:publish" => {
+                let rel = input["path"].as_str().unwrap_or("out/published.txt");
+                let path = root.join(rel);
+                std::fs::create_dir_all(path.parent().unwrap()).unwrap();
+                let mut f = std::fs::OpenOptions::new()
+                    .create(true)
+                    .append(true)
+                    .open(&path)
+                    .unwrap();
+                let line = input["line"].as_str().unwrap_or(name.as_str());
+                writeln!(f, "{line}").unwrap();
+                ToolOutput::ok(json!({"written": rel}))
+            }
+            "test:hang" | "test:hang-read" => {
+                // Tell the parent test we are inside the call, then never return.
+                std::fs::write(root.join("out-ready"), b"").unwrap();
+                std::thread::sleep(Duration::from_secs(120));
+                ToolOutput::ok(json!({}))
+            }
+            _ => ToolOutput::ok(json!({"content": "hello"})),
+        }
+    })
+}
+
+struct Fixture {
+    _dir: Option<tempfile::TempDir>,
+    root: PathBuf,
+    runtime: Runtime,
+    counters: Arc<Counters>,
+    sink: Arc<MemorySink>,
+}
+
+fn test_manifest() -> PackManifest {
+    parse_manifest(SourceFile::new("manifest.yaml", TEST_PACK))
+        .unwrap()
+        .manifest
+}
+
+/// Write the workspace files into `root`.
+fn write_workspace(root: &Path, provider_port: Option<u16>) {
+    std::fs::write(root.join("workspace.yaml"), workspace_yaml(provider_port)).unwrap();
+    let pack = root.join("packs/test-tools");
+    std::fs::create_dir_all(pack.join("tools")).unwrap();
+    std::fs::write(pack.join("manifest.yaml"), TEST_PACK).unwrap();
+    std::fs::write(pack.join("tools/tool.sh"), "#!/bin/sh\necho '{}'\n").unwrap();
+    std::fs::create_dir_all(root.join("out")).unwrap();
+}
+
+/// A runtime over the workspace at `root`: the real dispatch path with the durable approvals
+/// store and an event output recording into a memory sink.
+fn runtime_at(root: &Path, counters: Arc<Counters>, sink: Arc<MemorySink>) -> Runtime {
+    let doc = read_workspace(root).unwrap();
+    let tests = test_manifest();
+    let agent = agent_runtime::manifest();
+    let mut registry = ToolRegistry::new();
+    for tool in &tests.tools {
+        registry
+            .register(
+                RegisteredTool::builtin(
+                    &tests,
+                    "dev",
+                    &tool.name,
+                    test_tool(&tool.name, counters.clone()),
+                )
+                .unwrap(),
+            )
+            .unwrap();
+    }
+    let tools = agent_runtime::tools();
+    registry
+        .register(
+            RegisteredTool::builtin(&agent, "dev", TOOL_NAME, tools[TOOL_NAME].clone()).unwrap(),
+        )
+        .unwrap();
+    let log = EventLog::open(&eventlog::default_path(root), LogOptions::default()).unwrap();
+    let evidence = EvidenceStore::open(&root.join(".lumenflow/kernel/evidence")).unwrap();
+    let mut runtime = Runtime::new(root, &doc, registry, vec![agent, tests], log, evidence);
+    runtime.approvals = Some(Arc::new(ProviderGate(Arc::new(LocalApprovals::open(root)))));
+    runtime.events = Some(Arc::new(RuntimeEvents::new("ws-test", sink, None)));
+    runtime
+}
+
+/// A scratch workspace on disk, with no runtime open on it yet (a process may hold one event
+/// log writer per file: the crash tests let their child process write first).
+fn scratch(provider_port: Option<u16>) -> (tempfile::TempDir, PathBuf) {
+    std::env::set_var("AGENT_RUNTIME_API_KEY", "sk-test-key");
+    let dir = tempfile::tempdir().unwrap();
+    let root = dir.path().canonicalize().unwrap();
+    write_workspace(&root, provider_port);
+    (dir, root)
+}
+
+fn fixture(provider_port: Option<u16>) -> Fixture {
+    let (dir, root) = scratch(provider_port);
+    fixture_at(Some(dir), root)
+}
+
+fn fixture_at(dir: Option<tempfile::TempDir>, root: PathBuf) -> Fixture {
+    let counters = Arc::new(Counters::default());
+    let sink = Arc::new(MemorySink::new());
+    let runtime = runtime_at(&root, counters.clone(), sink.clone());
+    Fixture {
+        _dir: dir,
+        root,
+        runtime,
+        counters,
+        sink,
+    }
+}
+
+impl Fixture {
+    fn turn(&self, input: Value) -> CallOutcome {
+        self.runtime.dispatch(CallRequest {
+            caller: "ws-test".into(),
+            surface: lumenflow_kernel::dispatch::Surface::Http,
+            ..CallRequest::local(TOOL_NAME, input)
+        })
+    }
+
+    fn lines(&self, rel: &str) -> Vec<String> {
+        std::fs::read_to_string(self.root.join(rel))
+            .unwrap_or_default()
+            .lines()
+            .map(str::to_string)
+            .collect()
+    }
+
+    fn events(&self) -> Vec<KernelEventV2> {
+        self.sink.pushes().into_iter().flatten().collect()
+    }
+
+    fn kinds(&self) -> Vec<String> {
+        self.events().into_iter().map(|e| e.kind).collect()
+    }
+
+    /// The finished receipt of a call.
+    fn finished(&self, receipt_id: &str) -> serde_json::Map<String, Value> {
+        let records = self.runtime.receipts(receipt_id).unwrap();
+        assert_eq!(
+            records.len(),
+            2,
+            "a started and a finished receipt for {receipt_id}"
+        );
+        records[1].fields.clone()
+    }
+
+    fn started(&self, receipt_id: &str) -> serde_json::Map<String, Value> {
+        self.runtime.receipts(receipt_id).unwrap()[0].fields.clone()
+    }
+}
+
+fn data(out: &CallOutcome) -> Value {
+    out.output
+        .data
+        .clone()
+        .expect("the turn returns its result as data")
+}
+
+fn plan(steps: Value) -> Value {
+    json!({"steps": steps})
+}
+
+// ---------------------------------------------------------------------------------------------
+// The manifest
+
+#[test]
+fn the_manifest_passes_pack_validate_and_declares_least_privilege() {
+    let report = validate_embedded(&agent_runtime::PACK);
+    assert!(report.passed(), "{}", report.render_text());
+    let m = agent_runtime::manifest();
+    assert_eq!(
+        (m.id.as_str(), m.slug()),
+        ("agent-runtime", "agent-runtime")
+    );
+    assert_eq!(m.config_key.as_deref(), Some("agent_runtime"));
+    assert_eq!(
+        m.emitted_event_kinds,
+        vec![
+            "agent-runtime:turn_started",
+            "agent-runtime:turn_completed",
+            "agent-runtime:turn_aborted"
+        ]
+    );
+    let tool = m.tool(TOOL_NAME).unwrap();
+    assert_eq!(tool.token_scope.as_deref(), Some("agent:execute-turn"));
+    // Writes only to its own state folder; no network scope (the endpoint is operator config).
+    let writes: Vec<String> = tool
+        .required_scopes
+        .iter()
+        .filter_map(|s| match s {
+            lumenflow_contracts::scope::ToolScope::Path {
+                pattern,
+                access: lumenflow_contracts::scope::PathAccess::Write,
+            } => Some(pattern.clone()),
+            _ => None,
+        })
+        .collect();
+    assert_eq!(writes, vec![".lumenflow/state/agent-runtime/**"]);
+    assert!(lumenflow_packs::builtin_packs()
+        .iter()
+        .any(|p| p.id == "agent-runtime"));
+    assert!(lumenflow_packs::builtin_tools().contains_key(TOOL_NAME));
+    assert!(lumenflow_packs::registrations()
+        .iter()
+        .any(|r| r.manifest.id == "agent-runtime"));
+}
+
+#[test]
+fn the_embedded_files_are_exactly_the_files_of_the_pack_folder() {
+    let folder = Path::new(env!("CARGO_MANIFEST_DIR")).join("src/agent_runtime");
+    let mut on_disk: Vec<(String, Vec<u8>)> = std::fs::read_dir(&folder)
+        .unwrap()
+        .map(|e| e.unwrap())
+        .filter(|e| e.file_type().unwrap().is_file())
+        .map(|e| {
+            (
+                e.file_name().to_string_lossy().into_owned(),
+                std::fs::read(e.path()).unwrap(),
+            )
+        })
+        .collect();
+    on_disk.sort();
+    let mut embedded: Vec<(String, Vec<u8>)> = agent_runtime::PACK
+        .files
+        .iter()
+        .map(|(p, b)| (p.to_string(), b.to_vec()))
+        .collect();
+    embedded.sort();
+    let names = |v: &[(String, Vec<u8>)]| v.iter().map(|(n, _)| n.clone()).collect::<Vec<_>>();
+    assert_eq!(names(&embedded), names(&on_disk));
+    assert!(
+        embedded == on_disk,
+        "an embedded file differs from the folder: rebuild"
+    );
+}
+
+#[test]
+fn the_config_block_validates_against_the_config_schema() {
+    // The block the tests use is accepted by the loader's config check (CONFIG_INVALID otherwise).
+    let f = fixture(Some(9));
+    let doc = read_workspace(&f.root).unwrap();
+    let loader =
+        lumenflow_kernel::loader::PackLoader::for_workspace(&doc, lumenflow_packs::builtin_packs());
+    let pack = loader.load(&doc.spec, "agent-runtime").unwrap();
+    let diags = lumenflow_kernel::config::check_pack_block(&doc, &pack);
+    assert!(diags.0.is_empty(), "{diags}");
+}
+
+// ---------------------------------------------------------------------------------------------
+// Scripted turns
+
+#[test]
+fn a_scripted_plan_runs_every_step_through_the_dispatch_path() {
+    let f = fixture(None);
+    let out = f.turn(json!({
+        "goal": "run gates on WU-042",
+        "turn_id": "t-scripted",
+        "plan": plan(json!([
+            {"tool": "test:append", "input": {"path": "out/log.txt", "line": "one"}},
+            {"tool": "test:read", "input": {"path": "out/log.txt"}},
+            {"tool": "test:append", "input": {"path": "out/log.txt", "line": "two"}},
+        ])),
+    }));
+    assert!(out.output.success, "{:?}", out.output);
+    let result = data(&out);
+    assert_eq!(result["status"], "completed");
+    assert_eq!(result["tool_calls"], 3);
+    assert_eq!(f.lines("out/log.txt"), vec!["one", "two"]);
+    // Every step left its own pair of receipts, made on the agent surface by the same caller
+    // in the same run as the turn itself.
+    let turn_started = f.started(&out.receipt_id);
+    let receipts = result["receipts"].as_array().unwrap();
+    assert_eq!(receipts.len(), 3);
+    for r in receipts {
+        let started = f.started(r.as_str().unwrap());
+        assert_eq!(started["surface"], "agent");
+        assert_eq!(started["caller"], "ws-test");
+        assert_eq!(started["run_id"], turn_started["run_id"]);
+        assert_eq!(f.finished(r.as_str().unwrap())["result"], "success");
+    }
+    // The evidence original of the turn is in the evidence store.
+    let evidence = f
+        .runtime
+        .evidence
+        .get(result["evidence_ref"].as_str().unwrap())
+        .unwrap();
+    assert_eq!(evidence["steps"].as_array().unwrap().len(), 3);
+    // The wire trace of INV-09: turn_started, the kernel's tool_called per call, turn_completed
+    // (and the kernel's tool_called for the turn itself, last, when its call returns).
+    assert_eq!(
+        f.kinds(),
+        vec![
+            "agent-runtime:turn_started",
+            "agent-runtime:tool_called",
+            "agent-runtime:tool_called",
+            "agent-runtime:tool_called",
+            "agent-runtime:turn_completed",
+            "agent-runtime:tool_called",
+        ]
+    );
+    let completed = f
+        .events()
+        .into_iter()
+        .find(|e| e.kind.ends_with("turn_completed"))
+        .unwrap();
+    assert_eq!(completed.payload["status"], "succeeded");
+    assert_eq!(completed.payload["tool_calls"], 3);
+    // Asking again returns the stored result; nothing runs twice.
+    let again = f.turn(
+        json!({"goal": "run gates on WU-042", "turn_id": "t-scripted", "plan": plan(json!([]))}),
+    );
+    assert_eq!(data(&again)["status"], "completed");
+    assert_eq!(f.counters.get("test:append"), 2);
+}
+
+#[test]
+fn a_plan_file_in_the_workspace_is_followed_and_paths_outside_plan_files_are_refused() {
+    let f = fixture(None);
+    std::fs::create_dir_all(f.root.join("plans")).unwrap();
+    std::fs::write(
+        f.root.join("plans/demo.plan.yaml"),
+        "- tool: \"test:append\"\n  input: {path: out/demo.txt, line: from-file}\n- tool: \"test:read\"\n  input: {path: out/demo.txt}\n",
+    )
+    .unwrap();
+    let out = f.turn(json!({"goal": "demo", "plan": {"file": "plans/demo.plan.yaml"}}));
+    assert!(out.output.success, "{:?}", out.output);
+    assert_eq!(f.lines("out/demo.txt"), vec!["from-file"]);
+
+    for (file, needle) in [
+        ("workspace.yaml", "outside the effective read scopes"),
+        ("../etc/passwd.plan.json", "`..`"),
+        ("plans/missing.plan.json", "cannot be read"),
+    ] {
+        let out = f.turn(json!({"goal": "demo", "plan": {"file": file}}));
+        assert!(!out.output.success);
+        assert_eq!(
+            out.output.error_code(),
+            Some("PLAN_INVALID"),
+            "{:?}",
+            out.output
+        );
+        let message = &out.output.error.as_ref().unwrap().message;
+        assert!(message.contains(needle), "{message}");
+    }
+}
+
+#[test]
+fn a_step_that_needs_approval_waits_and_resumes_without_rerunning_earlier_steps() {
+    let f = fixture(None);
+    let input = json!({
+        "goal": "publish the report",
+        "turn_id": "t-approval",
+        "plan": plan(json!([
+            {"tool": "test:append", "input": {"path": "out/log.txt", "line": "before"}},
+            {"tool": "test:publish", "input": {"path": "out/published.txt", "line": "published"}},
+            {"tool": "test:append", "input": {"path": "out/log.txt", "line": "after"}},
+        ])),
+    });
+    let first = f.turn(input.clone());
+    assert!(first.output.success, "{:?}", first.output);
+    let result = data(&first);
+    assert_eq!(result["status"], "waiting_approval", "{result:#}");
+    let approval_id = result["approval_id"].as_str().unwrap().to_string();
+    assert_eq!(result["pending_step"]["tool"], "test:publish");
+    assert_eq!(result["pending_step"]["index"], 2);
+    assert_eq!(f.lines("out/log.txt"), vec!["before"]);
+    assert_eq!(f.counters.get("test:publish"), 0);
+    // The refused step has its receipt, with the approval id.
+    let pending_receipt = result["steps"][1]["receipt_id"].as_str().unwrap();
+    assert_eq!(
+        f.finished(pending_receipt)["error_code"],
+        "APPROVAL_REQUIRED"
+    );
+
+    // Before the grant: still waiting on the same request, nothing ran again.
+    let second = f.turn(input.clone());
+    assert_eq!(data(&second)["status"], "waiting_approval");
+    assert_eq!(data(&second)["approval_id"], approval_id.as_str());
+    assert_eq!(f.lines("out/log.txt"), vec!["before"]);
+
+    // The grant, then the resume: the pending step runs once, the rest follows.
+    LocalApprovals::open(&f.root)
+        .decide(
+            &approval_id,
+            Decision::Granted {
+                approver: "alice".into(),
+                reason: "reviewed".into(),
+                decided_at: Timestamp::now(),
+            },
+        )
+        .unwrap();
+    let third = f.turn(input.clone());
+    assert!(third.output.success, "{:?}", third.output);
+    let result = data(&third);
+    assert_eq!(result["status"], "completed", "{result}");
+    assert_eq!(f.lines("out/log.txt"), vec!["before", "after"]);
+    assert_eq!(f.lines("out/published.txt"), vec!["published"]);
+    assert_eq!(f.counters.get("test:append"), 2);
+    assert_eq!(f.counters.get("test:publish"), 1);
+    let publish_receipt = result["steps"][1]["receipt_id"].as_str().unwrap();
+    assert_eq!(
+        f.started(publish_receipt)["approval_id"],
+        approval_id.as_str()
+    );
+    // One turn_started, one turn_completed, across the three calls.
+    let kinds = f.kinds();
+    assert_eq!(
+        kinds.iter().filter(|k| k.ends_with("turn_started")).count(),
+        1
+    );
+    assert_eq!(
+        kinds
+            .iter()
+            .filter(|k| k.ends_with("turn_completed"))
+            .count(),
+        1
+    );
+    // A fourth call is answered from the stored result.
+    let fourth = f.turn(input);
+    assert_eq!(data(&fourth)["status"], "completed");
+    assert_eq!(f.counters.get("test:publish"), 1);
+    assert_eq!(f.counters.get("test:append"), 2);
+}
+
+#[test]
+fn a_denied_action_ends_the_turn_with_a_refused_call_and_a_receipt() {
+    let f = fixture(None);
+    let out = f.turn(json!({
+        "goal": "write the production secret",
+        "plan": plan(json!([
+            {"tool": "test:append", "input": {"path": "out/log.txt", "line": "claimed"}},
+            {"tool": "test:write", "input": {"path": "out/secrets/prod.env", "line": "TOKEN=1"}},
+            {"tool": "test:append", "input": {"path": "out/log.txt", "line": "never"}},
+        ])),
+    }));
+    assert!(!out.output.success);
+    assert_eq!(out.output.error_code(), Some("TURN_ABORTED"));
+    let result = data(&out);
+    assert_eq!(result["status"], "aborted");
+    assert_eq!(result["error_code"], "POLICY_DENIED");
+    assert!(
+        result["reason"]
+            .as_str()
+            .unwrap()
+            .contains("ws.no-production-secrets"),
+        "{result}"
+    );
+    // The first step changed the workspace and stays: partial, with prose.
+    assert_eq!(result["cleanup_status"], "partial");
+    assert!(result["recovery_action"]
+        .as_str()
+        .unwrap()
+        .contains("test:append"));
+    assert_eq!(f.counters.get("test:write"), 0);
+    assert_eq!(f.lines("out/log.txt"), vec!["claimed"]);
+    assert!(!f.root.join("out/secrets/prod.env").exists());
+    let denied = result["steps"][1]["receipt_id"].as_str().unwrap();
+    assert_eq!(f.finished(denied)["error_code"], "POLICY_DENIED");
+    assert_eq!(f.finished(denied)["result"], "denied");
+    let aborted = f
+        .events()
+        .into_iter()
+        .find(|e| e.kind.ends_with("turn_aborted"))
+        .unwrap();
+    assert_eq!(aborted.payload["cleanup_status"], "partial");
+    // The outer call's own receipt records the aborted turn.
+    assert_eq!(f.finished(&out.receipt_id)["error_code"], "TURN_ABORTED");
+
+    // The policy-blocked demo: the plan expects the refusal and carries on.
+    let out = f.turn(json!({
+        "goal": "show the rule",
+        "plan": plan(json!([
+            {"tool": "test:write", "input": {"path": "out/secrets/prod.env", "line": "x"}, "expect": "refused"},
+        ])),
+    }));
+    assert!(out.output.success, "{:?}", out.output);
+    assert_eq!(data(&out)["steps"][0]["outcome"], "denied");
+}
+
+#[test]
+fn limits_nested_turns_and_missing_providers_are_clear_errors() {
+    let f = fixture(None);
+    // No plan and no provider: refused before a turn exists.
+    let out = f.turn(json!({"goal": "anything"}));
+    assert_eq!(
+        out.output.error_code(),
+        Some("MODEL_PROVIDER_NOT_CONFIGURED")
+    );
+    // max_steps.
+    let out = f.turn(json!({
+        "goal": "loop",
+        "max_steps": 1,
+        "plan": plan(json!([{"tool": "test:read"}, {"tool": "test:read"}])),
+    }));
+    assert_eq!(data(&out)["error_code"], "TURN_STEP_LIMIT");
+    assert_eq!(data(&out)["cleanup_status"], "clean");
+    // A turn cannot start a turn.
+    let out = f.turn(json!({
+        "goal": "recurse",
+        "plan": plan(json!([{"tool": TOOL_NAME, "input": {"goal": "inner"}}])),
+    }));
+    assert_eq!(data(&out)["error_code"], "AGENT_NESTED_TURN");
+    // Bad turn ids never become file names.
+    let out = f.turn(json!({"goal": "x", "turn_id": "../escape", "plan": plan(json!([]))}));
+    assert_eq!(out.output.error_code(), Some("INVALID_INPUT"));
+    // A malformed plan.
+    let out =
+        f.turn(json!({"goal": "x", "plan": {"steps": [{"tool": "test:read", "input": [1]}]}}));
+    assert_eq!(
+        out.output.error_code(),
+        Some("INVALID_INPUT"),
+        "{:?}",
+        out.output
+    );
+    // Resuming with another goal is refused.
+    let out = f.turn(json!({
+        "goal": "a",
+        "turn_id": "t-goal",
+        "plan": plan(json!([{"tool": "test:publish", "input": {"path": "out/p.txt", "line": "p"}}])),
+    }));
+    assert_eq!(data(&out)["status"], "waiting_approval");
+    let out = f.turn(json!({"goal": "b", "turn_id": "t-goal", "plan": plan(json!([]))}));
+    assert_eq!(out.output.error_code(), Some("TURN_MISMATCH"));
+    // Only the caller that started a turn may resume it.
+    let out = f.runtime.dispatch(CallRequest {
+        caller: "someone-else".into(),
+        ..CallRequest::local(
+            TOOL_NAME,
+            json!({"goal": "a", "turn_id": "t-goal", "plan": plan(json!([]))}),
+        )
+    });
+    assert_eq!(out.output.error_code(), Some("TURN_MISMATCH"));
+    assert_eq!(f.counters.get("test:publish"), 0);
+}
+
+// ---------------------------------------------------------------------------------------------
+// Killed mid-flight: a real child process, killed with SIGKILL inside a tool call
+
+const CHILD_ENV: &str = "AGENT_RUNTIME_CRASH_CHILD";
+
+/// Runs only as the child of `a_turn_killed_mid_flight_is_reconciled_as_aborted`.
+#[test]
+fn crash_child_process() {
+    let Ok(spec) = std::env::var(CHILD_ENV) else {
+        return;
+    };
+    let (root, turn_id, plan_json) = {
+        let v: Value = serde_json::from_str(&spec).unwrap();
+        (
+            PathBuf::from(v["root"].as_str().unwrap()),
+            v["turn_id"].as_str().unwrap().to_string(),
+            v["plan"].clone(),
+        )
+    };
+    let runtime = runtime_at(
+        &root,
+        Arc::new(Counters::default()),
+        Arc::new(MemorySink::new()),
+    );
+    let _ = runtime.dispatch(CallRequest::local(
+        TOOL_NAME,
+        json!({"goal": "crash", "turn_id": turn_id, "plan": {"steps": plan_json}}),
+    ));
+    panic!("the hanging tool returned");
+}
+
+fn run_child_until_inside_the_call(root: &Path, turn_id: &str, plan: Value) {
+    let spec = json!({"root": root, "turn_id": turn_id, "plan": plan}).to_string();
+    let _ = std::fs::remove_file(root.join("out-ready"));
+    let mut child = std::process::Command::new(std::env::current_exe().unwrap())
+        .args([
+            "--exact",
+            "crash_child_process",
+            "--nocapture",
+            "--test-threads=1",
+        ])
+        .env(CHILD_ENV, spec)
+        .stdout(std::process::Stdio::null())
+        .stderr(std::process::Stdio::null())
+        .spawn()
+        .unwrap();
+    let deadline = Instant::now() + Duration::from_secs(60);
+    while !root.join("out-ready").exists() {
+        if let Some(status) = child.try_wait().unwrap() {
+            panic!("the child exited before reaching the hanging call: {status}");
+        }
+        assert!(
+            Instant::now() < deadline,
+            "the child never reached the hanging call"
+        );
+        std::thread::sleep(Duration::from_millis(20));
+    }
+    child.kill().unwrap(); // SIGKILL: no destructor, no cleanup, like a power cut
+    child.wait().unwrap();
+}
+
+#[test]
+fn a_turn_killed_mid_flight_is_reconciled_at_startup_as_aborted_with_its_cleanup_status() {
+    let wu_command =
+        r#"lumenflow tool call software-delivery:wu_recover --input '{"wu_id":"WU-042"}'"#;
+    let cases: [(&str, Value, &str, Option<&str>); 3] = [
+        // Killed inside a mutating call about a work unit: needs_recovery, with the verbatim
+        // recovery command (never run).
+        (
+            "t-crash-wu",
+            json!([
+                {"tool": "test:append", "input": {"path": "out/log.txt", "line": "claimed", "wu_id": "WU-042"}},
+                {"tool": "test:hang", "input": {"wu_id": "WU-042"}},
+            ]),
+            "needs_recovery",
+            Some(wu_command),
+        ),
+        // Killed inside a read-only call, nothing changed before: clean.
+        (
+            "t-crash-clean",
+            json!([{"tool": "test:hang-read"}]),
+            "clean",
+            None,
+        ),
+        // Killed inside a read-only call after a change: partial (prose).
+        (
+            "t-crash-partial",
+            json!([
+                {"tool": "test:append", "input": {"path": "out/log.txt", "line": "claimed"}},
+                {"tool": "test:hang-read"},
+            ]),
+            "partial",
+            None,
+        ),
+    ];
+    for (turn_id, steps, status, action) in cases {
+        let (_dir, root) = scratch(None);
+        run_child_until_inside_the_call(&root, turn_id, steps);
+
+        // Startup: the kernel settles its orphaned receipts, the pack its turns.
+        let sink = Arc::new(MemorySink::new());
+        let counters = Arc::new(Counters::default());
+        let runtime = runtime_at(&root, counters.clone(), sink.clone());
+        // Two per killed turn: the turn's own call and the nested call it was inside.
+        assert_eq!(runtime.reconcile_crashed().unwrap(), 2);
+        let emitter = RuntimeEvents::new("ws-test", sink.clone(), None)
+            .emitter_for(&agent_runtime::manifest());
+        let settled = reconcile_interrupted_turns(&root, Some(&emitter)).unwrap();
+        assert_eq!(settled.len(), 1, "{settled:?}");
+        assert_eq!(settled[0].turn_id, turn_id);
+        assert_eq!(settled[0].cleanup_status.as_str(), status, "{settled:?}");
+        if let Some(action) = action {
+            assert_eq!(settled[0].recovery_action.as_deref(), Some(action));
+        }
+        if status == "partial" {
+            assert!(settled[0]
+                .recovery_action
+                .as_deref()
+                .unwrap()
+                .contains("test:append"));
+        }
+        // Reconciling again finds nothing: each turn is settled once.
+        assert!(reconcile_interrupted_turns(&root, Some(&emitter))
+            .unwrap()
+            .is_empty());
+
+        // One turn_aborted, passing the Q22 payload check (needs_recovery carries a command).
+        let aborted: Vec<KernelEventV2> = sink
+            .pushes()
+            .into_iter()
+            .flatten()
+            .filter(|e| e.kind == "agent-runtime:turn_aborted")
+            .collect();
+        assert_eq!(aborted.len(), 1);
+        assert_eq!(aborted[0].payload["cleanup_status"], status);
+        lumenflow_contracts::payloads::parse_payload(&aborted[0].kind, &aborted[0].payload)
+            .unwrap()
+            .expect("a known kind");
+
+        // The next call for the turn answers with the reconciled result; the interrupted step
+        // is not run again, and the recovery command was not run.
+        let f = Fixture {
+            _dir: None,
+            root: root.clone(),
+            runtime,
+            counters,
+            sink,
+        };
+        let out = f.turn(json!({"goal": "crash", "turn_id": turn_id, "plan": plan(json!([]))}));
+        assert_eq!(out.output.error_code(), Some("TURN_ABORTED"));
+        assert_eq!(data(&out)["cleanup_status"], status);
+        assert_eq!(data(&out)["error_code"], "TURN_INTERRUPTED");
+        assert_eq!(
+            f.counters.get("test:hang") + f.counters.get("test:hang-read"),
+            0
+        );
+        assert_eq!(f.counters.get("test:append"), 0);
+        let claimed = if status == "clean" { 0 } else { 1 };
+        assert_eq!(f.lines("out/log.txt").len(), claimed);
+    }
+}
+
+#[test]
+fn a_killed_turn_is_also_reconciled_by_the_next_call_for_it() {
+    let (dir, root) = scratch(None);
+    run_child_until_inside_the_call(&root, "t-next-call", json!([{"tool": "test:hang"}]));
+    let f = fixture_at(Some(dir), root);
+    let out = f.turn(json!({"goal": "crash", "turn_id": "t-next-call", "plan": plan(json!([]))}));
+    assert_eq!(
+        out.output.error_code(),
+        Some("TURN_ABORTED"),
+        "{:?}",
+        out.output
+    );
+    let result = data(&out);
+    assert_eq!(result["cleanup_status"], "needs_recovery");
+    assert_eq!(
+        result["recovery_action"],
+        r#"lumenflow tool call test:hang --input '{}'"#
+    );
+    let aborted = f
+        .events()
+        .into_iter()
+        .find(|e| e.kind.ends_with("turn_aborted"))
+        .unwrap();
+    assert_eq!(aborted.payload["turn_id"], "t-next-call");
+    drop(f);
+
+    // Any later turn settles interrupted turns first, not only a call for the same turn.
+    let (dir, root) = scratch(None);
+    run_child_until_inside_the_call(&root, "t-dead", json!([{"tool": "test:hang-read"}]));
+    let f = fixture_at(Some(dir), root);
+    let out = f.turn(json!({"goal": "other", "plan": plan(json!([{"tool": "test:read"}]))}));
+    assert_eq!(data(&out)["status"], "completed");
+    let aborted = f
+        .events()
+        .into_iter()
+        .find(|e| e.kind.ends_with("turn_aborted"))
+        .unwrap();
+    assert_eq!(aborted.payload["turn_id"], "t-dead");
+    assert_eq!(aborted.payload["cleanup_status"], "clean");
+}
+
+// ---------------------------------------------------------------------------------------------
+// The OpenAI-compatible provider against a local HTTP server speaking the same API
+
+/// One recorded request.
+#[derive(Debug, Clone)]
+struct Seen {
+    path: String,
+    authorization: Option<String>,
+    body: Value,
+}
+
+/// A real HTTP/1.1 server on 127.0.0.1 answering `POST /v1/chat/completions` with the queued
+/// `(status, body)` replies in order (the last one repeats).
+struct FakeModel {
+    port: u16,
+    seen: Arc<Mutex<Vec<Seen>>>,
+    hits: Arc<AtomicUsize>,
+}
+
+impl FakeModel {
+    fn start(replies: Vec<(u16, String)>) -> FakeModel {
+        let listener = TcpListener::bind("127.0.0.1:0").unwrap();
+        let port = listener.local_addr().unwrap().port();
+        let seen = Arc::new(Mutex::new(Vec::new()));
+        let hits = Arc::new(AtomicUsize::new(0));
+        let (seen2, hits2) = (seen.clone(), hits.clone());
+        std::thread::spawn(move || {
+            for stream in listener.incoming() {
+                let Ok(stream) = stream else { continue };
+                let n = hits2.fetch_add(1, Ordering::SeqCst);
+                let (status, body) = replies[n.min(replies.len() - 1)].clone();
+                if let Some(req) = serve(stream, status, &body) {
+                    seen2.lock().unwrap().push(req);
+                }
+            }
+        });
+        FakeModel { port, seen, hits }
+    }
+
+    fn requests(&self) -> Vec<Seen> {
+        self.seen.lock().unwrap().clone()
+    }
+}
+
+fn serve(stream: TcpStream, status: u16, body: &str) -> Option<Seen> {
+    let mut reader = BufReader::new(stream.try_clone().ok()?);
+    let mut request_line = String::new();
+    reader.read_line(&mut request_line).ok()?;
+    let path = request_line.split_whitespace().nth(1)?.to_string();
+    let mut length = 0usize;
+    let mut authorization = None;
+    loop {
+        let mut line = String::new();
+        reader.read_line(&mut line).ok()?;
+        let line = line.trim_end();
+        if line.is_empty() {
+            break;
+        }
+        let (name, value) = line.split_once(':')?;
+        match name.to_ascii_lowercase().as_str() {
+            "content-length" => length = value.trim().parse().ok()?,
+            "authorization" => authorization = Some(value.trim().to_string()),
+            _ => {}
+        }
+    }
+    let mut raw = vec![0u8; length];
+    reader.read_exact(&mut raw).ok()?;
+    let reason = if status == 200 { "OK" } else { "Error" };
+    let mut stream = stream;
+    let _ = write!(
+        stream,
+        "HTTP/1.1 {status} {reason}\r\ncontent-type: application/json\r\ncontent-length: {}\r\nconnection: close\r\n\r\n{body}",
+        body.len()
+    );
+    let _ = stream.flush();
+    Some(Seen {
+        path,
+        authorization,
+        body: serde_json::from_slice(&raw).unwrap_or(Value::Null),
+    })
+}
+
+fn tool_call_reply(id: &str, function: &str, arguments: &str) -> (u16, String) {
+    (
+        200,
+        json!({
+            "id": "chatcmpl-1",
+            "object": "chat.completion",
+            "model": "test-model",
+            "choices": [{
+                "index": 0,
+                "finish_reason": "tool_calls",
+                "message": {
+                    "role": "assistant",
+                    "content": null,
+                    "tool_calls": [{"id": id, "type": "function", "function": {"name": function, "arguments": arguments}}],
+                },
+            }],
+        })
+        .to_string(),
+    )
+}
+
+fn text_reply(text: &str) -> (u16, String) {
+    (
+        200,
+        json!({"choices": [{"index": 0, "finish_reason": "stop", "message": {"role": "assistant", "content": text}}]})
+            .to_string(),
+    )
+}
+
+#[test]
+fn the_http_provider_drives_a_turn_against_a_local_openai_compatible_server() {
+    let model = FakeModel::start(vec![
+        tool_call_reply(
+            "call_1",
+            "test__append",
+            r#"{"path":"out/model.txt","line":"from the model"}"#,
+        ),
+        text_reply("Appended the line."),
+    ]);
+    let f = fixture(Some(model.port));
+    let out = f.turn(json!({"goal": "append a line", "turn_id": "t-http"}));
+    assert!(out.output.success, "{:?}", out.output);
+    let result = data(&out);
+    assert_eq!(result["status"], "completed");
+    assert_eq!(result["provider"], "openai_compatible");
+    assert_eq!(result["summary"], "Appended the line.");
+    assert_eq!(f.lines("out/model.txt"), vec!["from the model"]);
+
+    let seen = model.requests();
+    assert_eq!(seen.len(), 2);
+    assert_eq!(seen[0].path, "/v1/chat/completions");
+    assert_eq!(seen[0].authorization.as_deref(), Some("Bearer sk-test-key"));
+    let first = &seen[0].body;
+    assert_eq!(first["model"], "test-model");
+    assert_eq!(
+        first["messages"][1],
+        json!({"role": "user", "content": "append a line"})
+    );
+    // The function definitions come from the manifests: every pinned, non-internal tool but
+    // the turn itself, plus the abort function.
+    let functions: Vec<&str> = first["tools"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|t| t["function"]["name"].as_str().unwrap())
+        .collect();
+    assert!(functions.contains(&"test__append"), "{functions:?}");
+    assert!(functions.contains(&"lumenflow_abort_turn"));
+    assert!(!functions.iter().any(|f| f.starts_with("agent__")));
+    let append = first["tools"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .find(|t| t["function"]["name"] == "test__append")
+        .unwrap();
+    assert_eq!(
+        append["function"]["parameters"]["required"],
+        json!(["path", "line"])
+    );
+    // The second request carries the call and its governed result back to the model.
+    let messages = seen[1].body["messages"].as_array().unwrap();
+    assert_eq!(messages[2]["tool_calls"][0]["id"], "call_1");
+    assert_eq!(messages[3]["role"], "tool");
+    assert_eq!(messages[3]["tool_call_id"], "call_1");
+    let tool_result: Value =
+        serde_json::from_str(messages[3]["content"].as_str().unwrap()).unwrap();
+    assert_eq!(tool_result["outcome"], "success");
+    // The step's receipt is the dispatch path's.
+    let receipt = result["steps"][0]["receipt_id"].as_str().unwrap();
+    assert_eq!(f.started(receipt)["surface"], "agent");
+}
+
+#[test]
+fn a_model_reply_that_is_not_valid_json_aborts_the_turn_with_a_clear_error() {
+    for reply in [
+        tool_call_reply("c1", "test__append", "{not json"),
+        (200, "this is not JSON at all".to_string()),
+    ] {
+        let model = FakeModel::start(vec![reply]);
+        let f = fixture(Some(model.port));
+        let out = f.turn(json!({"goal": "append a line"}));
+        assert_eq!(out.output.error_code(), Some("TURN_ABORTED"));
+        let result = data(&out);
+        assert_eq!(result["error_code"], "MODEL_REPLY_INVALID", "{result}");
+        assert!(
+            result["reason"].as_str().unwrap().contains("not"),
+            "{result}"
+        );
+        assert_eq!(result["cleanup_status"], "clean");
+        assert_eq!(f.counters.get("test:append"), 0);
+        assert_eq!(f.finished(&out.receipt_id)["error_code"], "TURN_ABORTED");
+        assert!(f
+            .kinds()
+            .contains(&"agent-runtime:turn_aborted".to_string()));
+    }
+}
+
+#[test]
+fn a_model_that_names_an_unknown_tool_gets_a_refused_call_with_a_receipt() {
+    let model = FakeModel::start(vec![tool_call_reply("c1", "rm__rf", "{}")]);
+    let f = fixture(Some(model.port));
+    let out = f.turn(json!({"goal": "delete everything"}));
+    let result = data(&out);
+    assert_eq!(result["status"], "aborted");
+    assert_eq!(result["error_code"], "TOOL_NOT_FOUND");
+    let receipt = result["steps"][0]["receipt_id"].as_str().unwrap();
+    let fin = f.finished(receipt);
+    assert_eq!(fin["error_code"], "TOOL_NOT_FOUND");
+    assert_eq!(fin["result"], "denied");
+}
+
+#[test]
+fn a_goal_that_asks_the_model_for_a_denied_action_ends_with_a_refused_call() {
+    let model = FakeModel::start(vec![
+        tool_call_reply(
+            "c1",
+            "test__write",
+            r#"{"path":"out/secrets/prod.env","line":"TOKEN=1"}"#,
+        ),
+        text_reply("should never be asked"),
+    ]);
+    let f = fixture(Some(model.port));
+    let out = f.turn(json!({"goal": "write the production secret"}));
+    let result = data(&out);
+    assert_eq!(result["error_code"], "POLICY_DENIED");
+    assert_eq!(result["cleanup_status"], "clean");
+    assert_eq!(f.counters.get("test:write"), 0);
+    // A refusal is final: the model is not asked again to find a way around it.
+    assert_eq!(model.hits.load(Ordering::SeqCst), 1);
+}
+
+#[test]
+fn http_errors_and_an_unreachable_provider_abort_with_clear_errors() {
+    let model = FakeModel::start(vec![(500, r#"{"error":{"message":"overloaded"}}"#.into())]);
+    let f = fixture(Some(model.port));
+    let out = f.turn(json!({"goal": "anything"}));
+    let result = data(&out);
+    assert_eq!(result["error_code"], "MODEL_PROVIDER_HTTP_ERROR");
+    assert!(result["reason"].as_str().unwrap().contains("500"));
+    assert!(result["reason"].as_str().unwrap().contains("overloaded"));
+
+    // Nothing listens on the port any more.
+    let port = {
+        let l = TcpListener::bind("127.0.0.1:0").unwrap();
+        l.local_addr().unwrap().port()
+    };
+    let f = fixture(Some(port));
+    let out = f.turn(json!({"goal": "anything"}));
+    assert_eq!(data(&out)["error_code"], "MODEL_PROVIDER_UNAVAILABLE");
+    // The API key never appears in a result.
+    assert!(!out.output.data.unwrap().to_string().contains("sk-test-key"));
+}
+
+#[test]
+fn the_model_can_give_up_and_a_step_limit_bounds_a_chatty_model() {
+    let model = FakeModel::start(vec![tool_call_reply(
+        "c1",
+        "lumenflow_abort_turn",
+        r#"{"reason":"no such work unit"}"#,
+    )]);
+    let f = fixture(Some(model.port));
+    let out = f.turn(json!({"goal": "run gates on WU-999"}));
+    let result = data(&out);
+    assert_eq!(result["error_code"], "MODEL_ABORTED");
+    assert_eq!(result["reason"], "no such work unit");
+
+    let model = FakeModel::start(vec![tool_call_reply(
+        "c1",
+        "test__read",
+        r#"{"path":"workspace.yaml"}"#,
+    )]);
+    let f = fixture(Some(model.port));
+    let out = f.turn(json!({"goal": "read forever", "max_steps": 3}));
+    let result = data(&out);
+    assert_eq!(result["error_code"], "TURN_STEP_LIMIT");
+    assert_eq!(f.counters.get("test:read"), 3);
+}
+
+#[test]
+fn allow_tools_narrows_what_the_model_is_offered_and_may_call() {
+    let model = FakeModel::start(vec![tool_call_reply(
+        "c1",
+        "test__append",
+        r#"{"path":"out/x.txt","line":"x"}"#,
+    )]);
+    let (dir, root) = scratch(Some(model.port));
+    let mut ws = std::fs::read_to_string(root.join("workspace.yaml")).unwrap();
+    ws.push_str("  allow_tools: [\"test:read\"]\n");
+    std::fs::write(root.join("workspace.yaml"), ws).unwrap();
+    let f = fixture_at(Some(dir), root);
+    let out = f.turn(json!({"goal": "append"}));
+    let result = data(&out);
+    assert_eq!(result["error_code"], "AGENT_TOOL_NOT_ALLOWED", "{result}");
+    assert_eq!(f.counters.get("test:append"), 0);
+    let functions: Vec<String> = model.requests()[0].body["tools"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|t| t["function"]["name"].as_str().unwrap().to_string())
+        .collect();
+    assert_eq!(functions, vec!["test__read", "lumenflow_abort_turn"]);
+}
+
+#[test]
+fn the_turn_events_match_the_published_payload_shapes() {
+    let f = fixture(None);
+    f.turn(json!({"goal": "ok", "plan": plan(json!([{"tool": "test:read"}]))}));
+    f.turn(json!({"goal": "denied", "plan": plan(json!([{"tool": "test:write", "input": {"path": "out/secrets/a", "line": "x"}}]))}));
+    let events = f.events();
+    for kind in [
+        "turn_started",
+        "turn_completed",
+        "turn_aborted",
+        "tool_called",
+    ] {
+        assert!(events.iter().any(|e| e.kind.ends_with(kind)), "no {kind}");
+    }
+    for e in &events {
+        assert_eq!(e.schema_version, 2);
+        assert_eq!(e.from, "ws-test");
+        lumenflow_contracts::payloads::parse_payload(&e.kind, &e.payload)
+            .unwrap()
+            .expect("a known kind");
+    }
+}
+
+#[test]
+fn a_model_turn_waits_for_approval_and_resumes_without_asking_the_model_again_for_that_step() {
+    let model = FakeModel::start(vec![
+        tool_call_reply(
+            "c1",
+            "test__append",
+            r#"{"path":"out/log.txt","line":"before"}"#,
+        ),
+        tool_call_reply(
+            "c2",
+            "test__publish",
+            r#"{"path":"out/published.txt","line":"p"}"#,
+        ),
+        text_reply("Published."),
+    ]);
+    let f = fixture(Some(model.port));
+    let input = json!({"goal": "publish", "turn_id": "t-model-approval"});
+    let first = f.turn(input.clone());
+    let result = data(&first);
+    assert_eq!(result["status"], "waiting_approval", "{result}");
+    assert_eq!(model.hits.load(Ordering::SeqCst), 2);
+    let approval_id = result["approval_id"].as_str().unwrap().to_string();
+    LocalApprovals::open(&f.root)
+        .decide(
+            &approval_id,
+            Decision::Granted {
+                approver: "alice".into(),
+                reason: "ok".into(),
+                decided_at: Timestamp::now(),
+            },
+        )
+        .unwrap();
+    let second = f.turn(input);
+    let result = data(&second);
+    assert_eq!(result["status"], "completed", "{result}");
+    assert_eq!(result["summary"], "Published.");
+    // One more model request (after the resumed step), not two: the pending call was stored.
+    assert_eq!(model.hits.load(Ordering::SeqCst), 3);
+    assert_eq!(f.counters.get("test:append"), 1);
+    assert_eq!(f.counters.get("test:publish"), 1);
+    let last = &model.requests()[2].body["messages"];
+    assert_eq!(
+        last.as_array().unwrap().len(),
+        6,
+        "system, user, two calls with their results"
+    );
+}

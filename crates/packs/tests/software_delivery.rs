@@ -1,0 +1,836 @@
+//! The software-delivery pack through the kernel's dispatch path, on real git repositories in
+//! temp folders with real gate commands: the seed's claim of WU-042 (INV-08), patches that stay
+//! inside the worktree, gates with timeouts and evidence, the completion gate policies, the
+//! approval-gated PR preparation and recovery, and the bad input of issue 8 (each refused with a
+//! receipt, never a crash).
+//!
+//! Requirement ids: INV-08 (claim wire example), BKP-02 (gate events ephemeral), KRN-08
+//! (completion rules), KRN-09 (approvals), KRN-10 (receipts for refused calls), Q26 (state
+//! writes under `.lumenflow/state/software-delivery/**`).
+
+#![allow(clippy::unwrap_used, clippy::expect_used)]
+
+use std::fs;
+use std::path::{Path, PathBuf};
+use std::process::Command;
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+
+use lumenflow_contracts::time::Timestamp;
+use lumenflow_contracts::tool_output::ToolOutput;
+use lumenflow_kernel::approvals::{ApprovalProvider, Decision, LocalApprovals};
+use lumenflow_kernel::diagnostics::SourceFile;
+use lumenflow_kernel::dispatch::open::open;
+use lumenflow_kernel::dispatch::{
+    CallOutcome, CallRequest, Runtime, RuntimeEvents, RuntimeOptions,
+};
+use lumenflow_kernel::events::emit::MemorySink;
+use lumenflow_kernel::events::host::PackHost;
+use lumenflow_kernel::manifest::{Backpressure, Permission, Surface};
+use lumenflow_kernel::pack_report::{validate_embedded, validate_pack_dir};
+use lumenflow_kernel::tasks::{ClaimRequest, TaskStore};
+use lumenflow_packs::software_delivery::{self, manifest, PACK};
+use serde_json::{json, Value};
+
+// ---------------------------------------------------------------------------------------------
+// Helpers
+
+const SCOPES: &str = r#"      - {type: path, pattern: "**", access: read}
+      - {type: path, pattern: "worktrees/**", access: write}
+      - {type: path, pattern: ".git/**", access: write}
+      - {type: path, pattern: ".lumenflow/state/software-delivery/**", access: write}
+"#;
+
+const GATES: &str = r#"software_delivery:
+  gates:
+    format: {command: "test -f README.md", timeout_seconds: 10}
+    lint: {command: "test -f LINT_OK", timeout_seconds: 10}
+    test: {command: "sh -c 'exit 1'", timeout_seconds: 10}
+    coverage: {command: "sleep 60", timeout_seconds: 1}
+"#;
+
+fn workspace_yaml(gates: &str) -> String {
+    format!(
+        r#"id: ws-test
+name: Software delivery test
+packs:
+  - id: software-delivery
+    version: 0.1.0
+    integrity: dev
+    source: local
+lanes:
+  - id: site-comms
+    title: "Content: Site Comms"
+    allowed_scopes:
+{SCOPES}security:
+  allowed_scopes:
+{SCOPES}memory_namespace: m
+event_namespace: e
+{gates}"#
+    )
+}
+
+/// `git` for the test's own setup, with no user configuration.
+fn git(dir: &Path, args: &[&str]) -> String {
+    let out = Command::new("git")
+        .args(args)
+        .current_dir(dir)
+        .env("GIT_CONFIG_NOSYSTEM", "1")
+        .env("GIT_CONFIG_GLOBAL", "/dev/null")
+        .env("GIT_AUTHOR_NAME", "Test")
+        .env("GIT_AUTHOR_EMAIL", "test@example.com")
+        .env("GIT_COMMITTER_NAME", "Test")
+        .env("GIT_COMMITTER_EMAIL", "test@example.com")
+        .output()
+        .expect("run git");
+    assert!(
+        out.status.success(),
+        "git {args:?} failed: {}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    String::from_utf8_lossy(&out.stdout).trim().to_string()
+}
+
+struct Ws {
+    _dir: tempfile::TempDir,
+    root: PathBuf,
+    runtime: Runtime,
+    sink: Arc<MemorySink>,
+}
+
+impl Ws {
+    fn new(gates: &str) -> Ws {
+        let dir = tempfile::tempdir().unwrap();
+        let root = dir.path().canonicalize().unwrap();
+        fs::write(root.join("workspace.yaml"), workspace_yaml(gates)).unwrap();
+        fs::write(root.join("README.md"), "# site\n\nhello\n").unwrap();
+        fs::write(root.join(".gitignore"), ".lumenflow/\nworktrees/\n").unwrap();
+        git(&root, &["init", "--quiet", "--initial-branch=main"]);
+        git(&root, &["add", "README.md", ".gitignore", "workspace.yaml"]);
+        git(&root, &["commit", "--quiet", "-m", "initial"]);
+        let mut runtime = open(
+            &root,
+            lumenflow_packs::builtin_packs(),
+            &lumenflow_packs::builtin_tools(),
+            RuntimeOptions::default(),
+        )
+        .unwrap_or_else(|e| panic!("open: {e}"));
+        let sink = Arc::new(MemorySink::new());
+        runtime.events = Some(Arc::new(RuntimeEvents::new("ws-42", sink.clone(), None)));
+        Ws {
+            _dir: dir,
+            root,
+            runtime,
+            sink,
+        }
+    }
+
+    fn call(&self, tool: &str, input: Value) -> CallOutcome {
+        self.runtime.dispatch(CallRequest::local(tool, input))
+    }
+
+    fn call_in_task(&self, tool: &str, input: Value, task: &str) -> CallOutcome {
+        let mut req = CallRequest::local(tool, input);
+        req.task_id = Some(task.to_string());
+        self.runtime.dispatch(req)
+    }
+
+    fn claim(&self) -> Value {
+        let out = self.call(
+            "software-delivery:wu_claim",
+            json!({"wu_id": "WU-042", "lane": "Content: Site Comms"}),
+        );
+        data(&out)
+    }
+
+    fn events(&self, kind: &str) -> Vec<Value> {
+        self.sink
+            .pushes()
+            .into_iter()
+            .flatten()
+            .filter(|e| e.kind == kind)
+            .map(|e| serde_json::to_value(e).unwrap())
+            .collect()
+    }
+
+    fn grant(&self, approval_id: &str) {
+        LocalApprovals::open(&self.root)
+            .decide(
+                approval_id,
+                Decision::Granted {
+                    approver: "operator".into(),
+                    reason: "reviewed".into(),
+                    decided_at: Timestamp::now(),
+                },
+            )
+            .unwrap();
+    }
+
+    fn worktree(&self) -> PathBuf {
+        self.root.join("worktrees/content-site-comms-wu-042")
+    }
+}
+
+fn data(out: &CallOutcome) -> Value {
+    assert!(
+        out.output.success,
+        "call failed: {:?}",
+        out.output.error.as_ref()
+    );
+    out.output.data.clone().unwrap()
+}
+
+fn code(out: &CallOutcome) -> String {
+    assert!(
+        !out.output.success,
+        "call should fail: {:?}",
+        out.output.data
+    );
+    out.output.error_code().unwrap_or("").to_string()
+}
+
+/// A refused or failed call left its started and finished receipts, the latter with the code.
+fn assert_receipt(ws: &Ws, out: &CallOutcome, expected_code: &str) {
+    let receipts = ws.runtime.receipts(&out.receipt_id).unwrap();
+    assert_eq!(receipts.len(), 2, "started + finished: {receipts:?}");
+    let finished = &receipts[1].fields;
+    assert_eq!(finished["error_code"], expected_code, "{finished:?}");
+    assert_ne!(finished["result"], "success");
+}
+
+const PATCH_README: &str = "diff --git a/README.md b/README.md\n--- a/README.md\n+++ b/README.md\n@@ -1,3 +1,3 @@\n # site\n \n-hello\n+hello, world\n";
+
+const PATCH_NEW_FILE: &str = "diff --git a/src/page.md b/src/page.md\nnew file mode 100644\n--- /dev/null\n+++ b/src/page.md\n@@ -0,0 +1,2 @@\n+# Page\n+Comms update\n";
+
+// ---------------------------------------------------------------------------------------------
+// The manifest and the embedded folder
+
+#[test]
+fn the_manifest_passes_pack_validate_with_least_privilege_scopes() {
+    // KRN-01, KRN-02: `lumenflow pack validate --builtin software-delivery`.
+    let report = validate_embedded(&PACK);
+    assert!(report.passed(), "{}", report.render_text());
+    // `lumenflow pack validate crates/packs/src/software_delivery`: the folder on disk too.
+    let folder = PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("src/software_delivery");
+    let report = validate_pack_dir(&folder, &[], None);
+    assert!(report.passed(), "{}", report.render_text());
+    let m = manifest();
+    assert_eq!(
+        (m.id.as_str(), m.slug()),
+        ("software-delivery", "software-delivery")
+    );
+    let names: Vec<&str> = m.tools.iter().map(|t| t.name.as_str()).collect();
+    assert_eq!(
+        names,
+        [
+            "git:status",
+            "git:diff",
+            "software-delivery:wu_claim",
+            "software-delivery:apply_patch",
+            "software-delivery:gates",
+            "software-delivery:pr_prepare",
+            "software-delivery:wu_recover",
+        ]
+    );
+    for tool in &m.tools {
+        assert!(
+            tool.input_schema.is_some() && tool.output_schema.is_some(),
+            "{}",
+            tool.name
+        );
+        for scope in &tool.required_scopes {
+            let s = serde_json::to_value(scope).unwrap();
+            if s["access"] == "write" {
+                let p = s["pattern"].as_str().unwrap();
+                assert!(
+                    !["*", "**", "**/*", "./**", "./**/*"].contains(&p),
+                    "{}: wildcard write {p}",
+                    tool.name
+                );
+                assert!(
+                    !p.starts_with(".lumenflow/")
+                        || p.starts_with(".lumenflow/state/software-delivery/"),
+                    "{}: reserved write {p}",
+                    tool.name
+                );
+            }
+        }
+    }
+    for read_only in ["git:status", "git:diff"] {
+        assert_eq!(m.tool(read_only).unwrap().permission, Permission::Read);
+    }
+    assert_eq!(
+        m.tool("software-delivery:pr_prepare")
+            .unwrap()
+            .required_approvals,
+        ["software-delivery:pr-create"]
+    );
+    let recover = m.tool("software-delivery:wu_recover").unwrap();
+    assert_eq!(recover.permission, Permission::Admin);
+    assert_eq!(recover.required_approvals, ["software-delivery:wu-recover"]);
+    // BKP-02: gate and claim events are ephemeral.
+    assert_eq!(m.emitted_event_kinds.len(), 3);
+    for kind in &m.emitted_event_kinds {
+        assert_eq!(
+            m.backpressure_policy[kind],
+            Backpressure::Ephemeral,
+            "{kind}"
+        );
+    }
+    let gate_policies: Vec<&str> = m.policies.iter().map(|p| p.id.as_str()).collect();
+    assert_eq!(
+        gate_policies,
+        [
+            "software-delivery.gate.format",
+            "software-delivery.gate.lint",
+            "software-delivery.gate.typecheck",
+            "software-delivery.gate.test",
+            "software-delivery.gate.coverage",
+        ]
+    );
+    // The event host accepts the registration (emits only, subscribes to nothing).
+    let dir = tempfile::tempdir().unwrap();
+    let mut host = PackHost::new(dir.path(), &[Surface::Http]);
+    host.register(software_delivery::registration()).unwrap();
+    assert!(lumenflow_packs::builtin_packs()
+        .iter()
+        .any(|p| p.id == "software-delivery"));
+    let tools = lumenflow_packs::builtin_tools();
+    assert!(names.iter().all(|n| tools.contains_key(*n)));
+}
+
+#[test]
+fn the_embedded_files_are_exactly_the_files_of_the_pack_folder() {
+    let folder = PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("src/software_delivery");
+    let mut on_disk: Vec<(String, Vec<u8>)> = fs::read_dir(&folder)
+        .unwrap()
+        .map(|e| e.unwrap())
+        .map(|e| {
+            assert!(
+                e.file_type().unwrap().is_file(),
+                "sub-folders are not embedded"
+            );
+            (
+                e.file_name().to_string_lossy().into_owned(),
+                fs::read(e.path()).unwrap(),
+            )
+        })
+        .collect();
+    on_disk.sort();
+    let mut embedded: Vec<(String, Vec<u8>)> = PACK
+        .files
+        .iter()
+        .map(|(p, b)| (p.to_string(), b.to_vec()))
+        .collect();
+    embedded.sort();
+    let names = |v: &[(String, Vec<u8>)]| v.iter().map(|(n, _)| n.clone()).collect::<Vec<_>>();
+    assert_eq!(names(&embedded), names(&on_disk));
+    assert!(
+        embedded == on_disk,
+        "an embedded file differs from the file on disk"
+    );
+}
+
+// ---------------------------------------------------------------------------------------------
+// wu_claim
+
+#[test]
+fn claiming_wu_042_returns_the_resolved_worktree_path_and_is_idempotent() {
+    // INV-08: POST /tools/software-delivery:wu_claim {wu_id: WU-042, lane: "Content: Site Comms"}.
+    let ws = Ws::new(GATES);
+    let first = ws.claim();
+    let path = PathBuf::from(first["worktree_path"].as_str().unwrap());
+    assert!(path.is_absolute());
+    assert_eq!(path, ws.worktree().canonicalize().unwrap());
+    assert!(path.join("README.md").is_file());
+    assert_eq!(first["branch"], "lane/content-site-comms/wu-042");
+    assert_eq!(first["base"], "main");
+    assert_eq!(first["base_commit"], git(&ws.root, &["rev-parse", "main"]));
+    assert_eq!(first["created"], true);
+    assert_eq!(
+        git(&path, &["rev-parse", "--abbrev-ref", "HEAD"]),
+        "lane/content-site-comms/wu-042"
+    );
+
+    // The same claim again: the same answer, nothing new created.
+    let again = ws.claim();
+    assert_eq!(again["worktree_path"], first["worktree_path"]);
+    assert_eq!(again["created"], false);
+
+    // The event, with the workspace identity and the relative worktree (one id for both claims).
+    let events = ws.events("software-delivery:wu_claimed");
+    assert_eq!(events.len(), 2);
+    assert_eq!(events[0]["from"], "ws-42");
+    assert_eq!(events[0]["payload"]["wu_id"], "WU-042");
+    assert_eq!(events[0]["payload"]["lane"], "Content: Site Comms");
+    assert_eq!(
+        events[0]["payload"]["worktree_path"],
+        "worktrees/content-site-comms-wu-042"
+    );
+    assert_eq!(events[0]["event_id"], events[1]["event_id"]);
+
+    // Another lane for the same work unit is a conflict.
+    let other = ws.call(
+        "software-delivery:wu_claim",
+        json!({"wu_id": "WU-042", "lane": "Backend"}),
+    );
+    assert_eq!(code(&other), "WU_ALREADY_CLAIMED");
+    assert_receipt(&ws, &other, "WU_ALREADY_CLAIMED");
+}
+
+// ---------------------------------------------------------------------------------------------
+// apply_patch
+
+#[test]
+fn a_patch_is_applied_inside_the_claimed_worktree_only() {
+    let ws = Ws::new(GATES);
+    ws.claim();
+    let out = ws.call(
+        "software-delivery:apply_patch",
+        json!({"wu_id": "WU-042", "patch": format!("{PATCH_README}{PATCH_NEW_FILE}")}),
+    );
+    let d = data(&out);
+    assert_eq!(d["files"], json!(["README.md", "src/page.md"]));
+    let wt = ws.worktree();
+    assert_eq!(
+        fs::read_to_string(wt.join("README.md")).unwrap(),
+        "# site\n\nhello, world\n"
+    );
+    assert!(wt.join("src/page.md").is_file());
+    // The workspace's own checkout is untouched.
+    assert_eq!(
+        fs::read_to_string(ws.root.join("README.md")).unwrap(),
+        "# site\n\nhello\n"
+    );
+
+    // The read-only tools see the change.
+    let status = data(&ws.call("git:status", json!({"wu_id": "WU-042"})));
+    assert_eq!(status["clean"], false);
+    assert_eq!(status["branch"], "lane/content-site-comms/wu-042");
+    let paths: Vec<&str> = status["entries"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|e| e["path"].as_str().unwrap())
+        .collect();
+    assert!(
+        paths.contains(&"README.md") && paths.contains(&"src/page.md"),
+        "{paths:?}"
+    );
+    let diff = data(&ws.call("git:diff", json!({"wu_id": "WU-042"})));
+    assert!(diff["diff"].as_str().unwrap().contains("+hello, world"));
+    let ws_status = data(&ws.call("git:status", json!({})));
+    assert_eq!(ws_status["clean"], true, "{ws_status}");
+}
+
+#[test]
+fn patches_escaping_the_worktree_are_refused_with_a_receipt() {
+    let ws = Ws::new(GATES);
+    ws.claim();
+    let outside = tempfile::tempdir().unwrap();
+    std::os::unix::fs::symlink(outside.path(), ws.worktree().join("out")).unwrap();
+    let cases = [
+        (
+            "../ climbing out",
+            "--- a/../escape.txt\n+++ b/../escape.txt\n@@ -0,0 +1 @@\n+x\n".to_string(),
+            "PATCH_ESCAPES_WORKTREE",
+        ),
+        (
+            "an absolute path",
+            "--- /dev/null\n+++ /tmp/escape.txt\n@@ -0,0 +1 @@\n+x\n".to_string(),
+            "PATCH_ESCAPES_WORKTREE",
+        ),
+        (
+            "through a symlink",
+            "diff --git a/out/x.txt b/out/x.txt\nnew file mode 100644\n--- /dev/null\n+++ b/out/x.txt\n@@ -0,0 +1 @@\n+x\n".to_string(),
+            "PATCH_ESCAPES_WORKTREE",
+        ),
+        (
+            "a rename out of it",
+            "diff --git a/README.md b/README.md\nsimilarity index 100%\nrename from README.md\nrename to ../../stolen.md\n".to_string(),
+            "PATCH_ESCAPES_WORKTREE",
+        ),
+        (
+            "git metadata",
+            "--- /dev/null\n+++ b/.git/hooks/post-checkout\n@@ -0,0 +1 @@\n+x\n".to_string(),
+            "PATCH_ESCAPES_WORKTREE",
+        ),
+        (
+            "a new symlink",
+            "diff --git a/link b/link\nnew file mode 120000\n--- /dev/null\n+++ b/link\n@@ -0,0 +1 @@\n+/etc\n\\ No newline at end of file\n".to_string(),
+            "PATCH_SYMLINK_REFUSED",
+        ),
+        ("not a diff", "rm -rf /\n".to_string(), "PATCH_INVALID"),
+        (
+            "a patch that does not apply",
+            PATCH_README.replace("-hello\n", "-goodbye\n"),
+            "PATCH_DOES_NOT_APPLY",
+        ),
+    ];
+    for (what, patch, expected) in cases {
+        let out = ws.call(
+            "software-delivery:apply_patch",
+            json!({"wu_id": "WU-042", "patch": patch}),
+        );
+        assert_eq!(code(&out), expected, "{what}: {:?}", out.output.error);
+        assert_receipt(&ws, &out, expected);
+    }
+    assert_eq!(fs::read_dir(outside.path()).unwrap().count(), 0);
+    assert!(!ws.root.join("escape.txt").exists() && !Path::new("/tmp/escape.txt").exists());
+    assert_eq!(
+        fs::read_to_string(ws.worktree().join("README.md")).unwrap(),
+        "# site\n\nhello\n"
+    );
+}
+
+#[test]
+fn a_symlinked_worktrees_folder_does_not_lead_the_claim_outside_the_workspace() {
+    let ws = Ws::new(GATES);
+    let outside = tempfile::tempdir().unwrap();
+    std::os::unix::fs::symlink(outside.path(), ws.root.join("worktrees")).unwrap();
+    let out = ws.call(
+        "software-delivery:wu_claim",
+        json!({"wu_id": "WU-042", "lane": "Content: Site Comms"}),
+    );
+    assert_eq!(code(&out), "SCOPE_DENIED", "{:?}", out.output.error);
+    assert_receipt(&ws, &out, "SCOPE_DENIED");
+    assert_eq!(fs::read_dir(outside.path()).unwrap().count(), 0);
+}
+
+#[test]
+fn bad_input_ends_in_a_clear_refusal_never_a_crash() {
+    let ws = Ws::new(GATES);
+    // Not claimed yet.
+    let out = ws.call(
+        "software-delivery:apply_patch",
+        json!({"wu_id": "WU-7", "patch": PATCH_README}),
+    );
+    assert_eq!(code(&out), "WU_NOT_CLAIMED");
+    assert_receipt(&ws, &out, "WU_NOT_CLAIMED");
+    // Ids that would name other files or branches never reach the tool.
+    for bad in ["../etc", "WU 1", "", "-x"] {
+        let out = ws.call(
+            "software-delivery:wu_claim",
+            json!({"wu_id": bad, "lane": "Content: Site Comms"}),
+        );
+        assert_eq!(code(&out), "INVALID_INPUT", "{bad}");
+    }
+    let out = ws.call(
+        "software-delivery:wu_claim",
+        json!({"wu_id": "WU-1", "lane": "::: ---"}),
+    );
+    assert_eq!(code(&out), "LANE_INVALID");
+    let out = ws.call(
+        "software-delivery:gates",
+        json!({"wu_id": "WU-1", "gates": ["deploy"]}),
+    );
+    assert_eq!(code(&out), "INVALID_INPUT");
+}
+
+// ---------------------------------------------------------------------------------------------
+// gates
+
+#[test]
+fn gates_run_real_commands_with_timeouts_evidence_and_events() {
+    let ws = Ws::new(GATES);
+    ws.claim();
+    let started = Instant::now();
+    let out = ws.call("software-delivery:gates", json!({"wu_id": "WU-042"}));
+    assert!(
+        started.elapsed() < Duration::from_secs(20),
+        "the hanging gate must be killed at its 1 s timeout"
+    );
+    assert_eq!(code(&out), "GATE_FAILED");
+    let d = out
+        .output
+        .data
+        .clone()
+        .expect("failed gates still carry their results");
+    assert_eq!(d["all_passed"], false);
+    let by_name = |n: &str| {
+        d["results"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .find(|r| r["name"] == n)
+            .cloned()
+            .unwrap()
+    };
+    let format = by_name("format");
+    assert_eq!(
+        (format["status"].as_str(), format["exit_code"].as_i64()),
+        (Some("passed"), Some(0))
+    );
+    let lint = by_name("lint");
+    assert_eq!(
+        (lint["status"].as_str(), lint["exit_code"].as_i64()),
+        (Some("failed"), Some(1))
+    );
+    let test = by_name("test");
+    assert_eq!(test["status"], "failed");
+    let coverage = by_name("coverage");
+    assert_eq!(coverage["status"], "timed_out");
+    assert!(coverage.get("exit_code").is_none());
+    assert!(coverage["duration_ms"].as_u64().unwrap() < 10_000);
+    assert_eq!(by_name("typecheck")["status"], "not_configured");
+
+    // Captured output is evidence.
+    let evidence = ws
+        .runtime
+        .evidence
+        .get(lint["evidence_ref"].as_str().unwrap())
+        .unwrap();
+    assert_eq!(evidence["command"], "test -f LINT_OK");
+    assert_eq!(evidence["status"], "failed");
+
+    // One event per gate that ran (BKP-02: ephemeral kinds).
+    assert_eq!(ws.events("software-delivery:gate_passed").len(), 1);
+    let failed = ws.events("software-delivery:gate_failed");
+    assert_eq!(failed.len(), 3);
+    assert!(failed.iter().all(|e| e["payload"]["wu_id"] == "WU-042"));
+
+    // The receipt records the failure and references the results.
+    let receipts = ws.runtime.receipts(&out.receipt_id).unwrap();
+    assert_eq!(receipts[1].fields["error_code"], "GATE_FAILED");
+    assert!(receipts[1].fields["output_ref"].is_string());
+
+    // Only the passing gate: success.
+    let ok = ws.call(
+        "software-delivery:gates",
+        json!({"wu_id": "WU-042", "gates": ["format"]}),
+    );
+    assert_eq!(data(&ok)["all_passed"], true);
+
+    // A timeout alone is GATE_TIMEOUT.
+    let slow = ws.call(
+        "software-delivery:gates",
+        json!({"wu_id": "WU-042", "gates": ["coverage"]}),
+    );
+    assert_eq!(code(&slow), "GATE_TIMEOUT");
+}
+
+#[test]
+fn a_failed_gate_refuses_task_completion_until_it_passes() {
+    // KRN-08: the pack's on_completion gate policies follow the gate results.
+    let gates = "software_delivery:\n  gates:\n    lint: {command: \"test -f LINT_OK\", timeout_seconds: 10}\n";
+    let ws = Ws::new(gates);
+    ws.claim();
+    let tasks = TaskStore::open(&ws.root, ws.runtime.log.clone())
+        .unwrap()
+        .with_packs(ws.runtime.pack_manifests.clone());
+    let spec = format!(
+        "id: WU-042\nworkspace_id: ws-test\nlane_id: site-comms\ndomain: software-delivery\ntitle: Site comms\ndescription: Update the site\nacceptance:\n  - gates pass\ndeclared_scopes:\n{}risk: low\ntype: feature\npriority: P1\ncreated: 2026-04-20\n",
+        SCOPES.replace("      - ", "  - ")
+    );
+    tasks
+        .create_from_source(&SourceFile::new("WU-042.yaml", spec))
+        .unwrap_or_else(|e| panic!("create: {e}"));
+    tasks
+        .claim(
+            "WU-042",
+            ClaimRequest {
+                by: "agent".into(),
+                session_id: "s1".into(),
+                ..ClaimRequest::default()
+            },
+        )
+        .unwrap();
+
+    let out = ws.call_in_task(
+        "software-delivery:gates",
+        json!({"wu_id": "WU-042", "gates": ["lint"]}),
+        "WU-042",
+    );
+    assert_eq!(code(&out), "GATE_FAILED", "{:?}", out.output.error);
+    assert_eq!(out.output.data.as_ref().unwrap()["facts_key"], "WU-042");
+
+    let refused = tasks.complete("WU-042", &[]).unwrap_err();
+    assert_eq!(refused.code(), "POLICY_DENIED");
+    assert!(
+        refused.to_string().contains("software-delivery.gate.lint"),
+        "{refused}"
+    );
+
+    // Facts that cannot be read deny too (fail closed), naming the problem.
+    let facts = ws
+        .root
+        .join(".lumenflow/state/software-delivery/facts/WU-042.json");
+    let fact = serde_json::from_slice::<Value>(&fs::read(&facts).unwrap()).unwrap();
+    assert_eq!(fact["gates"]["lint"]["status"], "failed");
+    assert_eq!(fact["gates"]["test"]["status"], "not_run");
+    fs::write(&facts, "{not json").unwrap();
+    let damaged = tasks.complete("WU-042", &[]).unwrap_err();
+    assert_eq!(damaged.code(), "POLICY_DENIED");
+    assert!(
+        damaged.to_string().contains("not a JSON object"),
+        "{damaged}"
+    );
+
+    // Fix it in the worktree, run the gate again: the completion goes through.
+    let fix = "--- /dev/null\n+++ b/LINT_OK\n@@ -0,0 +1 @@\n+ok\n";
+    data(&ws.call_in_task(
+        "software-delivery:apply_patch",
+        json!({"wu_id": "WU-042", "patch": fix}),
+        "WU-042",
+    ));
+    let passed = ws.call_in_task(
+        "software-delivery:gates",
+        json!({"wu_id": "WU-042", "gates": ["lint"]}),
+        "WU-042",
+    );
+    assert_eq!(data(&passed)["all_passed"], true);
+    tasks
+        .complete("WU-042", &[])
+        .unwrap_or_else(|e| panic!("complete: {e}"));
+}
+
+// ---------------------------------------------------------------------------------------------
+// pr_prepare and wu_recover: operator consent
+
+#[test]
+fn pr_prepare_needs_the_pr_create_approval_and_a_grant_runs_it_once() {
+    // KRN-09: required_approvals [software-delivery:pr-create], single use.
+    let ws = Ws::new(GATES);
+    let claim = ws.claim();
+    data(&ws.call(
+        "software-delivery:apply_patch",
+        json!({"wu_id": "WU-042", "patch": PATCH_README}),
+    ));
+    let input =
+        json!({"wu_id": "WU-042", "title": "Say hello to the world", "body": "Closes WU-042."});
+    let asked = ws.call("software-delivery:pr_prepare", input.clone());
+    assert_eq!(code(&asked), "APPROVAL_REQUIRED");
+    assert_receipt(&ws, &asked, "APPROVAL_REQUIRED");
+    let approval = asked.approval_id.clone().expect("a pending approval");
+    assert!(!ws
+        .root
+        .join(".lumenflow/state/software-delivery/prs")
+        .exists());
+
+    ws.grant(&approval);
+    let out = ws.call("software-delivery:pr_prepare", input.clone());
+    let d = data(&out);
+    assert_eq!(out.approval_id.as_deref(), Some(approval.as_str()));
+    assert_eq!(d["committed"], true);
+    assert_eq!(
+        (
+            d["files_changed"].as_u64(),
+            d["insertions"].as_u64(),
+            d["deletions"].as_u64()
+        ),
+        (Some(1), Some(1), Some(1))
+    );
+    assert_eq!(d["base_commit"], claim["base_commit"]);
+    let diff = fs::read_to_string(ws.root.join(d["diff_path"].as_str().unwrap())).unwrap();
+    assert!(
+        diff.contains("+hello, world") && diff.contains("-hello"),
+        "{diff}"
+    );
+    let description =
+        fs::read_to_string(ws.root.join(d["description_path"].as_str().unwrap())).unwrap();
+    assert!(description.starts_with("# Say hello to the world\n\nCloses WU-042."));
+    // The commit is on the work unit's branch, with the pack's fixed identity.
+    let wt = ws.worktree();
+    assert_eq!(
+        git(&wt, &["log", "-1", "--format=%an <%ae>|%s"]),
+        "LumenFlow <lumenflow@localhost>|WU-042: Say hello to the world"
+    );
+    assert_eq!(
+        git(&wt, &["rev-parse", "HEAD"]),
+        d["head_commit"].as_str().unwrap()
+    );
+    assert_eq!(
+        git(&ws.root, &["rev-parse", "--abbrev-ref", "HEAD"]),
+        "main"
+    );
+
+    // The branch now carries the change: git:diff against the base shows it, against HEAD not.
+    let vs_base = data(&ws.call("git:diff", json!({"wu_id": "WU-042", "against": "base"})));
+    assert!(vs_base["diff"].as_str().unwrap().contains("+hello, world"));
+    let vs_head = data(&ws.call("git:diff", json!({"wu_id": "WU-042"})));
+    assert_eq!(vs_head["diff"], "");
+
+    // The grant was consumed: the same call asks again.
+    let again = ws.call("software-delivery:pr_prepare", input);
+    assert_eq!(code(&again), "APPROVAL_REQUIRED");
+    assert_ne!(again.approval_id.as_deref(), Some(approval.as_str()));
+}
+
+#[test]
+fn wu_recover_never_runs_without_operator_consent() {
+    let ws = Ws::new(GATES);
+    ws.claim();
+    // A claim gone bad: the worktree was locked, then its folder deleted behind git's back.
+    git(
+        &ws.root,
+        &["worktree", "lock", "worktrees/content-site-comms-wu-042"],
+    );
+    fs::remove_dir_all(ws.worktree()).unwrap();
+    let broken = ws.call("software-delivery:gates", json!({"wu_id": "WU-042"}));
+    assert_eq!(code(&broken), "WORKTREE_MISSING");
+    let details = broken
+        .output
+        .error
+        .as_ref()
+        .unwrap()
+        .details
+        .clone()
+        .unwrap();
+    assert_eq!(details["cleanup_status"], "needs_recovery");
+    assert!(details["recovery_action"]
+        .as_str()
+        .unwrap()
+        .contains("software-delivery:wu_recover"));
+
+    let input = json!({"wu_id": "WU-042"});
+    let asked = ws.call("software-delivery:wu_recover", input.clone());
+    assert_eq!(code(&asked), "APPROVAL_REQUIRED");
+    assert_receipt(&ws, &asked, "APPROVAL_REQUIRED");
+    assert!(!ws.worktree().exists(), "nothing ran without consent");
+
+    ws.grant(asked.approval_id.as_deref().unwrap());
+    let out = ws.call("software-delivery:wu_recover", input.clone());
+    let d = data(&out);
+    let actions: Vec<&str> = d["actions"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|a| a.as_str().unwrap())
+        .collect();
+    assert!(
+        actions.iter().any(|a| a.starts_with("unlocked")),
+        "{actions:?}"
+    );
+    assert!(
+        actions.iter().any(|a| a.starts_with("re-added")),
+        "{actions:?}"
+    );
+    assert_eq!(
+        git(&ws.worktree(), &["rev-parse", "--abbrev-ref", "HEAD"]),
+        "lane/content-site-comms/wu-042"
+    );
+    assert!(ws.worktree().join("README.md").is_file());
+    assert_eq!(ws.claim()["created"], false);
+    // Single use again.
+    assert_eq!(
+        code(&ws.call("software-delivery:wu_recover", input)),
+        "APPROVAL_REQUIRED"
+    );
+}
+
+#[test]
+fn a_tool_output_failure_is_never_a_panic() {
+    // Every tool answers a claimless workspace with a coded failure.
+    let ws = Ws::new(GATES);
+    for (tool, input) in [
+        ("software-delivery:gates", json!({"wu_id": "WU-1"})),
+        ("git:status", json!({"wu_id": "WU-1"})),
+        ("git:diff", json!({"wu_id": "WU-1", "against": "base"})),
+    ] {
+        let out: ToolOutput = ws.call(tool, input).output;
+        assert_eq!(out.error_code(), Some("WU_NOT_CLAIMED"), "{tool}");
+    }
+    let out = ws.call("git:diff", json!({"against": "base"}));
+    assert_eq!(code(&out), "INVALID_INPUT");
+    let _ = software_delivery::tools();
+}
