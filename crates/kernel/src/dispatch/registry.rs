@@ -71,6 +71,12 @@ impl<'a> BuiltinCall<'a> {
     pub fn tool_name(&self) -> &'a str {
         &self.tool.name
     }
+    /// Every tool this runtime can dispatch, as registered (name, manifest, schemas): what an
+    /// agent turn offers its model. Listing a tool grants nothing; calls still go through
+    /// [`dispatch`](Self::dispatch).
+    pub fn registered_tools(&self) -> impl Iterator<Item = &'a RegisteredTool> {
+        self.runtime.registry.tools()
+    }
     /// The content-addressed evidence store (for outputs too large for the receipt, such as a
     /// gate's captured log).
     pub fn evidence(&self) -> &'a super::EvidenceStore {

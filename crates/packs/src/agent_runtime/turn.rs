@@ -187,7 +187,7 @@ fn run(call: &BuiltinCall<'_>) -> Result<ToolOutput, Failure> {
         .map_err(|e| fail(e.code(), e.to_string()))?;
     // The catalogue only informs (function definitions, which tools mutate); the dispatch path
     // decides. Tools it does not know count as mutating.
-    let catalogue = super::catalog::workspace_tools(workspace.as_ref());
+    let catalogue = std::sync::Arc::new(super::catalog::runtime_tools(call));
 
     let mut state = match store.load(&turn_id).map_err(state_fail)? {
         Some(state) if state.status.is_final() => {
