@@ -834,3 +834,48 @@ fn a_tool_output_failure_is_never_a_panic() {
     assert_eq!(code(&out), "INVALID_INPUT");
     let _ = software_delivery::tools();
 }
+
+#[test]
+fn declared_paths_are_checked_by_the_kernel_and_held_by_the_tool() {
+    let ws = Ws::new(GATES);
+    ws.claim();
+    let wt = "worktrees/content-site-comms-wu-042";
+
+    // A declared write outside the write scopes (a production secret at the workspace root) is
+    // refused by the dispatch path before the tool runs, with a receipt and a path decision.
+    let out = ws.call(
+        "software-delivery:apply_patch",
+        json!({"wu_id": "WU-042", "patch": PATCH_NEW_FILE, "paths": ["secrets/production.env"]}),
+    );
+    assert_eq!(
+        out.output.error_code(),
+        Some("SCOPE_DENIED"),
+        "{:?}",
+        out.output
+    );
+    assert_eq!(out.policy_decisions[0].policy_id, "kernel.scope.path");
+    assert!(!ws.root.join(wt).join("src/page.md").exists());
+
+    // A declaration that understates what the patch writes is refused by the tool.
+    let out = ws.call(
+        "software-delivery:apply_patch",
+        json!({"wu_id": "WU-042", "patch": format!("{PATCH_README}{PATCH_NEW_FILE}"),
+               "paths": [format!("{wt}/README.md")]}),
+    );
+    assert_eq!(
+        out.output.error_code(),
+        Some("PATCH_PATHS_MISMATCH"),
+        "{:?}",
+        out.output
+    );
+    assert!(!ws.root.join(wt).join("src/page.md").exists());
+
+    // An exact declaration applies.
+    let out = ws.call(
+        "software-delivery:apply_patch",
+        json!({"wu_id": "WU-042", "patch": format!("{PATCH_README}{PATCH_NEW_FILE}"),
+               "paths": [format!("{wt}/README.md"), format!("{wt}/src/page.md")]}),
+    );
+    assert!(out.output.success, "{:?}", out.output);
+    assert!(ws.root.join(wt).join("src/page.md").is_file());
+}

@@ -34,6 +34,7 @@ pub mod errors {
     pub const PATCH_ESCAPES_WORKTREE: &str = "PATCH_ESCAPES_WORKTREE";
     pub const PATCH_SYMLINK_REFUSED: &str = "PATCH_SYMLINK_REFUSED";
     pub const PATCH_DOES_NOT_APPLY: &str = "PATCH_DOES_NOT_APPLY";
+    pub const PATCH_PATHS_MISMATCH: &str = "PATCH_PATHS_MISMATCH";
     pub const GATE_FAILED: &str = "GATE_FAILED";
     pub const GATE_TIMEOUT: &str = "GATE_TIMEOUT";
     pub const REPO_NOT_FOUND: &str = "REPO_NOT_FOUND";

@@ -37,6 +37,22 @@ fn inner(call: &BuiltinCall<'_>) -> ToolResult<ToolOutput> {
     for file in &files {
         check_inside(&worktree, file)?;
     }
+    // Declared writes (`paths`) were checked against the scopes by the kernel; hold the patch
+    // to them so the declaration cannot understate what it touches.
+    if let Some(declared) = input.get("paths").and_then(|v| v.as_array()) {
+        let declared: Vec<&str> = declared.iter().filter_map(|v| v.as_str()).collect();
+        for file in &files {
+            let full = format!("{}/{file}", claim.worktree);
+            if !declared.contains(&full.as_str()) {
+                return Err(fail(
+                    errors::PATCH_PATHS_MISMATCH,
+                    format!(
+                        "the patch writes `{full}`, which is not among the declared `paths` {declared:?}"
+                    ),
+                ));
+            }
+        }
+    }
     let bytes = patch.as_bytes().to_vec();
     let check = git_in(
         &worktree,
