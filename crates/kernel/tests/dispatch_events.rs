@@ -162,6 +162,7 @@ fn every_call_emits_tool_called_with_the_runtime_identity_q40() {
     assert_eq!(first["payload"]["tool_name"], "tpack:echo");
     assert_eq!(first["payload"]["outcome"], "success");
     assert_eq!(first["payload"]["receipt_id"], ok.receipt_id.as_str());
+    assert_eq!(first["payload"]["run_id"], ok.run_id.as_str());
     let expected = lumenflow_contracts::canonical_json::canonical_hash(
         &json!({"tool_name": "tpack:echo", "input": {"x": 1}}),
     );
@@ -188,6 +189,12 @@ fn builtins_emit_only_their_packs_declared_kinds() {
     let data = out.output.data.expect("data");
     assert_eq!(data["declared"]["Ok"], "tpack:thing_happened", "{data}");
     assert_eq!(data["undeclared_refused"], true);
+    let emitted = serde_json::to_value(&events(&f)[0]).expect("json");
+    assert_eq!(
+        emitted["payload"]["run_id"],
+        out.run_id.as_str(),
+        "events carry their call's run"
+    );
     let kinds: Vec<String> = events(&f).into_iter().map(|e| e.kind).collect();
     assert_eq!(kinds, ["tpack:thing_happened", "agent-runtime:tool_called"]);
 }

@@ -10,7 +10,7 @@ use std::sync::Arc;
 use lumenflow_contracts::canonical_json;
 use lumenflow_contracts::event::{build_event, BuildOptions, KernelEventV2};
 use lumenflow_contracts::kinds::AgentRuntimeKind;
-use lumenflow_contracts::tool_output::{codes, ToolOutput};
+use lumenflow_contracts::tool_output::codes;
 use serde_json::{json, Map, Value};
 
 use crate::events::emit::{EmitError, EventSink, PackEmitter};
@@ -54,14 +54,8 @@ impl RuntimeEvents {
 
     /// `agent-runtime:tool_called` for one finished call. Ephemeral (BKP-02): a failed push
     /// is dropped; the ledger stamp and the receipts in the event log remain.
-    pub(crate) fn tool_called(
-        &self,
-        tool_name: &str,
-        input: &Value,
-        output: &ToolOutput,
-        receipt_id: &str,
-        recorded: bool,
-    ) {
+    pub(crate) fn tool_called(&self, tool_name: &str, input: &Value, call: &super::CallOutcome) {
+        let output = &call.output;
         let envelope = json!({"tool_name": tool_name, "input": input});
         let envelope_hash = format!("sha256:{}", canonical_json::canonical_hash(&envelope));
         let code = output.error_code();
@@ -83,9 +77,11 @@ impl RuntimeEvents {
         if let Some(code) = code {
             payload.insert("error_code".into(), code.into());
         }
-        if recorded {
-            payload.insert("receipt_id".into(), receipt_id.into());
+        if call.recorded {
+            payload.insert("receipt_id".into(), call.receipt_id.clone().into());
         }
+        // The run lets the control plane put the call in its replay (Ask → ... → Proof).
+        payload.insert("run_id".into(), call.run_id.clone().into());
         let kind = AgentRuntimeKind::ToolCalled.as_str();
         let Ok(event) = build_event(kind, &self.identity, payload, BuildOptions::default()) else {
             return;

@@ -84,6 +84,8 @@ impl CallRequest {
 pub struct CallOutcome {
     pub output: ToolOutput,
     pub receipt_id: String,
+    /// The run the call belongs to (the request's, or one derived from the receipt id).
+    pub run_id: String,
     pub policy_decisions: Vec<PolicyDecision>,
     #[serde(skip_serializing_if = "Option::is_none")]
     pub approval_id: Option<String>,
@@ -367,13 +369,7 @@ impl Runtime {
             self.dispatch_checked(&req, depth)
         };
         if let Some(events) = &self.events {
-            events.tool_called(
-                &req.tool,
-                &req.input,
-                &outcome.output,
-                &outcome.receipt_id,
-                outcome.recorded,
-            );
+            events.tool_called(&req.tool, &req.input, &outcome);
         }
         outcome
     }
@@ -661,6 +657,7 @@ impl Runtime {
                         "the started receipt could not be written, so the tool did not run: {e}"
                     ),
                 ),
+                run_id: draft.run_id,
                 receipt_id: draft.receipt_id,
                 policy_decisions: decisions,
                 approval_id,
@@ -775,6 +772,7 @@ impl Runtime {
         let recorded = self.log.append(finished).is_ok();
         CallOutcome {
             output,
+            run_id: draft.run_id,
             receipt_id: draft.receipt_id,
             policy_decisions: decisions,
             approval_id,
@@ -818,6 +816,7 @@ impl Runtime {
         let recorded = self.log.append_batch(vec![draft.record, finished]).is_ok();
         CallOutcome {
             output,
+            run_id: draft.run_id,
             receipt_id: draft.receipt_id,
             policy_decisions: decisions,
             approval_id,

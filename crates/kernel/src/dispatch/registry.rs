@@ -85,7 +85,8 @@ impl<'a> BuiltinCall<'a> {
 
     /// Emit one event of this tool's pack: checked against the pack's `emitted_event_kinds`
     /// and payload shapes, stamped in the ledger, pushed to the runtime's sink, with the
-    /// runtime's identity as `from`. `Ok(None)` when the runtime has no event output (the
+    /// runtime's identity as `from`, and the call's `run_id` in the payload unless the tool set
+    /// one. `Ok(None)` when the runtime has no event output (the
     /// plain CLI), so tools need not care where they run.
     pub fn emit(
         &self,
@@ -97,6 +98,11 @@ impl<'a> BuiltinCall<'a> {
         let Some(events) = &self.runtime.events else {
             return Ok(None);
         };
+        // An event a tool emits belongs to the run of the call that emitted it.
+        let mut payload = payload;
+        payload
+            .entry("run_id")
+            .or_insert_with(|| Value::from(self.run_id));
         let manifest = self
             .runtime
             .pack_manifests
