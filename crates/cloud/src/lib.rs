@@ -1,8 +1,20 @@
 //! The control plane ("cloud governs").
 //!
-//! This crate will own storage (SQLite or PostgreSQL behind one trait), enrollment codes, the device
-//! and tool registries, invoke, event ingest with dedupe, approvals, receipt sealing, replay and the
-//! web console. It is still empty: the control plane lands with its own issue.
+//! It owns durable storage (SQLite or PostgreSQL behind one [`store::Store`]), enrollment codes
+//! and the tokens they are exchanged for, device registrations, revocation, the tool registry and
+//! invoke, event ingest with dedupe, approvals, receipt sealing and replay, all served over HTTP by
+//! [`server`].
 //!
-//! It never imports the kernel: it speaks only the wire contracts of `lumenflow-contracts` and the
-//! bundle format of `lumenflow-proof`, so a workspace it governs can run any conforming runtime.
+//! It never imports the kernel: it speaks only the wire contracts of `lumenflow-contracts` and
+//! the keys and tokens of `lumenflow-proof`, so a workspace it governs can run any conforming
+//! runtime.
+
+pub mod auth;
+pub mod error;
+pub mod ingest;
+pub mod replay;
+pub mod server;
+pub mod store;
+
+pub use error::{CloudError, CloudResult};
+pub use store::Store;

@@ -1,0 +1,194 @@
+//! Turning an inbound event batch into rows (Q1, Q2, DLV).
+//!
+//! A batch is all or nothing: every event is checked before anything is stored, and the first bad
+//! one refuses the whole batch with an error naming its index. v1 and v2 events travel in one body,
+//! told apart by `schema_version`. A v2 event must come from the authenticated subject (or, for a
+//! workspace's sidecar relaying them, one of the workspace's phone devices); its `from` is its
+//! delivery channel (DLV-03) and `seq` orders it within that channel. v1 events have no id, so
+//! their dedupe key is `v1_` + the canonical-JSON hash of the event.
+
+use lumenflow_contracts::canonical_json::canonical_hash;
+use lumenflow_contracts::event::KernelEventV2;
+use lumenflow_contracts::identity::Subject;
+use lumenflow_contracts::time::Timestamp;
+use serde_json::Value;
+
+use crate::error::{CloudError, CloudResult};
+use crate::store::EventRow;
+
+/// Most events in one batch.
+pub const MAX_BATCH_EVENTS: usize = 5_000;
+/// Largest request body.
+pub const MAX_BODY_BYTES: usize = 8 * 1024 * 1024;
+
+/// Check every event of a batch for `workspace_id` sent by `subject` and build the rows.
+pub fn batch_rows(
+    workspace_id: &str,
+    subject: &Subject,
+    events: Vec<Value>,
+) -> CloudResult<Vec<EventRow>> {
+    if events.len() > MAX_BATCH_EVENTS {
+        return Err(CloudError::TooLarge(format!(
+            "the batch has {} events; at most {MAX_BATCH_EVENTS} are accepted per request",
+            events.len()
+        )));
+    }
+    let subject_text = subject.to_string();
+    let mut rows = Vec::with_capacity(events.len());
+    for (index, event) in events.into_iter().enumerate() {
+        let version = event.get("schema_version").cloned();
+        let row = match version.as_ref().and_then(Value::as_u64) {
+            Some(2) => v2_row(workspace_id, subject, &subject_text, index, event)?,
+            Some(1) => v1_row(workspace_id, &subject_text, index, event)?,
+            _ => {
+                let shown = version.map_or_else(|| "missing".to_string(), |v| v.to_string());
+                return Err(CloudError::SchemaVersion(format!(
+                    "events[{index}]: schema_version {shown} is not supported; expected 1 or 2"
+                )));
+            }
+        };
+        rows.push(row);
+    }
+    Ok(rows)
+}
+
+fn v2_row(
+    workspace_id: &str,
+    subject: &Subject,
+    subject_text: &str,
+    index: usize,
+    value: Value,
+) -> CloudResult<EventRow> {
+    let raw = value.to_string();
+    let event = KernelEventV2::from_json_value(value)
+        .map_err(|e| CloudError::EventInvalid(format!("events[{index}]: {e}")))?;
+    let allowed = match subject {
+        Subject::Phone { .. } => event.from == subject_text,
+        Subject::Workspace { .. } => {
+            event.from == subject_text
+                || matches!(Subject::parse(&event.from),
+                    Ok(Subject::Phone { workspace_id: ref ws, .. }) if ws == workspace_id)
+        }
+    };
+    if !allowed {
+        return Err(CloudError::FromMismatch(format!(
+            "events[{index}]: `from` is `{}` but the token's subject is `{subject_text}`; \
+             events must come from the authenticated subject or one of its phone devices",
+            event.from
+        )));
+    }
+    let ts = Timestamp::parse(&event.timestamp)
+        .map_err(|e| CloudError::EventInvalid(format!("events[{index}]: timestamp: {e}")))?;
+    let seq = match event.seq {
+        None => None,
+        Some(s) => Some(i64::try_from(s).map_err(|_| {
+            CloudError::EventInvalid(format!("events[{index}]: seq {s} is too large"))
+        })?),
+    };
+    let run_id = event
+        .payload
+        .get("run_id")
+        .and_then(Value::as_str)
+        .map(str::to_string);
+    Ok(EventRow {
+        workspace_id: workspace_id.to_string(),
+        schema_version: 2,
+        event_id: event.event_id,
+        kind: event.kind,
+        ts_ms: ts.unix_millis(),
+        timestamp: event.timestamp,
+        channel: event.from,
+        seq,
+        run_id,
+        raw,
+    })
+}
+
+fn v1_row(
+    workspace_id: &str,
+    subject_text: &str,
+    index: usize,
+    value: Value,
+) -> CloudResult<EventRow> {
+    let bad = |reason: String| CloudError::EventInvalid(format!("events[{index}]: {reason}"));
+    let Value::Object(obj) = &value else {
+        return Err(bad("expected a JSON object".into()));
+    };
+    let kind = match obj.get("kind") {
+        Some(Value::String(k)) if !k.trim().is_empty() => k.clone(),
+        _ => return Err(bad("`kind` must be a non-empty string".into())),
+    };
+    let timestamp = match obj.get("timestamp") {
+        Some(Value::String(t)) => t.clone(),
+        _ => return Err(bad("`timestamp` must be an RFC 3339 string".into())),
+    };
+    let ts = Timestamp::parse(&timestamp).map_err(|e| bad(format!("timestamp: {e}")))?;
+    if let Some(ws) = obj.get("workspace_id") {
+        if ws.as_str() != Some(workspace_id) {
+            return Err(CloudError::FromMismatch(format!(
+                "events[{index}]: `workspace_id` is {ws} but the batch is for `{workspace_id}`"
+            )));
+        }
+    }
+    let run_id = obj
+        .get("run_id")
+        .and_then(Value::as_str)
+        .map(str::to_string);
+    Ok(EventRow {
+        workspace_id: workspace_id.to_string(),
+        schema_version: 1,
+        event_id: format!("v1_{}", canonical_hash(&value)),
+        kind,
+        ts_ms: ts.unix_millis(),
+        timestamp,
+        channel: subject_text.to_string(),
+        seq: None,
+        run_id,
+        raw: value.to_string(),
+    })
+}
+
+#[cfg(test)]
+mod tests {
+    #![allow(clippy::unwrap_used)]
+    use super::*;
+    use serde_json::json;
+
+    fn ws() -> Subject {
+        Subject::parse("ws-1").unwrap()
+    }
+
+    fn v2(from: &str) -> Value {
+        json!({"schema_version": 2, "kind": "acme:job_done", "event_id": "evt_1",
+               "timestamp": "2026-04-20T00:00:00.000Z", "from": from, "seq": 3,
+               "payload": {"run_id": "r1"}})
+    }
+
+    #[test]
+    fn v1_and_v2_events_become_rows() {
+        let v1 = json!({"schema_version": 1, "kind": "task_created", "timestamp": "2026-04-20T00:00:00Z",
+                        "task_id": "t", "run_id": "r1"});
+        let rows = batch_rows("ws-1", &ws(), vec![v2("ws-1"), v1]).unwrap();
+        assert_eq!(rows[0].seq, Some(3));
+        assert_eq!(rows[0].run_id.as_deref(), Some("r1"));
+        assert!(rows[1].event_id.starts_with("v1_"));
+        assert_eq!(rows[1].run_id.as_deref(), Some("r1"));
+    }
+
+    #[test]
+    fn bad_events_are_refused_by_index() {
+        let e = batch_rows(
+            "ws-1",
+            &ws(),
+            vec![v2("ws-1"), json!({"schema_version": 9})],
+        )
+        .unwrap_err();
+        assert_eq!(e.code(), "EVENT_SCHEMA_VERSION_UNSUPPORTED");
+        assert!(e.to_string().contains("events[1]"));
+        let e = batch_rows("ws-1", &ws(), vec![v2("ws-2")]).unwrap_err();
+        assert_eq!(e.code(), "EVENT_FROM_MISMATCH");
+        assert!(batch_rows("ws-1", &ws(), vec![v2("ws-1:phone:p1")]).is_ok());
+        let phone = Subject::parse("ws-1:phone:p1").unwrap();
+        assert!(batch_rows("ws-1", &phone, vec![v2("ws-1")]).is_err());
+    }
+}

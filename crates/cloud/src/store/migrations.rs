@@ -1,0 +1,107 @@
+//! Schema migrations, embedded per backend.
+//!
+//! Two choices in the `events` schema are about ingest speed. The dedupe key is a 16-byte
+//! `dedupe_key` (the first 128 bits of SHA-256 of `workspace_id`, a NUL byte and `event_id`)
+//! rather than the two text columns: event ids are content hashes, so every insert lands on a
+//! random page of that index, and a small key keeps the index (and the pages a batch dirties) a
+//! third of the size. A collision would need about 2^64 events. And runs are found through
+//! `event_runs` (each run's first and last timestamp, upserted once per run per batch) plus the
+//! time index, instead of a second random-insert index on `run_id`.
+//!
+//! `sqlx::migrate!` needs sqlx's `macros` feature, which the workspace does not enable, so the
+//! schema lives here as SQL text per backend and a small `lf_schema_migrations` table records which
+//! versions ran. On PostgreSQL the whole upgrade runs under a transaction-scoped advisory lock, so
+//! several control-plane processes starting at once apply each version exactly once.
+
+/// One schema version: its number, a name and the statements of each backend.
+pub struct Migration {
+    pub version: i64,
+    pub name: &'static str,
+    pub sqlite: &'static [&'static str],
+    pub postgres: &'static [&'static str],
+}
+
+pub const MIGRATIONS: &[Migration] = &[Migration {
+    version: 1,
+    name: "initial schema",
+    sqlite: &[
+        "CREATE TABLE workspaces (workspace_id TEXT PRIMARY KEY, sidecar_url TEXT, \
+         created_at_ms BIGINT NOT NULL, enrolled_at_ms BIGINT, policies TEXT, config TEXT)",
+        "CREATE TABLE enrollment_codes (code_hash TEXT PRIMARY KEY, workspace_id TEXT NOT NULL, \
+         created_at_ms BIGINT NOT NULL, expires_at_ms BIGINT NOT NULL, used_at_ms BIGINT, \
+         device_id TEXT)",
+        "CREATE TABLE tokens (jti TEXT PRIMARY KEY, workspace_id TEXT NOT NULL, subject TEXT NOT NULL, \
+         scope TEXT NOT NULL, purpose TEXT NOT NULL, issued_at_ms BIGINT NOT NULL, \
+         expires_at_ms BIGINT NOT NULL)",
+        "CREATE INDEX tokens_ws ON tokens (workspace_id)",
+        "CREATE TABLE revocations (jti TEXT PRIMARY KEY, workspace_id TEXT NOT NULL, reason TEXT, \
+         revoked_at_ms BIGINT NOT NULL)",
+        "CREATE INDEX revocations_ws ON revocations (workspace_id)",
+        "CREATE TABLE devices (workspace_id TEXT NOT NULL, device_id TEXT NOT NULL, name TEXT NOT NULL, \
+         registered_at_ms BIGINT NOT NULL, PRIMARY KEY (workspace_id, device_id))",
+        "CREATE TABLE tool_registry (workspace_id TEXT PRIMARY KEY, listing TEXT NOT NULL, etag TEXT, \
+         fetched_at_ms BIGINT NOT NULL)",
+        "CREATE TABLE events (id INTEGER PRIMARY KEY, workspace_id TEXT NOT NULL, \
+         schema_version BIGINT NOT NULL, event_id TEXT NOT NULL, kind TEXT NOT NULL, \
+         ts_ms BIGINT NOT NULL, timestamp TEXT NOT NULL, channel TEXT NOT NULL, seq BIGINT, \
+         run_id TEXT, raw TEXT NOT NULL, received_at_ms BIGINT NOT NULL, \
+         dedupe_key BLOB NOT NULL UNIQUE)",
+        "CREATE INDEX events_ws_ts ON events (workspace_id, ts_ms, seq, id)",
+        "CREATE TABLE event_runs (workspace_id TEXT NOT NULL, run_id TEXT NOT NULL, \
+         first_ts_ms BIGINT NOT NULL, last_ts_ms BIGINT NOT NULL, PRIMARY KEY (workspace_id, run_id))",
+        "CREATE INDEX event_runs_run ON event_runs (run_id)",
+        "CREATE TABLE approvals (seq INTEGER PRIMARY KEY AUTOINCREMENT, approval_id TEXT NOT NULL UNIQUE, \
+         workspace_id TEXT NOT NULL, approval_type TEXT NOT NULL, status TEXT NOT NULL, \
+         record TEXT NOT NULL, requested_at_ms BIGINT NOT NULL, expires_at_ms BIGINT)",
+        "CREATE INDEX approvals_ws ON approvals (workspace_id, seq)",
+        "CREATE TABLE receipts (receipt_id TEXT PRIMARY KEY, workspace_id TEXT NOT NULL, run_id TEXT, \
+         content_digest TEXT NOT NULL, receipt TEXT NOT NULL, seal TEXT NOT NULL, \
+         sealed_at_ms BIGINT NOT NULL)",
+        "CREATE INDEX receipts_run ON receipts (workspace_id, run_id)",
+        "CREATE TABLE audit_log (id INTEGER PRIMARY KEY AUTOINCREMENT, at_ms BIGINT NOT NULL, \
+         workspace_id TEXT, subject TEXT NOT NULL, device_name TEXT, action TEXT NOT NULL, \
+         outcome TEXT NOT NULL, code TEXT, detail TEXT)",
+        "CREATE TABLE sync_records (id INTEGER PRIMARY KEY AUTOINCREMENT, workspace_id TEXT NOT NULL, \
+         kind TEXT NOT NULL, raw TEXT NOT NULL, received_at_ms BIGINT NOT NULL)",
+    ],
+    postgres: &[
+        "CREATE TABLE workspaces (workspace_id TEXT PRIMARY KEY, sidecar_url TEXT, \
+         created_at_ms BIGINT NOT NULL, enrolled_at_ms BIGINT, policies TEXT, config TEXT)",
+        "CREATE TABLE enrollment_codes (code_hash TEXT PRIMARY KEY, workspace_id TEXT NOT NULL, \
+         created_at_ms BIGINT NOT NULL, expires_at_ms BIGINT NOT NULL, used_at_ms BIGINT, \
+         device_id TEXT)",
+        "CREATE TABLE tokens (jti TEXT PRIMARY KEY, workspace_id TEXT NOT NULL, subject TEXT NOT NULL, \
+         scope TEXT NOT NULL, purpose TEXT NOT NULL, issued_at_ms BIGINT NOT NULL, \
+         expires_at_ms BIGINT NOT NULL)",
+        "CREATE INDEX tokens_ws ON tokens (workspace_id)",
+        "CREATE TABLE revocations (jti TEXT PRIMARY KEY, workspace_id TEXT NOT NULL, reason TEXT, \
+         revoked_at_ms BIGINT NOT NULL)",
+        "CREATE INDEX revocations_ws ON revocations (workspace_id)",
+        "CREATE TABLE devices (workspace_id TEXT NOT NULL, device_id TEXT NOT NULL, name TEXT NOT NULL, \
+         registered_at_ms BIGINT NOT NULL, PRIMARY KEY (workspace_id, device_id))",
+        "CREATE TABLE tool_registry (workspace_id TEXT PRIMARY KEY, listing TEXT NOT NULL, etag TEXT, \
+         fetched_at_ms BIGINT NOT NULL)",
+        "CREATE TABLE events (id BIGSERIAL PRIMARY KEY, workspace_id TEXT NOT NULL, \
+         schema_version BIGINT NOT NULL, event_id TEXT NOT NULL, kind TEXT NOT NULL, \
+         ts_ms BIGINT NOT NULL, timestamp TEXT NOT NULL, channel TEXT NOT NULL, seq BIGINT, \
+         run_id TEXT, raw TEXT NOT NULL, received_at_ms BIGINT NOT NULL, \
+         dedupe_key BYTEA NOT NULL UNIQUE)",
+        "CREATE INDEX events_ws_ts ON events (workspace_id, ts_ms, seq, id)",
+        "CREATE TABLE event_runs (workspace_id TEXT NOT NULL, run_id TEXT NOT NULL, \
+         first_ts_ms BIGINT NOT NULL, last_ts_ms BIGINT NOT NULL, PRIMARY KEY (workspace_id, run_id))",
+        "CREATE INDEX event_runs_run ON event_runs (run_id)",
+        "CREATE TABLE approvals (seq BIGSERIAL PRIMARY KEY, approval_id TEXT NOT NULL UNIQUE, \
+         workspace_id TEXT NOT NULL, approval_type TEXT NOT NULL, status TEXT NOT NULL, \
+         record TEXT NOT NULL, requested_at_ms BIGINT NOT NULL, expires_at_ms BIGINT)",
+        "CREATE INDEX approvals_ws ON approvals (workspace_id, seq)",
+        "CREATE TABLE receipts (receipt_id TEXT PRIMARY KEY, workspace_id TEXT NOT NULL, run_id TEXT, \
+         content_digest TEXT NOT NULL, receipt TEXT NOT NULL, seal TEXT NOT NULL, \
+         sealed_at_ms BIGINT NOT NULL)",
+        "CREATE INDEX receipts_run ON receipts (workspace_id, run_id)",
+        "CREATE TABLE audit_log (id BIGSERIAL PRIMARY KEY, at_ms BIGINT NOT NULL, \
+         workspace_id TEXT, subject TEXT NOT NULL, device_name TEXT, action TEXT NOT NULL, \
+         outcome TEXT NOT NULL, code TEXT, detail TEXT)",
+        "CREATE TABLE sync_records (id BIGSERIAL PRIMARY KEY, workspace_id TEXT NOT NULL, \
+         kind TEXT NOT NULL, raw TEXT NOT NULL, received_at_ms BIGINT NOT NULL)",
+    ],
+}];

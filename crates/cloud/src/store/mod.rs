@@ -1,0 +1,1524 @@
+//! Durable state of the control plane behind one API, on SQLite or PostgreSQL.
+//!
+//! [`Store`] is one type with two real backends (an enum over sqlx pools) rather than a trait
+//! object: every query is written once, in SQL both databases accept (`$n` placeholders, `ON
+//! CONFLICT`, `RETURNING`), and expanded for each pool by the `with_pool!` macro. Anything that
+//! must be atomic (a batch of events with its audit row, an enrollment code's single use, an
+//! approval's decision) is one transaction or one conditional statement, so two control-plane
+//! processes on one PostgreSQL database never double-spend a code or double-decide an approval.
+//!
+//! SQLite runs in WAL mode with `synchronous = FULL`: a batch is acknowledged only after its
+//! transaction committed, and a committed transaction survives a killed process.
+
+pub mod migrations;
+
+use std::str::FromStr;
+use std::time::Duration;
+
+use lumenflow_contracts::time::Timestamp;
+use lumenflow_contracts::wire::{ApprovalList, ApprovalListInput, ApprovalRecord};
+use serde_json::Value;
+use sqlx::postgres::{PgConnectOptions, PgPool, PgPoolOptions};
+use sqlx::sqlite::{
+    SqliteConnectOptions, SqliteJournalMode, SqlitePool, SqlitePoolOptions, SqliteSynchronous,
+};
+use sqlx::{QueryBuilder, Row};
+
+use crate::error::{CloudError, CloudResult};
+
+/// The default database of `lumenflow cloud serve` with no flags.
+pub const DEFAULT_DATABASE: &str = "sqlite://lumenflow-cloud.db";
+
+/// Rows per multi-row `INSERT` (11 binds each stays under both databases' parameter limits).
+const INSERT_CHUNK: usize = 2_000;
+
+/// The 16-byte dedupe key of an event: the first 128 bits of SHA-256 of the workspace id, a NUL
+/// byte and the event id (see `migrations` for why it is not the text columns).
+pub fn dedupe_key(workspace_id: &str, event_id: &str) -> Vec<u8> {
+    use sha2::{Digest, Sha256};
+    let mut h = Sha256::new();
+    h.update(workspace_id.as_bytes());
+    h.update([0u8]);
+    h.update(event_id.as_bytes());
+    h.finalize()[..16].to_vec()
+}
+
+/// Milliseconds since the epoch, now.
+pub fn now_ms() -> i64 {
+    Timestamp::now().unix_millis()
+}
+
+#[derive(Debug, Clone)]
+enum Backend {
+    /// One writer connection (its page cache stays warm across batches: a second writing
+    /// connection would invalidate it on every commit) and a pool of readers.
+    Sqlite {
+        write: SqlitePool,
+        read: SqlitePool,
+    },
+    Postgres(PgPool),
+}
+
+/// The control plane's storage (cheap to clone: it holds a connection pool).
+#[derive(Debug, Clone)]
+pub struct Store {
+    backend: Backend,
+    /// The database URL with any password removed, for messages.
+    display: String,
+}
+
+macro_rules! with_pool {
+    ($store:expr, $pool:ident => $body:expr) => {
+        match &$store.backend {
+            Backend::Sqlite { write: $pool, .. } => $body,
+            Backend::Postgres($pool) => $body,
+        }
+    };
+}
+
+/// [`with_pool!`] for statements that only read (the SQLite reader pool).
+macro_rules! with_reader {
+    ($store:expr, $pool:ident => $body:expr) => {
+        match &$store.backend {
+            Backend::Sqlite { read: $pool, .. } => $body,
+            Backend::Postgres($pool) => $body,
+        }
+    };
+}
+
+macro_rules! insert_audit {
+    ($exec:expr, $entry:expr) => {{
+        let e: &AuditEntry = $entry;
+        sqlx::query(
+            "INSERT INTO audit_log (at_ms, workspace_id, subject, device_name, action, outcome, code, detail) \
+             VALUES ($1, $2, $3, $4, $5, $6, $7, $8)",
+        )
+        .bind(now_ms())
+        .bind(e.workspace_id.as_deref())
+        .bind(e.subject.as_str())
+        .bind(e.device_name.as_deref())
+        .bind(e.action.as_str())
+        .bind(e.outcome.as_str())
+        .bind(e.code.as_deref())
+        .bind(e.detail.as_deref())
+        .execute($exec)
+        .await?;
+    }};
+}
+
+/// One event as stored: the envelope fields the queries use, plus the raw JSON.
+#[derive(Debug, Clone, PartialEq)]
+pub struct EventRow {
+    pub workspace_id: String,
+    pub schema_version: i64,
+    /// v2: the envelope's `event_id`; v1: `v1_` + the canonical hash of the event (v1 has no id).
+    pub event_id: String,
+    pub kind: String,
+    pub ts_ms: i64,
+    pub timestamp: String,
+    /// The delivery channel (DLV-03): the sender's subject.
+    pub channel: String,
+    pub seq: Option<i64>,
+    pub run_id: Option<String>,
+    pub raw: String,
+}
+
+/// What a batch ingest did.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct IngestOutcome {
+    pub accepted: u64,
+    pub duplicates: u64,
+    /// How many events of the batch were newly stored.
+    pub fresh: u64,
+}
+
+/// A stored event with its cursor.
+#[derive(Debug, Clone, PartialEq)]
+pub struct StoredEvent {
+    pub cursor: i64,
+    pub workspace_id: String,
+    pub kind: String,
+    pub ts_ms: i64,
+    pub seq: Option<i64>,
+    pub channel: String,
+    pub run_id: Option<String>,
+    pub event: Value,
+}
+
+/// Filters of the event query API; results are ordered by timestamp, then `seq`, then cursor.
+#[derive(Debug, Clone, Default)]
+pub struct EventQuery {
+    pub workspace_id: String,
+    pub kind: Option<String>,
+    pub run_id: Option<String>,
+    pub channel: Option<String>,
+    pub since_ms: Option<i64>,
+    pub until_ms: Option<i64>,
+    /// The `next_cursor` of the previous page.
+    pub after: Option<EventCursor>,
+    pub limit: u32,
+}
+
+/// A position in the `(timestamp, seq, cursor)` order; written `<ts_ms>.<seq>.<id>`.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct EventCursor {
+    pub ts_ms: i64,
+    pub seq: i64,
+    pub id: i64,
+}
+
+impl EventCursor {
+    pub fn parse(text: &str) -> Option<EventCursor> {
+        let mut parts = text.split('.');
+        let ts_ms = parts.next()?.parse().ok()?;
+        let seq = parts.next()?.parse().ok()?;
+        let id = parts.next()?.parse().ok()?;
+        if parts.next().is_some() {
+            return None;
+        }
+        Some(EventCursor { ts_ms, seq, id })
+    }
+
+    pub fn render(&self) -> String {
+        format!("{}.{}.{}", self.ts_ms, self.seq, self.id)
+    }
+}
+
+/// One audit-log line (ENR-05): raw subject and resolved device name of an inbound action.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct AuditEntry {
+    pub workspace_id: Option<String>,
+    pub subject: String,
+    pub device_name: Option<String>,
+    pub action: String,
+    /// `ok` or `refused`.
+    pub outcome: String,
+    pub code: Option<String>,
+    pub detail: Option<String>,
+}
+
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct AuditRecord {
+    pub id: i64,
+    pub at_ms: i64,
+    pub entry: AuditEntry,
+}
+
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct WorkspaceRow {
+    pub workspace_id: String,
+    pub sidecar_url: Option<String>,
+    pub created_at_ms: i64,
+    pub enrolled_at_ms: Option<i64>,
+    pub policies: Option<String>,
+    pub config: Option<String>,
+}
+
+/// A token the control plane issued (so it can be listed and revoked).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct TokenRecord {
+    pub jti: String,
+    pub workspace_id: String,
+    pub subject: String,
+    pub scope: String,
+    /// `enrollment`, `operator`, `invoke`, `registry`, `authenticate`.
+    pub purpose: String,
+    pub issued_at_ms: i64,
+    pub expires_at_ms: i64,
+}
+
+/// Why an enrollment code was not exchanged.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum RedeemRefusal {
+    Unknown,
+    Expired,
+    AlreadyUsed,
+}
+
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct DeviceRow {
+    pub workspace_id: String,
+    pub device_id: String,
+    pub name: String,
+    pub registered_at_ms: i64,
+}
+
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct ToolsRow {
+    pub listing: String,
+    pub etag: Option<String>,
+    pub fetched_at_ms: i64,
+}
+
+#[derive(Debug, Clone, PartialEq)]
+pub struct ReceiptRow {
+    pub receipt_id: String,
+    pub workspace_id: String,
+    pub run_id: Option<String>,
+    pub content_digest: String,
+    pub receipt: Value,
+    pub seal: Value,
+    pub sealed_at_ms: i64,
+}
+
+/// Why an approval could not be resolved.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum ResolveRefusal {
+    NotFound,
+    /// Already decided (or expired): the current status.
+    AlreadyDecided(String),
+}
+
+fn parse_json(text: &str, what: &str) -> CloudResult<Value> {
+    serde_json::from_str(text)
+        .map_err(|e| CloudError::Storage(format!("stored {what} is not valid JSON: {e}")))
+}
+
+/// The status an approval reads as at `now_ms`: a pending one past its expiry is `expired`.
+pub fn effective_status(status: &str, expires_at_ms: Option<i64>, now_ms: i64) -> String {
+    match expires_at_ms {
+        Some(exp) if status == "pending" && exp <= now_ms => "expired".to_string(),
+        _ => status.to_string(),
+    }
+}
+
+impl Store {
+    /// Open (creating when missing) the database at `url` and bring its schema up to date.
+    /// `sqlite://path`, `sqlite:path`, a bare file path, or `postgres://...`.
+    pub async fn open(url: &str) -> CloudResult<Store> {
+        let store = Store::connect(url).await?;
+        store.migrate().await?;
+        Ok(store)
+    }
+
+    /// Connect without migrating.
+    pub async fn connect(url: &str) -> CloudResult<Store> {
+        let display = redact(url);
+        let storage = |e: sqlx::Error| CloudError::Storage(format!("cannot open `{display}`: {e}"));
+        let backend = if url.starts_with("postgres://") || url.starts_with("postgresql://") {
+            let options = PgConnectOptions::from_str(url).map_err(storage)?;
+            let pool = PgPoolOptions::new()
+                .max_connections(16)
+                .acquire_timeout(Duration::from_secs(30))
+                .connect_with(options)
+                .await
+                .map_err(storage)?;
+            Backend::Postgres(pool)
+        } else {
+            let options = if url.starts_with("sqlite:") {
+                SqliteConnectOptions::from_str(url).map_err(storage)?
+            } else {
+                SqliteConnectOptions::new().filename(url)
+            };
+            let options = options
+                .create_if_missing(true)
+                // 8 KiB pages measured best for the random-insert dedupe index (only takes
+                // effect when the file is created).
+                .page_size(8192)
+                .journal_mode(SqliteJournalMode::Wal)
+                .synchronous(SqliteSynchronous::Full)
+                .busy_timeout(Duration::from_secs(30))
+                .foreign_keys(true)
+                // 64 MiB of page cache: the dedupe index takes random inserts, and a small
+                // cache spills dirty pages to the WAL mid-transaction.
+                .pragma("cache_size", "-65536")
+                .pragma("temp_store", "memory")
+                // Checkpoint every ~40 MiB of WAL rather than every 4 MiB: fewer copies of the
+                // index pages that every batch dirties.
+                .pragma("wal_autocheckpoint", "10000");
+            let write = SqlitePoolOptions::new()
+                .max_connections(1)
+                .acquire_timeout(Duration::from_secs(60))
+                .connect_with(options.clone())
+                .await
+                .map_err(storage)?;
+            let read = SqlitePoolOptions::new()
+                .max_connections(8)
+                .acquire_timeout(Duration::from_secs(30))
+                .connect_with(options)
+                .await
+                .map_err(storage)?;
+            Backend::Sqlite { write, read }
+        };
+        Ok(Store { backend, display })
+    }
+
+    /// `sqlite` or `postgres`.
+    pub fn backend_name(&self) -> &'static str {
+        match self.backend {
+            Backend::Sqlite { .. } => "sqlite",
+            Backend::Postgres(_) => "postgres",
+        }
+    }
+
+    /// The database URL without its password.
+    pub fn display(&self) -> &str {
+        &self.display
+    }
+
+    pub async fn close(&self) {
+        match &self.backend {
+            Backend::Sqlite { write, read } => {
+                read.close().await;
+                write.close().await;
+            }
+            Backend::Postgres(pool) => pool.close().await,
+        }
+    }
+
+    /// Apply every migration not yet recorded, in order, in one transaction.
+    pub async fn migrate(&self) -> CloudResult<()> {
+        const TABLE: &str =
+            "CREATE TABLE IF NOT EXISTS lf_schema_migrations (version BIGINT PRIMARY KEY, \
+             name TEXT NOT NULL, applied_at_ms BIGINT NOT NULL)";
+        let postgres = matches!(self.backend, Backend::Postgres(_));
+        with_pool!(self, pool => {
+            let mut tx = pool.begin().await?;
+            if postgres {
+                // Serialise concurrent starts; released at commit.
+                sqlx::query("SELECT pg_advisory_xact_lock(7364021)")
+                    .execute(&mut *tx)
+                    .await?;
+            }
+            sqlx::query(TABLE).execute(&mut *tx).await?;
+            let done: Vec<i64> = sqlx::query("SELECT version FROM lf_schema_migrations")
+                .fetch_all(&mut *tx)
+                .await?
+                .iter()
+                .map(|r| r.try_get::<i64, _>(0))
+                .collect::<Result<_, _>>()?;
+            for m in migrations::MIGRATIONS {
+                if done.contains(&m.version) {
+                    continue;
+                }
+                let statements = if postgres { m.postgres } else { m.sqlite };
+                for statement in statements {
+                    sqlx::query(*statement).execute(&mut *tx).await.map_err(|e| {
+                        CloudError::Storage(format!(
+                            "migration {} ({}) failed: {e}",
+                            m.version, m.name
+                        ))
+                    })?;
+                }
+                sqlx::query(
+                    "INSERT INTO lf_schema_migrations (version, name, applied_at_ms) VALUES ($1, $2, $3)",
+                )
+                .bind(m.version)
+                .bind(m.name)
+                .bind(now_ms())
+                .execute(&mut *tx)
+                .await?;
+            }
+            tx.commit().await?;
+            Ok(())
+        })
+    }
+
+    /// The schema versions applied, ascending.
+    pub async fn schema_versions(&self) -> CloudResult<Vec<i64>> {
+        with_reader!(self, pool => {
+            let rows = sqlx::query("SELECT version FROM lf_schema_migrations ORDER BY version")
+                .fetch_all(pool)
+                .await?;
+            rows.iter()
+                .map(|r| r.try_get::<i64, _>(0).map_err(CloudError::from))
+                .collect()
+        })
+    }
+
+    // -----------------------------------------------------------------------------------------
+    // Workspaces and enrollment codes
+
+    /// Create the workspace row when missing.
+    pub async fn ensure_workspace(&self, workspace_id: &str) -> CloudResult<()> {
+        with_pool!(self, pool => {
+            sqlx::query(
+                "INSERT INTO workspaces (workspace_id, created_at_ms) VALUES ($1, $2) \
+                 ON CONFLICT (workspace_id) DO NOTHING",
+            )
+            .bind(workspace_id)
+            .bind(now_ms())
+            .execute(pool)
+            .await?;
+            Ok(())
+        })
+    }
+
+    /// Store a new one-time code (only its hash) for `workspace_id`, or for one of its phone
+    /// devices when `device_id` is given (the token's subject is then `<ws>:phone:<device>`).
+    pub async fn create_enrollment_code(
+        &self,
+        workspace_id: &str,
+        device_id: Option<&str>,
+        code_hash: &str,
+        expires_at_ms: i64,
+    ) -> CloudResult<()> {
+        self.ensure_workspace(workspace_id).await?;
+        with_pool!(self, pool => {
+            sqlx::query(
+                "INSERT INTO enrollment_codes (code_hash, workspace_id, created_at_ms, expires_at_ms, device_id) \
+                 VALUES ($1, $2, $3, $4, $5)",
+            )
+            .bind(code_hash)
+            .bind(workspace_id)
+            .bind(now_ms())
+            .bind(expires_at_ms)
+            .bind(device_id)
+            .execute(pool)
+            .await?;
+            Ok(())
+        })
+    }
+
+    /// Spend a code: exactly one caller (across processes) gets the workspace id (and the
+    /// device id of a phone code). A phone code never changes the workspace's sidecar URL.
+    pub async fn redeem_enrollment_code(
+        &self,
+        code_hash: &str,
+        sidecar_url: Option<&str>,
+    ) -> CloudResult<Result<(String, Option<String>), RedeemRefusal>> {
+        let now = now_ms();
+        with_pool!(self, pool => {
+            let mut tx = pool.begin().await?;
+            let spent = sqlx::query(
+                "UPDATE enrollment_codes SET used_at_ms = $1 \
+                 WHERE code_hash = $2 AND used_at_ms IS NULL AND expires_at_ms > $1 \
+                 RETURNING workspace_id, device_id",
+            )
+            .bind(now)
+            .bind(code_hash)
+            .fetch_optional(&mut *tx)
+            .await?;
+            let Some(row) = spent else {
+                let found = sqlx::query(
+                    "SELECT used_at_ms, expires_at_ms FROM enrollment_codes WHERE code_hash = $1",
+                )
+                .bind(code_hash)
+                .fetch_optional(&mut *tx)
+                .await?;
+                tx.rollback().await?;
+                return Ok(Err(match found {
+                    None => RedeemRefusal::Unknown,
+                    Some(r) if r.try_get::<Option<i64>, _>(0)?.is_some() => RedeemRefusal::AlreadyUsed,
+                    Some(_) => RedeemRefusal::Expired,
+                }));
+            };
+            let workspace_id: String = row.try_get(0)?;
+            let device_id: Option<String> = row.try_get(1)?;
+            let sidecar_url = if device_id.is_some() { None } else { sidecar_url };
+            sqlx::query(
+                "INSERT INTO workspaces (workspace_id, sidecar_url, created_at_ms, enrolled_at_ms) \
+                 VALUES ($1, $2, $3, $3) ON CONFLICT (workspace_id) DO UPDATE SET \
+                 sidecar_url = COALESCE(excluded.sidecar_url, workspaces.sidecar_url), \
+                 enrolled_at_ms = excluded.enrolled_at_ms",
+            )
+            .bind(&workspace_id)
+            .bind(sidecar_url)
+            .bind(now)
+            .execute(&mut *tx)
+            .await?;
+            tx.commit().await?;
+            Ok(Ok((workspace_id, device_id)))
+        })
+    }
+
+    /// The workspace an enrollment code (by hash) was made for, spent or not (for the audit line
+    /// of a refused exchange).
+    pub async fn code_workspace(&self, code_hash: &str) -> CloudResult<Option<String>> {
+        with_reader!(self, pool => {
+            let row = sqlx::query("SELECT workspace_id FROM enrollment_codes WHERE code_hash = $1")
+                .bind(code_hash)
+                .fetch_optional(pool)
+                .await?;
+            match row {
+                Some(r) => Ok(Some(r.try_get(0)?)),
+                None => Ok(None),
+            }
+        })
+    }
+
+    pub async fn workspace(&self, workspace_id: &str) -> CloudResult<Option<WorkspaceRow>> {
+        with_reader!(self, pool => {
+            let row = sqlx::query(
+                "SELECT workspace_id, sidecar_url, created_at_ms, enrolled_at_ms, policies, config \
+                 FROM workspaces WHERE workspace_id = $1",
+            )
+            .bind(workspace_id)
+            .fetch_optional(pool)
+            .await?;
+            match row {
+                None => Ok(None),
+                Some(r) => Ok(Some(WorkspaceRow {
+                    workspace_id: r.try_get(0)?,
+                    sidecar_url: r.try_get(1)?,
+                    created_at_ms: r.try_get(2)?,
+                    enrolled_at_ms: r.try_get(3)?,
+                    policies: r.try_get(4)?,
+                    config: r.try_get(5)?,
+                })),
+            }
+        })
+    }
+
+    /// Every workspace that has a sidecar URL (the registry refresher's list).
+    pub async fn workspaces_with_sidecar(&self) -> CloudResult<Vec<(String, String)>> {
+        with_reader!(self, pool => {
+            let rows = sqlx::query(
+                "SELECT workspace_id, sidecar_url FROM workspaces WHERE sidecar_url IS NOT NULL \
+                 ORDER BY workspace_id",
+            )
+            .fetch_all(pool)
+            .await?;
+            rows.iter()
+                .map(|r| Ok((r.try_get(0)?, r.try_get(1)?)))
+                .collect()
+        })
+    }
+
+    /// Set (or clear) where the control plane reaches a workspace's sidecar.
+    pub async fn set_sidecar_url(&self, workspace_id: &str, url: Option<&str>) -> CloudResult<()> {
+        self.ensure_workspace(workspace_id).await?;
+        with_pool!(self, pool => {
+            sqlx::query("UPDATE workspaces SET sidecar_url = $1 WHERE workspace_id = $2")
+                .bind(url)
+                .bind(workspace_id)
+                .execute(pool)
+                .await?;
+            Ok(())
+        })
+    }
+
+    /// Set the workspace's v1 policy set (`/api/v1/policies`).
+    pub async fn set_policies(&self, workspace_id: &str, policies: &Value) -> CloudResult<()> {
+        self.ensure_workspace(workspace_id).await?;
+        with_pool!(self, pool => {
+            sqlx::query("UPDATE workspaces SET policies = $1 WHERE workspace_id = $2")
+                .bind(policies.to_string())
+                .bind(workspace_id)
+                .execute(pool)
+                .await?;
+            Ok(())
+        })
+    }
+
+    // -----------------------------------------------------------------------------------------
+    // Tokens and revocation
+
+    pub async fn record_token(&self, t: &TokenRecord) -> CloudResult<()> {
+        with_pool!(self, pool => {
+            sqlx::query(
+                "INSERT INTO tokens (jti, workspace_id, subject, scope, purpose, issued_at_ms, expires_at_ms) \
+                 VALUES ($1, $2, $3, $4, $5, $6, $7) ON CONFLICT (jti) DO NOTHING",
+            )
+            .bind(&t.jti)
+            .bind(&t.workspace_id)
+            .bind(&t.subject)
+            .bind(&t.scope)
+            .bind(&t.purpose)
+            .bind(t.issued_at_ms)
+            .bind(t.expires_at_ms)
+            .execute(pool)
+            .await?;
+            Ok(())
+        })
+    }
+
+    pub async fn tokens(&self, workspace_id: &str) -> CloudResult<Vec<TokenRecord>> {
+        with_reader!(self, pool => {
+            let rows = sqlx::query(
+                "SELECT jti, workspace_id, subject, scope, purpose, issued_at_ms, expires_at_ms \
+                 FROM tokens WHERE workspace_id = $1 ORDER BY issued_at_ms, jti",
+            )
+            .bind(workspace_id)
+            .fetch_all(pool)
+            .await?;
+            rows.iter()
+                .map(|r| {
+                    Ok(TokenRecord {
+                        jti: r.try_get(0)?,
+                        workspace_id: r.try_get(1)?,
+                        subject: r.try_get(2)?,
+                        scope: r.try_get(3)?,
+                        purpose: r.try_get(4)?,
+                        issued_at_ms: r.try_get(5)?,
+                        expires_at_ms: r.try_get(6)?,
+                    })
+                })
+                .collect()
+        })
+    }
+
+    /// Revoke one token by `jti`. Returns whether it was newly revoked.
+    pub async fn revoke(
+        &self,
+        workspace_id: &str,
+        jti: &str,
+        reason: Option<&str>,
+    ) -> CloudResult<bool> {
+        with_pool!(self, pool => {
+            let done = sqlx::query(
+                "INSERT INTO revocations (jti, workspace_id, reason, revoked_at_ms) VALUES ($1, $2, $3, $4) \
+                 ON CONFLICT (jti) DO NOTHING",
+            )
+            .bind(jti)
+            .bind(workspace_id)
+            .bind(reason)
+            .bind(now_ms())
+            .execute(pool)
+            .await?;
+            Ok(done.rows_affected() == 1)
+        })
+    }
+
+    /// Revoke every token issued for a workspace that has not expired. Returns how many.
+    pub async fn revoke_workspace(
+        &self,
+        workspace_id: &str,
+        reason: Option<&str>,
+    ) -> CloudResult<u64> {
+        let now = now_ms();
+        with_pool!(self, pool => {
+            let done = sqlx::query(
+                "INSERT INTO revocations (jti, workspace_id, reason, revoked_at_ms) \
+                 SELECT jti, workspace_id, $2, $3 FROM tokens WHERE workspace_id = $1 AND expires_at_ms > $3 \
+                 ON CONFLICT (jti) DO NOTHING",
+            )
+            .bind(workspace_id)
+            .bind(reason)
+            .bind(now)
+            .execute(pool)
+            .await?;
+            Ok(done.rows_affected())
+        })
+    }
+
+    pub async fn is_revoked(&self, jti: &str) -> CloudResult<bool> {
+        with_reader!(self, pool => {
+            let row = sqlx::query("SELECT 1 FROM revocations WHERE jti = $1")
+                .bind(jti)
+                .fetch_optional(pool)
+                .await?;
+            Ok(row.is_some())
+        })
+    }
+
+    pub async fn revoked_jtis(&self, workspace_id: &str) -> CloudResult<Vec<String>> {
+        with_reader!(self, pool => {
+            let rows = sqlx::query("SELECT jti FROM revocations WHERE workspace_id = $1 ORDER BY jti")
+                .bind(workspace_id)
+                .fetch_all(pool)
+                .await?;
+            rows.iter().map(|r| r.try_get(0).map_err(CloudError::from)).collect()
+        })
+    }
+
+    // -----------------------------------------------------------------------------------------
+    // Devices (ENR-04)
+
+    /// Register (or rename) a phone device.
+    pub async fn add_device(
+        &self,
+        workspace_id: &str,
+        device_id: &str,
+        name: &str,
+    ) -> CloudResult<DeviceRow> {
+        self.ensure_workspace(workspace_id).await?;
+        let now = now_ms();
+        with_pool!(self, pool => {
+            sqlx::query(
+                "INSERT INTO devices (workspace_id, device_id, name, registered_at_ms) VALUES ($1, $2, $3, $4) \
+                 ON CONFLICT (workspace_id, device_id) DO UPDATE SET name = excluded.name",
+            )
+            .bind(workspace_id)
+            .bind(device_id)
+            .bind(name)
+            .bind(now)
+            .execute(pool)
+            .await?;
+            Ok::<(), CloudError>(())
+        })?;
+        self.devices(workspace_id)
+            .await?
+            .into_iter()
+            .find(|d| d.device_id == device_id)
+            .ok_or_else(|| {
+                CloudError::Storage(format!("device `{device_id}` vanished after insert"))
+            })
+    }
+
+    pub async fn device_name(
+        &self,
+        workspace_id: &str,
+        device_id: &str,
+    ) -> CloudResult<Option<String>> {
+        with_reader!(self, pool => {
+            let row = sqlx::query("SELECT name FROM devices WHERE workspace_id = $1 AND device_id = $2")
+                .bind(workspace_id)
+                .bind(device_id)
+                .fetch_optional(pool)
+                .await?;
+            match row {
+                Some(r) => Ok(Some(r.try_get(0)?)),
+                None => Ok(None),
+            }
+        })
+    }
+
+    pub async fn devices(&self, workspace_id: &str) -> CloudResult<Vec<DeviceRow>> {
+        with_reader!(self, pool => {
+            let rows = sqlx::query(
+                "SELECT workspace_id, device_id, name, registered_at_ms FROM devices \
+                 WHERE workspace_id = $1 ORDER BY device_id",
+            )
+            .bind(workspace_id)
+            .fetch_all(pool)
+            .await?;
+            rows.iter()
+                .map(|r| {
+                    Ok(DeviceRow {
+                        workspace_id: r.try_get(0)?,
+                        device_id: r.try_get(1)?,
+                        name: r.try_get(2)?,
+                        registered_at_ms: r.try_get(3)?,
+                    })
+                })
+                .collect()
+        })
+    }
+
+    // -----------------------------------------------------------------------------------------
+    // Tool registry
+
+    /// Store a fetched listing (replacing the previous one).
+    pub async fn put_tools(
+        &self,
+        workspace_id: &str,
+        listing: &str,
+        etag: Option<&str>,
+    ) -> CloudResult<()> {
+        with_pool!(self, pool => {
+            sqlx::query(
+                "INSERT INTO tool_registry (workspace_id, listing, etag, fetched_at_ms) VALUES ($1, $2, $3, $4) \
+                 ON CONFLICT (workspace_id) DO UPDATE SET listing = excluded.listing, etag = excluded.etag, \
+                 fetched_at_ms = excluded.fetched_at_ms",
+            )
+            .bind(workspace_id)
+            .bind(listing)
+            .bind(etag)
+            .bind(now_ms())
+            .execute(pool)
+            .await?;
+            Ok(())
+        })
+    }
+
+    /// Record that the stored listing is still current (a `304 Not Modified`).
+    pub async fn touch_tools(&self, workspace_id: &str) -> CloudResult<()> {
+        with_pool!(self, pool => {
+            sqlx::query("UPDATE tool_registry SET fetched_at_ms = $1 WHERE workspace_id = $2")
+                .bind(now_ms())
+                .bind(workspace_id)
+                .execute(pool)
+                .await?;
+            Ok(())
+        })
+    }
+
+    pub async fn tools(&self, workspace_id: &str) -> CloudResult<Option<ToolsRow>> {
+        with_reader!(self, pool => {
+            let row = sqlx::query(
+                "SELECT listing, etag, fetched_at_ms FROM tool_registry WHERE workspace_id = $1",
+            )
+            .bind(workspace_id)
+            .fetch_optional(pool)
+            .await?;
+            match row {
+                None => Ok(None),
+                Some(r) => Ok(Some(ToolsRow {
+                    listing: r.try_get(0)?,
+                    etag: r.try_get(1)?,
+                    fetched_at_ms: r.try_get(2)?,
+                })),
+            }
+        })
+    }
+
+    // -----------------------------------------------------------------------------------------
+    // Events
+
+    /// Store a batch in one transaction together with its audit line; duplicates (by
+    /// `(workspace_id, event_id)`, within the batch or against stored events) are skipped and
+    /// counted. Returns only after commit.
+    pub async fn ingest(
+        &self,
+        rows: &[EventRow],
+        audit: &AuditEntry,
+    ) -> CloudResult<IngestOutcome> {
+        let received = now_ms();
+        let postgres = matches!(self.backend, Backend::Postgres(_));
+        let keyed: Vec<(Vec<u8>, &EventRow)> = rows
+            .iter()
+            .map(|r| (dedupe_key(&r.workspace_id, &r.event_id), r))
+            .collect();
+        let workspace = rows
+            .first()
+            .map(|r| r.workspace_id.clone())
+            .unwrap_or_default();
+        let mut runs: std::collections::BTreeMap<(&str, &str), (i64, i64)> = Default::default();
+        for r in rows {
+            if let Some(run) = r.run_id.as_deref() {
+                let span = runs
+                    .entry((r.workspace_id.as_str(), run))
+                    .or_insert((r.ts_ms, r.ts_ms));
+                span.0 = span.0.min(r.ts_ms);
+                span.1 = span.1.max(r.ts_ms);
+            }
+        }
+        let runs: Vec<_> = runs.into_iter().collect();
+        let mut fresh = 0u64;
+        with_pool!(self, pool => {
+            let mut tx = pool.begin().await?;
+            if postgres {
+                // One writer per workspace at a time, across processes: two batches with
+                // overlapping events can never deadlock on each other's unique-index entries,
+                // and a workspace's cursors follow commit order (a reader paging by cursor never
+                // misses a row committed late with a smaller id). SQLite has one writer anyway.
+                sqlx::query("SELECT pg_advisory_xact_lock(hashtext($1))")
+                    .bind(workspace.as_str())
+                    .execute(&mut *tx)
+                    .await?;
+            }
+            for chunk in keyed.chunks(INSERT_CHUNK) {
+                let mut qb = QueryBuilder::new(
+                    "INSERT INTO events (workspace_id, schema_version, event_id, kind, ts_ms, timestamp, \
+                     channel, seq, run_id, raw, received_at_ms, dedupe_key) ",
+                );
+                qb.push_values(chunk, |mut b, (key, r)| {
+                    b.push_bind(r.workspace_id.as_str())
+                        .push_bind(r.schema_version)
+                        .push_bind(r.event_id.as_str())
+                        .push_bind(r.kind.as_str())
+                        .push_bind(r.ts_ms)
+                        .push_bind(r.timestamp.as_str())
+                        .push_bind(r.channel.as_str())
+                        .push_bind(r.seq)
+                        .push_bind(r.run_id.as_deref())
+                        .push_bind(r.raw.as_str())
+                        .push_bind(received)
+                        .push_bind(key.as_slice());
+                });
+                qb.push(" ON CONFLICT (dedupe_key) DO NOTHING");
+                fresh += qb.build().execute(&mut *tx).await?.rows_affected();
+            }
+            for chunk in runs.chunks(INSERT_CHUNK) {
+                let mut qb = QueryBuilder::new(
+                    "INSERT INTO event_runs (workspace_id, run_id, first_ts_ms, last_ts_ms) ",
+                );
+                qb.push_values(chunk, |mut b, ((ws, run), (first, last))| {
+                    b.push_bind(*ws).push_bind(*run).push_bind(*first).push_bind(*last);
+                });
+                qb.push(if postgres {
+                    " ON CONFLICT (workspace_id, run_id) DO UPDATE SET \
+                     first_ts_ms = LEAST(event_runs.first_ts_ms, excluded.first_ts_ms), \
+                     last_ts_ms = GREATEST(event_runs.last_ts_ms, excluded.last_ts_ms)"
+                } else {
+                    " ON CONFLICT (workspace_id, run_id) DO UPDATE SET \
+                     first_ts_ms = MIN(event_runs.first_ts_ms, excluded.first_ts_ms), \
+                     last_ts_ms = MAX(event_runs.last_ts_ms, excluded.last_ts_ms)"
+                });
+                qb.build().execute(&mut *tx).await?;
+            }
+            insert_audit!(&mut *tx, audit);
+            tx.commit().await?;
+            Ok::<(), CloudError>(())
+        })?;
+        Ok(IngestOutcome {
+            accepted: rows.len() as u64,
+            duplicates: (rows.len() as u64).saturating_sub(fresh),
+            fresh,
+        })
+    }
+
+    /// The same rows inserted the plainest way (one multi-row `INSERT` per chunk, one
+    /// transaction per call): the baselines `bench/ingest.sh` compares ingest against.
+    ///
+    /// Without `indexed`, into a bare table (`bench_raw_events`, no index at all). With it, into
+    /// `bench_raw_indexed`, which has the indexes `events` has (the 16-byte unique dedupe key and
+    /// the time index), with a plain `INSERT`: no `ON CONFLICT`, no `RETURNING`, no run spans, no
+    /// audit line, no HTTP or validation.
+    pub async fn raw_insert_for_bench(&self, rows: &[EventRow], indexed: bool) -> CloudResult<()> {
+        let postgres = matches!(self.backend, Backend::Postgres(_));
+        let blob = if postgres { "BYTEA" } else { "BLOB" };
+        let table = if indexed {
+            "bench_raw_indexed"
+        } else {
+            "bench_raw_events"
+        };
+        let mut setup = vec![format!(
+            "CREATE TABLE IF NOT EXISTS {table} (workspace_id TEXT NOT NULL, \
+             schema_version BIGINT NOT NULL, event_id TEXT NOT NULL, kind TEXT NOT NULL, \
+             ts_ms BIGINT NOT NULL, timestamp TEXT NOT NULL, channel TEXT NOT NULL, seq BIGINT, \
+             run_id TEXT, raw TEXT NOT NULL, received_at_ms BIGINT NOT NULL, dedupe_key {blob})"
+        )];
+        if indexed {
+            setup.push(format!(
+                "CREATE UNIQUE INDEX IF NOT EXISTS {table}_key ON {table} (dedupe_key)"
+            ));
+            setup.push(format!(
+                "CREATE INDEX IF NOT EXISTS {table}_ts ON {table} (workspace_id, ts_ms, seq)"
+            ));
+        }
+        let keys: Vec<Option<Vec<u8>>> = rows
+            .iter()
+            .map(|r| indexed.then(|| dedupe_key(&r.workspace_id, &r.event_id)))
+            .collect();
+        let received = now_ms();
+        with_pool!(self, pool => {
+            let mut tx = pool.begin().await?;
+            for statement in &setup {
+                sqlx::query(sqlx::AssertSqlSafe(statement.clone())).execute(&mut *tx).await?;
+            }
+            for (chunk, keys) in rows.chunks(INSERT_CHUNK).zip(keys.chunks(INSERT_CHUNK)) {
+                let mut qb = QueryBuilder::new(format!(
+                    "INSERT INTO {table} (workspace_id, schema_version, event_id, kind, ts_ms, \
+                     timestamp, channel, seq, run_id, raw, received_at_ms, dedupe_key) ",
+                    table = table
+                ));
+                qb.push_values(chunk.iter().zip(keys), |mut b, (r, key)| {
+                    b.push_bind(r.workspace_id.as_str())
+                        .push_bind(r.schema_version)
+                        .push_bind(r.event_id.as_str())
+                        .push_bind(r.kind.as_str())
+                        .push_bind(r.ts_ms)
+                        .push_bind(r.timestamp.as_str())
+                        .push_bind(r.channel.as_str())
+                        .push_bind(r.seq)
+                        .push_bind(r.run_id.as_deref())
+                        .push_bind(r.raw.as_str())
+                        .push_bind(received)
+                        .push_bind(key.as_deref());
+                });
+                qb.build().execute(&mut *tx).await?;
+            }
+            tx.commit().await?;
+            Ok(())
+        })
+    }
+
+    /// Events matching `q`, ordered by timestamp, `seq` and cursor, with the next page's cursor.
+    pub async fn query_events(
+        &self,
+        q: &EventQuery,
+    ) -> CloudResult<(Vec<StoredEvent>, Option<EventCursor>)> {
+        let limit = q.limit.clamp(1, 10_000);
+        with_reader!(self, pool => {
+            let mut qb = QueryBuilder::new(
+                "SELECT id, workspace_id, kind, ts_ms, seq, channel, run_id, raw FROM events WHERE workspace_id = ",
+            );
+            qb.push_bind(q.workspace_id.as_str());
+            if let Some(kind) = &q.kind {
+                qb.push(" AND kind = ").push_bind(kind.as_str());
+            }
+            if let Some(run) = &q.run_id {
+                // The run's time span bounds the scan of the time index.
+                qb.push(" AND run_id = ").push_bind(run.as_str());
+                qb.push(" AND ts_ms >= (SELECT first_ts_ms FROM event_runs WHERE workspace_id = ")
+                    .push_bind(q.workspace_id.as_str())
+                    .push(" AND run_id = ")
+                    .push_bind(run.as_str())
+                    .push(")");
+                qb.push(" AND ts_ms <= (SELECT last_ts_ms FROM event_runs WHERE workspace_id = ")
+                    .push_bind(q.workspace_id.as_str())
+                    .push(" AND run_id = ")
+                    .push_bind(run.as_str())
+                    .push(")");
+            }
+            if let Some(channel) = &q.channel {
+                qb.push(" AND channel = ").push_bind(channel.as_str());
+            }
+            if let Some(since) = q.since_ms {
+                qb.push(" AND ts_ms >= ").push_bind(since);
+            }
+            if let Some(until) = q.until_ms {
+                qb.push(" AND ts_ms <= ").push_bind(until);
+            }
+            if let Some(c) = q.after {
+                qb.push(" AND (ts_ms > ").push_bind(c.ts_ms);
+                qb.push(" OR (ts_ms = ").push_bind(c.ts_ms);
+                qb.push(" AND (COALESCE(seq, -1) > ").push_bind(c.seq);
+                qb.push(" OR (COALESCE(seq, -1) = ").push_bind(c.seq);
+                qb.push(" AND id > ").push_bind(c.id);
+                qb.push("))))");
+            }
+            qb.push(" ORDER BY ts_ms, COALESCE(seq, -1), id LIMIT ").push_bind(i64::from(limit) + 1);
+            let rows = qb.build().fetch_all(pool).await?;
+            let mut events = Vec::with_capacity(rows.len());
+            for r in &rows {
+                let raw: String = r.try_get(7)?;
+                events.push(StoredEvent {
+                    cursor: r.try_get(0)?,
+                    workspace_id: r.try_get(1)?,
+                    kind: r.try_get(2)?,
+                    ts_ms: r.try_get(3)?,
+                    seq: r.try_get(4)?,
+                    channel: r.try_get(5)?,
+                    run_id: r.try_get(6)?,
+                    event: parse_json(&raw, "event")?,
+                });
+            }
+            let next = if events.len() > limit as usize {
+                events.truncate(limit as usize);
+                events.last().map(|e| EventCursor {
+                    ts_ms: e.ts_ms,
+                    seq: e.seq.unwrap_or(-1),
+                    id: e.cursor,
+                })
+            } else {
+                None
+            };
+            Ok((events, next))
+        })
+    }
+
+    /// Every event of a run, in any workspace unless one is given (replay).
+    pub async fn run_events(
+        &self,
+        run_id: &str,
+        workspace_id: Option<&str>,
+    ) -> CloudResult<Vec<StoredEvent>> {
+        with_reader!(self, pool => {
+            // Each run's span (per workspace) bounds a scan of the time index.
+            let mut qb = QueryBuilder::new(
+                "SELECT e.id, e.workspace_id, e.kind, e.ts_ms, e.seq, e.channel, e.run_id, e.raw \
+                 FROM event_runs r JOIN events e ON e.workspace_id = r.workspace_id \
+                 AND e.ts_ms >= r.first_ts_ms AND e.ts_ms <= r.last_ts_ms AND e.run_id = r.run_id \
+                 WHERE r.run_id = ",
+            );
+            qb.push_bind(run_id);
+            if let Some(ws) = workspace_id {
+                qb.push(" AND r.workspace_id = ").push_bind(ws);
+            }
+            qb.push(" ORDER BY e.ts_ms, COALESCE(e.seq, -1), e.id LIMIT 10000");
+            let rows = qb.build().fetch_all(pool).await?;
+            rows.iter()
+                .map(|r| {
+                    let raw: String = r.try_get(7)?;
+                    Ok(StoredEvent {
+                        cursor: r.try_get(0)?,
+                        workspace_id: r.try_get(1)?,
+                        kind: r.try_get(2)?,
+                        ts_ms: r.try_get(3)?,
+                        seq: r.try_get(4)?,
+                        channel: r.try_get(5)?,
+                        run_id: r.try_get(6)?,
+                        event: parse_json(&raw, "event")?,
+                    })
+                })
+                .collect()
+        })
+    }
+
+    /// A workspace's events stored after cursor `after_id`, in cursor order (the live stream's
+    /// tail). Within a workspace cursors follow commit order (one writer at a time), so a tail
+    /// never skips an event committed late.
+    pub async fn events_after(
+        &self,
+        workspace_id: &str,
+        kind: Option<&str>,
+        after_id: i64,
+        limit: u32,
+    ) -> CloudResult<Vec<StoredEvent>> {
+        with_reader!(self, pool => {
+            let mut qb = QueryBuilder::new(
+                "SELECT id, workspace_id, kind, ts_ms, seq, channel, run_id, raw FROM events WHERE workspace_id = ",
+            );
+            qb.push_bind(workspace_id);
+            qb.push(" AND id > ").push_bind(after_id);
+            if let Some(k) = kind {
+                qb.push(" AND kind = ").push_bind(k);
+            }
+            qb.push(" ORDER BY id LIMIT ").push_bind(i64::from(limit.clamp(1, 10_000)));
+            let rows = qb.build().fetch_all(pool).await?;
+            rows.iter()
+                .map(|r| {
+                    let raw: String = r.try_get(7)?;
+                    Ok(StoredEvent {
+                        cursor: r.try_get(0)?,
+                        workspace_id: r.try_get(1)?,
+                        kind: r.try_get(2)?,
+                        ts_ms: r.try_get(3)?,
+                        seq: r.try_get(4)?,
+                        channel: r.try_get(5)?,
+                        run_id: r.try_get(6)?,
+                        event: parse_json(&raw, "event")?,
+                    })
+                })
+                .collect()
+        })
+    }
+
+    /// The newest cursor of a workspace (0 when it has no events).
+    pub async fn last_event_id(&self, workspace_id: &str) -> CloudResult<i64> {
+        with_reader!(self, pool => {
+            let row = sqlx::query("SELECT MAX(id) FROM events WHERE workspace_id = $1")
+                .bind(workspace_id)
+                .fetch_one(pool)
+                .await?;
+            Ok(row.try_get::<Option<i64>, _>(0)?.unwrap_or(0))
+        })
+    }
+
+    /// How many events a workspace has.
+    pub async fn count_events(&self, workspace_id: &str) -> CloudResult<i64> {
+        with_reader!(self, pool => {
+            let row = sqlx::query("SELECT COUNT(*) FROM events WHERE workspace_id = $1")
+                .bind(workspace_id)
+                .fetch_one(pool)
+                .await?;
+            Ok(row.try_get(0)?)
+        })
+    }
+
+    // -----------------------------------------------------------------------------------------
+    // Approvals
+
+    pub async fn insert_approval(
+        &self,
+        record: &ApprovalRecord,
+        expires_at_ms: Option<i64>,
+    ) -> CloudResult<()> {
+        let text = serde_json::to_string(record)
+            .map_err(|e| CloudError::Internal(format!("cannot encode the approval: {e}")))?;
+        let requested = Timestamp::parse(&record.requested_at)
+            .map(|t| t.unix_millis())
+            .unwrap_or_else(|_| now_ms());
+        with_pool!(self, pool => {
+            sqlx::query(
+                "INSERT INTO approvals (approval_id, workspace_id, approval_type, status, record, \
+                 requested_at_ms, expires_at_ms) VALUES ($1, $2, $3, $4, $5, $6, $7)",
+            )
+            .bind(&record.approval_id)
+            .bind(&record.workspace_id)
+            .bind(&record.approval_type)
+            .bind(&record.status)
+            .bind(text)
+            .bind(requested)
+            .bind(expires_at_ms)
+            .execute(pool)
+            .await?;
+            Ok(())
+        })
+    }
+
+    /// One approval as it reads now (a pending one past expiry reads `expired`).
+    pub async fn approval(&self, approval_id: &str) -> CloudResult<Option<ApprovalRecord>> {
+        let now = now_ms();
+        with_reader!(self, pool => {
+            let row = sqlx::query("SELECT status, record, expires_at_ms FROM approvals WHERE approval_id = $1")
+                .bind(approval_id)
+                .fetch_optional(pool)
+                .await?;
+            match row {
+                None => Ok(None),
+                Some(r) => Ok(Some(read_approval(r.try_get(0)?, r.try_get(1)?, r.try_get(2)?, now)?)),
+            }
+        })
+    }
+
+    /// Decide a pending, unexpired approval. Exactly one decision wins across processes.
+    #[allow(clippy::too_many_arguments)]
+    pub async fn resolve_approval(
+        &self,
+        workspace_id: &str,
+        approval_id: &str,
+        decision: &str,
+        reason: Option<&str>,
+        reviewer_id: Option<&str>,
+        reviewer_type: Option<&str>,
+    ) -> CloudResult<Result<ApprovalRecord, ResolveRefusal>> {
+        let now = now_ms();
+        with_pool!(self, pool => {
+            let mut tx = pool.begin().await?;
+            // Claim the row first (a write, so SQLite takes its lock before reading).
+            let claimed = sqlx::query(
+                "UPDATE approvals SET status = $1 WHERE approval_id = $2 AND workspace_id = $3 \
+                 AND status = 'pending' AND (expires_at_ms IS NULL OR expires_at_ms > $4) RETURNING record",
+            )
+            .bind(decision)
+            .bind(approval_id)
+            .bind(workspace_id)
+            .bind(now)
+            .fetch_optional(&mut *tx)
+            .await?;
+            let Some(row) = claimed else {
+                let current = sqlx::query(
+                    "SELECT status, expires_at_ms FROM approvals WHERE approval_id = $1 AND workspace_id = $2",
+                )
+                .bind(approval_id)
+                .bind(workspace_id)
+                .fetch_optional(&mut *tx)
+                .await?;
+                tx.rollback().await?;
+                return Ok(Err(match current {
+                    None => ResolveRefusal::NotFound,
+                    Some(r) => ResolveRefusal::AlreadyDecided(effective_status(
+                        &r.try_get::<String, _>(0)?,
+                        r.try_get(1)?,
+                        now,
+                    )),
+                }));
+            };
+            let text: String = row.try_get(0)?;
+            let mut record: ApprovalRecord = serde_json::from_str(&text)
+                .map_err(|e| CloudError::Storage(format!("stored approval is not valid: {e}")))?;
+            record.status = decision.to_string();
+            record.decision_reason = reason.map(str::to_string);
+            record.reviewer_id = reviewer_id.map(str::to_string);
+            record.reviewer_type = reviewer_type.map(str::to_string);
+            record.decided_at = Some(Timestamp::from_unix_millis(now).to_rfc3339());
+            let text = serde_json::to_string(&record)
+                .map_err(|e| CloudError::Internal(format!("cannot encode the approval: {e}")))?;
+            sqlx::query("UPDATE approvals SET record = $1 WHERE approval_id = $2")
+                .bind(text)
+                .bind(approval_id)
+                .execute(&mut *tx)
+                .await?;
+            tx.commit().await?;
+            Ok(Ok(record))
+        })
+    }
+
+    /// The original's list: filter by status (as read now) and type, oldest first, paged by an
+    /// opaque cursor.
+    pub async fn list_approvals(&self, input: &ApprovalListInput) -> CloudResult<ApprovalList> {
+        let now = now_ms();
+        let limit = i64::from(input.limit.unwrap_or(50).clamp(1, 500));
+        let after: i64 = match &input.cursor {
+            None => 0,
+            Some(c) => c.parse().map_err(|_| {
+                CloudError::BadRequest(format!("`cursor` `{c}` is not a cursor this server issued"))
+            })?,
+        };
+        with_reader!(self, pool => {
+            let mut qb = QueryBuilder::new("SELECT seq, status, record, expires_at_ms FROM approvals WHERE workspace_id = ");
+            qb.push_bind(input.workspace_id.as_str());
+            qb.push(" AND seq > ").push_bind(after);
+            match input.status.as_deref() {
+                None => {}
+                Some("pending") => {
+                    qb.push(" AND status = 'pending' AND (expires_at_ms IS NULL OR expires_at_ms > ")
+                        .push_bind(now)
+                        .push(")");
+                }
+                Some("expired") => {
+                    qb.push(" AND (status = 'expired' OR (status = 'pending' AND expires_at_ms <= ")
+                        .push_bind(now)
+                        .push("))");
+                }
+                Some(other) => {
+                    qb.push(" AND status = ").push_bind(other);
+                }
+            }
+            if let Some(t) = &input.approval_type {
+                qb.push(" AND approval_type = ").push_bind(t.as_str());
+            }
+            qb.push(" ORDER BY seq LIMIT ").push_bind(limit + 1);
+            let rows = qb.build().fetch_all(pool).await?;
+            let mut approvals = Vec::new();
+            let mut last = None;
+            for r in rows.iter().take(limit as usize) {
+                last = Some(r.try_get::<i64, _>(0)?);
+                approvals.push(read_approval(r.try_get(1)?, r.try_get(2)?, r.try_get(3)?, now)?);
+            }
+            let next_cursor = if rows.len() as i64 > limit { last.map(|s| s.to_string()) } else { None };
+            Ok(ApprovalList { approvals, next_cursor })
+        })
+    }
+
+    // -----------------------------------------------------------------------------------------
+    // Sealed receipts
+
+    /// Store a sealed receipt; sealing the same receipt again keeps (and returns) the first seal.
+    pub async fn put_receipt(&self, r: &ReceiptRow) -> CloudResult<ReceiptRow> {
+        with_pool!(self, pool => {
+            sqlx::query(
+                "INSERT INTO receipts (receipt_id, workspace_id, run_id, content_digest, receipt, seal, sealed_at_ms) \
+                 VALUES ($1, $2, $3, $4, $5, $6, $7) ON CONFLICT (receipt_id) DO NOTHING",
+            )
+            .bind(&r.receipt_id)
+            .bind(&r.workspace_id)
+            .bind(r.run_id.as_deref())
+            .bind(&r.content_digest)
+            .bind(r.receipt.to_string())
+            .bind(r.seal.to_string())
+            .bind(r.sealed_at_ms)
+            .execute(pool)
+            .await?;
+            Ok::<(), CloudError>(())
+        })?;
+        self.receipt(&r.receipt_id).await?.ok_or_else(|| {
+            CloudError::Storage(format!("receipt `{}` vanished after insert", r.receipt_id))
+        })
+    }
+
+    pub async fn receipt(&self, receipt_id: &str) -> CloudResult<Option<ReceiptRow>> {
+        with_reader!(self, pool => {
+            let row = sqlx::query(
+                "SELECT receipt_id, workspace_id, run_id, content_digest, receipt, seal, sealed_at_ms \
+                 FROM receipts WHERE receipt_id = $1",
+            )
+            .bind(receipt_id)
+            .fetch_optional(pool)
+            .await?;
+            row.map(|r| read_receipt(&r)).transpose()
+        })
+    }
+
+    pub async fn run_receipts(&self, run_id: &str) -> CloudResult<Vec<ReceiptRow>> {
+        with_reader!(self, pool => {
+            let rows = sqlx::query(
+                "SELECT receipt_id, workspace_id, run_id, content_digest, receipt, seal, sealed_at_ms \
+                 FROM receipts WHERE run_id = $1 ORDER BY sealed_at_ms, receipt_id",
+            )
+            .bind(run_id)
+            .fetch_all(pool)
+            .await?;
+            rows.iter().map(read_receipt).collect()
+        })
+    }
+
+    /// Approvals whose subject or context names `run_id` (replay).
+    pub async fn run_approvals(&self, run_id: &str) -> CloudResult<Vec<ApprovalRecord>> {
+        let now = now_ms();
+        let needle = format!("%\"run_id\":{}%", Value::String(run_id.to_string()));
+        with_reader!(self, pool => {
+            let rows = sqlx::query(
+                "SELECT status, record, expires_at_ms FROM approvals WHERE record LIKE $1 ORDER BY seq",
+            )
+            .bind(needle)
+            .fetch_all(pool)
+            .await?;
+            rows.iter()
+                .map(|r| read_approval(r.try_get(0)?, r.try_get(1)?, r.try_get(2)?, now))
+                .collect()
+        })
+    }
+
+    // -----------------------------------------------------------------------------------------
+    // Audit log (ENR-05) and v1 sync records
+
+    pub async fn audit(&self, entry: &AuditEntry) -> CloudResult<()> {
+        with_pool!(self, pool => {
+            insert_audit!(pool, entry);
+            Ok(())
+        })
+    }
+
+    /// The newest `limit` audit lines of a workspace (all workspaces when `None`), newest last.
+    pub async fn audit_log(
+        &self,
+        workspace_id: Option<&str>,
+        limit: u32,
+    ) -> CloudResult<Vec<AuditRecord>> {
+        with_reader!(self, pool => {
+            let mut qb = QueryBuilder::new(
+                "SELECT id, at_ms, workspace_id, subject, device_name, action, outcome, code, detail FROM audit_log",
+            );
+            if let Some(ws) = workspace_id {
+                qb.push(" WHERE workspace_id = ").push_bind(ws);
+            }
+            qb.push(" ORDER BY id DESC LIMIT ").push_bind(i64::from(limit.clamp(1, 10_000)));
+            let rows = qb.build().fetch_all(pool).await?;
+            let mut out = rows
+                .iter()
+                .map(|r| {
+                    Ok(AuditRecord {
+                        id: r.try_get(0)?,
+                        at_ms: r.try_get(1)?,
+                        entry: AuditEntry {
+                            workspace_id: r.try_get(2)?,
+                            subject: r.try_get(3)?,
+                            device_name: r.try_get(4)?,
+                            action: r.try_get(5)?,
+                            outcome: r.try_get(6)?,
+                            code: r.try_get(7)?,
+                            detail: r.try_get(8)?,
+                        },
+                    })
+                })
+                .collect::<CloudResult<Vec<_>>>()?;
+            out.reverse();
+            Ok(out)
+        })
+    }
+
+    /// Store v1 telemetry records or evidence refs verbatim; returns how many.
+    pub async fn put_sync_records(
+        &self,
+        workspace_id: &str,
+        kind: &str,
+        items: &[Value],
+    ) -> CloudResult<u64> {
+        let now = now_ms();
+        with_pool!(self, pool => {
+            let mut tx = pool.begin().await?;
+            for item in items {
+                sqlx::query("INSERT INTO sync_records (workspace_id, kind, raw, received_at_ms) VALUES ($1, $2, $3, $4)")
+                    .bind(workspace_id)
+                    .bind(kind)
+                    .bind(item.to_string())
+                    .bind(now)
+                    .execute(&mut *tx)
+                    .await?;
+            }
+            tx.commit().await?;
+            Ok(items.len() as u64)
+        })
+    }
+}
+
+fn read_approval(
+    status: String,
+    record: String,
+    expires_at_ms: Option<i64>,
+    now: i64,
+) -> CloudResult<ApprovalRecord> {
+    let mut r: ApprovalRecord = serde_json::from_str(&record)
+        .map_err(|e| CloudError::Storage(format!("stored approval is not valid: {e}")))?;
+    r.status = effective_status(&status, expires_at_ms, now);
+    Ok(r)
+}
+
+fn read_receipt<R: Row>(r: &R) -> CloudResult<ReceiptRow>
+where
+    usize: sqlx::ColumnIndex<R>,
+    for<'a> String: sqlx::Decode<'a, R::Database> + sqlx::Type<R::Database>,
+    for<'a> Option<String>: sqlx::Decode<'a, R::Database> + sqlx::Type<R::Database>,
+    for<'a> i64: sqlx::Decode<'a, R::Database> + sqlx::Type<R::Database>,
+{
+    let receipt: String = r.try_get(4)?;
+    let seal: String = r.try_get(5)?;
+    Ok(ReceiptRow {
+        receipt_id: r.try_get(0)?,
+        workspace_id: r.try_get(1)?,
+        run_id: r.try_get(2)?,
+        content_digest: r.try_get(3)?,
+        receipt: parse_json(&receipt, "receipt")?,
+        seal: parse_json(&seal, "seal")?,
+        sealed_at_ms: r.try_get(6)?,
+    })
+}
+
+/// `url` without a password (`postgres://user:secret@host` -> `postgres://user:***@host`).
+fn redact(url: &str) -> String {
+    let Some((scheme, rest)) = url.split_once("://") else {
+        return url.to_string();
+    };
+    match rest.split_once('@') {
+        Some((creds, host)) => match creds.split_once(':') {
+            Some((user, _)) => format!("{scheme}://{user}:***@{host}"),
+            None => url.to_string(),
+        },
+        None => url.to_string(),
+    }
+}

@@ -1,0 +1,597 @@
+//! The storage suite, run against both backends: an SQLite file and the real PostgreSQL server
+//! (`LUMENFLOW_TEST_DATABASE_URL`, default `postgres://postgres@127.0.0.1:5432/test`), each test
+//! in a fresh schema that is dropped afterwards.
+
+#![allow(clippy::unwrap_used, clippy::expect_used)]
+
+use std::sync::Arc;
+
+use lumenflow_cloud::store::{
+    now_ms, AuditEntry, EventCursor, EventQuery, EventRow, ReceiptRow, RedeemRefusal,
+    ResolveRefusal, Store, TokenRecord,
+};
+use lumenflow_contracts::time::Timestamp;
+use lumenflow_contracts::wire::{ApprovalListInput, ApprovalRecord};
+use serde_json::json;
+
+fn pg_base() -> String {
+    std::env::var("LUMENFLOW_TEST_DATABASE_URL")
+        .unwrap_or_else(|_| "postgres://postgres@127.0.0.1:5432/test".to_string())
+}
+
+/// A database for one test; `finish` drops the PostgreSQL schema.
+struct TestDb {
+    store: Store,
+    schema: Option<String>,
+    _dir: Option<tempfile::TempDir>,
+}
+
+impl TestDb {
+    async fn sqlite() -> TestDb {
+        let dir = tempfile::tempdir().unwrap();
+        let url = format!("sqlite://{}", dir.path().join("cloud.db").display());
+        TestDb {
+            store: Store::open(&url).await.unwrap(),
+            schema: None,
+            _dir: Some(dir),
+        }
+    }
+
+    async fn postgres() -> TestDb {
+        let schema = format!("lf_test_{}", lumenflow_proof::token::new_jti());
+        let admin = Store::connect(&pg_base()).await.unwrap();
+        drop(admin);
+        let mut conn = <sqlx::PgConnection as sqlx::Connection>::connect(&pg_base())
+            .await
+            .expect("PostgreSQL must be running (LUMENFLOW_TEST_DATABASE_URL)");
+        sqlx::query(sqlx::AssertSqlSafe(format!("CREATE SCHEMA {schema}")))
+            .execute(&mut conn)
+            .await
+            .unwrap();
+        let url = schema_url(&schema);
+        TestDb {
+            store: Store::open(&url).await.unwrap(),
+            schema: Some(schema),
+            _dir: None,
+        }
+    }
+
+    async fn finish(self) {
+        self.store.close().await;
+        if let Some(schema) = self.schema {
+            let mut conn = <sqlx::PgConnection as sqlx::Connection>::connect(&pg_base())
+                .await
+                .unwrap();
+            sqlx::query(sqlx::AssertSqlSafe(format!("DROP SCHEMA {schema} CASCADE")))
+                .execute(&mut conn)
+                .await
+                .unwrap();
+        }
+    }
+}
+
+fn schema_url(schema: &str) -> String {
+    let base = pg_base();
+    let sep = if base.contains('?') { '&' } else { '?' };
+    format!("{base}{sep}options=-csearch_path%3D{schema}")
+}
+
+macro_rules! both {
+    ($name:ident) => {
+        mod $name {
+            #[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+            async fn sqlite() {
+                let db = super::TestDb::sqlite().await;
+                super::$name(&db.store).await;
+                db.finish().await;
+            }
+            #[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+            async fn postgres() {
+                let db = super::TestDb::postgres().await;
+                super::$name(&db.store).await;
+                db.finish().await;
+            }
+        }
+    };
+}
+
+both!(migrations_are_idempotent);
+both!(enrollment_codes_are_single_use);
+both!(ingest_dedupes_and_audits_in_one_transaction);
+both!(queries_order_by_timestamp_then_seq_and_page);
+both!(approvals_decide_once_and_expire);
+both!(revocation_and_devices);
+both!(registry_and_receipts);
+
+fn row(
+    ws: &str,
+    id: &str,
+    kind: &str,
+    ts_ms: i64,
+    channel: &str,
+    seq: Option<i64>,
+    run: Option<&str>,
+) -> EventRow {
+    let ts = Timestamp::from_unix_millis(ts_ms).to_rfc3339();
+    EventRow {
+        workspace_id: ws.into(),
+        schema_version: 2,
+        event_id: id.into(),
+        kind: kind.into(),
+        ts_ms,
+        timestamp: ts.clone(),
+        channel: channel.into(),
+        seq,
+        run_id: run.map(str::to_string),
+        raw: json!({"schema_version": 2, "kind": kind, "event_id": id, "timestamp": ts,
+                    "from": channel, "seq": seq, "payload": {"run_id": run}})
+        .to_string(),
+    }
+}
+
+fn audit(ws: &str, action: &str) -> AuditEntry {
+    AuditEntry {
+        workspace_id: Some(ws.into()),
+        subject: ws.into(),
+        action: action.into(),
+        outcome: "ok".into(),
+        ..AuditEntry::default()
+    }
+}
+
+async fn migrations_are_idempotent(store: &Store) {
+    store.migrate().await.unwrap();
+    store.migrate().await.unwrap();
+    assert_eq!(store.schema_versions().await.unwrap(), vec![1]);
+}
+
+async fn enrollment_codes_are_single_use(store: &Store) {
+    let far = now_ms() + 60_000;
+    store
+        .create_enrollment_code("ws-a", None, "h1", far)
+        .await
+        .unwrap();
+    store
+        .create_enrollment_code("ws-a", Some("p1"), "h2", now_ms() - 1)
+        .await
+        .unwrap();
+    assert_eq!(
+        store
+            .redeem_enrollment_code("h1", Some("http://x"))
+            .await
+            .unwrap(),
+        Ok(("ws-a".to_string(), None))
+    );
+    assert_eq!(
+        store.redeem_enrollment_code("h1", None).await.unwrap(),
+        Err(RedeemRefusal::AlreadyUsed)
+    );
+    assert_eq!(
+        store.redeem_enrollment_code("h2", None).await.unwrap(),
+        Err(RedeemRefusal::Expired)
+    );
+    assert_eq!(
+        store.redeem_enrollment_code("nope", None).await.unwrap(),
+        Err(RedeemRefusal::Unknown)
+    );
+    store
+        .create_enrollment_code("ws-a", Some("p1"), "h4", far)
+        .await
+        .unwrap();
+    assert_eq!(
+        store
+            .redeem_enrollment_code("h4", Some("http://phone"))
+            .await
+            .unwrap(),
+        Ok(("ws-a".to_string(), Some("p1".to_string())))
+    );
+    let ws = store.workspace("ws-a").await.unwrap().unwrap();
+    assert_eq!(ws.sidecar_url.as_deref(), Some("http://x"));
+    assert!(ws.enrolled_at_ms.is_some());
+
+    // Racing redeemers: exactly one wins.
+    store
+        .create_enrollment_code("ws-b", None, "h3", far)
+        .await
+        .unwrap();
+    let store = Arc::new(store.clone());
+    let mut handles = Vec::new();
+    for _ in 0..8 {
+        let s = store.clone();
+        handles.push(tokio::spawn(async move {
+            s.redeem_enrollment_code("h3", None).await
+        }));
+    }
+    let mut wins = 0;
+    for h in handles {
+        if h.await.unwrap().unwrap().is_ok() {
+            wins += 1;
+        }
+    }
+    assert_eq!(wins, 1);
+}
+
+async fn ingest_dedupes_and_audits_in_one_transaction(store: &Store) {
+    let t = 1_800_000_000_000;
+    let batch = vec![
+        row("ws", "e1", "acme:a", t, "ws", Some(1), None),
+        row("ws", "e2", "acme:a", t + 1, "ws", Some(2), None),
+        row("ws", "e1", "acme:a", t, "ws", Some(1), None),
+    ];
+    let out = store
+        .ingest(&batch, &audit("ws", "events.push"))
+        .await
+        .unwrap();
+    assert_eq!((out.accepted, out.duplicates), (3, 1));
+    assert_eq!(out.fresh, 2);
+    // Cursors follow batch order.
+    let all = EventQuery {
+        workspace_id: "ws".into(),
+        limit: 10,
+        ..EventQuery::default()
+    };
+    let stored = store.query_events(&all).await.unwrap().0;
+    assert_eq!(stored.len(), 2);
+    assert!(stored[0].cursor < stored[1].cursor, "cursors increase");
+    assert_eq!(
+        store
+            .events_after("ws", None, stored[0].cursor, 10)
+            .await
+            .unwrap()
+            .len(),
+        1
+    );
+    assert_eq!(store.last_event_id("ws").await.unwrap(), stored[1].cursor);
+    let again = store
+        .ingest(&batch, &audit("ws", "events.push"))
+        .await
+        .unwrap();
+    assert_eq!((again.accepted, again.duplicates), (3, 3));
+    assert_eq!(again.fresh, 0);
+    // The same event id in another workspace is another event.
+    let other = store
+        .ingest(
+            &[row("ws2", "e1", "acme:a", t, "ws2", Some(1), None)],
+            &audit("ws2", "events.push"),
+        )
+        .await
+        .unwrap();
+    assert_eq!(other.duplicates, 0);
+    assert_eq!(store.count_events("ws").await.unwrap(), 2);
+    let lines = store.audit_log(Some("ws"), 10).await.unwrap();
+    assert_eq!(lines.len(), 2);
+    assert!(lines.iter().all(|l| l.entry.action == "events.push"));
+
+    // A big batch (beyond one INSERT chunk) is one transaction too.
+    let big: Vec<EventRow> = (0..4500)
+        .map(|i| row("ws", &format!("b{i}"), "acme:b", t + i, "ws", Some(i), None))
+        .collect();
+    let out = store
+        .ingest(&big, &audit("ws", "events.push"))
+        .await
+        .unwrap();
+    assert_eq!((out.accepted, out.duplicates), (4500, 0));
+    assert_eq!(store.count_events("ws").await.unwrap(), 4502);
+}
+
+async fn queries_order_by_timestamp_then_seq_and_page(store: &Store) {
+    let t = 1_800_000_000_000;
+    // Two channels; the same timestamp is ordered by seq.
+    let rows = vec![
+        row(
+            "ws",
+            "p2",
+            "acme:b",
+            t + 10,
+            "ws:phone:p",
+            Some(2),
+            Some("r1"),
+        ),
+        row("ws", "s1", "acme:a", t, "ws", Some(1), Some("r1")),
+        row("ws", "s2", "acme:a", t + 10, "ws", Some(1), None),
+        row(
+            "ws",
+            "p1",
+            "acme:b",
+            t + 5,
+            "ws:phone:p",
+            Some(1),
+            Some("r1"),
+        ),
+    ];
+    store
+        .ingest(&rows, &audit("ws", "events.push"))
+        .await
+        .unwrap();
+    let ids = |evs: &[lumenflow_cloud::store::StoredEvent]| {
+        evs.iter()
+            .map(|e| e.event["event_id"].as_str().unwrap().to_string())
+            .collect::<Vec<_>>()
+    };
+    let all = EventQuery {
+        workspace_id: "ws".into(),
+        limit: 100,
+        ..EventQuery::default()
+    };
+    let (evs, next) = store.query_events(&all).await.unwrap();
+    assert_eq!(ids(&evs), ["s1", "p1", "s2", "p2"]);
+    assert!(next.is_none());
+
+    // Paging with the cursor walks the same order.
+    let mut q = EventQuery {
+        limit: 3,
+        ..all.clone()
+    };
+    let (page1, next) = store.query_events(&q).await.unwrap();
+    assert_eq!(ids(&page1), ["s1", "p1", "s2"]);
+    let next = next.unwrap();
+    assert_eq!(EventCursor::parse(&next.render()), Some(next));
+    q.after = Some(next);
+    let (page2, next) = store.query_events(&q).await.unwrap();
+    assert_eq!(ids(&page2), ["p2"]);
+    assert!(next.is_none());
+
+    let filtered = |f: EventQuery| async move { ids(&store.query_events(&f).await.unwrap().0) };
+    assert_eq!(
+        filtered(EventQuery {
+            kind: Some("acme:b".into()),
+            ..all.clone()
+        })
+        .await,
+        ["p1", "p2"]
+    );
+    assert_eq!(
+        filtered(EventQuery {
+            run_id: Some("r1".into()),
+            ..all.clone()
+        })
+        .await,
+        ["s1", "p1", "p2"]
+    );
+    assert_eq!(
+        filtered(EventQuery {
+            channel: Some("ws:phone:p".into()),
+            ..all.clone()
+        })
+        .await,
+        ["p1", "p2"]
+    );
+    assert_eq!(
+        filtered(EventQuery {
+            since_ms: Some(t + 5),
+            until_ms: Some(t + 9),
+            ..all.clone()
+        })
+        .await,
+        ["p1"]
+    );
+    assert!(filtered(EventQuery {
+        workspace_id: "other".into(),
+        ..all.clone()
+    })
+    .await
+    .is_empty());
+    let run = store.run_events("r1", None).await.unwrap();
+    assert_eq!(ids(&run), ["s1", "p1", "p2"]);
+}
+
+fn approval(id: &str, ws: &str) -> ApprovalRecord {
+    ApprovalRecord {
+        approval_id: id.into(),
+        workspace_id: ws.into(),
+        approval_type: "tool_call".into(),
+        status: "pending".into(),
+        subject: json!({"tool": "t", "input_hash": "sha256:00"}),
+        context: Some(json!({"run_id": "run-9"})),
+        requester_id: Some(ws.into()),
+        requester_type: Some("agent".into()),
+        reviewer_id: None,
+        reviewer_type: None,
+        decision_reason: None,
+        requested_at: Timestamp::now().to_rfc3339(),
+        decided_at: None,
+        expires_at: None,
+    }
+}
+
+async fn approvals_decide_once_and_expire(store: &Store) {
+    store
+        .insert_approval(&approval("a1", "ws"), Some(now_ms() + 60_000))
+        .await
+        .unwrap();
+    store
+        .insert_approval(&approval("a2", "ws"), Some(now_ms() - 1))
+        .await
+        .unwrap();
+    store
+        .insert_approval(&approval("a3", "ws"), None)
+        .await
+        .unwrap();
+    let list = |status: Option<&str>| {
+        let input = ApprovalListInput {
+            workspace_id: "ws".into(),
+            status: status.map(str::to_string),
+            approval_type: None,
+            limit: None,
+            cursor: None,
+        };
+        async move {
+            store
+                .list_approvals(&input)
+                .await
+                .unwrap()
+                .approvals
+                .into_iter()
+                .map(|a| a.approval_id)
+                .collect::<Vec<_>>()
+        }
+    };
+    assert_eq!(list(Some("pending")).await, ["a1", "a3"]);
+    assert_eq!(list(Some("expired")).await, ["a2"]);
+    assert_eq!(
+        store.approval("a2").await.unwrap().unwrap().status,
+        "expired"
+    );
+    assert_eq!(
+        store
+            .resolve_approval("ws", "a2", "approved", None, None, None)
+            .await
+            .unwrap(),
+        Err(ResolveRefusal::AlreadyDecided("expired".into()))
+    );
+    assert_eq!(
+        store
+            .resolve_approval("other", "a1", "approved", None, None, None)
+            .await
+            .unwrap(),
+        Err(ResolveRefusal::NotFound)
+    );
+    let decided = store
+        .resolve_approval(
+            "ws",
+            "a1",
+            "approved",
+            Some("looks fine"),
+            Some("alice"),
+            Some("user"),
+        )
+        .await
+        .unwrap()
+        .unwrap();
+    assert_eq!(decided.status, "approved");
+    assert_eq!(decided.decision_reason.as_deref(), Some("looks fine"));
+    assert!(decided.decided_at.is_some());
+    assert_eq!(store.approval("a1").await.unwrap().unwrap(), decided);
+    assert_eq!(
+        store
+            .resolve_approval("ws", "a1", "rejected", None, None, None)
+            .await
+            .unwrap(),
+        Err(ResolveRefusal::AlreadyDecided("approved".into()))
+    );
+    assert_eq!(list(Some("approved")).await, ["a1"]);
+    assert_eq!(list(None).await, ["a1", "a2", "a3"]);
+    // Paging.
+    let page = store
+        .list_approvals(&ApprovalListInput {
+            workspace_id: "ws".into(),
+            status: None,
+            approval_type: None,
+            limit: Some(2),
+            cursor: None,
+        })
+        .await
+        .unwrap();
+    assert_eq!(page.approvals.len(), 2);
+    let rest = store
+        .list_approvals(&ApprovalListInput {
+            workspace_id: "ws".into(),
+            status: None,
+            approval_type: None,
+            limit: Some(2),
+            cursor: page.next_cursor,
+        })
+        .await
+        .unwrap();
+    assert_eq!(rest.approvals.len(), 1);
+    assert!(rest.next_cursor.is_none());
+    assert_eq!(store.run_approvals("run-9").await.unwrap().len(), 3);
+
+    // Racing deciders: exactly one wins.
+    let shared = Arc::new(store.clone());
+    let mut handles = Vec::new();
+    for i in 0..8 {
+        let s = shared.clone();
+        let decision = if i % 2 == 0 { "approved" } else { "rejected" };
+        handles.push(tokio::spawn(async move {
+            s.resolve_approval("ws", "a3", decision, None, None, None)
+                .await
+        }));
+    }
+    let mut wins = 0;
+    for h in handles {
+        if h.await.unwrap().unwrap().is_ok() {
+            wins += 1;
+        }
+    }
+    assert_eq!(wins, 1);
+}
+
+async fn revocation_and_devices(store: &Store) {
+    for (jti, exp) in [
+        ("j1", now_ms() + 60_000),
+        ("j2", now_ms() + 60_000),
+        ("j3", now_ms() - 1),
+    ] {
+        store
+            .record_token(&TokenRecord {
+                jti: jti.into(),
+                workspace_id: "ws".into(),
+                subject: "ws".into(),
+                scope: "workspace".into(),
+                purpose: "enrollment".into(),
+                issued_at_ms: now_ms(),
+                expires_at_ms: exp,
+            })
+            .await
+            .unwrap();
+    }
+    assert_eq!(store.tokens("ws").await.unwrap().len(), 3);
+    assert!(store.revoke("ws", "j1", Some("lost laptop")).await.unwrap());
+    assert!(!store.revoke("ws", "j1", None).await.unwrap());
+    assert!(store.is_revoked("j1").await.unwrap());
+    assert!(!store.is_revoked("j2").await.unwrap());
+    // Only unexpired tokens need revoking.
+    assert_eq!(store.revoke_workspace("ws", None).await.unwrap(), 1);
+    assert_eq!(store.revoked_jtis("ws").await.unwrap(), ["j1", "j2"]);
+    assert!(store.revoked_jtis("other").await.unwrap().is_empty());
+
+    store.add_device("ws", "p1", "Ana's phone").await.unwrap();
+    let d = store.add_device("ws", "p1", "Ana's Pixel").await.unwrap();
+    assert_eq!(d.name, "Ana's Pixel");
+    assert_eq!(
+        store.device_name("ws", "p1").await.unwrap().as_deref(),
+        Some("Ana's Pixel")
+    );
+    assert_eq!(store.device_name("ws2", "p1").await.unwrap(), None);
+    assert_eq!(store.devices("ws").await.unwrap().len(), 1);
+}
+
+async fn registry_and_receipts(store: &Store) {
+    assert!(store.tools("ws").await.unwrap().is_none());
+    store
+        .put_tools("ws", "{\"tools\":[]}", Some("\"e1\""))
+        .await
+        .unwrap();
+    let first = store.tools("ws").await.unwrap().unwrap();
+    assert_eq!(first.etag.as_deref(), Some("\"e1\""));
+    store.touch_tools("ws").await.unwrap();
+    assert!(store.tools("ws").await.unwrap().unwrap().fetched_at_ms >= first.fetched_at_ms);
+
+    let r = ReceiptRow {
+        receipt_id: "rcpt_1".into(),
+        workspace_id: "ws".into(),
+        run_id: Some("run-1".into()),
+        content_digest: "sha256:00".into(),
+        receipt: json!({"a": 1}),
+        seal: json!({"signature": "first"}),
+        sealed_at_ms: now_ms(),
+    };
+    assert_eq!(store.put_receipt(&r).await.unwrap(), r);
+    let again = ReceiptRow {
+        seal: json!({"signature": "second"}),
+        ..r.clone()
+    };
+    assert_eq!(
+        store.put_receipt(&again).await.unwrap().seal,
+        json!({"signature": "first"})
+    );
+    assert_eq!(store.run_receipts("run-1").await.unwrap().len(), 1);
+    assert_eq!(
+        store
+            .put_sync_records("ws", "telemetry", &[json!({"metric": "m"})])
+            .await
+            .unwrap(),
+        1
+    );
+}
