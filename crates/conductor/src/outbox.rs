@@ -1,0 +1,460 @@
+//! The outbox of queue-class events (BKP-04, BKP-05, Q19): `.lumenflow/state/conductor/outbox/`.
+//!
+//! One JSON file per queued event, named `<zero-padded enqueue seq>-<event_id>.json`, so the
+//! lexical order of the folder is the FIFO order. A file is written to a temporary name, fsync'd,
+//! renamed, and the folder fsync'd, before the enqueue returns: an event that was accepted
+//! survives a crash. Enqueue dedupes by `event_id` (a retried emit does not queue twice). The
+//! drain ([`crate::delivery`]) reads the oldest files, sends them, and calls [`Outbox::remove`]
+//! only after the control plane acknowledged them; a crash between the acknowledgement and the
+//! removal re-sends them, which the control plane's dedupe by `event_id` absorbs (DLV-01).
+
+use std::collections::{BTreeMap, HashSet};
+use std::fs;
+use std::io::Write;
+use std::path::{Path, PathBuf};
+use std::sync::Mutex;
+
+use lumenflow_contracts::event::KernelEventV2;
+
+use crate::fsio::{self, Mode};
+
+/// Width of the enqueue sequence in file names (fits every `u64`).
+const SEQ_WIDTH: usize = 20;
+/// Where unreadable files are moved so they never block the queue.
+const QUARANTINE: &str = "quarantine";
+/// Batches at least this large are read and fsync'd by several threads: the file system
+/// commits concurrent fsyncs together, and reads overlap.
+const PARALLEL_MIN: usize = 64;
+/// Threads for a large batch.
+const IO_THREADS: usize = 4;
+
+/// fsync every file, several at a time for a large batch; the error names the file's index.
+fn sync_all_parallel(files: &[fs::File]) -> Result<(), (usize, std::io::Error)> {
+    if files.len() < PARALLEL_MIN {
+        for (i, f) in files.iter().enumerate() {
+            f.sync_data().map_err(|e| (i, e))?;
+        }
+        return Ok(());
+    }
+    let chunk = files.len().div_ceil(IO_THREADS * 4);
+    std::thread::scope(|scope| {
+        let handles: Vec<_> = files
+            .chunks(chunk)
+            .enumerate()
+            .map(|(c, part)| {
+                scope.spawn(move || {
+                    for (i, f) in part.iter().enumerate() {
+                        f.sync_data().map_err(|e| (c * chunk + i, e))?;
+                    }
+                    Ok(())
+                })
+            })
+            .collect();
+        for h in handles {
+            h.join()
+                .map_err(|_| (0, std::io::Error::other("an fsync thread panicked")))??;
+        }
+        Ok(())
+    })
+}
+
+#[derive(Debug, thiserror::Error)]
+pub enum OutboxError {
+    #[error("outbox `{path}`: {source}")]
+    Io {
+        path: PathBuf,
+        source: std::io::Error,
+    },
+    #[error(
+        "event id `{0}` cannot name an outbox file: expected letters, digits, `_`, `-` or `.`"
+    )]
+    BadEventId(String),
+    #[error("the outbox lock is poisoned")]
+    Poisoned,
+}
+
+impl OutboxError {
+    pub fn code(&self) -> &'static str {
+        match self {
+            OutboxError::Io { .. } => "OUTBOX_IO",
+            OutboxError::BadEventId(_) => "OUTBOX_EVENT_ID_INVALID",
+            OutboxError::Poisoned => "OUTBOX_POISONED",
+        }
+    }
+}
+
+/// One queued event, as read back for sending.
+#[derive(Debug, Clone)]
+pub struct Pending {
+    pub file: String,
+    pub event: KernelEventV2,
+}
+
+/// One queued event as its file's bytes (a checked v2 event).
+#[derive(Debug, Clone)]
+pub struct RawPending {
+    pub file: String,
+    pub bytes: Vec<u8>,
+}
+
+#[derive(Debug, Default)]
+struct State {
+    next: u64,
+    /// File name → event id, in FIFO (lexical) order.
+    files: BTreeMap<String, String>,
+    ids: HashSet<String>,
+}
+
+/// The outbox folder and its in-memory index (this process is its only writer).
+#[derive(Debug)]
+pub struct Outbox {
+    dir: PathBuf,
+    state: Mutex<State>,
+}
+
+/// `<workspace>/.lumenflow/state/conductor/outbox`.
+pub fn default_dir(workspace_dir: &Path) -> PathBuf {
+    lumenflow_kernel::events::conductor_state_dir(workspace_dir).join("outbox")
+}
+
+fn safe_id(id: &str) -> bool {
+    !id.is_empty()
+        && id.len() <= 200
+        && !id.starts_with('.')
+        && id
+            .bytes()
+            .all(|b| b.is_ascii_alphanumeric() || matches!(b, b'_' | b'-' | b'.'))
+}
+
+/// `(seq, event_id)` of a queued file's name.
+fn parse_name(name: &str) -> Option<(u64, &str)> {
+    let stem = name.strip_suffix(".json")?;
+    let (seq, id) = stem.split_once('-')?;
+    if seq.len() != SEQ_WIDTH || !safe_id(id) {
+        return None;
+    }
+    Some((seq.parse().ok()?, id))
+}
+
+impl Outbox {
+    /// Open (creating) the outbox at `dir`: leftover temporary files of an interrupted enqueue
+    /// are removed (their enqueue never returned), the queued files are indexed.
+    pub fn open(dir: &Path) -> Result<Outbox, OutboxError> {
+        let io = |source| OutboxError::Io {
+            path: dir.to_path_buf(),
+            source,
+        };
+        fs::create_dir_all(dir).map_err(io)?;
+        let mut state = State::default();
+        for entry in fs::read_dir(dir).map_err(io)? {
+            let entry = entry.map_err(io)?;
+            let name = entry.file_name().to_string_lossy().into_owned();
+            if name.starts_with('.') && name.ends_with(".tmp") {
+                let _ = fs::remove_file(entry.path());
+                continue;
+            }
+            if let Some((seq, id)) = parse_name(&name) {
+                state.next = state.next.max(seq + 1);
+                if state.ids.insert(id.to_string()) {
+                    state.files.insert(name.clone(), id.to_string());
+                } else {
+                    // The same event queued twice (only possible by hand): keep the first.
+                    let _ = fs::remove_file(entry.path());
+                }
+            }
+        }
+        Ok(Outbox {
+            dir: dir.to_path_buf(),
+            state: Mutex::new(state),
+        })
+    }
+
+    pub fn dir(&self) -> &Path {
+        &self.dir
+    }
+
+    /// How many events wait.
+    pub fn len(&self) -> usize {
+        self.state.lock().map(|s| s.files.len()).unwrap_or(0)
+    }
+
+    pub fn is_empty(&self) -> bool {
+        self.len() == 0
+    }
+
+    /// Persist `events` in order; events already queued are skipped. Returns how many were
+    /// added. Durable when it returns: every file and the folder are fsync'd.
+    pub fn enqueue(&self, events: &[KernelEventV2]) -> Result<usize, OutboxError> {
+        let io = |path: &Path, source| OutboxError::Io {
+            path: path.to_path_buf(),
+            source,
+        };
+        let mut state = self.state.lock().map_err(|_| OutboxError::Poisoned)?;
+        let mut staged: Vec<(PathBuf, PathBuf, String, String)> = Vec::new();
+        let mut seen: HashSet<&str> = HashSet::new();
+        let mut next = state.next;
+        let mut files: Vec<fs::File> = Vec::new();
+        let result = (|| {
+            for event in events {
+                if !safe_id(&event.event_id) {
+                    return Err(OutboxError::BadEventId(event.event_id.clone()));
+                }
+                if state.ids.contains(&event.event_id) || !seen.insert(&event.event_id) {
+                    continue;
+                }
+                let name = format!("{next:0width$}-{}.json", event.event_id, width = SEQ_WIDTH);
+                next += 1;
+                let tmp = self.dir.join(format!(".{name}.tmp"));
+                let bytes =
+                    serde_json::to_vec(event).map_err(|e| io(&tmp, std::io::Error::other(e)))?;
+                let mut f = fsio::create_file(&tmp, Mode::Private).map_err(|e| io(&tmp, e))?;
+                f.write_all(&bytes).map_err(|e| io(&tmp, e))?;
+                files.push(f);
+                staged.push((tmp, self.dir.join(&name), name, event.event_id.clone()));
+            }
+            sync_all_parallel(&files).map_err(|(i, e)| {
+                io(
+                    staged.get(i).map_or(self.dir.as_path(), |s| s.0.as_path()),
+                    e,
+                )
+            })?;
+            files.clear();
+            for (tmp, path, _, _) in &staged {
+                fs::rename(tmp, path).map_err(|e| io(path, e))?;
+            }
+            if !staged.is_empty() {
+                fsio::sync_dir(&self.dir).map_err(|e| io(&self.dir, e))?;
+            }
+            Ok(())
+        })();
+        if let Err(e) = result {
+            for (tmp, _, _, _) in &staged {
+                let _ = fs::remove_file(tmp);
+            }
+            return Err(e);
+        }
+        state.next = next;
+        let added = staged.len();
+        for (_, _, name, id) in staged {
+            state.ids.insert(id.clone());
+            state.files.insert(name, id);
+        }
+        Ok(added)
+    }
+
+    /// The oldest `max` events, in FIFO order. A file that cannot be read as an event is moved
+    /// to `quarantine/` (and reported in the log) so it never blocks the queue.
+    pub fn peek(&self, max: usize) -> Result<Vec<Pending>, OutboxError> {
+        Ok(self
+            .peek_raw(None, max)?
+            .into_iter()
+            .filter_map(|r| {
+                serde_json::from_slice(&r.bytes).ok().map(|event| Pending {
+                    file: r.file,
+                    event,
+                })
+            })
+            .collect())
+    }
+
+    /// Like [`Outbox::peek`], starting after file `after` (the drain reads the next batch while
+    /// the previous one is in flight), and keeping each file's bytes as written: they are
+    /// checked to be a v2 event, then sent as they are.
+    pub fn peek_raw(
+        &self,
+        after: Option<&str>,
+        max: usize,
+    ) -> Result<Vec<RawPending>, OutboxError> {
+        use std::ops::Bound;
+        let names: Vec<String> = {
+            let state = self.state.lock().map_err(|_| OutboxError::Poisoned)?;
+            let lower = match after {
+                Some(a) => Bound::Excluded(a.to_string()),
+                None => Bound::Unbounded,
+            };
+            state
+                .files
+                .range((lower, Bound::Unbounded))
+                .take(max)
+                .map(|(k, _)| k.clone())
+                .collect()
+        };
+        let read = |name: &String| {
+            fs::read(self.dir.join(name))
+                .map_err(|e| e.to_string())
+                .and_then(|b| {
+                    serde_json::from_slice::<KernelEventV2>(&b)
+                        .map(|_| b)
+                        .map_err(|e| e.to_string())
+                })
+        };
+        let results: Vec<Result<Vec<u8>, String>> = if names.len() >= PARALLEL_MIN {
+            std::thread::scope(|scope| {
+                let chunk = names.len().div_ceil(IO_THREADS);
+                let handles: Vec<_> = names
+                    .chunks(chunk)
+                    .map(|part| {
+                        (
+                            part.len(),
+                            scope.spawn(move || part.iter().map(read).collect::<Vec<_>>()),
+                        )
+                    })
+                    .collect();
+                handles
+                    .into_iter()
+                    .flat_map(|(len, h)| {
+                        h.join().unwrap_or_else(|_| {
+                            vec![Err("an outbox reader thread panicked".to_string()); len]
+                        })
+                    })
+                    .collect()
+            })
+        } else {
+            names.iter().map(read).collect()
+        };
+        let mut out = Vec::with_capacity(names.len());
+        for (name, checked) in names.into_iter().zip(results) {
+            let path = self.dir.join(&name);
+            match checked {
+                Ok(bytes) => out.push(RawPending { file: name, bytes }),
+                Err(reason) => {
+                    tracing::error!(file = %path.display(), %reason, "unreadable outbox file moved to quarantine");
+                    let q = self.dir.join(QUARANTINE);
+                    let _ = fs::create_dir_all(&q);
+                    let _ = fs::rename(&path, q.join(&name));
+                    self.forget(&[name])?;
+                }
+            }
+        }
+        Ok(out)
+    }
+
+    /// Delete acknowledged files (and fsync the folder).
+    pub fn remove(&self, files: &[String]) -> Result<(), OutboxError> {
+        let unlink = |part: &[String]| -> Result<(), OutboxError> {
+            for name in part {
+                let path = self.dir.join(name);
+                match fs::remove_file(&path) {
+                    Ok(()) => {}
+                    Err(e) if e.kind() == std::io::ErrorKind::NotFound => {}
+                    Err(source) => return Err(OutboxError::Io { path, source }),
+                }
+            }
+            Ok(())
+        };
+        if files.len() >= PARALLEL_MIN {
+            std::thread::scope(|scope| {
+                let handles: Vec<_> = files
+                    .chunks(files.len().div_ceil(IO_THREADS))
+                    .map(|part| scope.spawn(move || unlink(part)))
+                    .collect();
+                for h in handles {
+                    h.join().map_err(|_| OutboxError::Io {
+                        path: self.dir.clone(),
+                        source: std::io::Error::other("an outbox remover thread panicked"),
+                    })??;
+                }
+                Ok::<(), OutboxError>(())
+            })?;
+        } else {
+            unlink(files)?;
+        }
+        fsio::sync_dir(&self.dir).map_err(|source| OutboxError::Io {
+            path: self.dir.clone(),
+            source,
+        })?;
+        self.forget(files)
+    }
+
+    fn forget(&self, files: &[String]) -> Result<(), OutboxError> {
+        let mut state = self.state.lock().map_err(|_| OutboxError::Poisoned)?;
+        for name in files {
+            if let Some(id) = state.files.remove(name) {
+                state.ids.remove(&id);
+            }
+        }
+        Ok(())
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use lumenflow_contracts::event::{build_event, BuildOptions};
+    use serde_json::Map;
+
+    fn event(i: usize) -> KernelEventV2 {
+        let mut p = Map::new();
+        p.insert("approval_id".into(), format!("a-{i}").into());
+        build_event(
+            "sidekick:approval_requested",
+            "ws",
+            p,
+            BuildOptions::idempotent(format!("k{i}")),
+        )
+        .expect("event")
+    }
+
+    #[test]
+    fn fifo_dedupe_and_restart() {
+        let dir = tempfile::tempdir().expect("tmp");
+        let ob = Outbox::open(dir.path()).expect("open");
+        let evs: Vec<_> = (0..5).map(event).collect();
+        assert_eq!(ob.enqueue(&evs[..3]).expect("enqueue"), 3);
+        assert_eq!(
+            ob.enqueue(&evs[1..]).expect("enqueue"),
+            2,
+            "dedupe by event_id"
+        );
+        assert_eq!(ob.len(), 5);
+        let names: Vec<String> = fs::read_dir(dir.path())
+            .expect("ls")
+            .map(|e| e.expect("entry").file_name().to_string_lossy().into_owned())
+            .collect();
+        assert!(names.iter().all(|n| parse_name(n).is_some()), "{names:?}");
+        let first = ob.peek(2).expect("peek");
+        assert_eq!(
+            first
+                .iter()
+                .map(|p| p.event.event_id.clone())
+                .collect::<Vec<_>>(),
+            vec![evs[0].event_id.clone(), evs[1].event_id.clone()]
+        );
+        ob.remove(&first.iter().map(|p| p.file.clone()).collect::<Vec<_>>())
+            .expect("remove");
+        drop(ob);
+        // A torn enqueue leaves a temp file; reopening removes it and keeps the order.
+        fs::write(
+            dir.path().join(".00000000000000000099-evt_x.json.tmp"),
+            b"{",
+        )
+        .expect("tmp");
+        let ob = Outbox::open(dir.path()).expect("reopen");
+        assert_eq!(ob.len(), 3);
+        assert_eq!(ob.enqueue(&[event(9)]).expect("enqueue"), 1);
+        let rest = ob.peek(10).expect("peek");
+        let ids: Vec<_> = rest.iter().map(|p| p.event.event_id.clone()).collect();
+        assert_eq!(
+            ids,
+            vec![
+                evs[2].event_id.clone(),
+                evs[3].event_id.clone(),
+                evs[4].event_id.clone(),
+                event(9).event_id
+            ]
+        );
+    }
+
+    #[test]
+    fn a_corrupt_file_is_quarantined_not_blocking() {
+        let dir = tempfile::tempdir().expect("tmp");
+        let ob = Outbox::open(dir.path()).expect("open");
+        ob.enqueue(&[event(1), event(2)]).expect("enqueue");
+        let first = ob.peek(1).expect("peek").remove(0);
+        fs::write(dir.path().join(&first.file), b"not json").expect("corrupt");
+        let got = ob.peek(10).expect("peek");
+        assert_eq!(got.len(), 1);
+        assert_eq!(got[0].event.event_id, event(2).event_id);
+        assert!(dir.path().join(QUARANTINE).join(&first.file).exists());
+    }
+}
