@@ -54,6 +54,9 @@ enum Command {
     /// List, show, grant and deny approvals of tool calls.
     #[command(subcommand)]
     Approvals(commands::approvals::ApprovalsCommand),
+    /// Run and administer the control plane (serve, enrollment codes, devices, approvals).
+    #[command(subcommand)]
+    Cloud(commands::cloud::CloudCommand),
     /// Call a tool through the governed dispatch path, or list the tools.
     #[command(subcommand)]
     Tool(commands::tool::ToolCommand),
@@ -63,6 +66,18 @@ enum Command {
     /// Verify a trusted-compute evidence bundle (with --pubkey to pin the signer).
     #[command(subcommand)]
     Proof(commands::proof::ProofCommand),
+    /// Install an enrollment token: standalone, or from a control plane with a one-time code.
+    Enroll(commands::conductor::EnrollArgs),
+    /// Mint scoped invocation tokens (standalone mode).
+    #[command(subcommand)]
+    Token(commands::conductor::TokenCommand),
+    /// Register phone devices for `<workspace>:phone:<device>` subjects.
+    #[command(subcommand)]
+    Device(commands::conductor::DeviceCommand),
+    /// Serve the workspace's governed HTTP surface (GET /tools, POST /tools/NAME, /events, /mcp).
+    Sidecar(commands::conductor::SidecarArgs),
+    /// Serve the workspace's governed tools over MCP on stdin/stdout.
+    Mcp(commands::conductor::McpArgs),
     /// Internal: the network relay helper bubblewrap runs inside a tool sandbox.
     #[command(name = "__sandbox-init", hide = true, disable_help_flag = true)]
     SandboxInit {
@@ -201,6 +216,9 @@ enum DemoCommand {
         #[arg(long, value_name = "DIR")]
         dir: Option<PathBuf>,
     },
+    /// The trusted-compute chain for real: control plane, enrolled sidecar, Ask, rules, tool
+    /// calls in a scratch git repository, an approval, and a signed, verified evidence bundle.
+    TrustedCompute(commands::trusted_compute::TrustedComputeArgs),
 }
 
 #[derive(Subcommand, Debug)]
@@ -250,8 +268,14 @@ fn main() -> ExitCode {
     let result = match cli.command {
         Command::Init(a) => commands::init::run(&ctx, a.dir, a.id, a.name),
         Command::SandboxInit { args } => return commands::sandbox_init::run(args),
+        Command::Enroll(a) => commands::conductor::enroll(&ctx, a),
+        Command::Token(c) => commands::conductor::token(&ctx, c),
+        Command::Device(c) => commands::conductor::device(&ctx, c),
+        Command::Sidecar(a) => commands::conductor::sidecar(&ctx, a),
+        Command::Mcp(a) => commands::conductor::mcp(&ctx, a),
         Command::Task(c) => commands::task::run(&ctx, c),
         Command::Approvals(c) => commands::approvals::run(&ctx, c),
+        Command::Cloud(c) => commands::cloud::run(&ctx, c),
         Command::Tool(c) => commands::tool::run_tool(&ctx, c),
         Command::Audit(c) => commands::tool::run_audit(&ctx, c),
         Command::Proof(c) => commands::proof::run(&ctx, c),
@@ -267,6 +291,9 @@ fn main() -> ExitCode {
             commands::config::set(&ctx, &key, &value)
         }
         Command::Demo(DemoCommand::Quickstart { dir }) => commands::demo::quickstart(&ctx, dir),
+        Command::Demo(DemoCommand::TrustedCompute(args)) => {
+            commands::trusted_compute::run(&ctx, args)
+        }
         Command::Events(EventsCommand::Tail {
             follow,
             kind,

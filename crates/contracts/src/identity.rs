@@ -58,8 +58,13 @@ impl TokenClaims {
 /// A parsed token subject (ENR-02, ENR-03).
 #[derive(Debug, Clone, PartialEq, Eq, Hash)]
 pub enum Subject {
-    Workspace { workspace_id: String },
-    Phone { workspace_id: String, device_id: String },
+    Workspace {
+        workspace_id: String,
+    },
+    Phone {
+        workspace_id: String,
+        device_id: String,
+    },
 }
 
 #[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
@@ -191,6 +196,7 @@ pub struct DeviceRegistration {
 }
 
 #[cfg(test)]
+#[allow(clippy::unwrap_used)]
 mod tests {
     use super::*;
 

@@ -109,6 +109,7 @@ pub fn new_jti() -> String {
 }
 
 #[cfg(test)]
+#[allow(clippy::unwrap_used)]
 mod tests {
     use super::*;
     use base64::Engine;

@@ -2,6 +2,8 @@
 
 pub mod approvals;
 pub mod author;
+pub mod cloud;
+pub mod conductor;
 pub mod config;
 pub mod demo;
 pub mod events;
@@ -11,6 +13,7 @@ pub mod proof;
 pub mod sandbox_init;
 pub mod task;
 pub mod tool;
+pub mod trusted_compute;
 
 use std::path::{Path, PathBuf};
 

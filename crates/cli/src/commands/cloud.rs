@@ -1,0 +1,541 @@
+//! `lumenflow cloud ...`: run the control plane and administer it.
+//!
+//! `serve` runs the HTTP API. The administration commands (`enroll-code`, `operator-token`,
+//! `device`, `approvals`, `revoke`, `audit`) talk to the control plane's database directly
+//! (`--database`, default the same SQLite file `serve` uses, or env `LUMENFLOW_CLOUD_DATABASE`),
+//! so they work with no server running and from any host that reaches a shared PostgreSQL. The
+//! same operations exist over HTTP for a console (operator token): `POST /api/v1/enroll-codes`,
+//! `POST /api/v1/devices`, `POST /api/v1/approvals/resolve`, `POST /api/v1/revoke`.
+//!
+//! The workspace id is given with `--workspace-id WS`, or with the global `--workspace WS`
+//! (which elsewhere names a workspace folder; here it is read as the id).
+
+use std::net::SocketAddr;
+use std::path::PathBuf;
+use std::time::Duration;
+
+use clap::{Args, Subcommand};
+use lumenflow_cloud::auth::{Authority, OPERATOR_TTL_SECONDS};
+use lumenflow_cloud::server::{self, ServeConfig};
+use lumenflow_cloud::store::{ResolveRefusal, Store, DEFAULT_DATABASE};
+use lumenflow_cloud::CloudError;
+use lumenflow_contracts::time::Timestamp;
+use lumenflow_contracts::wire::{ApprovalListInput, ApprovalRecord};
+use serde_json::{json, Value};
+
+use super::Context;
+use crate::output::{print_ok, CliError};
+
+#[derive(Args, Debug, Clone)]
+pub struct DbArgs {
+    /// The control plane's database: `sqlite://PATH` (default `sqlite://lumenflow-cloud.db`) or
+    /// `postgres://...`.
+    #[arg(long, env = "LUMENFLOW_CLOUD_DATABASE", value_name = "URL")]
+    database: Option<String>,
+}
+
+impl DbArgs {
+    fn url(&self) -> String {
+        self.database
+            .clone()
+            .unwrap_or_else(|| DEFAULT_DATABASE.to_string())
+    }
+}
+
+#[derive(Args, Debug, Clone)]
+pub struct WorkspaceIdArg {
+    /// The workspace id (or use the global `--workspace WS`).
+    #[arg(long = "workspace-id", value_name = "WS")]
+    workspace_id: Option<String>,
+}
+
+#[derive(Subcommand, Debug)]
+pub enum CloudCommand {
+    /// Run the control plane's HTTP API (prints `listening on http://ADDR` when ready).
+    Serve {
+        /// Address to listen on (port 0 picks a free port).
+        #[arg(long, default_value = "127.0.0.1:8787", value_name = "ADDR")]
+        listen: SocketAddr,
+        #[command(flatten)]
+        db: DbArgs,
+        /// The Ed25519 signing key (created 0600 on first use; default beside the database).
+        #[arg(long, value_name = "PATH")]
+        key: Option<PathBuf>,
+        /// The base URL workspaces reach this server at (default `http://<listen>`).
+        #[arg(long, value_name = "URL")]
+        public_url: Option<String>,
+        /// Seconds between refreshes of every workspace's tool listing (0: only on demand).
+        #[arg(long, default_value_t = 60, value_name = "SECS")]
+        registry_refresh: u64,
+    },
+    /// Create a one-time enrollment code for a workspace (printed once; only its hash is kept).
+    EnrollCode {
+        #[command(flatten)]
+        ws: WorkspaceIdArg,
+        /// Make the code enroll a phone device of the workspace (subject `<ws>:phone:<ID>`).
+        #[arg(long, value_name = "ID")]
+        device: Option<String>,
+        /// Lifetime of the code in seconds.
+        #[arg(long, default_value_t = 86_400, value_name = "SECS")]
+        ttl: i64,
+        #[command(flatten)]
+        db: DbArgs,
+    },
+    /// Mint an operator token (scope `operator`) with the control plane's key.
+    OperatorToken {
+        /// Who the token is for (its subject).
+        #[arg(long, default_value = "operator")]
+        name: String,
+        /// Lifetime in seconds.
+        #[arg(long, default_value_t = OPERATOR_TTL_SECONDS, value_name = "SECS")]
+        ttl: i64,
+        #[command(flatten)]
+        db: DbArgs,
+        /// The signing key (default beside the database, as `serve`).
+        #[arg(long, value_name = "PATH")]
+        key: Option<PathBuf>,
+    },
+    /// Register and list phone devices (ENR-04).
+    #[command(subcommand)]
+    Device(DeviceCommand),
+    /// List and decide approvals.
+    #[command(subcommand)]
+    Approvals(ApprovalsCommand),
+    /// Revoke one token (`--jti`) or every token of a workspace (`--all`).
+    Revoke {
+        #[command(flatten)]
+        ws: WorkspaceIdArg,
+        #[arg(long, conflicts_with = "all")]
+        jti: Option<String>,
+        #[arg(long)]
+        all: bool,
+        #[arg(long)]
+        reason: Option<String>,
+        #[command(flatten)]
+        db: DbArgs,
+    },
+    /// Show the audit log (newest last).
+    Audit {
+        #[command(flatten)]
+        ws: WorkspaceIdArg,
+        #[arg(long, default_value_t = 50)]
+        limit: u32,
+        #[command(flatten)]
+        db: DbArgs,
+    },
+}
+
+#[derive(Subcommand, Debug)]
+pub enum DeviceCommand {
+    /// Register (or rename) a phone device of a workspace.
+    Add {
+        #[command(flatten)]
+        ws: WorkspaceIdArg,
+        #[arg(long, value_name = "ID")]
+        device: String,
+        #[arg(long)]
+        name: String,
+        #[command(flatten)]
+        db: DbArgs,
+    },
+    /// List a workspace's devices.
+    List {
+        #[command(flatten)]
+        ws: WorkspaceIdArg,
+        #[command(flatten)]
+        db: DbArgs,
+    },
+}
+
+#[derive(Subcommand, Debug)]
+pub enum ApprovalsCommand {
+    /// List approvals of a workspace (default: pending ones).
+    List {
+        #[command(flatten)]
+        ws: WorkspaceIdArg,
+        /// pending, approved, rejected, expired, or all.
+        #[arg(long, default_value = "pending")]
+        status: String,
+        #[arg(long, default_value_t = 100)]
+        limit: u32,
+        #[command(flatten)]
+        db: DbArgs,
+    },
+    /// Approve a pending approval.
+    Approve {
+        id: String,
+        #[arg(long)]
+        reason: Option<String>,
+        #[arg(long, default_value = "operator")]
+        reviewer: String,
+        #[command(flatten)]
+        db: DbArgs,
+    },
+    /// Reject a pending approval.
+    Reject {
+        id: String,
+        #[arg(long)]
+        reason: Option<String>,
+        #[arg(long, default_value = "operator")]
+        reviewer: String,
+        #[command(flatten)]
+        db: DbArgs,
+    },
+}
+
+fn runtime() -> Result<tokio::runtime::Runtime, CliError> {
+    tokio::runtime::Builder::new_multi_thread()
+        .enable_all()
+        .build()
+        .map_err(|e| CliError::new("IO_ERROR", format!("cannot start the async runtime: {e}")))
+}
+
+fn cloud_error(e: CloudError) -> CliError {
+    CliError::new(e.code(), e.to_string())
+}
+
+fn workspace_id(ctx: &Context, arg: &WorkspaceIdArg) -> Result<String, CliError> {
+    let ws = arg
+        .workspace_id
+        .clone()
+        .or_else(|| ctx.workspace.as_ref().map(|p| p.display().to_string()))
+        .ok_or_else(|| CliError::new("INVALID_ARGUMENT", "name the workspace: `--workspace WS`"))?;
+    lumenflow_contracts::identity::check_id(&ws).map_err(|reason| {
+        CliError::new(
+            "INVALID_ARGUMENT",
+            format!("`{ws}` is not a workspace id: {reason}"),
+        )
+    })?;
+    Ok(ws)
+}
+
+async fn open(db: &DbArgs) -> Result<Store, CliError> {
+    Store::open(&db.url()).await.map_err(cloud_error)
+}
+
+fn ts(ms: i64) -> String {
+    Timestamp::from_unix_millis(ms).to_rfc3339()
+}
+
+pub fn run(ctx: &Context, command: CloudCommand) -> Result<(), CliError> {
+    let rt = runtime()?;
+    match command {
+        CloudCommand::Serve {
+            listen,
+            db,
+            key,
+            public_url,
+            registry_refresh,
+        } => {
+            let config = ServeConfig {
+                listen,
+                database: db.url(),
+                key_path: key,
+                public_url,
+                registry_refresh: Duration::from_secs(registry_refresh),
+            };
+            let database = config.database.clone();
+            rt.block_on(server::serve(config, |addr| {
+                use std::io::Write;
+                println!("lumenflow cloud listening on http://{addr}");
+                eprintln!("database: {}", redact(&database));
+                let _ = std::io::stdout().flush();
+            }))
+            .map_err(cloud_error)
+        }
+        CloudCommand::EnrollCode {
+            ws,
+            device,
+            ttl,
+            db,
+        } => {
+            let ws = workspace_id(ctx, &ws)?;
+            let issued = rt.block_on(async {
+                let store = open(&db).await?;
+                server::issue_enrollment_code(&store, &ws, device.as_deref(), Some(ttl))
+                    .await
+                    .map_err(cloud_error)
+            })?;
+            let code = issued.get("code").and_then(Value::as_str).unwrap_or("");
+            let expires = issued
+                .get("expires_at")
+                .and_then(Value::as_str)
+                .unwrap_or("");
+            print_ok(
+                ctx.json,
+                &issued,
+                &format!(
+                    "enrollment code for workspace `{ws}` (single use, expires {expires}):\n{code}\n\
+                     run in the workspace: lumenflow enroll --control-plane URL --code {code}\n"
+                ),
+            );
+            Ok(())
+        }
+        CloudCommand::OperatorToken { name, ttl, db, key } => {
+            let key_path = key.unwrap_or_else(|| server::default_key_path(&db.url()));
+            let (token, claims) = rt.block_on(async {
+                let store = open(&db).await?;
+                let authority = Authority::load_or_create(&key_path).map_err(cloud_error)?;
+                authority
+                    .mint_operator_token(&store, &name, ttl)
+                    .await
+                    .map_err(cloud_error)
+            })?;
+            // The token is the output: stdout only, nothing else on it.
+            print_ok(
+                ctx.json,
+                &json!({"token": token, "jti": claims.jti, "subject": claims.sub,
+                        "expires_at": lumenflow_cloud::auth::rfc3339_seconds(claims.exp)}),
+                &token,
+            );
+            Ok(())
+        }
+        CloudCommand::Device(DeviceCommand::Add {
+            ws,
+            device,
+            name,
+            db,
+        }) => {
+            let ws = workspace_id(ctx, &ws)?;
+            lumenflow_contracts::identity::check_id(&device).map_err(|reason| {
+                CliError::new("INVALID_ARGUMENT", format!("--device `{device}`: {reason}"))
+            })?;
+            if name.trim().is_empty() {
+                return Err(CliError::new(
+                    "INVALID_ARGUMENT",
+                    "--name must not be empty",
+                ));
+            }
+            let d = rt.block_on(async {
+                let store = open(&db).await?;
+                store
+                    .add_device(&ws, &device, name.trim())
+                    .await
+                    .map_err(cloud_error)
+            })?;
+            print_ok(
+                ctx.json,
+                &json!({"workspace_id": d.workspace_id, "device_id": d.device_id, "name": d.name,
+                        "registered_at": ts(d.registered_at_ms)}),
+                &format!(
+                    "device `{}` of workspace `{}` is `{}` (subject {}:phone:{})\n",
+                    d.device_id, d.workspace_id, d.name, d.workspace_id, d.device_id
+                ),
+            );
+            Ok(())
+        }
+        CloudCommand::Device(DeviceCommand::List { ws, db }) => {
+            let ws = workspace_id(ctx, &ws)?;
+            let devices = rt.block_on(async {
+                let store = open(&db).await?;
+                store.devices(&ws).await.map_err(cloud_error)
+            })?;
+            let mut human = String::new();
+            for d in &devices {
+                human.push_str(&format!(
+                    "{}\t{}\t{}\n",
+                    d.device_id,
+                    d.name,
+                    ts(d.registered_at_ms)
+                ));
+            }
+            if devices.is_empty() {
+                human = format!("no devices registered for `{ws}`\n");
+            }
+            let list: Vec<Value> = devices
+                .iter()
+                .map(|d| json!({"device_id": d.device_id, "name": d.name, "registered_at": ts(d.registered_at_ms)}))
+                .collect();
+            print_ok(
+                ctx.json,
+                &json!({"workspace_id": ws, "devices": list}),
+                &human,
+            );
+            Ok(())
+        }
+        CloudCommand::Approvals(ApprovalsCommand::List {
+            ws,
+            status,
+            limit,
+            db,
+        }) => {
+            let ws = workspace_id(ctx, &ws)?;
+            let status = match status.as_str() {
+                "all" => None,
+                "pending" | "approved" | "rejected" | "expired" => Some(status),
+                other => {
+                    return Err(CliError::new(
+                        "INVALID_ARGUMENT",
+                        format!("--status `{other}` is not one of pending, approved, rejected, expired, all"),
+                    ))
+                }
+            };
+            let list = rt.block_on(async {
+                let store = open(&db).await?;
+                store
+                    .list_approvals(&ApprovalListInput {
+                        workspace_id: ws.clone(),
+                        status,
+                        approval_type: None,
+                        limit: Some(limit),
+                        cursor: None,
+                    })
+                    .await
+                    .map_err(cloud_error)
+            })?;
+            let mut human = String::new();
+            for a in &list.approvals {
+                human.push_str(&format!(
+                    "{}\t{}\t{}\t{}\t{}\n",
+                    a.approval_id, a.status, a.approval_type, a.requested_at, a.subject
+                ));
+            }
+            if list.approvals.is_empty() {
+                human = format!("no approvals for `{ws}`\n");
+            }
+            let value = serde_json::to_value(&list)
+                .map_err(|e| CliError::new("INTERNAL_ERROR", e.to_string()))?;
+            print_ok(ctx.json, &value, &human);
+            Ok(())
+        }
+        CloudCommand::Approvals(ApprovalsCommand::Approve {
+            id,
+            reason,
+            reviewer,
+            db,
+        }) => decide(ctx, &rt, &db, &id, "approved", reason, &reviewer),
+        CloudCommand::Approvals(ApprovalsCommand::Reject {
+            id,
+            reason,
+            reviewer,
+            db,
+        }) => decide(ctx, &rt, &db, &id, "rejected", reason, &reviewer),
+        CloudCommand::Revoke {
+            ws,
+            jti,
+            all,
+            reason,
+            db,
+        } => {
+            let ws = workspace_id(ctx, &ws)?;
+            let revoked = rt.block_on(async {
+                let store = open(&db).await?;
+                match (jti, all) {
+                    (Some(jti), false) => store
+                        .revoke(&ws, &jti, reason.as_deref())
+                        .await
+                        .map(u64::from)
+                        .map_err(cloud_error),
+                    (None, true) => store
+                        .revoke_workspace(&ws, reason.as_deref())
+                        .await
+                        .map_err(cloud_error),
+                    _ => Err(CliError::new(
+                        "INVALID_ARGUMENT",
+                        "give exactly one of --jti JTI or --all",
+                    )),
+                }
+            })?;
+            print_ok(
+                ctx.json,
+                &json!({"workspace_id": ws, "revoked": revoked}),
+                &format!("revoked {revoked} token(s) of `{ws}`\n"),
+            );
+            Ok(())
+        }
+        CloudCommand::Audit { ws, limit, db } => {
+            let ws = match (&ws.workspace_id, &ctx.workspace) {
+                (None, None) => None,
+                _ => Some(workspace_id(ctx, &ws)?),
+            };
+            let lines = rt.block_on(async {
+                let store = open(&db).await?;
+                store
+                    .audit_log(ws.as_deref(), limit)
+                    .await
+                    .map_err(cloud_error)
+            })?;
+            let mut human = String::new();
+            let mut list = Vec::new();
+            for r in &lines {
+                let e = &r.entry;
+                human.push_str(&format!(
+                    "{}\t{}\t{}\t{}\t{}\t{}{}\n",
+                    ts(r.at_ms),
+                    e.workspace_id.as_deref().unwrap_or("-"),
+                    e.subject,
+                    e.device_name.as_deref().unwrap_or("-"),
+                    e.action,
+                    e.outcome,
+                    e.code
+                        .as_deref()
+                        .map(|c| format!(" {c}"))
+                        .unwrap_or_default()
+                ));
+                list.push(json!({"at": ts(r.at_ms), "workspace_id": e.workspace_id,
+                                 "subject": e.subject, "device_name": e.device_name,
+                                 "action": e.action, "outcome": e.outcome, "code": e.code,
+                                 "detail": e.detail}));
+            }
+            print_ok(ctx.json, &json!({"entries": list}), &human);
+            Ok(())
+        }
+    }
+}
+
+fn decide(
+    ctx: &Context,
+    rt: &tokio::runtime::Runtime,
+    db: &DbArgs,
+    id: &str,
+    decision: &str,
+    reason: Option<String>,
+    reviewer: &str,
+) -> Result<(), CliError> {
+    let record: ApprovalRecord = rt.block_on(async {
+        let store = open(db).await?;
+        let current = store
+            .approval(id)
+            .await
+            .map_err(cloud_error)?
+            .ok_or_else(|| CliError::new("NOT_FOUND", format!("approval `{id}` does not exist")))?;
+        match store
+            .resolve_approval(
+                &current.workspace_id,
+                id,
+                decision,
+                reason.as_deref(),
+                Some(reviewer),
+                Some("user"),
+            )
+            .await
+            .map_err(cloud_error)?
+        {
+            Ok(r) => Ok(r),
+            Err(ResolveRefusal::NotFound) => Err(CliError::new(
+                "NOT_FOUND",
+                format!("approval `{id}` does not exist"),
+            )),
+            Err(ResolveRefusal::AlreadyDecided(s)) => Err(CliError::new(
+                "CONFLICT",
+                format!("approval `{id}` is already {s}"),
+            )),
+        }
+    })?;
+    let value = serde_json::to_value(&record)
+        .map_err(|e| CliError::new("INTERNAL_ERROR", e.to_string()))?;
+    print_ok(ctx.json, &value, &format!("approval `{id}` {decision}\n"));
+    Ok(())
+}
+
+fn redact(url: &str) -> String {
+    match url.split_once('@') {
+        Some((creds, host)) => match creds.rsplit_once(':') {
+            Some((user, _)) if user.contains("://") && user.matches(':').count() == 1 => {
+                format!("{user}:***@{host}")
+            }
+            _ => url.to_string(),
+        },
+        None => url.to_string(),
+    }
+}

@@ -1,0 +1,1563 @@
+//! The control plane (`lumenflow cloud serve`) against its real binary: enrollment, ingest with
+//! dedupe, the query API and the live stream, approvals, sealing and replay, the registry and
+//! invoke through a sidecar, revocation, device attribution, the original's v1 sync endpoints,
+//! two servers on one PostgreSQL database, and a SIGKILL that must not lose an acknowledged batch.
+//! Every attack of issue 6 (malformed JSON, oversized batch, unknown schema version, replayed
+//! code, another workspace's token, spoofed `from`) is refused with nothing stored and audited.
+
+#![allow(clippy::unwrap_used, clippy::expect_used, clippy::type_complexity)]
+
+use std::collections::HashSet;
+use std::io::{BufRead, BufReader, Read, Write};
+use std::net::TcpListener;
+use std::path::{Path, PathBuf};
+use std::process::{Child, Command, Output, Stdio};
+use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
+use std::sync::{mpsc, Arc, Mutex};
+use std::time::{Duration, Instant};
+
+use lumenflow_contracts::canonical_json::to_canonical_string;
+use lumenflow_contracts::digest::sha256_hex;
+use lumenflow_contracts::event::{build_event, BuildOptions};
+use lumenflow_contracts::identity::Enrollment;
+use lumenflow_contracts::time::Timestamp;
+use lumenflow_proof::keys::PublicKey;
+use serde_json::{json, Value};
+use tempfile::TempDir;
+
+// ---------------------------------------------------------------------------------------------
+// Harness
+
+fn lumenflow(dir: &Path, args: &[&str]) -> Command {
+    let mut cmd = Command::new(env!("CARGO_BIN_EXE_lumenflow"));
+    cmd.args(args)
+        .current_dir(dir)
+        .env("NO_COLOR", "1")
+        .env_remove("LUMENFLOW_CLOUD_DATABASE")
+        .stdin(Stdio::null());
+    cmd
+}
+
+fn run(dir: &Path, args: &[&str]) -> Output {
+    lumenflow(dir, args).output().unwrap()
+}
+
+fn ok(dir: &Path, args: &[&str]) -> String {
+    let out = run(dir, args);
+    assert!(
+        out.status.success(),
+        "lumenflow {}: {}\n{}",
+        args.join(" "),
+        String::from_utf8_lossy(&out.stdout),
+        String::from_utf8_lossy(&out.stderr)
+    );
+    String::from_utf8(out.stdout).unwrap()
+}
+
+fn ok_json(dir: &Path, args: &[&str]) -> Value {
+    let mut all = args.to_vec();
+    all.push("--json");
+    serde_json::from_str(&ok(dir, &all)).unwrap()
+}
+
+/// A running `lumenflow cloud serve`.
+struct Server {
+    child: Child,
+    url: String,
+}
+
+impl Server {
+    fn start(dir: &Path, database: &str, key: &Path) -> Server {
+        let log = std::fs::OpenOptions::new()
+            .create(true)
+            .append(true)
+            .open(dir.join("server.log"))
+            .unwrap();
+        let mut child = lumenflow(
+            dir,
+            &[
+                "cloud",
+                "serve",
+                "--listen",
+                "127.0.0.1:0",
+                "--database",
+                database,
+                "--key",
+                key.to_str().unwrap(),
+                "--registry-refresh",
+                "0",
+            ],
+        )
+        .stdout(Stdio::piped())
+        .stderr(Stdio::from(log))
+        .spawn()
+        .unwrap();
+        let stdout = child.stdout.take().unwrap();
+        let (tx, rx) = mpsc::channel();
+        std::thread::spawn(move || {
+            let mut lines = BufReader::new(stdout).lines();
+            if let Some(Ok(line)) = lines.next() {
+                let _ = tx.send(line);
+            }
+            for _ in lines {}
+        });
+        let line = rx
+            .recv_timeout(Duration::from_secs(60))
+            .unwrap_or_else(|_| {
+                panic!(
+                    "server did not start: {}",
+                    std::fs::read_to_string(dir.join("server.log")).unwrap_or_default()
+                )
+            });
+        let url = line
+            .split("listening on ")
+            .nth(1)
+            .expect("`listening on URL` line")
+            .trim()
+            .to_string();
+        Server { child, url }
+    }
+
+    /// SIGKILL: no shutdown code runs.
+    fn kill(&mut self) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+    }
+}
+
+impl Drop for Server {
+    fn drop(&mut self) {
+        self.kill();
+    }
+}
+
+/// A control-plane home: a folder with the database and the key.
+struct Home {
+    dir: TempDir,
+    database: String,
+    schema: Option<String>,
+}
+
+impl Home {
+    fn sqlite() -> Home {
+        let dir = TempDir::new().unwrap();
+        let database = format!("sqlite://{}", dir.path().join("cloud.db").display());
+        Home {
+            dir,
+            database,
+            schema: None,
+        }
+    }
+
+    fn postgres() -> Home {
+        let dir = TempDir::new().unwrap();
+        let schema = format!("lf_cli_test_{}", lumenflow_proof::token::new_jti());
+        pg_exec(&format!("CREATE SCHEMA {schema}"));
+        let base = pg_base();
+        let sep = if base.contains('?') { '&' } else { '?' };
+        Home {
+            dir,
+            database: format!("{base}{sep}options=-csearch_path%3D{schema}"),
+            schema: Some(schema),
+        }
+    }
+
+    fn path(&self) -> &Path {
+        self.dir.path()
+    }
+
+    fn key(&self) -> PathBuf {
+        self.dir.path().join("cloud.key")
+    }
+
+    fn serve(&self) -> Server {
+        Server::start(self.path(), &self.database, &self.key())
+    }
+
+    fn cli(&self, args: &[&str]) -> Value {
+        let mut all = args.to_vec();
+        all.extend(["--database", &self.database]);
+        ok_json(self.path(), &all)
+    }
+
+    fn operator_token(&self) -> String {
+        ok(
+            self.path(),
+            &[
+                "cloud",
+                "operator-token",
+                "--database",
+                &self.database,
+                "--key",
+                self.key().to_str().unwrap(),
+            ],
+        )
+        .trim()
+        .to_string()
+    }
+
+    fn code(&self, ws: &str, device: Option<&str>) -> String {
+        let mut args = vec!["cloud", "enroll-code", "--workspace-id", ws];
+        if let Some(d) = device {
+            args.extend(["--device", d]);
+        }
+        self.cli(&args)["code"].as_str().unwrap().to_string()
+    }
+
+    fn audit(&self, ws: &str) -> Vec<Value> {
+        self.cli(&["cloud", "audit", "--workspace-id", ws, "--limit", "1000"])["entries"]
+            .as_array()
+            .unwrap()
+            .clone()
+    }
+}
+
+impl Drop for Home {
+    fn drop(&mut self) {
+        if let Some(schema) = &self.schema {
+            pg_exec(&format!("DROP SCHEMA IF EXISTS {schema} CASCADE"));
+        }
+    }
+}
+
+fn pg_base() -> String {
+    std::env::var("LUMENFLOW_TEST_DATABASE_URL")
+        .unwrap_or_else(|_| "postgres://postgres@127.0.0.1:5432/test".to_string())
+}
+
+fn pg_exec(sql: &str) {
+    let sql = sql.to_string();
+    let rt = tokio::runtime::Builder::new_current_thread()
+        .enable_all()
+        .build()
+        .unwrap();
+    rt.block_on(async move {
+        let mut conn = <sqlx::PgConnection as sqlx::Connection>::connect(&pg_base())
+            .await
+            .expect("PostgreSQL must be running (LUMENFLOW_TEST_DATABASE_URL)");
+        sqlx::query(sqlx::AssertSqlSafe(sql))
+            .execute(&mut conn)
+            .await
+            .unwrap();
+    });
+}
+
+fn client() -> reqwest::blocking::Client {
+    reqwest::blocking::Client::builder()
+        .timeout(Duration::from_secs(60))
+        .build()
+        .unwrap()
+}
+
+/// Send a request; returns the status and the JSON body (`Null` when not JSON).
+fn send(method: &str, url: &str, token: Option<&str>, body: Option<Vec<u8>>) -> (u16, Value) {
+    let c = client();
+    let mut req = match method {
+        "GET" => c.get(url),
+        _ => c.post(url),
+    };
+    if let Some(t) = token {
+        req = req.bearer_auth(t);
+    }
+    if let Some(b) = body {
+        req = req.header("content-type", "application/json").body(b);
+    }
+    let resp = req.send().unwrap();
+    let status = resp.status().as_u16();
+    let text = resp.text().unwrap();
+    (status, serde_json::from_str(&text).unwrap_or(Value::Null))
+}
+
+fn post(url: &str, token: Option<&str>, body: &Value) -> (u16, Value) {
+    send("POST", url, token, Some(body.to_string().into_bytes()))
+}
+
+fn get(url: &str, token: Option<&str>) -> (u16, Value) {
+    send("GET", url, token, None)
+}
+
+fn enroll(server: &Server, code: &str, sidecar: Option<&str>) -> Enrollment {
+    let mut body = json!({"code": code});
+    if let Some(s) = sidecar {
+        body["sidecar_url"] = json!(s);
+    }
+    let (status, value) = post(&format!("{}/api/v1/enroll", server.url), None, &body);
+    assert_eq!(status, 200, "{value}");
+    serde_json::from_value(value).unwrap()
+}
+
+fn event(kind: &str, from: &str, seq: u64, payload: Value) -> Value {
+    let Value::Object(map) = payload else {
+        panic!("payload must be an object")
+    };
+    let e = build_event(
+        kind,
+        from,
+        map,
+        BuildOptions {
+            seq: Some(seq),
+            ..BuildOptions::default()
+        },
+    )
+    .unwrap();
+    serde_json::to_value(e).unwrap()
+}
+
+fn batch(ws: &str, events: Vec<Value>) -> Value {
+    json!({"workspace_id": ws, "events": events})
+}
+
+fn query(server: &Server, token: &str, params: &str) -> Value {
+    let (status, value) = get(
+        &format!("{}/api/v1/events?{params}", server.url),
+        Some(token),
+    );
+    assert_eq!(status, 200, "{value}");
+    value
+}
+
+fn event_ids(value: &Value) -> Vec<String> {
+    value["events"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|e| {
+            e.get("event_id")
+                .and_then(Value::as_str)
+                .unwrap_or("v1")
+                .to_string()
+        })
+        .collect()
+}
+
+/// Open the live stream and hand over the `id:` and `data:` of the first `n` events it sends.
+fn sse(
+    url: String,
+    token: String,
+    last_event_id: Option<String>,
+    n: usize,
+) -> (mpsc::Receiver<(String, String)>, Arc<AtomicBool>) {
+    let (tx, rx) = mpsc::channel();
+    let connected = Arc::new(AtomicBool::new(false));
+    let flag = connected.clone();
+    std::thread::spawn(move || {
+        let mut req = reqwest::blocking::Client::builder()
+            .timeout(Duration::from_secs(30))
+            .build()
+            .unwrap()
+            .get(url)
+            .bearer_auth(token);
+        if let Some(id) = last_event_id {
+            req = req.header("Last-Event-ID", id);
+        }
+        let resp = req.send().unwrap();
+        assert_eq!(resp.status().as_u16(), 200);
+        flag.store(true, Ordering::SeqCst);
+        let mut id = String::new();
+        let mut sent = 0;
+        for line in BufReader::new(resp).lines() {
+            let Ok(line) = line else { break };
+            if let Some(v) = line.strip_prefix("id:") {
+                id = v.trim().to_string();
+            }
+            if let Some(data) = line.strip_prefix("data:") {
+                let _ = tx.send((id.clone(), data.trim().to_string()));
+                sent += 1;
+                if sent == n {
+                    break;
+                }
+            }
+        }
+    });
+    let start = Instant::now();
+    while !connected.load(Ordering::SeqCst) && start.elapsed() < Duration::from_secs(10) {
+        std::thread::sleep(Duration::from_millis(20));
+    }
+    // The stream reads its starting cursor right after answering; give it that moment.
+    std::thread::sleep(Duration::from_millis(300));
+    (rx, connected)
+}
+
+fn code_of(value: &Value) -> &str {
+    value["error"]["code"].as_str().unwrap_or("")
+}
+
+// ---------------------------------------------------------------------------------------------
+// Enrollment, ingest, query, stream and the attacks
+
+#[test]
+fn enroll_ingest_query_and_every_attack_on_sqlite() {
+    let home = Home::sqlite();
+    let server = home.serve();
+    let op = home.operator_token();
+    // The key was created 0600 beside the database.
+    #[cfg(unix)]
+    {
+        use std::os::unix::fs::PermissionsExt;
+        let mode = std::fs::metadata(home.key()).unwrap().permissions().mode();
+        assert_eq!(mode & 0o777, 0o600);
+    }
+
+    let code = home.code("ws-1", None);
+    let e1 = enroll(&server, &code, None);
+    assert_eq!(e1.workspace_id, "ws-1");
+    assert_eq!(e1.subject, "ws-1");
+    assert_eq!(e1.scopes, ["workspace"]);
+    assert_eq!(
+        e1.control_plane_endpoint.as_deref(),
+        Some(server.url.as_str())
+    );
+    // The token verifies with the key the enrollment carries (what the sidecar does).
+    let issuer = PublicKey::from_pem(&e1.issuer_public_key_pem, "issuer").unwrap();
+    let claims = lumenflow_proof::token::verify(&e1.token, &issuer, "ws-1").unwrap();
+    assert_eq!(claims.iss, "lumenflow-cloud");
+
+    // A replayed code is refused (409) and audited; an unknown code is 401.
+    let (status, body) = post(
+        &format!("{}/api/v1/enroll", server.url),
+        None,
+        &json!({"code": code}),
+    );
+    assert_eq!((status, code_of(&body)), (409, "ENROLLMENT_CODE_USED"));
+    let (status, body) = post(
+        &format!("{}/api/v1/enroll", server.url),
+        None,
+        &json!({"code": "lfe_nope"}),
+    );
+    assert_eq!((status, code_of(&body)), (401, "ENROLLMENT_CODE_INVALID"));
+
+    let e2 = enroll(&server, &home.code("ws-2", None), None);
+    let events_url = format!("{}/api/v1/events", server.url);
+    let t = &e1.token;
+
+    // v1 and v2 in one body; a re-sent batch is acknowledged and stored once.
+    let v1 = json!({"schema_version": 1, "kind": "task_created", "timestamp": "2026-04-20T00:00:00Z",
+                    "task_id": "t-1", "workspace_id": "ws-1"});
+    let a = event("acme:job_started", "ws-1", 1, json!({"run_id": "r-1"}));
+    let b = event("acme:job_done", "ws-1", 2, json!({"run_id": "r-1"}));
+    let good = batch("ws-1", vec![a.clone(), b.clone(), v1.clone()]);
+    let (status, body) = post(&events_url, Some(t), &good);
+    assert_eq!(
+        (status, body.clone()),
+        (200, json!({"accepted": 3, "duplicates": 0}))
+    );
+    let (status, body) = post(&events_url, Some(t), &good);
+    assert_eq!(
+        (status, body.clone()),
+        (200, json!({"accepted": 3, "duplicates": 3}))
+    );
+    let stored = query(&server, &op, "workspace_id=ws-1");
+    assert_eq!(stored["events"].as_array().unwrap().len(), 3);
+
+    // Attacks: each refused, nothing stored.
+    let c = event("acme:job_done", "ws-1", 3, json!({"n": 3}));
+    let cases: Vec<(&str, Option<&str>, Vec<u8>, u16, &str)> = vec![
+        (
+            "malformed JSON",
+            Some(t),
+            b"{\"workspace_id\": \"ws-1\", \"events\": [".to_vec(),
+            400,
+            "BAD_REQUEST",
+        ),
+        (
+            "unknown schema version",
+            Some(t),
+            batch(
+                "ws-1",
+                vec![c.clone(), json!({"schema_version": 7, "kind": "x"})],
+            )
+            .to_string()
+            .into_bytes(),
+            400,
+            "EVENT_SCHEMA_VERSION_UNSUPPORTED",
+        ),
+        (
+            "spoofed from",
+            Some(t),
+            batch(
+                "ws-1",
+                vec![c.clone(), event("acme:job_done", "ws-2", 1, json!({}))],
+            )
+            .to_string()
+            .into_bytes(),
+            403,
+            "EVENT_FROM_MISMATCH",
+        ),
+        (
+            "token of another workspace",
+            Some(&e2.token),
+            batch("ws-1", vec![c.clone()]).to_string().into_bytes(),
+            403,
+            "TOKEN_WORKSPACE_MISMATCH",
+        ),
+        (
+            "no token",
+            None,
+            batch("ws-1", vec![c.clone()]).to_string().into_bytes(),
+            401,
+            "TOKEN_INVALID",
+        ),
+        (
+            "garbage token",
+            Some("abc.def.ghi"),
+            batch("ws-1", vec![c.clone()]).to_string().into_bytes(),
+            401,
+            "TOKEN_INVALID",
+        ),
+        (
+            "operator token pushing events",
+            Some(&op),
+            batch("ws-1", vec![c.clone()]).to_string().into_bytes(),
+            403,
+            "TOKEN_SCOPE_DENIED",
+        ),
+        (
+            "oversized batch",
+            Some(t),
+            batch(
+                "ws-1",
+                (0..5001)
+                    .map(|i| event("acme:x", "ws-1", i, json!({})))
+                    .collect(),
+            )
+            .to_string()
+            .into_bytes(),
+            413,
+            "PAYLOAD_TOO_LARGE",
+        ),
+        (
+            "oversized body",
+            Some(t),
+            vec![b' '; 9 * 1024 * 1024],
+            413,
+            "PAYLOAD_TOO_LARGE",
+        ),
+    ];
+    for (name, token, body, want_status, want_code) in cases {
+        let (status, value) = send("POST", &events_url, token, Some(body));
+        assert_eq!(
+            (status, code_of(&value)),
+            (want_status, want_code),
+            "{name}: {value}"
+        );
+    }
+    let (_, value) = post(
+        &events_url,
+        Some(t),
+        &batch("ws-1", vec![c.clone(), json!({"schema_version": 7})]),
+    );
+    assert!(
+        value["error"]["message"]
+            .as_str()
+            .unwrap()
+            .contains("events[1]"),
+        "{value}"
+    );
+    let (_, value) = post(
+        &events_url,
+        Some(t),
+        &batch(
+            "ws-1",
+            vec![c.clone(), event("acme:job_done", "ws-9", 1, json!({}))],
+        ),
+    );
+    assert!(
+        value["error"]["message"]
+            .as_str()
+            .unwrap()
+            .contains("events[1]"),
+        "{value}"
+    );
+    assert_eq!(
+        query(&server, &op, "workspace_id=ws-1")["events"]
+            .as_array()
+            .unwrap()
+            .len(),
+        3
+    );
+    assert!(query(&server, &op, "workspace_id=ws-2")["events"]
+        .as_array()
+        .unwrap()
+        .is_empty());
+
+    // Unknown routes and methods answer JSON errors too.
+    let (status, body) = get(&format!("{}/api/v1/nope", server.url), Some(t));
+    assert_eq!((status, code_of(&body)), (404, "NOT_FOUND"));
+    let (status, body) = get(&format!("{}/api/v1/enroll", server.url), None);
+    assert_eq!((status, code_of(&body)), (405, "METHOD_NOT_ALLOWED"));
+
+    // Reading another workspace's events with a workspace token is refused too.
+    let (status, _) = get(&format!("{events_url}?workspace_id=ws-1"), Some(&e2.token));
+    assert_eq!(status, 403);
+
+    // Every refusal is in the audit log with the raw subject.
+    let audit = home.audit("ws-1");
+    let refused: Vec<&str> = audit
+        .iter()
+        .filter(|l| l["outcome"] == "refused")
+        .map(|l| l["code"].as_str().unwrap())
+        .collect();
+    for code in [
+        "EVENT_SCHEMA_VERSION_UNSUPPORTED",
+        "EVENT_FROM_MISMATCH",
+        "TOKEN_WORKSPACE_MISMATCH",
+        "TOKEN_INVALID",
+        "PAYLOAD_TOO_LARGE",
+        "ENROLLMENT_CODE_USED",
+    ] {
+        assert!(refused.contains(&code), "audit lacks {code}: {refused:?}");
+    }
+    assert!(audit
+        .iter()
+        .any(|l| l["action"] == "events.push" && l["outcome"] == "ok" && l["subject"] == "ws-1"));
+    let malformed = home.cli(&["cloud", "audit", "--limit", "1000"])["entries"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .any(|l| l["code"] == "BAD_REQUEST" && l["action"] == "events.push");
+    assert!(malformed, "malformed JSON is audited");
+}
+
+#[test]
+fn query_orders_across_channels_pages_and_streams_live() {
+    let home = Home::sqlite();
+    let server = home.serve();
+    let op = home.operator_token();
+    let e = enroll(&server, &home.code("ws-q", None), None);
+    let events_url = format!("{}/api/v1/events", server.url);
+
+    // Two channels (the sidecar and a phone) with interleaved timestamps.
+    let at = |ms: i64, kind: &str, from: &str, seq: u64, run: &str| {
+        let Value::Object(map) = json!({"run_id": run}) else {
+            unreachable!()
+        };
+        let ev = build_event(
+            kind,
+            from,
+            map,
+            BuildOptions {
+                seq: Some(seq),
+                timestamp: Some(Timestamp::from_unix_millis(1_800_000_000_000 + ms)),
+                ..BuildOptions::default()
+            },
+        )
+        .unwrap();
+        serde_json::to_value(ev).unwrap()
+    };
+    let s1 = at(0, "acme:a", "ws-q", 1, "r1");
+    let s2 = at(20, "acme:a", "ws-q", 2, "r2");
+    let p1 = at(10, "acme:b", "ws-q:phone:p", 1, "r1");
+    let p2 = at(20, "acme:b", "ws-q:phone:p", 2, "r1");
+    let (status, _) = post(
+        &events_url,
+        Some(&e.token),
+        &batch("ws-q", vec![s2.clone(), p2.clone(), s1.clone(), p1.clone()]),
+    );
+    assert_eq!(status, 200);
+    let id = |v: &Value| v["event_id"].as_str().unwrap().to_string();
+    // Reconciliation order: timestamp, then seq.
+    let all = query(&server, &op, "workspace_id=ws-q");
+    let order = event_ids(&all);
+    assert_eq!(order[..2], [id(&s1), id(&p1)]);
+    assert_eq!(order.len(), 4);
+    // Paging with the cursor returns the same order.
+    let page1 = query(&server, &e.token, "workspace_id=ws-q&limit=3");
+    let cursor = page1["next_cursor"].as_str().unwrap().to_string();
+    let page2 = query(
+        &server,
+        &e.token,
+        &format!("workspace_id=ws-q&limit=3&cursor={cursor}"),
+    );
+    let mut paged = event_ids(&page1);
+    paged.extend(event_ids(&page2));
+    assert_eq!(paged, order);
+    assert!(page2["next_cursor"].is_null());
+    // Filters.
+    assert_eq!(
+        event_ids(&query(&server, &op, "workspace_id=ws-q&kind=acme:b")),
+        [id(&p1), id(&p2)]
+    );
+    assert_eq!(
+        event_ids(&query(&server, &op, "workspace_id=ws-q&run_id=r2")),
+        [id(&s2)]
+    );
+    assert_eq!(
+        event_ids(&query(
+            &server,
+            &op,
+            "workspace_id=ws-q&since=2027-01-15T08:00:00.010Z&until=2027-01-15T08:00:00.015Z"
+        )),
+        [id(&p1)]
+    );
+    let (status, body) = get(
+        &format!("{events_url}?workspace_id=ws-q&cursor=zzz"),
+        Some(&op),
+    );
+    assert_eq!((status, code_of(&body)), (400, "BAD_REQUEST"));
+
+    // The live stream sees an event pushed after it connected, and resumes after a cursor.
+    let stream_url = format!("{}/api/v1/events/stream?workspace_id=ws-q", server.url);
+    let (rx, _) = sse(stream_url.clone(), e.token.clone(), None, 2);
+    let live = event("acme:live", "ws-q", 9, json!({"n": 1}));
+    let live2 = event("acme:live", "ws-q", 10, json!({"n": 2}));
+    let (status, _) = post(
+        &events_url,
+        Some(&e.token),
+        &batch("ws-q", vec![live.clone()]),
+    );
+    assert_eq!(status, 200);
+    let (first_id, data) = rx
+        .recv_timeout(Duration::from_secs(10))
+        .expect("a live event");
+    let got: Value = serde_json::from_str(&data).unwrap();
+    assert_eq!(got["event_id"], live["event_id"]);
+    assert_eq!(
+        post(
+            &events_url,
+            Some(&e.token),
+            &batch("ws-q", vec![live2.clone()])
+        )
+        .0,
+        200
+    );
+    let (_, data) = rx
+        .recv_timeout(Duration::from_secs(10))
+        .expect("a second live event");
+    assert_eq!(
+        serde_json::from_str::<Value>(&data).unwrap()["event_id"],
+        live2["event_id"]
+    );
+    // A reconnect with `Last-Event-ID` gets what it missed, in order.
+    let (rx, _) = sse(stream_url, e.token.clone(), Some(first_id), 1);
+    let (_, data) = rx
+        .recv_timeout(Duration::from_secs(10))
+        .expect("the missed event");
+    assert_eq!(
+        serde_json::from_str::<Value>(&data).unwrap()["event_id"],
+        live2["event_id"]
+    );
+}
+
+// ---------------------------------------------------------------------------------------------
+// Approvals
+
+#[test]
+fn approvals_are_durable_expire_and_are_decided_once_from_the_cli() {
+    let home = Home::sqlite();
+    let mut server = home.serve();
+    let op = home.operator_token();
+    let e = enroll(&server, &home.code("ws-a", None), None);
+    let request = json!({"workspace_id": "ws-a", "type": "tool_call",
+                         "subject": {"tool": "tenant-evidence:export", "input_hash": "sha256:00",
+                                     "required_approvals": ["tenant-evidence:export"]},
+                         "context": {"run_id": "run-a"}, "requester_type": "agent"});
+    let (status, rec) = post(
+        &format!("{}/api/v1/approvals/request", server.url),
+        Some(&e.token),
+        &request,
+    );
+    assert_eq!(status, 200, "{rec}");
+    assert_eq!(rec["status"], "pending");
+    let id = rec["approval_id"].as_str().unwrap().to_string();
+    let (status, expired) = post(
+        &format!("{}/api/v1/approvals/request", server.url),
+        Some(&e.token),
+        &json!({"workspace_id": "ws-a", "type": "tool_call", "subject": {"tool": "x"},
+                "expires_at": "2020-01-01T00:00:00Z"}),
+    );
+    assert_eq!(status, 200);
+    assert_eq!(expired["status"], "expired");
+
+    // Durable: a restarted server still has it.
+    server.kill();
+    let server = home.serve();
+    let poll = format!("{}/api/v1/approvals/{id}", server.url);
+    let (status, got) = get(&poll, Some(&e.token));
+    assert_eq!((status, got["status"].as_str()), (200, Some("pending")));
+
+    // The CLI lists and decides it (straight on the database).
+    let listed = home.cli(&["cloud", "approvals", "list", "--workspace-id", "ws-a"]);
+    let ids: Vec<&str> = listed["approvals"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|a| a["approval_id"].as_str().unwrap())
+        .collect();
+    assert_eq!(ids, [id.as_str()]);
+    let decided = home.cli(&[
+        "cloud",
+        "approvals",
+        "approve",
+        &id,
+        "--reason",
+        "checked the diff",
+    ]);
+    assert_eq!(decided["status"], "approved");
+    let (_, got) = get(&poll, Some(&e.token));
+    assert_eq!(got["status"], "approved");
+    assert_eq!(got["decision_reason"], "checked the diff");
+    let out = run(
+        home.path(),
+        &[
+            "cloud",
+            "approvals",
+            "reject",
+            &id,
+            "--database",
+            &home.database,
+            "--json",
+        ],
+    );
+    assert_eq!(out.status.code(), Some(1));
+    assert!(String::from_utf8_lossy(&out.stdout).contains("CONFLICT"));
+
+    // Over HTTP: resolve needs an operator; a decided or expired approval cannot be decided again.
+    let resolve = format!("{}/api/v1/approvals/resolve", server.url);
+    let body = json!({"workspace_id": "ws-a", "approval_id": id, "decision": "rejected"});
+    let (status, _) = post(&resolve, Some(&e.token), &body);
+    assert_eq!(status, 403);
+    let (status, value) = post(&resolve, Some(&op), &body);
+    assert_eq!((status, code_of(&value)), (409, "CONFLICT"));
+    let body = json!({"workspace_id": "ws-a", "approval_id": expired["approval_id"], "decision": "approved"});
+    assert_eq!(post(&resolve, Some(&op), &body).0, 409);
+    let (status, list) = post(
+        &format!("{}/api/v1/approvals/list", server.url),
+        Some(&e.token),
+        &json!({"workspace_id": "ws-a", "status": "expired"}),
+    );
+    assert_eq!(status, 200);
+    assert_eq!(list["approvals"].as_array().unwrap().len(), 1);
+}
+
+// ---------------------------------------------------------------------------------------------
+// Sealing and replay
+
+fn receipt(run_id: &str) -> Value {
+    let mut r = json!({
+        "schema_version": 1, "receipt_kind": "tenant_proof_bundle", "workspace_id": "ws-s",
+        "tenant_id": "tenant-1", "bundle_id": "b-1", "created_at": "2026-04-20T00:00:00.000Z",
+        "approval_id": "apr_1", "run_id": run_id,
+        "records": [{"record_kind": "checkpoint", "record_id": "c1", "content_digest": "sha256:00"}],
+    });
+    let digest = format!("sha256:{}", sha256_hex(to_canonical_string(&r).as_bytes()));
+    r["content_digest"] = json!(digest);
+    r
+}
+
+#[test]
+fn receipts_are_sealed_and_replay_assembles_the_chain() {
+    let home = Home::sqlite();
+    let server = home.serve();
+    let op = home.operator_token();
+    let e = enroll(&server, &home.code("ws-s", None), None);
+    let run = "tc-20260420T000000Z-abcdef";
+    let kinds = [
+        "agent-runtime:turn_started",
+        "kernel:policy_decided",
+        "agent-runtime:tool_called",
+        "sidekick:approval_requested",
+    ];
+    let events: Vec<Value> = kinds
+        .iter()
+        .enumerate()
+        .map(|(i, k)| event(k, "ws-s", i as u64 + 1, json!({"run_id": run})))
+        .collect();
+    assert_eq!(
+        post(
+            &format!("{}/api/v1/events", server.url),
+            Some(&e.token),
+            &batch("ws-s", events)
+        )
+        .0,
+        200
+    );
+
+    let seal_url = format!("{}/api/v1/receipts/seal", server.url);
+    let r = receipt(run);
+    let (status, sealed) = post(&seal_url, Some(&e.token), &r);
+    assert_eq!(status, 200, "{sealed}");
+    let seal = &sealed["seal"];
+    assert_eq!(seal["algorithm"], "ed25519");
+    // The signature is over the digest string, with the key the enrollment names.
+    let issuer = PublicKey::from_pem(&e.issuer_public_key_pem, "issuer").unwrap();
+    assert_eq!(seal["key_id"], issuer.key_id());
+    use base64::Engine as _;
+    let sig = base64::engine::general_purpose::STANDARD
+        .decode(seal["signature"].as_str().unwrap())
+        .unwrap();
+    issuer
+        .verify(r["content_digest"].as_str().unwrap().as_bytes(), &sig)
+        .unwrap();
+    // Sealing again returns the stored seal.
+    let (_, again) = post(&seal_url, Some(&e.token), &r);
+    assert_eq!(again["seal"], sealed["seal"]);
+
+    // A tampered receipt, a receipt with a seal field, malformed JSON: 400.
+    let mut tampered = r.clone();
+    tampered["bundle_id"] = json!("b-2");
+    let (status, body) = post(&seal_url, Some(&e.token), &tampered);
+    assert_eq!((status, code_of(&body)), (400, "RECEIPT_DIGEST_MISMATCH"));
+    let mut with_seal = r.clone();
+    with_seal["signature"] = json!("x");
+    assert_eq!(post(&seal_url, Some(&e.token), &with_seal).0, 400);
+    assert_eq!(
+        send("POST", &seal_url, Some(&e.token), Some(b"{".to_vec())).0,
+        400
+    );
+
+    // Replay: the chain's stages in order, from events, approvals and the sealed receipt.
+    let (status, replay) = get(
+        &format!("{}/api/v1/runs/{run}/replay", server.url),
+        Some(&op),
+    );
+    assert_eq!(status, 200, "{replay}");
+    let stages: Vec<(&str, u64)> = replay["stages"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|s| (s["stage"].as_str().unwrap(), s["count"].as_u64().unwrap()))
+        .collect();
+    assert_eq!(
+        stages,
+        [
+            ("ask", 0),
+            ("dispatch", 1),
+            ("rules", 1),
+            ("tool_calls", 1),
+            ("approvals", 1),
+            ("proof", 1)
+        ]
+    );
+    let c = client();
+    let html = c
+        .get(format!("{}/replay/{run}", server.url))
+        .bearer_auth(&op)
+        .send()
+        .unwrap()
+        .text()
+        .unwrap();
+    assert!(html.contains("<h2>tool_calls</h2>"));
+    assert_eq!(
+        get(
+            &format!("{}/api/v1/runs/{run}/replay", server.url),
+            Some(&e.token)
+        )
+        .0,
+        403
+    );
+    assert_eq!(
+        get(
+            &format!("{}/api/v1/runs/nope/replay", server.url),
+            Some(&op)
+        )
+        .0,
+        404
+    );
+}
+
+// ---------------------------------------------------------------------------------------------
+// Registry and invoke through a sidecar
+
+/// A minimal sidecar: `GET /tools` (with an ETag) and `POST /tools/{name}`, both verifying the
+/// control plane's token with the issuer key of the enrollment, as the real sidecar does.
+struct FakeSidecar {
+    url: String,
+    enrollment: Arc<Mutex<Option<Enrollment>>>,
+    tools_gets: Arc<AtomicUsize>,
+    not_modified: Arc<AtomicUsize>,
+}
+
+fn fake_sidecar() -> FakeSidecar {
+    let listener = TcpListener::bind("127.0.0.1:0").unwrap();
+    let url = format!("http://{}", listener.local_addr().unwrap());
+    let enrollment: Arc<Mutex<Option<Enrollment>>> = Arc::new(Mutex::new(None));
+    let gets = Arc::new(AtomicUsize::new(0));
+    let nm = Arc::new(AtomicUsize::new(0));
+    let (en, g, n) = (enrollment.clone(), gets.clone(), nm.clone());
+    std::thread::spawn(move || {
+        for stream in listener.incoming() {
+            let Ok(mut stream) = stream else { continue };
+            let (en, g, n) = (en.clone(), g.clone(), n.clone());
+            std::thread::spawn(move || {
+                let mut reader = BufReader::new(stream.try_clone().unwrap());
+                let mut head = String::new();
+                let mut line = String::new();
+                let mut len = 0usize;
+                let mut auth = String::new();
+                let mut inm = String::new();
+                while reader.read_line(&mut line).unwrap_or(0) > 0 {
+                    if line == "\r\n" {
+                        break;
+                    }
+                    let lower = line.to_ascii_lowercase();
+                    if let Some(v) = lower.strip_prefix("content-length:") {
+                        len = v.trim().parse().unwrap_or(0);
+                    }
+                    if lower.starts_with("authorization:") {
+                        auth = line[14..].trim().trim_start_matches("Bearer ").to_string();
+                    }
+                    if lower.starts_with("if-none-match:") {
+                        inm = line[14..].trim().to_string();
+                    }
+                    head.push_str(&line);
+                    line.clear();
+                }
+                let mut body = vec![0; len];
+                reader.read_exact(&mut body).unwrap();
+                let first = head.lines().next().unwrap_or("").to_string();
+                // Until the test installs the enrollment (a refresh right after enrolling can
+                // arrive first), the sidecar is not ready.
+                let Some(e) = en.lock().unwrap().clone() else {
+                    let _ = stream.write_all(
+                        b"HTTP/1.1 503 Service Unavailable\r\ncontent-length: 0\r\nconnection: close\r\n\r\n",
+                    );
+                    return;
+                };
+                let issuer = PublicKey::from_pem(&e.issuer_public_key_pem, "issuer").unwrap();
+                let (status, etag, out) = match lumenflow_proof::token::verify(
+                    &auth,
+                    &issuer,
+                    &e.workspace_id,
+                ) {
+                    Err(err) => (
+                        "401 Unauthorized",
+                        None,
+                        json!({"error": {"code": "TOKEN_INVALID", "message": err.to_string()}}),
+                    ),
+                    Ok(claims) if first.starts_with("GET /tools ") => {
+                        g.fetch_add(1, Ordering::SeqCst);
+                        if inm == "\"v1\"" {
+                            n.fetch_add(1, Ordering::SeqCst);
+                            ("304 Not Modified", Some("\"v1\""), Value::Null)
+                        } else {
+                            assert!(claims.has_scope("workspace"));
+                            (
+                                "200 OK",
+                                Some("\"v1\""),
+                                json!({"tools": [{
+                                "name": "acme:echo", "pack_id": "acme", "pack_version": "1.0.0",
+                                "description": "echo", "permission": "read", "required_scopes": [],
+                                "token_scope": "workspace", "required_approvals": [],
+                                "input_schema": {"type": "object"}, "decision": "allow"}]}),
+                            )
+                        }
+                    }
+                    Ok(claims) => {
+                        let name = first
+                            .split(' ')
+                            .nth(1)
+                            .unwrap_or("")
+                            .trim_start_matches("/tools/")
+                            .to_string();
+                        let input: Value = serde_json::from_slice(&body).unwrap_or(Value::Null);
+                        (
+                            "200 OK",
+                            None,
+                            json!({"success": true, "tool": name, "input": input, "scope": claims.scope, "sub": claims.sub}),
+                        )
+                    }
+                };
+                let body = if out.is_null() {
+                    String::new()
+                } else {
+                    out.to_string()
+                };
+                let mut resp = format!("HTTP/1.1 {status}\r\ncontent-type: application/json\r\ncontent-length: {}\r\nconnection: close\r\n", body.len());
+                if let Some(tag) = etag {
+                    resp.push_str(&format!("etag: {tag}\r\n"));
+                }
+                resp.push_str("\r\n");
+                resp.push_str(&body);
+                let _ = stream.write_all(resp.as_bytes());
+            });
+        }
+    });
+    FakeSidecar {
+        url,
+        enrollment,
+        tools_gets: gets,
+        not_modified: nm,
+    }
+}
+
+#[test]
+fn registry_is_fetched_with_etag_and_invoke_forwards_with_a_scoped_token() {
+    let home = Home::sqlite();
+    let server = home.serve();
+    let op = home.operator_token();
+    let sidecar = fake_sidecar();
+    let e = enroll(&server, &home.code("ws-r", None), Some(&sidecar.url));
+    *sidecar.enrollment.lock().unwrap() = Some(e.clone());
+
+    let refresh = format!("{}/api/v1/workspaces/ws-r/registry/refresh", server.url);
+    let (status, body) = post(&refresh, Some(&op), &json!({}));
+    assert_eq!(status, 200, "{body}");
+    let (status, body) = post(&refresh, Some(&op), &json!({}));
+    assert_eq!(
+        (status, body["refresh"].as_str()),
+        (200, Some("not_modified"))
+    );
+    assert!(sidecar.not_modified.load(Ordering::SeqCst) >= 1);
+    let (status, tools) = get(
+        &format!("{}/api/v1/workspaces/ws-r/tools", server.url),
+        Some(&op),
+    );
+    assert_eq!(status, 200, "{tools}");
+    assert_eq!(tools["tools"][0]["name"], "acme:echo");
+    assert_eq!(tools["etag"], "\"v1\"");
+    assert!(sidecar.tools_gets.load(Ordering::SeqCst) >= 2);
+
+    let (status, out) = post(
+        &format!("{}/api/v1/workspaces/ws-r/tools/acme:echo", server.url),
+        Some(&op),
+        &json!({"input": {"text": "hi"}}),
+    );
+    assert_eq!(status, 200, "{out}");
+    assert_eq!(out["tool"], "acme:echo");
+    assert_eq!(out["input"], json!({"input": {"text": "hi"}}));
+    assert_eq!(out["scope"], "workspace");
+    assert_eq!(out["sub"], "ws-r");
+    // Only an operator may invoke or read the registry.
+    assert_eq!(
+        post(
+            &format!("{}/api/v1/workspaces/ws-r/tools/acme:echo", server.url),
+            Some(&e.token),
+            &json!({})
+        )
+        .0,
+        403
+    );
+    assert_eq!(
+        get(
+            &format!("{}/api/v1/workspaces/ws-r/tools", server.url),
+            Some(&e.token)
+        )
+        .0,
+        403
+    );
+    let audit = home.audit("ws-r");
+    assert!(audit
+        .iter()
+        .any(|l| l["action"] == "tools.invoke" && l["outcome"] == "ok"));
+}
+
+// ---------------------------------------------------------------------------------------------
+// Revocation and devices
+
+#[test]
+fn revoked_tokens_are_refused_and_listed_for_the_sidecar() {
+    let home = Home::sqlite();
+    let server = home.serve();
+    let op = home.operator_token();
+    let e = enroll(&server, &home.code("ws-v", None), None);
+    let e_new = enroll(&server, &home.code("ws-v", None), None);
+    let claims = lumenflow_proof::token::verify(
+        &e.token,
+        &PublicKey::from_pem(&e.issuer_public_key_pem, "k").unwrap(),
+        "ws-v",
+    )
+    .unwrap();
+    let (status, _) = post(
+        &format!("{}/api/v1/revoke", server.url),
+        Some(&e.token),
+        &json!({"workspace_id": "ws-v", "jti": claims.jti}),
+    );
+    assert_eq!(status, 403, "a workspace cannot revoke");
+    let (status, body) = post(
+        &format!("{}/api/v1/revoke", server.url),
+        Some(&op),
+        &json!({"workspace_id": "ws-v", "jti": claims.jti}),
+    );
+    assert_eq!((status, body["revoked"].as_u64()), (200, Some(1)));
+    let push = batch("ws-v", vec![event("acme:x", "ws-v", 1, json!({}))]);
+    let (status, body) = post(
+        &format!("{}/api/v1/events", server.url),
+        Some(&e.token),
+        &push,
+    );
+    assert_eq!((status, code_of(&body)), (401, "TOKEN_INVALID"));
+    let (status, list) = get(
+        &format!("{}/api/v1/revocations?workspace_id=ws-v", server.url),
+        Some(&e_new.token),
+    );
+    assert_eq!(status, 200);
+    assert_eq!(list["revoked_jtis"], json!([claims.jti]));
+    assert_eq!(
+        post(
+            &format!("{}/api/v1/events", server.url),
+            Some(&e_new.token),
+            &push
+        )
+        .0,
+        200
+    );
+    // The CLI revokes everything of a workspace.
+    let out = home.cli(&["cloud", "revoke", "--workspace-id", "ws-v", "--all"]);
+    assert!(out["revoked"].as_u64().unwrap() >= 1);
+    assert_eq!(
+        post(
+            &format!("{}/api/v1/events", server.url),
+            Some(&e_new.token),
+            &push
+        )
+        .0,
+        401
+    );
+}
+
+#[test]
+fn phone_devices_are_named_in_the_audit_log() {
+    let home = Home::sqlite();
+    let server = home.serve();
+    let op = home.operator_token();
+    let ws = enroll(&server, &home.code("ws-p", None), None);
+    home.cli(&[
+        "cloud",
+        "device",
+        "add",
+        "--workspace-id",
+        "ws-p",
+        "--device",
+        "pixel7",
+        "--name",
+        "Ana's Pixel",
+    ]);
+    let (status, _) = post(
+        &format!("{}/api/v1/devices", server.url),
+        Some(&op),
+        &json!({"workspace_id": "ws-p", "device_id": "ipad", "name": "Front desk iPad"}),
+    );
+    assert_eq!(status, 200);
+    let phone = enroll(&server, &home.code("ws-p", Some("pixel7")), None);
+    assert_eq!(phone.subject, "ws-p:phone:pixel7");
+    assert_eq!(phone.device_id.as_deref(), Some("pixel7"));
+
+    let events_url = format!("{}/api/v1/events", server.url);
+    let cmd = event(
+        "sidekick:command_received",
+        "ws-p:phone:pixel7",
+        1,
+        json!({"command": "status"}),
+    );
+    assert_eq!(
+        post(&events_url, Some(&phone.token), &batch("ws-p", vec![cmd])).0,
+        200
+    );
+    // A phone may not speak for the workspace or another phone; the sidecar may relay phones.
+    let spoof = event("sidekick:command_received", "ws-p", 2, json!({}));
+    assert_eq!(
+        post(&events_url, Some(&phone.token), &batch("ws-p", vec![spoof])).0,
+        403
+    );
+    let spoof = event("sidekick:command_received", "ws-p:phone:ipad", 2, json!({}));
+    assert_eq!(
+        post(
+            &events_url,
+            Some(&phone.token),
+            &batch("ws-p", vec![spoof.clone()])
+        )
+        .0,
+        403
+    );
+    assert_eq!(
+        post(&events_url, Some(&ws.token), &batch("ws-p", vec![spoof])).0,
+        200
+    );
+
+    let audit = home.audit("ws-p");
+    let line = audit
+        .iter()
+        .find(|l| {
+            l["action"] == "events.push"
+                && l["subject"] == "ws-p:phone:pixel7"
+                && l["outcome"] == "ok"
+        })
+        .expect("the phone's push is audited");
+    assert_eq!(line["device_name"], "Ana's Pixel");
+    assert!(audit.iter().any(|l| l["subject"] == "ws-p:phone:pixel7"
+        && l["outcome"] == "refused"
+        && l["device_name"] == "Ana's Pixel"));
+    let devices = home.cli(&["cloud", "device", "list", "--workspace-id", "ws-p"]);
+    assert_eq!(devices["devices"].as_array().unwrap().len(), 2);
+}
+
+// ---------------------------------------------------------------------------------------------
+// The original's v1 sync endpoints
+
+#[test]
+fn v1_sync_endpoints_answer_with_the_original_shapes() {
+    let home = Home::sqlite();
+    let server = home.serve();
+    let e = enroll(&server, &home.code("ws-o", None), None);
+    let t = Some(e.token.as_str());
+    let u = |p: &str| format!("{}{p}", server.url);
+    let (s, p) = post(&u("/api/v1/policies"), t, &json!({"workspace_id": "ws-o"}));
+    assert_eq!(s, 200);
+    assert!(p["default_decision"].is_string() && p["rules"].is_array());
+    let (s, c) = post(&u("/api/v1/config"), t, &json!({"workspace_id": "ws-o"}));
+    assert_eq!(s, 200);
+    assert_eq!(c["id"], "ws-o");
+    for key in [
+        "endpoint",
+        "org_id",
+        "project_id",
+        "sync_interval",
+        "policy_mode",
+        "auth",
+    ] {
+        assert!(c["control_plane"].get(key).is_some(), "config lacks {key}");
+    }
+    let (s, h) = post(
+        &u("/api/v1/heartbeat"),
+        t,
+        &json!({"workspace_id": "ws-o", "session_id": "s1"}),
+    );
+    assert_eq!((s, h["status"].as_str()), (200, Some("ok")));
+    assert!(h["server_time"].is_string());
+    let (s, a) = post(
+        &u("/api/v1/telemetry"),
+        t,
+        &json!({"workspace_id": "ws-o", "records": [{"metric": "m", "value": 1.5, "timestamp": "2026-01-01T00:00:00Z"}]}),
+    );
+    assert_eq!((s, a["accepted"].as_u64()), (200, Some(1)));
+    let (s, a) = post(
+        &u("/api/v1/evidence"),
+        t,
+        &json!({"workspace_id": "ws-o", "evidence_refs": ["a", "b"]}),
+    );
+    assert_eq!((s, a["accepted"].as_u64()), (200, Some(2)));
+    let (s, id) = post(
+        &u("/api/v1/authenticate"),
+        t,
+        &json!({"workspace_id": "ws-o", "org_id": "o", "agent_id": "ag"}),
+    );
+    assert_eq!(s, 200);
+    assert_eq!(
+        (id["workspace_id"].as_str(), id["agent_id"].as_str()),
+        (Some("ws-o"), Some("ag"))
+    );
+    assert!(id["token"].as_str().is_some_and(|x| !x.is_empty()));
+    assert_eq!(
+        post(
+            &u("/api/v1/telemetry"),
+            t,
+            &json!({"workspace_id": "ws-o", "records": [{"metric": 1}]})
+        )
+        .0,
+        400
+    );
+    assert_eq!(
+        post(&u("/api/v1/policies"), t, &json!({"workspace_id": "ws-x"})).0,
+        403
+    );
+}
+
+// ---------------------------------------------------------------------------------------------
+// Two servers on one PostgreSQL database
+
+#[test]
+fn two_servers_on_one_postgres_serve_the_same_workspace() {
+    let home = Home::postgres();
+    let a = home.serve();
+    let b = home.serve();
+    let op = home.operator_token();
+    let code = home.code("ws-pg", None);
+    let e = enroll(&a, &code, None);
+    // The code is spent for both servers.
+    let (status, _) = post(
+        &format!("{}/api/v1/enroll", b.url),
+        None,
+        &json!({"code": code}),
+    );
+    assert_eq!(status, 409);
+
+    let events: Vec<Value> = (0..200)
+        .map(|i| event("acme:tick", "ws-pg", i, json!({"i": i})))
+        .collect();
+    let (status, body) = post(
+        &format!("{}/api/v1/events", a.url),
+        Some(&e.token),
+        &batch("ws-pg", events[..150].to_vec()),
+    );
+    assert_eq!((status, body["duplicates"].as_u64()), (200, Some(0)));
+    // Ingest via A, query via B.
+    assert_eq!(
+        event_ids(&query(&b, &op, "workspace_id=ws-pg&limit=1000")).len(),
+        150
+    );
+    // Overlapping batches through both at once: dedupe holds across processes.
+    let (ua, ub, tok) = (a.url.clone(), b.url.clone(), e.token.clone());
+    let (ea, eb) = (events[100..].to_vec(), events[50..].to_vec());
+    let t1 = std::thread::spawn({
+        let tok = tok.clone();
+        move || {
+            post(
+                &format!("{ua}/api/v1/events"),
+                Some(&tok),
+                &batch("ws-pg", ea),
+            )
+        }
+    });
+    let t2 = std::thread::spawn(move || {
+        post(
+            &format!("{ub}/api/v1/events"),
+            Some(&tok),
+            &batch("ws-pg", eb),
+        )
+    });
+    let (ra, rb) = (t1.join().unwrap(), t2.join().unwrap());
+    assert_eq!((ra.0, rb.0), (200, 200));
+    let fresh =
+        (100 - ra.1["duplicates"].as_u64().unwrap()) + (150 - rb.1["duplicates"].as_u64().unwrap());
+    assert_eq!(
+        fresh, 50,
+        "each new event is stored by exactly one server: {ra:?} {rb:?}"
+    );
+    let all = event_ids(&query(&a, &op, "workspace_id=ws-pg&limit=1000"));
+    assert_eq!(all.len(), 200);
+    assert_eq!(all.iter().collect::<HashSet<_>>().len(), 200);
+
+    // An approval requested through A is decided through B and read back through A.
+    let (_, rec) = post(
+        &format!("{}/api/v1/approvals/request", a.url),
+        Some(&e.token),
+        &json!({"workspace_id": "ws-pg", "type": "tool_call", "subject": {"tool": "x"}}),
+    );
+    let (status, _) = post(
+        &format!("{}/api/v1/approvals/resolve", b.url),
+        Some(&op),
+        &json!({"workspace_id": "ws-pg", "approval_id": rec["approval_id"], "decision": "approved"}),
+    );
+    assert_eq!(status, 200);
+    let (_, got) = get(
+        &format!(
+            "{}/api/v1/approvals/{}",
+            a.url,
+            rec["approval_id"].as_str().unwrap()
+        ),
+        Some(&e.token),
+    );
+    assert_eq!(got["status"], "approved");
+}
+
+// ---------------------------------------------------------------------------------------------
+// Crash safety
+
+#[test]
+fn a_killed_server_keeps_every_acknowledged_batch() {
+    let home = Home::sqlite();
+    let mut server = home.serve();
+    let op = home.operator_token();
+    let e = enroll(&server, &home.code("ws-k", None), None);
+    let acknowledged: Arc<Mutex<Vec<String>>> = Arc::new(Mutex::new(Vec::new()));
+    let stop = Arc::new(AtomicBool::new(false));
+    let mut pushers = Vec::new();
+    for p in 0..4u64 {
+        let (url, token, acked, stop) = (
+            server.url.clone(),
+            e.token.clone(),
+            acknowledged.clone(),
+            stop.clone(),
+        );
+        pushers.push(std::thread::spawn(move || {
+            let c = reqwest::blocking::Client::builder()
+                .timeout(Duration::from_secs(10))
+                .build()
+                .unwrap();
+            let mut n = 0u64;
+            while !stop.load(Ordering::SeqCst) {
+                let events: Vec<Value> = (0..200)
+                    .map(|i| {
+                        event(
+                            "acme:tick",
+                            "ws-k",
+                            n * 1000 + i,
+                            json!({"pusher": p, "batch": n, "i": i}),
+                        )
+                    })
+                    .collect();
+                let ids: Vec<String> = events
+                    .iter()
+                    .map(|e| e["event_id"].as_str().unwrap().to_string())
+                    .collect();
+                let resp = c
+                    .post(format!("{url}/api/v1/events"))
+                    .bearer_auth(&token)
+                    .json(&batch("ws-k", events))
+                    .send();
+                match resp {
+                    Ok(r) if r.status().is_success() => {
+                        let body: Value = r.json().unwrap();
+                        assert_eq!(body["accepted"].as_u64(), Some(200));
+                        acked.lock().unwrap().extend(ids);
+                    }
+                    _ => break,
+                }
+                n += 1;
+            }
+        }));
+    }
+    // Let batches flow, then SIGKILL mid-stream.
+    let start = Instant::now();
+    while acknowledged.lock().unwrap().len() < 4000 && start.elapsed() < Duration::from_secs(30) {
+        std::thread::sleep(Duration::from_millis(10));
+    }
+    server.kill();
+    stop.store(true, Ordering::SeqCst);
+    for p in pushers {
+        p.join().unwrap();
+    }
+    let acked = acknowledged.lock().unwrap().clone();
+    assert!(acked.len() >= 4000, "only {} acknowledged", acked.len());
+
+    let server = home.serve();
+    let mut stored = HashSet::new();
+    let mut cursor: Option<String> = None;
+    loop {
+        let params = match &cursor {
+            Some(c) => format!("workspace_id=ws-k&limit=10000&cursor={c}"),
+            None => "workspace_id=ws-k&limit=10000".to_string(),
+        };
+        let page = query(&server, &op, &params);
+        stored.extend(event_ids(&page));
+        match page["next_cursor"].as_str() {
+            Some(c) => cursor = Some(c.to_string()),
+            None => break,
+        }
+    }
+    let lost: Vec<&String> = acked.iter().filter(|id| !stored.contains(*id)).collect();
+    assert!(lost.is_empty(), "{} acknowledged events lost", lost.len());
+    // Batches are atomic: the stored count is a whole number of batches.
+    assert_eq!(stored.len() % 200, 0, "a partial batch was stored");
+}
+
+/// `lumenflow cloud serve` with no storage flags: an SQLite file and a 0600 key appear in the
+/// current folder, and the admin commands find the same database by default.
+#[test]
+fn serve_with_no_flags_uses_an_sqlite_file_in_the_current_folder() {
+    let dir = TempDir::new().unwrap();
+    let mut child = lumenflow(dir.path(), &["cloud", "serve", "--listen", "127.0.0.1:0"])
+        .stdout(Stdio::piped())
+        .stderr(Stdio::null())
+        .spawn()
+        .unwrap();
+    let mut line = String::new();
+    BufReader::new(child.stdout.take().unwrap())
+        .read_line(&mut line)
+        .unwrap();
+    let server = Server {
+        child,
+        url: line.rsplit(' ').next().unwrap().trim().to_string(),
+    };
+    assert!(dir.path().join("lumenflow-cloud.db").exists());
+    assert!(dir.path().join("lumenflow-cloud.key").exists());
+    let code: Value = serde_json::from_str(&ok(
+        dir.path(),
+        &["cloud", "enroll-code", "--workspace-id", "ws-d", "--json"],
+    ))
+    .unwrap();
+    let e = enroll(&server, code["code"].as_str().unwrap(), None);
+    assert_eq!(e.workspace_id, "ws-d");
+    let (status, health) = get(&format!("{}/healthz", server.url), None);
+    assert_eq!((status, health["backend"].as_str()), (200, Some("sqlite")));
+}

@@ -1,0 +1,380 @@
+//! The real control plane and the real sidecar together (issue 6, "tests with real parts"):
+//! `lumenflow cloud serve` issues a one-time code, the real `lumenflow enroll` exchanges it, the
+//! real `lumenflow sidecar` serves the workspace; the control plane discovers its tools, invokes
+//! one with a scoped token it mints (the sidecar verifies it with the issuer key of its
+//! enrollment), receives the sidecar's events through its outbox, and forwards an approval
+//! refusal unchanged. The workspace fixture is the sidecar suite's (`sidecar_support`).
+
+#![allow(clippy::unwrap_used, clippy::expect_used)]
+
+mod sidecar_support;
+
+use std::io::{BufRead, BufReader};
+use std::path::Path;
+use std::process::{Child, Command, Stdio};
+use std::sync::mpsc;
+use std::time::Duration;
+
+use serde_json::{json, Value};
+use sidecar_support::{bin, get, ok, post, wait_until, workspace, Sidecar, WS};
+
+struct Cloud {
+    child: Child,
+    url: String,
+    database: String,
+}
+
+impl Drop for Cloud {
+    fn drop(&mut self) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+    }
+}
+
+fn cloud(dir: &Path) -> Cloud {
+    let database = format!("sqlite://{}", dir.join("cloud.db").display());
+    let log = std::fs::File::create(dir.join("cloud.log")).unwrap();
+    let mut child = Command::new(bin())
+        .args([
+            "cloud",
+            "serve",
+            "--listen",
+            "127.0.0.1:0",
+            "--database",
+            &database,
+        ])
+        .args(["--registry-refresh", "0"])
+        .current_dir(dir)
+        .stdin(Stdio::null())
+        .stdout(Stdio::piped())
+        .stderr(log)
+        .spawn()
+        .unwrap();
+    let stdout = child.stdout.take().unwrap();
+    let (tx, rx) = mpsc::channel();
+    std::thread::spawn(move || {
+        let mut lines = BufReader::new(stdout).lines();
+        if let Some(Ok(l)) = lines.next() {
+            let _ = tx.send(l);
+        }
+        for _ in lines {}
+    });
+    let line = rx
+        .recv_timeout(Duration::from_secs(60))
+        .expect("cloud started");
+    let url = line.rsplit(' ').next().unwrap().to_string();
+    Cloud {
+        child,
+        url,
+        database,
+    }
+}
+
+fn cli_json(dir: &Path, args: &[&str]) -> Value {
+    let mut all = args.to_vec();
+    all.push("--json");
+    serde_json::from_str(&ok(dir, &all)).unwrap()
+}
+
+#[test]
+fn enroll_discover_invoke_ingest_with_the_real_sidecar() {
+    let home = tempfile::tempdir().unwrap();
+    let home = home.path();
+    let cp = cloud(home);
+    let db = cp.database.as_str();
+    let operator = ok(home, &["cloud", "operator-token", "--database", db])
+        .trim()
+        .to_string();
+
+    // Enroll: a one-time code from the operator, exchanged by the real `lumenflow enroll`.
+    let code = cli_json(
+        home,
+        &[
+            "cloud",
+            "enroll-code",
+            "--workspace-id",
+            WS,
+            "--database",
+            db,
+        ],
+    )["code"]
+        .as_str()
+        .unwrap()
+        .to_string();
+    let (_tmp, root) = workspace();
+    let enrolled = cli_json(
+        &root,
+        &["enroll", "--control-plane", &cp.url, "--code", &code],
+    );
+    assert_eq!(enrolled["subject"], WS);
+    let sidecar = Sidecar::spawn(&root, &["--backoff-base-ms", "50"]);
+    let (s, _) = post(
+        &format!("{}/api/v1/workspaces/{WS}/sidecar", cp.url),
+        Some(&operator),
+        &json!({"sidecar_url": sidecar.url}),
+    );
+    assert_eq!(s, 200);
+
+    // Discover: the registry is the sidecar's manifest-derived listing.
+    let (s, tools) = get(
+        &format!("{}/api/v1/workspaces/{WS}/tools", cp.url),
+        Some(&operator),
+    );
+    assert_eq!(s, 200, "{tools}\n{}", sidecar.log());
+    let names: Vec<&str> = tools["tools"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|t| t["name"].as_str().unwrap())
+        .collect();
+    assert!(names.contains(&"software-delivery:wu_claim"), "{names:?}");
+    assert!(tools["etag"].is_string());
+    let (s, refreshed) = post(
+        &format!("{}/api/v1/workspaces/{WS}/registry/refresh", cp.url),
+        Some(&operator),
+        &json!({}),
+    );
+    assert_eq!(
+        (s, refreshed["refresh"].as_str()),
+        (200, Some("not_modified"))
+    );
+
+    // Invoke: the operator's call reaches the kernel's dispatch path through the sidecar.
+    let (s, out) = post(
+        &format!(
+            "{}/api/v1/workspaces/{WS}/tools/software-delivery:wu_claim",
+            cp.url
+        ),
+        Some(&operator),
+        &json!({"wu_id": "WU-042", "lane": "Content: Site Comms"}),
+    );
+    assert_eq!(s, 200, "{out}\n{}", sidecar.log());
+    assert_eq!(out["success"], true);
+
+    // A tool that needs an approval: the sidecar's refusal comes back unchanged.
+    let (s, out) = post(
+        &format!(
+            "{}/api/v1/workspaces/{WS}/tools/software-delivery:wu_recover",
+            cp.url
+        ),
+        Some(&operator),
+        &json!({"wu_id": "WU-9"}),
+    );
+    assert_eq!(
+        (s, out["error"]["code"].as_str()),
+        (403, Some("APPROVAL_REQUIRED")),
+        "{out}"
+    );
+
+    // Observe: the sidecar's outbox drains into the control plane, `from` = the token subject.
+    let events = || {
+        get(
+            &format!("{}/api/v1/events?workspace_id={WS}&limit=1000", cp.url),
+            Some(&operator),
+        )
+        .1["events"]
+            .as_array()
+            .cloned()
+            .unwrap_or_default()
+    };
+    assert!(
+        wait_until(Duration::from_secs(30), || events()
+            .iter()
+            .any(|e| e["kind"] == "agent-runtime:tool_called")),
+        "no tool_called event arrived: {:?}\n{}",
+        events(),
+        sidecar.log()
+    );
+    for e in events() {
+        assert!(
+            e["from"] == WS || e["from"].as_str().unwrap_or("").starts_with("ws-42:phone:"),
+            "{e}"
+        );
+    }
+    // A second drain of the same outbox would be acknowledged as duplicates; the audit log
+    // names the sidecar's pushes and the operator's calls.
+    let audit = cli_json(
+        home,
+        &[
+            "cloud",
+            "audit",
+            "--workspace-id",
+            WS,
+            "--limit",
+            "500",
+            "--database",
+            db,
+        ],
+    );
+    let actions: Vec<&str> = audit["entries"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|l| l["action"].as_str().unwrap())
+        .collect();
+    for action in ["enroll", "tools.list", "tools.invoke", "events.push"] {
+        assert!(
+            actions.contains(&action),
+            "audit lacks {action}: {actions:?}"
+        );
+    }
+}
+
+/// Issue 6 §5 with the real sidecar: an approval the kernel asks for is requested in the control
+/// plane, decided there by an operator, and flows back as the kernel's approval step: the grant
+/// lets exactly one call through; with `--approval-wait` the call itself waits for the decision.
+#[test]
+fn control_plane_approvals_gate_the_sidecar_and_flow_back_once() {
+    let home = tempfile::tempdir().unwrap();
+    let home = home.path();
+    let cp = cloud(home);
+    let db = cp.database.as_str();
+    let code = cli_json(
+        home,
+        &[
+            "cloud",
+            "enroll-code",
+            "--workspace-id",
+            WS,
+            "--database",
+            db,
+        ],
+    )["code"]
+        .as_str()
+        .unwrap()
+        .to_string();
+    let (_tmp, root) = workspace();
+    cli_json(
+        &root,
+        &["enroll", "--control-plane", &cp.url, "--code", &code],
+    );
+    let operator = ok(home, &["cloud", "operator-token", "--database", db])
+        .trim()
+        .to_string();
+    let sidecar = Sidecar::spawn(&root, &["--backoff-base-ms", "50"]);
+    let (s, _) = post(
+        &format!("{}/api/v1/workspaces/{WS}/sidecar", cp.url),
+        Some(&operator),
+        &json!({"sidecar_url": sidecar.url}),
+    );
+    assert_eq!(s, 200);
+    // Operator calls go through the control plane's invoke to the sidecar.
+    let invoke = format!(
+        "{}/api/v1/workspaces/{WS}/tools/software-delivery:wu_recover",
+        cp.url
+    );
+    let recover = |_sidecar: &str, wu: &str| post(&invoke, Some(&operator), &json!({"wu_id": wu}));
+
+    // 1. Refused, and the request is pending in the control plane, bound to tool and input.
+    let (s, out) = recover(&sidecar.url, "WU-9");
+    assert_eq!(
+        (s, out["error"]["code"].as_str()),
+        (403, Some("APPROVAL_REQUIRED")),
+        "{out}"
+    );
+    let pending = cli_json(
+        home,
+        &[
+            "cloud",
+            "approvals",
+            "list",
+            "--workspace-id",
+            WS,
+            "--database",
+            db,
+        ],
+    );
+    let approvals = pending["approvals"].as_array().unwrap();
+    assert_eq!(approvals.len(), 1, "{pending}");
+    let id = approvals[0]["approval_id"].as_str().unwrap().to_string();
+    assert_eq!(
+        approvals[0]["subject"]["tool"],
+        "software-delivery:wu_recover"
+    );
+    assert_eq!(approvals[0]["requester_id"], WS, "the token subject asked");
+
+    // Asking again while it is pending reuses the same request.
+    let (s, _) = recover(&sidecar.url, "WU-9");
+    assert_eq!(s, 403);
+    let again = cli_json(
+        home,
+        &[
+            "cloud",
+            "approvals",
+            "list",
+            "--workspace-id",
+            WS,
+            "--database",
+            db,
+        ],
+    );
+    assert_eq!(again["approvals"].as_array().unwrap().len(), 1, "{again}");
+
+    // 2. The operator approves in the control plane; the same call now passes the gate once.
+    ok(
+        home,
+        &[
+            "cloud",
+            "approvals",
+            "approve",
+            &id,
+            "--reason",
+            "recover WU-9",
+            "--database",
+            db,
+        ],
+    );
+    let (s, out) = recover(&sidecar.url, "WU-9");
+    assert_eq!(s, 200, "{out}\n{}", sidecar.log());
+    assert_ne!(out["error"]["code"], "APPROVAL_REQUIRED");
+    // 3. Single use: the next identical call asks again.
+    let (s, out) = recover(&sidecar.url, "WU-9");
+    assert_eq!(
+        (s, out["error"]["code"].as_str()),
+        (403, Some("APPROVAL_REQUIRED")),
+        "{out}"
+    );
+    assert_ne!(out["approval_id"].as_str(), Some(id.as_str()));
+    drop(sidecar);
+
+    // 4. With --approval-wait the call waits until the operator decides, then runs.
+    let sidecar = Sidecar::spawn(&root, &["--backoff-base-ms", "50", "--approval-wait", "60"]);
+    let (s, _) = post(
+        &format!("{}/api/v1/workspaces/{WS}/sidecar", cp.url),
+        Some(&operator),
+        &json!({"sidecar_url": sidecar.url}),
+    );
+    assert_eq!(s, 200);
+    let waiting = std::thread::spawn({
+        let (invoke, operator) = (invoke.clone(), operator.clone());
+        move || post(&invoke, Some(&operator), &json!({"wu_id": "WU-10"}))
+    });
+    let wu10_hash = format!(
+        "sha256:{}",
+        lumenflow_contracts::canonical_json::canonical_hash(&json!({"wu_id": "WU-10"}))
+    );
+    let mut decided = false;
+    assert!(wait_until(Duration::from_secs(30), || {
+        let (_, list) = post(
+            &format!("{}/api/v1/approvals/list", cp.url),
+            Some(&operator),
+            &json!({"workspace_id": WS, "status": "pending"}),
+        );
+        for a in list["approvals"].as_array().cloned().unwrap_or_default() {
+            let input_is_wu10 = a["subject"]["tool"] == "software-delivery:wu_recover"
+                && a["subject"]["input_hash"] == wu10_hash.as_str();
+            if input_is_wu10 {
+                let (s, _) = post(
+                    &format!("{}/api/v1/approvals/resolve", cp.url),
+                    Some(&operator),
+                    &json!({"workspace_id": WS, "approval_id": a["approval_id"],
+                            "decision": "approved", "reason": "go", "reviewer_id": "op"}),
+                );
+                decided = s == 200;
+            }
+        }
+        decided
+    }));
+    let (s, out) = waiting.join().unwrap();
+    assert_eq!(s, 200, "the waiting call ran after the decision: {out}");
+}

@@ -1,0 +1,764 @@
+//! The conductor sidecar end to end: the real `lumenflow sidecar` process, a real HTTP control
+//! plane stand-in, real built-in packs (ENR-01 to ENR-11, SCR-02 to SCR-05, INV-01 to INV-09,
+//! DLV, BKP, ABR-04, ABR-05, Q15 to Q17, Q20, Q37, Q39, Q40).
+
+#![allow(clippy::unwrap_used)] // test code: a failed unwrap is a failed test
+
+mod sidecar_support;
+
+use std::time::Duration;
+
+use serde_json::{json, Value};
+use sidecar_support::*;
+
+/// S3's wire trace: claim WU-042, then an agent turn that runs its gates; every event reaches
+/// the control plane from the token subject, and the workspace keeps a stamp of each.
+#[test]
+fn seed_003_wire_trace_runs_against_the_sidecar() {
+    let cloud = FakeCloud::start();
+    let (_tmp, root) = workspace();
+    enroll(&root, &cloud);
+    let sidecar = Sidecar::spawn(&root, &["--backoff-base-ms", "50"]);
+    let url = &sidecar.url;
+    let token = cloud.token(WS, "workspace agent:execute-turn");
+
+    // Discover: manifest-derived, sorted, filtered by scope, with an ETag.
+    let resp = http()
+        .get(format!("{url}/tools"))
+        .bearer_auth(&token)
+        .send()
+        .unwrap();
+    assert_eq!(resp.status(), 200);
+    let etag = resp.headers()["etag"].to_str().unwrap().to_string();
+    let listing: Value = resp.json().unwrap();
+    let names: Vec<&str> = listing["tools"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|t| t["name"].as_str().unwrap())
+        .collect();
+    let mut sorted = names.clone();
+    sorted.sort();
+    assert_eq!(names, sorted);
+    assert!(names.contains(&"software-delivery:wu_claim"), "{names:?}");
+    assert!(names.contains(&"agent:execute-turn"), "{names:?}");
+    let claim = listing["tools"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .find(|t| t["name"] == "software-delivery:wu_claim")
+        .unwrap();
+    assert_eq!(claim["pack_id"], "software-delivery");
+    assert_eq!(claim["token_scope"], "workspace");
+    assert_eq!(claim["decision"], "allow");
+    assert_eq!(claim["input_schema"]["required"], json!(["wu_id", "lane"]));
+    let again = http()
+        .get(format!("{url}/tools"))
+        .bearer_auth(&token)
+        .header("If-None-Match", &etag)
+        .send()
+        .unwrap();
+    assert_eq!(again.status(), 304);
+    // A workspace-only token does not see the agent tool (same decision as calling it).
+    let narrow = cloud.token(WS, "workspace");
+    let (s, l) = get(&format!("{url}/tools"), Some(&narrow));
+    assert_eq!(s, 200);
+    assert!(!l["tools"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .any(|t| t["name"] == "agent:execute-turn"));
+
+    // Invoke: the bare body form, the tool name percent-encoded.
+    let (s, out) = post(
+        &format!("{url}/tools/software-delivery%3Awu_claim"),
+        Some(&token),
+        &json!({"wu_id": "WU-042", "lane": "Content: Site Comms"}),
+    );
+    assert_eq!(s, 200, "{out}");
+    assert_eq!(out["success"], true);
+    let worktree = out["data"]["worktree_path"].as_str().unwrap();
+    assert!(std::path::Path::new(worktree).join(".git").exists());
+    assert!(out["receipt_id"].as_str().unwrap().starts_with("rcpt_"));
+
+    // The agent turn (envelope form), scripted so the run is reproducible.
+    let (s, turn) = post(
+        &format!("{url}/tools/agent:execute-turn"),
+        Some(&token),
+        &json!({"input": {"goal": "run gates on WU-042", "plan": {"steps": [
+            {"tool": "software-delivery:gates", "input": {"wu_id": "WU-042"}}
+        ]}}}),
+    );
+    assert_eq!(s, 200, "{turn}");
+    assert_eq!(turn["data"]["status"], "completed", "{turn}");
+    assert!(turn["data"]["evidence_ref"].is_string());
+
+    // Observe: the trace's events, in order, from the token subject, numbered on one channel.
+    let kinds = [
+        "software-delivery:wu_claimed",
+        "agent-runtime:turn_started",
+        "software-delivery:gate_passed",
+        "agent-runtime:turn_completed",
+    ];
+    assert!(
+        wait_until(Duration::from_secs(20), || {
+            kinds.iter().all(|k| !cloud.events_of(k).is_empty())
+                && cloud.events_of("agent-runtime:tool_called").len() >= 3
+        }),
+        "events at the control plane: {:#?}\n{}",
+        cloud.events(),
+        sidecar.log()
+    );
+    let events = cloud.events();
+    let pos = |k: &str| events.iter().position(|e| e["kind"] == k).unwrap();
+    assert!(
+        pos(kinds[0]) < pos(kinds[1])
+            && pos(kinds[1]) < pos(kinds[2])
+            && pos(kinds[2]) < pos(kinds[3])
+    );
+    let called: Vec<&str> = events
+        .iter()
+        .filter(|e| e["kind"] == "agent-runtime:tool_called")
+        .map(|e| e["payload"]["tool_name"].as_str().unwrap())
+        .collect();
+    assert_eq!(
+        called,
+        vec![
+            "software-delivery:wu_claim",
+            "software-delivery:gates",
+            "agent:execute-turn"
+        ]
+    );
+    for e in &events {
+        assert_eq!(e["from"], WS, "{e}");
+        assert_eq!(e["schema_version"], 2);
+        assert!(e["event_id"].as_str().unwrap().starts_with("evt_"));
+        assert!(e["seq"].as_u64().is_some(), "{e}");
+    }
+    let gates_called = events
+        .iter()
+        .find(|e| e["payload"]["tool_name"] == "software-delivery:gates")
+        .unwrap();
+    assert_eq!(gates_called["payload"]["outcome"], "success");
+    assert!(gates_called["payload"]["envelope_hash"]
+        .as_str()
+        .unwrap()
+        .starts_with("sha256:"));
+    // One channel: seq grows in emission order.
+    let seqs: Vec<u64> = events.iter().map(|e| e["seq"].as_u64().unwrap()).collect();
+    assert!(seqs.windows(2).all(|w| w[0] < w[1]), "{seqs:?}");
+    assert_eq!(
+        cloud.state.lock().unwrap().workspace_ids,
+        [WS.to_string()].into()
+    );
+    // The local stamp of every event.
+    let stamped: Vec<String> = ledger(&root)
+        .iter()
+        .map(|e| e["event_id"].as_str().unwrap().to_string())
+        .collect();
+    for e in &events {
+        assert!(stamped.contains(&e["event_id"].as_str().unwrap().to_string()));
+    }
+    // The tool calls are in the kernel's audit chain with the token subject as caller.
+    let started: Vec<Value> = kernel_log(&root)
+        .into_iter()
+        .filter(|r| r["kind"] == "tool_call_started")
+        .collect();
+    assert!(
+        started
+            .iter()
+            .all(|r| r["caller"] == WS && r["surface"] == "http" || r["surface"] == "agent"),
+        "{started:#?}"
+    );
+    ok(&root, &["audit", "verify"]);
+
+    // SCR-05: the tool surface was announced once; a restart with nothing changed is silent.
+    let announced = cloud.events_of("conductor:workspace_updated");
+    assert_eq!(announced.len(), 1, "{announced:#?}");
+    assert!(announced[0]["payload"]["tools_etag"]
+        .as_str()
+        .unwrap()
+        .starts_with("\"sha256:"));
+    // No secret in the sidecar's log.
+    let enrollment: Value = serde_json::from_slice(
+        &std::fs::read(root.join(".lumenflow/state/conductor/enrollment.json")).unwrap(),
+    )
+    .unwrap();
+    let log = sidecar.log();
+    assert!(!log.contains(enrollment["token"].as_str().unwrap()) && !log.contains(&token));
+    drop(sidecar);
+    let again = Sidecar::spawn(&root, &[]);
+    let (s, _) = get(&format!("{}/healthz", again.url), None);
+    assert_eq!(s, 200);
+    std::thread::sleep(Duration::from_millis(500));
+    assert_eq!(cloud.events_of("conductor:workspace_updated").len(), 1);
+}
+
+/// INV-01, INV-02, Q16: forged, expired, wrong-audience, revoked and wrong-scope tokens are
+/// refused before anything runs, and every refusal leaves a record in the kernel log.
+#[test]
+fn bad_tokens_are_refused_and_recorded_and_nothing_runs() {
+    let cloud = FakeCloud::start();
+    let (_tmp, root) = workspace();
+    enroll(&root, &cloud);
+    let revoked_claims = claims(WS, "workspace agent:execute-turn", 3600);
+    cloud.state.lock().unwrap().revoked = vec![revoked_claims.jti.clone()];
+    let sidecar = Sidecar::spawn(&root, &[]);
+    let url = &sidecar.url;
+    let other = lumenflow_proof::keys::KeyPair::generate();
+    let forged = lumenflow_proof::token::mint(&other, &claims(WS, "workspace", 3600)).unwrap();
+    let expired = cloud.mint(&claims(WS, "workspace", -3600));
+    let mut wrong_aud = claims(WS, "workspace", 3600);
+    wrong_aud.aud = "ws-other".into();
+    let wrong_aud = cloud.mint(&wrong_aud);
+    let revoked = cloud.mint(&revoked_claims);
+    let workspace_only = cloud.token(WS, "workspace");
+
+    let cases: Vec<(&str, Option<String>, &str, u16, &str)> = vec![
+        (
+            "missing",
+            None,
+            "software-delivery:wu_claim",
+            401,
+            "TOKEN_INVALID",
+        ),
+        (
+            "forged",
+            Some(forged),
+            "software-delivery:wu_claim",
+            401,
+            "TOKEN_INVALID",
+        ),
+        (
+            "expired",
+            Some(expired),
+            "software-delivery:wu_claim",
+            401,
+            "TOKEN_INVALID",
+        ),
+        (
+            "wrong audience",
+            Some(wrong_aud),
+            "software-delivery:wu_claim",
+            401,
+            "TOKEN_INVALID",
+        ),
+        (
+            "revoked",
+            Some(revoked),
+            "software-delivery:wu_claim",
+            401,
+            "TOKEN_INVALID",
+        ),
+        (
+            "garbage",
+            Some("not-a-jwt".into()),
+            "software-delivery:wu_claim",
+            401,
+            "TOKEN_INVALID",
+        ),
+        (
+            "wrong scope",
+            Some(workspace_only.clone()),
+            "agent:execute-turn",
+            403,
+            "TOKEN_SCOPE_DENIED",
+        ),
+    ];
+    for (i, (name, token, tool, status, code)) in cases.iter().enumerate() {
+        let wu = format!("WU-{}", 100 + i);
+        let input = if *tool == "agent:execute-turn" {
+            json!({"goal": "claim", "plan": {"steps": [{"tool": "software-delivery:wu_claim", "input": {"wu_id": wu, "lane": "Content: Site Comms"}}]}})
+        } else {
+            json!({"wu_id": wu, "lane": "Content: Site Comms"})
+        };
+        let (s, body) = post(&format!("{url}/tools/{tool}"), token.as_deref(), &input);
+        assert_eq!(
+            (s, body["error"]["code"].as_str()),
+            (*status, Some(*code)),
+            "{name}: {body}"
+        );
+        assert!(
+            !root
+                .join(format!(
+                    ".lumenflow/state/software-delivery/claims/{wu}.json"
+                ))
+                .exists(),
+            "{name}: the tool ran"
+        );
+        // Listing is refused the same way.
+        if *status == 401 {
+            let (s, _) = get(&format!("{url}/tools"), token.as_deref());
+            assert_eq!(s, 401, "{name}");
+        }
+    }
+    let log = kernel_log(&root);
+    let refused: Vec<&Value> = log
+        .iter()
+        .filter(|r| r["kind"] == "sidecar_call_refused")
+        .collect();
+    assert!(refused.len() >= cases.len(), "{refused:#?}");
+    let scope_refusal = refused
+        .iter()
+        .find(|r| r["error_code"] == "TOKEN_SCOPE_DENIED")
+        .expect("scope refusal recorded");
+    assert_eq!(scope_refusal["caller"], WS);
+    assert_eq!(scope_refusal["tool_name"], "agent:execute-turn");
+    assert!(
+        log.iter().all(|r| r["kind"] != "tool_call_started"),
+        "nothing was dispatched"
+    );
+    // The same workspace-only token works for a tool its scope covers.
+    let (s, out) = post(
+        &format!("{url}/tools/software-delivery:wu_claim"),
+        Some(&workspace_only),
+        &json!({"wu_id": "WU-200", "lane": "Content: Site Comms"}),
+    );
+    assert_eq!(s, 200, "{out}");
+    ok(&root, &["audit", "verify"]);
+}
+
+/// ENR-09: a `from` in the body is not an identity; the token subject is recorded, the claim
+/// is noted beside the receipt.
+#[test]
+fn a_body_from_is_ignored_and_the_token_subject_recorded() {
+    let cloud = FakeCloud::start();
+    let (_tmp, root) = workspace();
+    enroll(&root, &cloud);
+    let sidecar = Sidecar::spawn(&root, &["--backoff-base-ms", "50"]);
+    let token = cloud.token(WS, "workspace");
+    let (s, out) = post(
+        &format!("{}/tools/software-delivery:wu_claim", sidecar.url),
+        Some(&token),
+        &json!({"wu_id": "WU-7", "lane": "Content: Site Comms", "from": "ws-42:phone:intruder"}),
+    );
+    assert_eq!(s, 200, "{out}");
+    let receipt = out["receipt_id"].as_str().unwrap();
+    let log = kernel_log(&root);
+    let started = log
+        .iter()
+        .find(|r| r["kind"] == "tool_call_started" && r["receipt_id"] == receipt)
+        .unwrap();
+    assert_eq!(started["caller"], WS);
+    let note = log
+        .iter()
+        .find(|r| r["kind"] == "sidecar_claimed_from_ignored")
+        .unwrap();
+    assert_eq!(note["receipt_id"], receipt);
+    assert_eq!(note["claimed_from"], "ws-42:phone:intruder");
+    assert_eq!(note["subject"], WS);
+    assert!(wait_until(Duration::from_secs(20), || !cloud
+        .events_of("software-delivery:wu_claimed")
+        .is_empty()));
+    assert!(cloud.events().iter().all(|e| e["from"] == WS));
+}
+
+/// ENR-03 to ENR-05, Q20, Q37, ABR-05: a phone-originated recovery request is persisted,
+/// handled by the subscribed pack, acknowledged and attributed to its registered device; an
+/// unregistered device is refused.
+#[test]
+fn phone_commands_are_attributed_to_their_device() {
+    let cloud = FakeCloud::start();
+    let (_tmp, root) = workspace();
+    enroll(&root, &cloud);
+    ok(
+        &root,
+        &["device", "add", "pixel-7", "--name", "Ana's Pixel"],
+    );
+    let sidecar = Sidecar::spawn(&root, &[]);
+    let phone = cloud.token("ws-42:phone:pixel-7", "workspace");
+    let event = json!({
+        "schema_version": 2,
+        "kind": "conductor:recovery_requested",
+        "event_id": "evt-phone-1",
+        "timestamp": "2026-11-21T07:00:00.000Z",
+        "from": "ws-42",
+        "payload": {"wu_id": "acme-job-7", "reason": "stuck"}
+    });
+    let (s, out) = post(&format!("{}/events", sidecar.url), Some(&phone), &event);
+    assert_eq!(s, 200, "{out}");
+    assert_eq!(out["from"], "ws-42:phone:pixel-7");
+    assert_eq!(out["device_name"], "Ana's Pixel");
+    assert_eq!(out["deliveries"][0]["pack_id"], "acme-demo");
+    assert!(
+        std::fs::read_dir(root.join(".lumenflow/state/conductor/inbox"))
+            .unwrap()
+            .next()
+            .is_none(),
+        "acknowledged events leave the inbox"
+    );
+    let record = kernel_log(&root)
+        .into_iter()
+        .find(|r| r["kind"] == "sidecar_event_received")
+        .unwrap();
+    assert_eq!(record["subject"], "ws-42:phone:pixel-7");
+    assert_eq!(record["device_name"], "Ana's Pixel");
+    assert_eq!(record["claimed_from"], "ws-42");
+    assert_eq!(record["outcome"], "handled");
+    // Redelivery (at-least-once): accepted, and the handler's replay log keeps the effect single.
+    let (s, again) = post(&format!("{}/events", sidecar.url), Some(&phone), &event);
+    assert_eq!(s, 200, "{again}");
+    assert_eq!(again["deliveries"][0]["status"], "replayed", "{again}");
+
+    let stranger = cloud.token("ws-42:phone:unknown", "workspace");
+    let (s, out) = post(&format!("{}/events", sidecar.url), Some(&stranger), &event);
+    assert_eq!(
+        (s, out["error"]["code"].as_str()),
+        (403, Some("DEVICE_UNKNOWN"))
+    );
+    // Outbound kinds cannot be pushed in.
+    let (s, out) = post(
+        &format!("{}/events", sidecar.url),
+        Some(&phone),
+        &json!({"kind": "software-delivery:gate_passed"}),
+    );
+    assert_eq!(
+        (s, out["error"]["code"].as_str()),
+        (400, Some("EVENT_KIND_NOT_INBOUND"))
+    );
+}
+
+/// ABR-04: a state-mutating recovery never runs without an operator's grant; the request is
+/// announced to the control plane as a queue-class `sidekick:approval_requested`.
+#[test]
+fn recovery_waits_for_operator_consent_and_is_announced() {
+    let cloud = FakeCloud::start();
+    let (_tmp, root) = workspace();
+    enroll(&root, &cloud);
+    // The stand-in control plane has no approvals API: decide approvals locally here (the
+    // control plane's approvals are tested against the real one in cloud_e2e.rs).
+    let sidecar = Sidecar::spawn(&root, &["--backoff-base-ms", "50", "--approvals", "local"]);
+    let token = cloud.token(WS, "workspace");
+    let (s, out) = post(
+        &format!("{}/tools/software-delivery:wu_recover", sidecar.url),
+        Some(&token),
+        &json!({"wu_id": "WU-9"}),
+    );
+    assert_eq!(
+        (s, out["error"]["code"].as_str()),
+        (403, Some("APPROVAL_REQUIRED")),
+        "{out}"
+    );
+    let approval = out["approval_id"]
+        .as_str()
+        .expect("approval id")
+        .to_string();
+    assert!(
+        wait_until(Duration::from_secs(20), || !cloud
+            .events_of("sidekick:approval_requested")
+            .is_empty()),
+        "{}",
+        sidecar.log()
+    );
+    let e = &cloud.events_of("sidekick:approval_requested")[0];
+    assert_eq!(e["payload"]["approval_id"], approval.as_str());
+    assert_eq!(e["payload"]["tool_name"], "software-delivery:wu_recover");
+    assert!(wait_until(Duration::from_secs(10), || outbox_files(&root).is_empty()));
+}
+
+/// The HTTP surface's edges: JSON errors everywhere, the body limit, the OpenAPI document
+/// matching what is served.
+#[test]
+fn errors_are_json_and_the_openapi_document_matches_the_routes() {
+    let cloud = FakeCloud::start();
+    let (_tmp, root) = workspace();
+    enroll(&root, &cloud);
+    let sidecar = Sidecar::spawn(&root, &[]);
+    let url = &sidecar.url;
+    let token = cloud.token(WS, "workspace");
+    let (s, b) = get(&format!("{url}/nope"), None);
+    assert_eq!((s, b["error"]["code"].as_str()), (404, Some("NOT_FOUND")));
+    let (s, b) = get(&format!("{url}/tools/x"), Some(&token));
+    assert_eq!(
+        (s, b["error"]["code"].as_str()),
+        (405, Some("METHOD_NOT_ALLOWED"))
+    );
+    let (s, b) = body(
+        http()
+            .post(format!("{url}/tools/software-delivery:wu_claim"))
+            .bearer_auth(&token)
+            .body("{not json")
+            .send()
+            .unwrap(),
+    );
+    assert_eq!(
+        (s, b["error"]["code"].as_str()),
+        (400, Some("INVALID_JSON"))
+    );
+    let big = "a".repeat(2 * 1024 * 1024);
+    let (s, b) = body(
+        http()
+            .post(format!("{url}/tools/software-delivery:wu_claim"))
+            .bearer_auth(&token)
+            .body(big)
+            .send()
+            .unwrap(),
+    );
+    assert_eq!(
+        (s, b["error"]["code"].as_str()),
+        (413, Some("BODY_TOO_LARGE"))
+    );
+    let (s, b) = post(
+        &format!("{url}/tools/software-delivery:wu_claim"),
+        Some(&token),
+        &json!({"wu_id": "WU-1"}),
+    );
+    assert_eq!(
+        (s, b["error"]["code"].as_str()),
+        (400, Some("INVALID_INPUT")),
+        "{b}"
+    );
+    let (s, b) = post(
+        &format!("{url}/tools/no:such_tool"),
+        Some(&token),
+        &json!({}),
+    );
+    assert_eq!(
+        (s, b["error"]["code"].as_str()),
+        (404, Some("TOOL_NOT_FOUND"))
+    );
+    let (s, h) = get(&format!("{url}/healthz"), None);
+    assert_eq!((s, h["status"].as_str()), (200, Some("ok")));
+
+    // Every documented operation is served (not the 404/405 fallbacks), and an undocumented
+    // method on a documented path is a 405.
+    let (s, doc) = get(&format!("{url}/openapi.json"), None);
+    assert_eq!(s, 200);
+    let paths = doc["paths"].as_object().unwrap();
+    for (path, ops) in paths {
+        let concrete = path.replace("{name}", "software-delivery:wu_claim");
+        for method in ["get", "post", "put", "delete", "patch"] {
+            let documented = ops.get(method).is_some();
+            let resp = http()
+                .request(
+                    method.to_uppercase().parse().unwrap(),
+                    format!("{url}{concrete}"),
+                )
+                .bearer_auth(&token)
+                .header("accept", "application/json, text/event-stream")
+                .json(&json!({}))
+                .timeout(Duration::from_secs(5))
+                .send();
+            let Ok(resp) = resp else { continue }; // an MCP event stream may stay open
+            let status = resp.status().as_u16();
+            if documented {
+                let b: Value = resp.json().unwrap_or(Value::Null);
+                assert!(
+                    !(status == 404 && b["error"]["code"] == "NOT_FOUND") && status != 405,
+                    "{method} {path} is documented but answered {status} {b}"
+                );
+            } else {
+                assert_eq!(
+                    status, 405,
+                    "{method} {path} is not documented but answered {status}"
+                );
+            }
+        }
+    }
+}
+
+/// The MCP surface over stdio: the same filtered tools, the same dispatch path, refusals as
+/// tool errors with their code.
+#[test]
+fn mcp_over_stdio_lists_and_calls_through_the_same_path() {
+    use std::io::{BufRead, BufReader, Write};
+    let (_tmp, root) = workspace();
+    ok(&root, &["enroll", "--standalone"]);
+    let token = ok(&root, &["token", "mint", "--scope", "workspace"])
+        .trim()
+        .to_string();
+    let mut child = std::process::Command::new(bin())
+        .args(["mcp", "--dir"])
+        .arg(&root)
+        .env("LUMENFLOW_TOKEN", &token)
+        .stdin(std::process::Stdio::piped())
+        .stdout(std::process::Stdio::piped())
+        .stderr(std::process::Stdio::null())
+        .spawn()
+        .unwrap();
+    let mut stdin = child.stdin.take().unwrap();
+    let mut lines = BufReader::new(child.stdout.take().unwrap()).lines();
+    let mut send = |v: Value| {
+        writeln!(stdin, "{v}").unwrap();
+        stdin.flush().unwrap();
+    };
+    let mut recv = |id: i64| -> Value {
+        loop {
+            let line = lines.next().expect("a reply").unwrap();
+            let v: Value = serde_json::from_str(&line).unwrap();
+            if v["id"] == id {
+                return v;
+            }
+        }
+    };
+    send(
+        json!({"jsonrpc": "2.0", "id": 1, "method": "initialize", "params": {
+        "protocolVersion": "2025-06-18", "capabilities": {}, "clientInfo": {"name": "test", "version": "1"}}}),
+    );
+    let init = recv(1);
+    assert!(
+        init["result"]["capabilities"]["tools"].is_object(),
+        "{init}"
+    );
+    send(json!({"jsonrpc": "2.0", "method": "notifications/initialized"}));
+    send(json!({"jsonrpc": "2.0", "id": 2, "method": "tools/list"}));
+    let list = recv(2);
+    let names: Vec<&str> = list["result"]["tools"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|t| t["name"].as_str().unwrap())
+        .collect();
+    assert!(names.contains(&"software-delivery:wu_claim"), "{list}");
+    assert!(
+        !names.contains(&"agent:execute-turn"),
+        "filtered by the token scope: {names:?}"
+    );
+    send(
+        json!({"jsonrpc": "2.0", "id": 3, "method": "tools/call", "params": {
+        "name": "software-delivery:wu_claim", "arguments": {"wu_id": "WU-5", "lane": "Content: Site Comms"}}}),
+    );
+    let call = recv(3);
+    assert_eq!(call["result"]["isError"], json!(false), "{call}");
+    assert_eq!(call["result"]["structuredContent"]["wu_id"], "WU-5");
+    send(
+        json!({"jsonrpc": "2.0", "id": 4, "method": "tools/call", "params": {
+        "name": "agent:execute-turn", "arguments": {"goal": "x"}}}),
+    );
+    let refused = recv(4);
+    assert_eq!(refused["result"]["isError"], json!(true), "{refused}");
+    assert_eq!(
+        refused["result"]["structuredContent"]["error"]["code"],
+        "TOKEN_SCOPE_DENIED"
+    );
+    drop(stdin);
+    let _ = child.kill();
+    let _ = child.wait();
+    let started = kernel_log(&root)
+        .into_iter()
+        .find(|r| r["kind"] == "tool_call_started")
+        .unwrap();
+    assert_eq!(
+        (started["surface"].as_str(), started["caller"].as_str()),
+        (Some("mcp"), Some(WS))
+    );
+}
+
+/// `token mint` prints the token and nothing else; `enroll` never prints it.
+#[test]
+fn tokens_never_leak_into_output() {
+    let (_tmp, root) = workspace();
+    let out = run(&root, &["enroll", "--standalone"]);
+    assert!(out.status.success());
+    let text = format!(
+        "{}{}",
+        String::from_utf8_lossy(&out.stdout),
+        String::from_utf8_lossy(&out.stderr)
+    );
+    let enrollment: Value = serde_json::from_slice(
+        &std::fs::read(root.join(".lumenflow/state/conductor/enrollment.json")).unwrap(),
+    )
+    .unwrap();
+    assert!(!text.contains(enrollment["token"].as_str().unwrap()));
+    let out = run(
+        &root,
+        &[
+            "token",
+            "mint",
+            "--scope",
+            "workspace agent:execute-turn",
+            "--ttl",
+            "15m",
+        ],
+    );
+    assert!(out.status.success());
+    assert!(out.stderr.is_empty());
+    let token = String::from_utf8(out.stdout).unwrap();
+    assert_eq!(token.trim().split('.').count(), 3);
+    assert_eq!(token.lines().count(), 1);
+}
+
+/// `/mcp` (streamable HTTP) on the sidecar: bearer token required, the same filtered tools.
+#[test]
+fn mcp_over_http_needs_a_token_and_serves_the_same_tools() {
+    let cloud = FakeCloud::start();
+    let (_tmp, root) = workspace();
+    enroll(&root, &cloud);
+    let sidecar = Sidecar::spawn(&root, &[]);
+    let url = format!("{}/mcp", sidecar.url);
+    let token = cloud.token(WS, "workspace");
+    let init = json!({"jsonrpc": "2.0", "id": 1, "method": "initialize", "params": {
+        "protocolVersion": "2025-06-18", "capabilities": {}, "clientInfo": {"name": "test", "version": "1"}}});
+    let (s, b) = post(&url, None, &init);
+    assert_eq!(
+        (s, b["error"]["code"].as_str()),
+        (401, Some("TOKEN_INVALID"))
+    );
+
+    // One JSON-RPC exchange; the answer may come as JSON or as a server-sent event.
+    let rpc = |session: Option<&str>, msg: &Value| -> (Option<String>, Value) {
+        let mut req = http()
+            .post(&url)
+            .bearer_auth(&token)
+            .header("accept", "application/json, text/event-stream")
+            .json(msg);
+        if let Some(id) = session {
+            req = req.header("mcp-session-id", id);
+        }
+        let resp = req.send().unwrap();
+        assert!(resp.status().is_success(), "{}", resp.status());
+        let session = resp
+            .headers()
+            .get("mcp-session-id")
+            .map(|v| v.to_str().unwrap().to_string());
+        let text = resp.text().unwrap();
+        let reply = text
+            .lines()
+            .filter_map(|l| l.strip_prefix("data:"))
+            .chain(std::iter::once(text.as_str()))
+            .filter_map(|d| serde_json::from_str::<Value>(d.trim()).ok())
+            .find(|v| v.get("id").is_some())
+            .unwrap_or(Value::Null);
+        (session, reply)
+    };
+    let (session, reply) = rpc(None, &init);
+    assert!(
+        reply["result"]["capabilities"]["tools"].is_object(),
+        "{reply}"
+    );
+    let session = session.as_deref();
+    let _ = http()
+        .post(&url)
+        .bearer_auth(&token)
+        .header("accept", "application/json, text/event-stream")
+        .header("mcp-session-id", session.unwrap_or_default())
+        .json(&json!({"jsonrpc": "2.0", "method": "notifications/initialized"}))
+        .send()
+        .unwrap();
+    let (_, list) = rpc(
+        session,
+        &json!({"jsonrpc": "2.0", "id": 2, "method": "tools/list"}),
+    );
+    let names: Vec<&str> = list["result"]["tools"]
+        .as_array()
+        .unwrap_or_else(|| panic!("{list}"))
+        .iter()
+        .map(|t| t["name"].as_str().unwrap())
+        .collect();
+    assert!(names.contains(&"software-delivery:wu_claim"));
+    assert!(!names.contains(&"agent:execute-turn"));
+    let (_, call) = rpc(
+        session,
+        &json!({"jsonrpc": "2.0", "id": 3, "method": "tools/call", "params": {
+            "name": "software-delivery:wu_claim", "arguments": {"wu_id": "WU-11", "lane": "Content: Site Comms"}}}),
+    );
+    assert_eq!(call["result"]["isError"], json!(false), "{call}");
+    let started = kernel_log(&root)
+        .into_iter()
+        .find(|r| r["kind"] == "tool_call_started")
+        .unwrap();
+    assert_eq!(
+        (started["surface"].as_str(), started["caller"].as_str()),
+        (Some("mcp"), Some(WS))
+    );
+}

@@ -1,0 +1,189 @@
+//! `lumenflow demo trusted-compute` end to end (TCD-01 to TCD-11): the real binary starts a real
+//! control plane and a real sidecar, and the bundle it writes is checked here the way a third
+//! party would check it: `lumenflow proof verify`, `openssl pkeyutl` and the files' contents.
+
+use std::fs;
+use std::path::Path;
+use std::process::Command;
+
+use serde_json::Value;
+
+fn demo(mode: &str, root: &Path, run_id: &str) -> Value {
+    let out = Command::new(env!("CARGO_BIN_EXE_lumenflow"))
+        .args([
+            "--json",
+            "demo",
+            "trusted-compute",
+            "--mode",
+            mode,
+            "--approve",
+            "--run-id",
+            run_id,
+        ])
+        .arg("--work-dir")
+        .arg(root.join("work"))
+        .arg("--out")
+        .arg(root.join("evidence"))
+        .output()
+        .expect("run the demo");
+    assert!(
+        out.status.success(),
+        "demo {mode} failed:\n{}\n{}",
+        String::from_utf8_lossy(&out.stdout),
+        String::from_utf8_lossy(&out.stderr)
+    );
+    serde_json::from_slice(&out.stdout).expect("--json output")
+}
+
+fn lines(path: &Path) -> Vec<Value> {
+    fs::read_to_string(path)
+        .expect("read")
+        .lines()
+        .map(|l| serde_json::from_str(l).expect("json line"))
+        .collect()
+}
+
+fn json(path: &Path) -> Value {
+    serde_json::from_slice(&fs::read(path).expect("read")).expect("json")
+}
+
+fn verify_like_a_third_party(bundle: &Path) {
+    let out = Command::new(env!("CARGO_BIN_EXE_lumenflow"))
+        .args(["proof", "verify", "--pubkey"])
+        .arg(bundle.join("verifier-public-key.pem"))
+        .arg(bundle)
+        .output()
+        .expect("verify");
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    let out = Command::new("openssl")
+        .args([
+            "pkeyutl",
+            "-verify",
+            "-pubin",
+            "-inkey",
+            "verifier-public-key.pem",
+            "-rawin",
+            "-in",
+            "manifest.json",
+            "-sigfile",
+            "manifest.sig",
+        ])
+        .current_dir(bundle)
+        .output()
+        .expect("openssl");
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+}
+
+#[test]
+fn policy_blocked_mode_stops_before_any_tool_call_and_still_signs_tcd_08() {
+    let root = tempfile::tempdir().expect("tmp");
+    let report = demo("policy-blocked", root.path(), "tc-test-blocked");
+    let bundle = root.path().join("evidence/tc-test-blocked");
+    assert_eq!(report["bundle"], bundle.to_str().expect("utf-8"));
+    verify_like_a_third_party(&bundle);
+
+    assert_eq!(
+        fs::read(bundle.join("tool-calls.jsonl"))
+            .expect("read")
+            .len(),
+        0
+    );
+    let decisions = lines(&bundle.join("policy-decisions.jsonl"));
+    let deny = decisions
+        .iter()
+        .find(|d| d["decision"] == "deny")
+        .expect("a deny entry");
+    assert_eq!(deny["scopes"][0]["pattern"], "secrets/production.env");
+    assert_eq!(deny["scopes"][0]["access"], "write");
+    assert_eq!(json(&bundle.join("test-results.json"))["status"], "not_run");
+    assert_eq!(
+        json(&bundle.join("approval.json"))["status"],
+        "not_requested"
+    );
+    assert_eq!(
+        fs::read(bundle.join("file-diff.patch"))
+            .expect("read")
+            .len(),
+        0
+    );
+    assert!(fs::read_to_string(bundle.join("pr-summary.md"))
+        .expect("read")
+        .contains("secrets/production.env"));
+    // The secret was never written anywhere in the workspace.
+    assert!(!root.path().join("work/workspace/secrets").exists());
+    let manifest = json(&bundle.join("manifest.json"));
+    assert_eq!(manifest["mode"], "policy-blocked");
+    assert_eq!(manifest["run_id"], "tc-test-blocked");
+}
+
+#[test]
+fn happy_mode_runs_the_chain_through_an_approval_tcd_07() {
+    let root = tempfile::tempdir().expect("tmp");
+    let report = demo("happy", root.path(), "tc-test-happy");
+    let bundle = root.path().join("evidence/tc-test-happy");
+    verify_like_a_third_party(&bundle);
+
+    let calls = lines(&bundle.join("tool-calls.jsonl"));
+    let tools: Vec<&str> = calls.iter().filter_map(|c| c["tool"].as_str()).collect();
+    assert_eq!(
+        tools,
+        [
+            "software-delivery:wu_claim",
+            "software-delivery:apply_patch",
+            "software-delivery:gates",
+            "software-delivery:pr_prepare"
+        ]
+    );
+    assert!(calls.iter().all(|c| c["result"] == "success"), "{calls:?}");
+    assert!(
+        calls[3]["approval_id"].is_string(),
+        "the PR ran on the grant"
+    );
+
+    let diff = fs::read_to_string(bundle.join("file-diff.patch")).expect("read");
+    assert!(diff.contains("+  echo $(( $1 + $2 ))"), "{diff}");
+    let tests = json(&bundle.join("test-results.json"));
+    assert_eq!(tests["status"], "passed");
+    assert_eq!(
+        tests["baseline"]["status"], "failed",
+        "the test failed before the fix"
+    );
+    let approval = json(&bundle.join("approval.json"));
+    assert_eq!(approval["status"], "approved");
+    assert_eq!(approval["transitions"][0]["status"], "pending");
+    assert_eq!(approval["transitions"][1]["status"], "approved");
+    assert_eq!(approval["approval_id"], calls[3]["approval_id"]);
+    assert!(fs::read_to_string(bundle.join("pr-summary.md"))
+        .expect("read")
+        .contains("calc: add sums its arguments"));
+    let link = fs::read_to_string(bundle.join("replay-link.txt")).expect("read");
+    assert!(link.trim().ends_with("/replay/tc-test-happy"), "{link}");
+    assert!(lines(&bundle.join("policy-decisions.jsonl"))
+        .iter()
+        .all(|d| d["decision"] != "deny"));
+    let steps: Vec<&str> = report["steps"]
+        .as_array()
+        .expect("steps")
+        .iter()
+        .filter_map(|s| s["stage"].as_str())
+        .collect();
+    for stage in [
+        "Cloud",
+        "Connection",
+        "Ask",
+        "Dispatch",
+        "Tool calls",
+        "Approvals",
+        "Proof",
+    ] {
+        assert!(steps.contains(&stage), "{stage} missing from {steps:?}");
+    }
+}
