@@ -100,3 +100,43 @@ fn a_bundle_signed_by_another_key_fails_when_pinned() {
     assert!(!out.status.success());
     assert!(String::from_utf8_lossy(&out.stderr).contains("is not a folder"));
 }
+
+#[test]
+fn export_dsse_signs_a_verified_bundle_with_its_own_key() {
+    let root = tempfile::tempdir().expect("tmp");
+    let key_path = root.path().join(".keys/signer-ed25519.pem");
+    let key = KeyPair::load_or_create(&key_path).expect("key");
+    let bundle_dir = root.path().join("tc-1");
+    fs::create_dir_all(&bundle_dir).expect("mkdir");
+    for name in REQUIRED_ARTIFACTS {
+        fs::write(bundle_dir.join(name), format!("{name}\n")).expect("w");
+    }
+    bundle::seal(
+        &bundle_dir,
+        &key,
+        &SealRequest {
+            run_id: "tc-1",
+            mode: "happy",
+            created_at: "2026-11-21T00:00:00.000Z",
+        },
+    )
+    .expect("seal");
+
+    // The default key is the one `demo trusted-compute` keeps beside its bundles.
+    let out = lumenflow(&["proof", "export", "--dsse", path(&bundle_dir)]);
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    let envelope: lumenflow_proof::dsse::Envelope =
+        serde_json::from_slice(&out.stdout).expect("envelope");
+    let statement = lumenflow_proof::dsse::verify(&envelope, &key.public()).expect("verifies");
+    assert_eq!(statement["subject"].as_array().map(Vec::len), Some(9));
+
+    // A tampered bundle is not exported.
+    fs::write(bundle_dir.join("ask.json"), "changed").expect("w");
+    let out = lumenflow(&["proof", "export", "--dsse", path(&bundle_dir)]);
+    assert!(!out.status.success());
+    assert!(String::from_utf8_lossy(&out.stderr).contains("hashes_match"));
+}

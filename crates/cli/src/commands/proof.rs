@@ -22,12 +22,89 @@ pub enum ProofCommand {
         #[arg(long, value_name = "PEM")]
         pubkey: Option<PathBuf>,
     },
+    /// Export a verified bundle as an in-toto Statement in a DSSE envelope, signed with the
+    /// bundle's own key (for supply-chain tooling).
+    Export {
+        /// The bundle folder.
+        dir: PathBuf,
+        /// Produce a DSSE envelope (the one export format).
+        #[arg(long, required = true)]
+        dsse: bool,
+        /// The bundle's signing key (PKCS#8 PEM). Default: `<DIR>/../.keys/signer-ed25519.pem`,
+        /// where `demo trusted-compute` keeps it.
+        #[arg(long, value_name = "PEM")]
+        key: Option<PathBuf>,
+        /// Write the envelope here instead of stdout.
+        #[arg(long, value_name = "FILE")]
+        out: Option<PathBuf>,
+    },
 }
 
 pub fn run(ctx: &Context, cmd: ProofCommand) -> Result<(), CliError> {
     match cmd {
         ProofCommand::Verify { dir, pubkey } => verify(ctx, dir, pubkey),
+        ProofCommand::Export { dir, key, out, .. } => export(ctx, dir, key, out),
     }
+}
+
+fn export(
+    ctx: &Context,
+    dir: PathBuf,
+    key: Option<PathBuf>,
+    out: Option<PathBuf>,
+) -> Result<(), CliError> {
+    let key_path = key.unwrap_or_else(|| {
+        dir.parent()
+            .unwrap_or(std::path::Path::new("."))
+            .join(".keys/signer-ed25519.pem")
+    });
+    let key = lumenflow_proof::KeyPair::load(&key_path).map_err(|e| {
+        CliError::new(e.code(), e.to_string())
+            .with_help("pass the bundle's signing key with --key PEM")
+    })?;
+    // Only a bundle that verifies, pinned to this very key, is exported.
+    let v = bundle::verify(&dir, Some(&key.public()));
+    let manifest = match (&v.manifest, v.passed()) {
+        (Some(m), true) => m.clone(),
+        _ => {
+            let failed: Vec<String> = v
+                .checks
+                .iter()
+                .filter(|c| !c.passed)
+                .map(|c| format!("{}: {}", c.name, c.detail))
+                .collect();
+            return Err(CliError::new(
+                "BUNDLE_INVALID",
+                format!(
+                    "{} does not verify with {}, so it is not exported: {}",
+                    dir.display(),
+                    key_path.display(),
+                    failed.join("; ")
+                ),
+            ));
+        }
+    };
+    let envelope = lumenflow_proof::dsse::export(&manifest, &key)
+        .map_err(|e| CliError::new(e.code(), e.to_string()))?;
+    let text = serde_json::to_string_pretty(&envelope)
+        .map_err(|e| CliError::new("INTERNAL_ERROR", e.to_string()))?;
+    match out {
+        Some(path) => {
+            std::fs::write(&path, format!("{text}\n"))
+                .map_err(|e| CliError::new("IO_ERROR", format!("{}: {e}", path.display())))?;
+            print_ok(
+                ctx.json,
+                &json!({"ok": true, "envelope": path, "subjects": manifest.artifact_hashes.len()}),
+                &format!(
+                    "DSSE envelope with {} subjects written to {}",
+                    manifest.artifact_hashes.len(),
+                    path.display()
+                ),
+            );
+        }
+        None => println!("{text}"),
+    }
+    Ok(())
 }
 
 fn verify(ctx: &Context, dir: PathBuf, pubkey: Option<PathBuf>) -> Result<(), CliError> {
