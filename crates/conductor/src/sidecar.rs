@@ -307,6 +307,16 @@ impl Sidecar {
             None,
         )));
         let runtime = Arc::new(runtime);
+        // Packs settle what a killed sidecar left behind (agent turns stopped mid-flight are
+        // reported as aborted, never resumed or recovered on their own).
+        let starting = runtime.clone();
+        let problems =
+            tokio::task::spawn_blocking(move || lumenflow_packs::on_runtime_start(&starting))
+                .await
+                .unwrap_or_default();
+        for problem in problems {
+            tracing::warn!(%problem, "pack start-up housekeeping");
+        }
 
         let mut host = PackHost::new(&dir, &[PackSurface::Http, PackSurface::Mcp]);
         for reg in lumenflow_packs::registrations() {

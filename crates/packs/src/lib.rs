@@ -43,3 +43,29 @@ pub fn builtin_tools() -> std::collections::HashMap<String, lumenflow_kernel::di
     tools.extend(software_delivery::tools());
     tools
 }
+
+/// What the built-in packs do when a runtime starts (the kernel knows no pack, so the host, the
+/// sidecar, calls this once after opening a runtime): agent-runtime settles the turns a killed
+/// process left running, as `turn_aborted` with their `cleanup_status` (recovery commands are
+/// reported, never run). Returns one line per problem; none is fatal.
+pub fn on_runtime_start(runtime: &lumenflow_kernel::dispatch::Runtime) -> Vec<String> {
+    let emitter = match (&runtime.events, agent_runtime_manifest(runtime)) {
+        (Some(events), Some(manifest)) => Some(events.emitter_for(manifest)),
+        _ => None,
+    };
+    match agent_runtime::reconcile_interrupted_turns(&runtime.workspace_dir, emitter.as_ref()) {
+        Ok(_) => Vec::new(),
+        Err(e) => vec![format!(
+            "agent-runtime: interrupted turns not reconciled: {e}"
+        )],
+    }
+}
+
+fn agent_runtime_manifest(
+    runtime: &lumenflow_kernel::dispatch::Runtime,
+) -> Option<&lumenflow_kernel::manifest::PackManifest> {
+    runtime
+        .pack_manifests
+        .iter()
+        .find(|m| m.id == agent_runtime::PACK.id)
+}

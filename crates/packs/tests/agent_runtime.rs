@@ -1253,3 +1253,24 @@ fn a_model_turn_waits_for_approval_and_resumes_without_asking_the_model_again_fo
         "system, user, two calls with their results"
     );
 }
+
+/// The host's start-up hook (`lumenflow_packs::on_runtime_start`, which the sidecar calls) is
+/// what settles a killed turn when a runtime restarts, with its event.
+#[test]
+fn the_runtime_start_hook_settles_killed_turns_once() {
+    let (_dir, root) = scratch(None);
+    run_child_until_inside_the_call(&root, "t-crash-hook", json!([{"tool": "test:hang-read"}]));
+    let sink = Arc::new(MemorySink::new());
+    let runtime = runtime_at(&root, Arc::new(Counters::default()), sink.clone());
+    assert!(lumenflow_packs::on_runtime_start(&runtime).is_empty());
+    assert!(lumenflow_packs::on_runtime_start(&runtime).is_empty());
+    let aborted: Vec<KernelEventV2> = sink
+        .pushes()
+        .into_iter()
+        .flatten()
+        .filter(|e| e.kind == "agent-runtime:turn_aborted")
+        .collect();
+    assert_eq!(aborted.len(), 1, "settled once: {aborted:?}");
+    assert_eq!(aborted[0].payload["turn_id"], "t-crash-hook");
+    assert_eq!(aborted[0].payload["cleanup_status"], "clean");
+}
