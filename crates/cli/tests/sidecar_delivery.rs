@@ -182,9 +182,18 @@ fn outage_test_ephemeral_dropped_queue_kept_and_drained_in_order() {
     let cloud = FakeCloud::start();
     let (_tmp, root) = workspace();
     enroll(&root, &cloud);
+    // Approvals are local here: the outage is about delivery (with control-plane approvals, a
+    // call needing one is refused with 503 APPROVAL_PROVIDER_UNAVAILABLE while it is down).
     let sidecar = Sidecar::spawn(
         &root,
-        &["--backoff-base-ms", "50", "--backoff-cap-ms", "400"],
+        &[
+            "--backoff-base-ms",
+            "50",
+            "--backoff-cap-ms",
+            "400",
+            "--approvals",
+            "local",
+        ],
     );
     let url = &sidecar.url;
     let token = cloud.token(WS, "workspace");

@@ -24,7 +24,8 @@ use serde_json::json;
 
 /// The approval `type` of a governed tool call.
 pub const TOOL_CALL_APPROVAL: &str = "tool_call";
-const UNAVAILABLE: &str = "APPROVAL_PROVIDER_UNAVAILABLE";
+/// The refusal code when the control plane cannot be asked (HTTP 503 on the sidecar).
+pub const UNAVAILABLE: &str = "APPROVAL_PROVIDER_UNAVAILABLE";
 const REQUIRED: &str = "APPROVAL_REQUIRED";
 
 /// How long a pending request lives in the control plane before it reads as `expired`.

@@ -125,6 +125,9 @@ pub fn status_for(output: &ToolOutput) -> StatusCode {
             StatusCode::FORBIDDEN
         }
         Some(codes::INVALID_INPUT) => StatusCode::BAD_REQUEST,
+        // The control plane that decides approvals is down: the call was refused (fail closed)
+        // and may succeed later, which is what 503 says.
+        Some(crate::cloud_approvals::UNAVAILABLE) => StatusCode::SERVICE_UNAVAILABLE,
         _ => StatusCode::OK,
     }
 }
@@ -661,6 +664,10 @@ mod tests {
         assert_eq!(f(codes::POLICY_DENIED), StatusCode::FORBIDDEN);
         assert_eq!(f(codes::SCOPE_DENIED), StatusCode::FORBIDDEN);
         assert_eq!(f(codes::APPROVAL_REQUIRED), StatusCode::FORBIDDEN);
+        assert_eq!(
+            f(crate::cloud_approvals::UNAVAILABLE),
+            StatusCode::SERVICE_UNAVAILABLE
+        );
         assert_eq!(f(codes::INVALID_INPUT), StatusCode::BAD_REQUEST);
         assert_eq!(f(codes::TOOL_EXECUTION_FAILED), StatusCode::OK);
     }
