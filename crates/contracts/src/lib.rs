@@ -14,7 +14,9 @@
 //! - [`tool_output`]: the ToolOutput every tool returns, and the dispatch error codes.
 //! - [`identity`]: token claims, subjects (`<ws>` or `<ws>:phone:<device>`), the enrollment record;
 //! - [`wire`]: the HTTP bodies the sidecar and the control plane exchange;
-//! - [`tools`]: campus and tenant-evidence tool names, tool contracts and channel ids (SDK-01).
+//! - [`tools`]: campus and tenant-evidence tool names, tool contracts and channel ids (SDK-01);
+//! - [`receipt`]: the unsealed CanonicalReceipt of a tenant's proof bundle and its `content_digest`;
+//! - [`resolver`]: PeerDescriptor, the compute resolve request, policy and result union (CRS-01).
 //!
 //! It never does I/O, never spawns tasks and never decides policy: those belong to the kernel, the
 //! conductor and the control plane, which all depend on this crate and on nothing of each other's.
@@ -25,6 +27,8 @@ pub mod event;
 pub mod identity;
 pub mod kinds;
 pub mod payloads;
+pub mod receipt;
+pub mod resolver;
 pub mod scope;
 pub mod time;
 pub mod tool_output;

@@ -23,6 +23,8 @@
 //! - [`sandbox`]: subprocess tools under bubblewrap built from the effective scopes (KRN-11):
 //!   cleared environment with the call's ids, timeout, output cap, deny overlays, and network
 //!   allowlists enforced by a relay;
+//! - [`resolver`]: the compute resolver (CRS-02): a pure function from a resolve request and the
+//!   operator's policy to `resolved`, `refused` or `permitted-with-warning`;
 //! - [`yaml`] and [`diagnostics`]: the YAML 1.2 reader with source spans that every file above is
 //!   read through, and the errors it renders.
 //!
@@ -50,6 +52,7 @@ pub mod loader;
 pub mod manifest;
 pub mod pack_report;
 pub mod policy;
+pub mod resolver;
 pub mod sandbox;
 pub mod scope;
 pub mod tasks;
