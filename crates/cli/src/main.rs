@@ -66,6 +66,12 @@ enum Command {
     /// Verify a trusted-compute evidence bundle (with --pubkey to pin the signer).
     #[command(subcommand)]
     Proof(commands::proof::ProofCommand),
+    /// Campus telemetry: register facilities, ingest readings, poll Redfish, verify attestations.
+    #[command(subcommand)]
+    Campus(commands::campus::CampusCommand),
+    /// Place a workload on a peer descriptor with the compute resolver (refuses, never downgrades).
+    #[command(subcommand)]
+    Compute(commands::compute::ComputeCommand),
     /// Install an enrollment token: standalone, or from a control plane with a one-time code.
     Enroll(commands::conductor::EnrollArgs),
     /// Mint scoped invocation tokens (standalone mode).
@@ -279,6 +285,8 @@ fn main() -> ExitCode {
         Command::Tool(c) => commands::tool::run_tool(&ctx, c),
         Command::Audit(c) => commands::tool::run_audit(&ctx, c),
         Command::Proof(c) => commands::proof::run(&ctx, c),
+        Command::Campus(c) => commands::campus::run(&ctx, c),
+        Command::Compute(c) => commands::compute::run(&ctx, c),
         Command::Pack(PackCommand::Validate(l)) => commands::pack::validate(&ctx, &l.into()),
         Command::Pack(PackCommand::Hash(l)) => commands::pack::hash(&ctx, &l.into()),
         Command::Pack(PackCommand::Install(a)) => commands::pack::install(&ctx, a.into()),

@@ -13,14 +13,18 @@ use lumenflow_kernel::events::host::PackRegistration;
 
 pub mod acme_demo;
 pub mod agent_runtime;
+pub mod campus;
 pub mod software_delivery;
+pub mod tenant_evidence;
 
 /// Every pack compiled into this binary, in id order.
 pub fn builtin_packs() -> &'static [EmbeddedPack] {
     &[
         acme_demo::PACK,
         agent_runtime::PACK,
+        campus::PACK,
         software_delivery::PACK,
+        tenant_evidence::PACK,
     ]
 }
 
@@ -30,7 +34,9 @@ pub fn registrations() -> Vec<PackRegistration> {
     vec![
         acme_demo::registration(),
         agent_runtime::registration(),
+        campus::registration(),
         software_delivery::registration(),
+        tenant_evidence::registration(),
     ]
 }
 
@@ -40,7 +46,9 @@ pub fn builtin_tools() -> std::collections::HashMap<String, lumenflow_kernel::di
     // acme-demo is an event-only pack: no tools.
     let mut tools = std::collections::HashMap::new();
     tools.extend(agent_runtime::tools());
+    tools.extend(campus::tools());
     tools.extend(software_delivery::tools());
+    tools.extend(tenant_evidence::tools());
     tools
 }
 

@@ -2,7 +2,9 @@
 
 pub mod approvals;
 pub mod author;
+pub mod campus;
 pub mod cloud;
+pub mod compute;
 pub mod conductor;
 pub mod config;
 pub mod demo;
