@@ -1,0 +1,85 @@
+//! `lumenflow campus` with the real binary: register a facility, ingest the fixture readings,
+//! list what was stored, and refuse a bad file naming its line, writing nothing.
+
+use std::fs;
+use std::path::Path;
+use std::process::{Command, Output};
+
+fn lumenflow(dir: &Path, args: &[&str]) -> Output {
+    Command::new(env!("CARGO_BIN_EXE_lumenflow"))
+        .args(args)
+        .current_dir(dir)
+        .output()
+        .expect("run lumenflow")
+}
+
+fn ok(dir: &Path, args: &[&str]) -> String {
+    let out = lumenflow(dir, args);
+    assert!(
+        out.status.success(),
+        "lumenflow {args:?}: {}{}",
+        String::from_utf8_lossy(&out.stdout),
+        String::from_utf8_lossy(&out.stderr)
+    );
+    String::from_utf8_lossy(&out.stdout).into_owned()
+}
+
+fn fixture(name: &str) -> String {
+    Path::new(env!("CARGO_MANIFEST_DIR"))
+        .join("../../fixtures/campus")
+        .join(name)
+        .display()
+        .to_string()
+}
+
+#[test]
+fn facilities_are_registered_readings_ingested_and_bad_rows_named() {
+    let tmp = tempfile::tempdir().expect("tmp");
+    let ws = tmp.path();
+    ok(ws, &["init", "--id", "campus-ws", "--name", "Campus"]);
+    ok(
+        ws,
+        &[
+            "campus",
+            "facility",
+            "add",
+            "--id",
+            "campus-fac-001",
+            "--region",
+            "eu-west-1",
+        ],
+    );
+    let listed: serde_json::Value =
+        serde_json::from_str(&ok(ws, &["--json", "campus", "facility", "list"])).expect("json");
+    assert!(listed.to_string().contains("campus-fac-001"), "{listed}");
+
+    ok(
+        ws,
+        &["campus", "ingest", "--file", &fixture("readings.jsonl")],
+    );
+    let ledger =
+        fs::read_to_string(ws.join(".lumenflow/state/conductor/events.jsonl")).expect("ledger");
+    for kind in ["campus:pue_sampled", "campus:power_signal_ingested"] {
+        assert!(ledger.contains(kind), "{kind} missing from the ledger");
+    }
+    assert!(ledger.lines().all(|l| l.contains("\"from\":\"campus-ws\"")));
+
+    // A bad row: refused with its line and field, and nothing of the file is stored.
+    let before = fs::read_to_string(ws.join(".lumenflow/state/conductor/events.jsonl")).expect("l");
+    let bad = ws.join("bad.jsonl");
+    fs::write(
+        &bad,
+        "{\"type\":\"pue\",\"facility_id\":\"campus-fac-001\",\"pue\":1.2,\"sampled_at\":\"2026-07-01T00:00:00.000Z\"}\n{\"type\":\"pue\",\"facility_id\":\"campus-fac-001\",\"pue\":0.5,\"sampled_at\":\"2026-07-01T01:00:00.000Z\"}\n",
+    )
+    .expect("write");
+    let out = lumenflow(
+        ws,
+        &["campus", "ingest", "--file", bad.to_str().expect("utf-8")],
+    );
+    assert!(!out.status.success());
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert!(stderr.contains(":2"), "the error names line 2: {stderr}");
+    assert!(stderr.contains("pue"), "{stderr}");
+    let after = fs::read_to_string(ws.join(".lumenflow/state/conductor/events.jsonl")).expect("l");
+    assert_eq!(before, after, "nothing of a refused file is written");
+}
