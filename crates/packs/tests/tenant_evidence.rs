@@ -35,7 +35,14 @@ const SCOPES: &str = r#"      - {type: path, pattern: ".lumenflow/state/campus/e
       - {type: path, pattern: ".lumenflow/state/campus/evidence/exports/**", access: write}
 "#;
 
-fn workspace_yaml() -> String {
+/// The workspace pins tenant-evidence and, unless `alone`, campus-telemetry, the pack whose state
+/// folder (`.lumenflow/state/campus/`) the export writes with its consent (Q26).
+fn workspace_yaml(alone: bool) -> String {
+    let campus = if alone {
+        ""
+    } else {
+        "  - id: campus-telemetry\n    version: 0.1.0\n    integrity: dev\n    source: local\n"
+    };
     format!(
         r#"id: ws-42
 name: Tenant evidence test
@@ -44,7 +51,7 @@ packs:
     version: 0.1.0
     integrity: dev
     source: local
-lanes:
+{campus}lanes:
   - id: evidence
     title: Evidence
     allowed_scopes:
@@ -65,9 +72,13 @@ struct Ws {
 
 impl Ws {
     fn new() -> Ws {
+        Ws::with(false)
+    }
+
+    fn with(alone: bool) -> Ws {
         let dir = tempfile::tempdir().unwrap();
         let root = dir.path().canonicalize().unwrap();
-        fs::write(root.join("workspace.yaml"), workspace_yaml()).unwrap();
+        fs::write(root.join("workspace.yaml"), workspace_yaml(alone)).unwrap();
         let mut runtime = open(
             &root,
             lumenflow_packs::builtin_packs(),
@@ -371,7 +382,6 @@ fn bad_record_reads_are_refused_with_the_record_named() {
 // The export (TEV-02 to TEV-07)
 
 #[test]
-#[ignore = "blocked by KRN-10: the kernel reserves .lumenflow/state/campus/** for the pack whose slug is `campus` (campus-telemetry); tenant-evidence (slug `tenant-evidence`) is refused SCOPE_DENIED before the approval step. Un-ignore once the carve-out covers it (see the issue-9 report)"]
 fn the_export_needs_a_grant_from_the_local_provider_and_writes_an_unsealed_receipt() {
     let ws = Ws::new();
     let input = export_input("bundle-1", json!(["tenant-evidence:export"]));
@@ -439,7 +449,6 @@ fn the_export_needs_a_grant_from_the_local_provider_and_writes_an_unsealed_recei
 }
 
 #[test]
-#[ignore = "blocked by KRN-10: the kernel reserves .lumenflow/state/campus/** for the pack whose slug is `campus` (campus-telemetry); tenant-evidence (slug `tenant-evidence`) is refused SCOPE_DENIED before the approval step. Un-ignore once the carve-out covers it (see the issue-9 report)"]
 fn a_granted_export_without_the_approval_in_its_input_is_refused_and_writes_nothing() {
     // TEV-04, Q23: the grant alone is not enough; the caller must state the approval.
     let ws = Ws::new();
@@ -483,7 +492,6 @@ fn a_granted_export_without_the_approval_in_its_input_is_refused_and_writes_noth
 }
 
 #[test]
-#[ignore = "blocked by KRN-10: the kernel reserves .lumenflow/state/campus/** for the pack whose slug is `campus` (campus-telemetry); tenant-evidence (slug `tenant-evidence`) is refused SCOPE_DENIED before the approval step. Un-ignore once the carve-out covers it (see the issue-9 report)"]
 fn bad_exports_are_refused_as_a_whole_and_never_overwrite() {
     let ws = Ws::new();
     let ok = json!(["tenant-evidence:export"]);
@@ -541,18 +549,20 @@ fn bad_exports_are_refused_as_a_whole_and_never_overwrite() {
 }
 
 #[test]
-fn the_export_is_refused_by_the_kernel_until_the_campus_state_carve_out_covers_it() {
-    // Documents the blocker the ignored end-to-end tests above wait on: the dispatch path
-    // refuses the export before its approval step, so nothing is written and no approval is
-    // even asked for. When this test fails, un-ignore the three tests above and delete it.
-    let ws = Ws::new();
+fn without_the_campus_pack_consenting_the_export_is_refused_by_the_kernel() {
+    // Q26: tenant-evidence claims the campus state folder (`state_folders: [campus]`), but a
+    // claim grants nothing unless the folder's owner is loaded and lists it in `state_writers`.
+    let ws = Ws::with(true);
     let out = ws.call(
         "proof:export_attested_bundle",
         export_input("bundle-1", json!(["tenant-evidence:export"])),
     );
     assert_eq!(code(&out), "SCOPE_DENIED");
     assert!(message(&out).contains("reserved"), "{}", message(&out));
-    assert!(out.approval_id.is_none());
+    assert!(
+        out.approval_id.is_none(),
+        "refused before any approval is asked"
+    );
     assert!(ws.exports().is_empty());
 }
 

@@ -557,10 +557,10 @@ impl Runtime {
                 None,
             );
         }
-        let checked = self
-            .cache
-            .root(&self.workspace_dir)
-            .and_then(|root| prepared.check_input_paths(&root, input_map, &tool.pack_slug));
+        let checked = self.cache.root(&self.workspace_dir).and_then(|root| {
+            let slugs: Vec<&str> = tool.state_slugs.iter().map(String::as_str).collect();
+            prepared.check_input_paths(&root, input_map, &slugs)
+        });
         if let Err(message) = checked {
             return self.refuse(
                 draft,

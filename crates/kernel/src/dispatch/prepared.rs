@@ -107,7 +107,8 @@ fn prepare(
         task: task_layer,
         tool: &tool.manifest.required_scopes,
     };
-    let reserved = scope::reserved_write_scopes(&tool.manifest.required_scopes, &tool.pack_slug);
+    let slugs: Vec<&str> = tool.state_slugs.iter().map(String::as_str).collect();
+    let reserved = scope::reserved_write_scopes_for(&tool.manifest.required_scopes, &slugs);
     if !reserved.is_empty() {
         return Err(Refusal {
             message: format!(
@@ -182,7 +183,7 @@ impl Prepared {
         &self,
         root: &Path,
         input: &Map<String, Value>,
-        slug: &str,
+        state_slugs: &[&str],
     ) -> Result<(), String> {
         let access = self.access;
         let mut paths: Vec<(&str, &str)> = Vec::new();
@@ -211,7 +212,7 @@ impl Prepared {
                     "input `{field}` = `{raw}` is outside the effective {access} scopes"
                 ));
             }
-            if access == PathAccess::Write && scope::is_reserved_write_path(&rel, slug) {
+            if access == PathAccess::Write && scope::is_reserved_write_path_for(&rel, state_slugs) {
                 return Err(format!(
                     "input `{field}` = `{raw}` writes under `.lumenflow/`, which is reserved"
                 ));
@@ -257,7 +258,9 @@ impl Prepared {
                     "input `{field}` = `{raw}` resolves through a symlink to `{inside}`, outside the effective {access} scopes"
                 ));
             }
-            if access == PathAccess::Write && scope::is_reserved_write_path(&inside, slug) {
+            if access == PathAccess::Write
+                && scope::is_reserved_write_path_for(&inside, state_slugs)
+            {
                 return Err(format!(
                     "input `{field}` = `{raw}` resolves under `.lumenflow/`, which is reserved"
                 ));

@@ -165,6 +165,10 @@ pub struct RegisteredTool {
     pub name: String,
     pub pack_id: String,
     pub pack_slug: String,
+    /// The state folders (`.lumenflow/state/<slug>/`) the tool's pack may write: its own slug
+    /// first, then those of loaded packs that listed it in `state_writers` while it lists them
+    /// in `state_folders` (consent on both sides, Q26).
+    pub state_slugs: Vec<String>,
     pub pack_version: String,
     pub pack_integrity: String,
     pub manifest: ToolManifest,
@@ -194,6 +198,7 @@ impl RegisteredTool {
             name: tool.name.clone(),
             pack_id: pack.id.clone(),
             pack_slug: pack.slug().to_string(),
+            state_slugs: vec![pack.slug().to_string()],
             pack_version: pack.version.clone(),
             pack_integrity: integrity.to_string(),
             input_schema: compile(&tool.input_schema, &tool.name, &pack.id)?,
@@ -277,8 +282,11 @@ impl ToolRegistry {
         builtins: &HashMap<String, BuiltinFn>,
     ) -> Result<Self, RegistryError> {
         let mut registry = ToolRegistry::new();
+        let manifests: Vec<&crate::manifest::PackManifest> =
+            packs.iter().map(|p| &p.manifest.manifest).collect();
         for pack in packs {
             let m = &pack.manifest.manifest;
+            let state_slugs = shared_state_slugs(m, &manifests);
             for tool in &m.tools {
                 let implementation = match &pack.location {
                     PackLocation::Builtin(_) => match builtins.get(&tool.name) {
@@ -314,6 +322,7 @@ impl ToolRegistry {
                     name: tool.name.clone(),
                     pack_id: m.id.clone(),
                     pack_slug: m.slug().to_string(),
+                    state_slugs: state_slugs.clone(),
                     pack_version: m.version.clone(),
                     pack_integrity: pack.pin.integrity.to_string(),
                     manifest: tool.clone(),
@@ -325,6 +334,27 @@ impl ToolRegistry {
         }
         Ok(registry)
     }
+}
+
+/// The state folders `m`'s tools may write: its own, and each of its `state_folders` whose
+/// owner is loaded and lists `m`'s slug in `state_writers`. A one-sided claim grants nothing.
+pub fn shared_state_slugs(
+    m: &crate::manifest::PackManifest,
+    loaded: &[&crate::manifest::PackManifest],
+) -> Vec<String> {
+    let mut out = vec![m.slug().to_string()];
+    for folder in &m.state_folders {
+        let consented = loaded.iter().any(|owner| {
+            owner.slug() == folder
+                && owner.id != m.id
+                && owner.state_writers.iter().any(|w| w == m.slug())
+                && !crate::manifest::RESERVED_SLUGS.contains(&folder.as_str())
+        });
+        if consented && !out.contains(folder) {
+            out.push(folder.clone());
+        }
+    }
+    out
 }
 
 fn compile(

@@ -75,6 +75,14 @@ pub struct PackManifest {
     pub surfaces_required: Vec<Surface>,
     #[serde(default)]
     pub backpressure_policy: IndexMap<String, Backpressure>,
+    /// Slugs of other packs this pack lets write under its `.lumenflow/state/<slug>/` (Q26).
+    /// Consent is two-sided: the writer must list this pack's slug in its `state_folders`.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub state_writers: Vec<String>,
+    /// Slugs of other packs whose state folder this pack writes (each must list this pack's
+    /// slug in its `state_writers`, and be loaded, or the writes stay reserved).
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub state_folders: Vec<String>,
 }
 
 fn default_surfaces() -> Vec<Surface> {

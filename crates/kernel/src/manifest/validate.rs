@@ -178,6 +178,29 @@ pub fn validate(doc: &ManifestDocument) -> Diagnostics {
             Some("choose another slug (it names the pack's event namespace and state folder)"),
         );
     }
+    for (field, list) in [
+        ("state_writers", &m.state_writers),
+        ("state_folders", &m.state_folders),
+    ] {
+        for (i, slug) in list.iter().enumerate() {
+            let problem = if !is_kebab_case(slug) {
+                Some(format!("`{slug}` is not a kebab-case pack slug"))
+            } else if RESERVED_SLUGS.contains(&slug.as_str()) {
+                Some(format!(
+                    "`{slug}` is the runtime's own state (`.lumenflow/state/{slug}/`); no pack may share it"
+                ))
+            } else if slug == m.slug() {
+                Some(format!(
+                    "`{slug}` is this pack's own slug; its state folder is always its own"
+                ))
+            } else {
+                None
+            };
+            if let Some(message) = problem {
+                err(root.key(field).index(i), message, None);
+            }
+        }
+    }
     if let Some(d) = &m.description {
         if d.trim().is_empty() {
             err(

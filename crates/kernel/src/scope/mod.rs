@@ -293,12 +293,23 @@ pub fn check_path(layers: &ScopeLayers, path: &str, access: PathAccess) -> Resul
 /// `..` segment is listed too. Patterns that merely *can* reach `.lumenflow/` through a
 /// wildcard (`**/*.md`) are not listed; concrete writes go through [`is_reserved_write_path`].
 pub fn reserved_write_scopes(tool: &[ToolScope], pack_slug: &str) -> Vec<String> {
-    path::reserved_write_scopes(tool, pack_slug)
+    path::reserved_write_scopes(tool, &[pack_slug])
+}
+
+/// [`reserved_write_scopes`] for a pack that may also write the state folders of other packs
+/// that consented (`state_slugs` = its own slug first, then the shared ones).
+pub fn reserved_write_scopes_for(tool: &[ToolScope], state_slugs: &[&str]) -> Vec<String> {
+    path::reserved_write_scopes(tool, state_slugs)
 }
 
 /// KRN-10 for a concrete path: is writing `rel_path` reserved for the pack `pack_slug`? True
 /// under `.lumenflow/` outside `.lumenflow/state/<slug>/`, and for any path
 /// [`normalize_rel_path`] refuses.
 pub fn is_reserved_write_path(rel_path: &str, pack_slug: &str) -> bool {
-    path::is_reserved_write_path(rel_path, pack_slug)
+    path::is_reserved_write_path(rel_path, &[pack_slug])
+}
+
+/// [`is_reserved_write_path`] for a pack that may also write consenting packs' state folders.
+pub fn is_reserved_write_path_for(rel_path: &str, state_slugs: &[&str]) -> bool {
+    path::is_reserved_write_path(rel_path, state_slugs)
 }

@@ -232,8 +232,9 @@ fn literal_slug(slug: &str) -> Option<&str> {
     ok.then_some(slug)
 }
 
-/// Does the normalised `path` (pattern or concrete path) sit in reserved space?
-fn in_reserved(path: &str, pack_slug: &str) -> bool {
+/// Does the normalised `path` (pattern or concrete path) sit in reserved space for a pack that
+/// may write the state folders of `state_slugs` (its own slug, plus any shared with it)?
+fn in_reserved(path: &str, state_slugs: &[&str]) -> bool {
     let under_root = path == RESERVED_ROOT
         || path
             .strip_prefix(RESERVED_ROOT)
@@ -241,14 +242,16 @@ fn in_reserved(path: &str, pack_slug: &str) -> bool {
     if !under_root {
         return false;
     }
-    let Some(slug) = literal_slug(pack_slug) else {
-        return true;
-    };
-    let carve = format!("{RESERVED_ROOT}/state/{slug}");
-    let carved = path == carve
-        || path
-            .strip_prefix(&carve)
-            .is_some_and(|r| r.starts_with('/'));
+    let carved = state_slugs
+        .iter()
+        .filter_map(|s| literal_slug(s))
+        .any(|slug| {
+            let carve = format!("{RESERVED_ROOT}/state/{slug}");
+            path == carve
+                || path
+                    .strip_prefix(&carve)
+                    .is_some_and(|r| r.starts_with('/'))
+        });
     !carved
 }
 
@@ -256,7 +259,7 @@ fn in_reserved(path: &str, pack_slug: &str) -> bool {
 /// `.lumenflow/state/<slug>/` (REQUIREMENTS Q26), normalised as the original reports them
 /// (`\` → `/`, leading `./` dropped). A write pattern with a `..` segment is reported too (fail
 /// closed). Read scopes are never reserved.
-pub(crate) fn reserved_write_scopes(tool: &[ToolScope], pack_slug: &str) -> Vec<String> {
+pub(crate) fn reserved_write_scopes(tool: &[ToolScope], state_slugs: &[&str]) -> Vec<String> {
     let mut out = Vec::new();
     for pattern in path_patterns(tool, PathAccess::Write) {
         let mut norm = pattern.replace('\\', "/");
@@ -264,7 +267,7 @@ pub(crate) fn reserved_write_scopes(tool: &[ToolScope], pack_slug: &str) -> Vec<
             norm = rest.to_string();
         }
         let escapes = norm.split('/').any(|s| s == "..");
-        if (escapes || in_reserved(&norm, pack_slug)) && !out.contains(&norm) {
+        if (escapes || in_reserved(&norm, state_slugs)) && !out.contains(&norm) {
             out.push(norm);
         }
     }
@@ -273,9 +276,9 @@ pub(crate) fn reserved_write_scopes(tool: &[ToolScope], pack_slug: &str) -> Vec<
 
 /// KRN-10 for a concrete path: is writing `rel_path` reserved for this pack? A path that
 /// [`normalize_rel_path`] refuses counts as reserved (fail closed).
-pub(crate) fn is_reserved_write_path(rel_path: &str, pack_slug: &str) -> bool {
+pub(crate) fn is_reserved_write_path(rel_path: &str, state_slugs: &[&str]) -> bool {
     match normalize_rel_path(rel_path) {
-        Ok(path) => in_reserved(&path, pack_slug),
+        Ok(path) => in_reserved(&path, state_slugs),
         Err(_) => true,
     }
 }
