@@ -175,6 +175,23 @@ fn happy_mode_runs_the_chain_through_an_approval_tcd_07() {
         .iter()
         .filter_map(|s| s["stage"].as_str())
         .collect();
+    // The control plane assembled a replay of this run from the events that reached it.
+    let replay = report["steps"]
+        .as_array()
+        .expect("steps")
+        .iter()
+        .find_map(|s| {
+            s["detail"]
+                .as_str()
+                .filter(|d| d.contains("replay stages:"))
+        })
+        .expect("a replay step");
+    assert!(!replay.contains("tool_calls 0"), "{replay}");
+    assert!(!replay.contains("approvals 0"), "{replay}");
+    assert!(
+        !replay.contains("proof 0"),
+        "the sealed bundle receipt is in the replay: {replay}"
+    );
     for stage in [
         "Cloud",
         "Connection",

@@ -565,13 +565,12 @@ fn run_in(
         "agent-runtime:turn_aborted"
     };
     let synced = wait_for_event(&operator, end_kind, Duration::from_secs(30))?;
-    let replay = operator.get(&format!("/api/v1/runs/{run_id}/replay"))?;
     let replay_link = format!("{}/replay/{run_id}", operator.base);
     steps.step(
         "Proof",
-        "evidence synced to the control plane; replay assembled",
+        "evidence synced to the control plane",
         &format!(
-            "{synced} events of {} stored in the control plane\nreplay: {replay_link}",
+            "{synced} events of {} stored in the control plane",
             scratch::WORKSPACE_ID
         ),
     );
@@ -591,7 +590,6 @@ fn run_in(
             last: &last,
             approval: approval_record.as_ref(),
             replay_link: &replay_link,
-            replay: &replay,
             submitted_at: &submitted_at,
         },
     )?;
@@ -636,6 +634,52 @@ fn run_in(
             format!("the bundle in {} does not verify", bundle_dir.display()),
         ));
     }
+
+    // Proof closes the loop in the control plane too: it seals the bundle's receipt (the
+    // artifact digests, bound to the run), and the replay now runs from the Dispatch to Proof.
+    let sealed = operator.post(
+        "/api/v1/receipts/seal",
+        &bundle_receipt(scratch::WORKSPACE_ID, run_id, &manifest),
+    )?;
+    let replay = operator.get(&format!("/api/v1/runs/{run_id}/replay"))?;
+    let stages: Vec<String> = replay
+        .get("stages")
+        .and_then(Value::as_array)
+        .map(|stages| {
+            stages
+                .iter()
+                .map(|st| {
+                    format!(
+                        "{} {}",
+                        st.get("stage").and_then(Value::as_str).unwrap_or("?"),
+                        st.get("count").and_then(Value::as_u64).unwrap_or(0)
+                    )
+                })
+                .collect()
+        })
+        .unwrap_or_default();
+    if stages.is_empty() {
+        return Err(CliError::new(
+            "REPLAY_EMPTY",
+            format!("the control plane holds nothing for run `{run_id}`; see the sidecar log"),
+        ));
+    }
+    steps.step(
+        "Proof",
+        "the control plane sealed the bundle's receipt; replay assembled",
+        &format!(
+            "receipt {} sealed by {}\nreplay stages: {}\nreplay: {replay_link}",
+            sealed
+                .get("receipt_id")
+                .and_then(Value::as_str)
+                .unwrap_or("?"),
+            sealed
+                .pointer("/seal/key_id")
+                .and_then(Value::as_str)
+                .unwrap_or("?"),
+            stages.join(", ")
+        ),
+    );
     print_ok(
         ctx.json,
         &json!({"ok": true, "run_id": run_id, "mode": args.mode.as_str(), "bundle": bundle_dir,
@@ -643,6 +687,34 @@ fn run_in(
         &format!("{}", bundle_dir.display()),
     );
     Ok(())
+}
+
+/// The unsealed receipt of a trusted-compute bundle: every artifact by name and digest, bound
+/// to the run, with `content_digest` over the rest (Q25's rule; the control plane seals it).
+fn bundle_receipt(workspace_id: &str, run_id: &str, manifest: &bundle::BundleManifest) -> Value {
+    let records: Vec<Value> = manifest
+        .artifact_hashes
+        .iter()
+        .map(|(name, digest)| {
+            json!({"record_kind": "artifact", "record_id": name, "content_digest": digest})
+        })
+        .collect();
+    let mut receipt = serde_json::Map::new();
+    for (k, v) in [
+        ("schema_version", json!(1)),
+        ("receipt_kind", json!("trusted_compute_bundle")),
+        ("workspace_id", json!(workspace_id)),
+        ("run_id", json!(run_id)),
+        ("bundle_id", json!(run_id)),
+        ("created_at", json!(manifest.created_at)),
+        ("signer_key_id", json!(manifest.signer_key_id)),
+        ("records", Value::Array(records)),
+    ] {
+        receipt.insert(k.to_string(), v);
+    }
+    let digest = lumenflow_contracts::receipt::digest_without_content_digest(&receipt);
+    receipt.insert("content_digest".into(), json!(digest.to_string()));
+    Value::Object(receipt)
 }
 
 fn turn_status(out: &Value) -> &str {
@@ -737,7 +809,6 @@ struct BundleInputs<'a> {
     last: &'a Value,
     approval: Option<&'a Value>,
     replay_link: &'a str,
-    replay: &'a Value,
     submitted_at: &'a str,
 }
 
@@ -848,9 +919,6 @@ fn write_bundle(
         &dir.join("replay-link.txt"),
         &format!("{}\n", b.replay_link),
     )?;
-    // The replay the link points at, as the control plane assembled it, for the record (not one
-    // of the nine proof files, so not signed).
-    let _ = b.replay;
     Ok(())
 }
 
