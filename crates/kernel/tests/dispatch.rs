@@ -221,6 +221,36 @@ fn symlink_escapes_are_refused() {
 }
 
 #[test]
+fn dangling_and_chained_symlink_escapes_are_refused() {
+    // KRN-11: a write through a dangling symlink creates its target, so the target is what the
+    // scopes must allow; chains and `..` inside link targets are followed too.
+    let f = fixture("");
+    let outside = tempfile::tempdir().expect("tmp");
+    std::os::unix::fs::symlink(
+        outside.path().join("not-yet/created.md"),
+        f.root.join("reports/dangling.md"),
+    )
+    .expect("symlink");
+    let out = call(&f, "notes:write", json!({"path": "reports/dangling.md"}));
+    assert_refused(&f, &out, "SCOPE_DENIED");
+    std::os::unix::fs::symlink("../secrets", f.root.join("reports/up")).expect("symlink");
+    std::os::unix::fs::symlink("up/prod.env", f.root.join("reports/chain")).expect("symlink");
+    let out = call(&f, "notes:write", json!({"path": "reports/chain"}));
+    assert_refused(&f, &out, "SCOPE_DENIED");
+    std::os::unix::fs::symlink("loop-b", f.root.join("reports/loop-a")).expect("symlink");
+    std::os::unix::fs::symlink("loop-a", f.root.join("reports/loop-b")).expect("symlink");
+    let out = call(&f, "notes:write", json!({"path": "reports/loop-a"}));
+    assert_refused(&f, &out, "SCOPE_DENIED");
+    assert!(out.output.error.expect("err").message.contains("symlinks"));
+    assert_eq!(f.calls.load(Ordering::SeqCst), 0);
+    // A link that stays inside the scopes is followed and allowed.
+    std::fs::create_dir_all(f.root.join("reports/real")).expect("dir");
+    std::os::unix::fs::symlink("real", f.root.join("reports/alias")).expect("symlink");
+    let out = call(&f, "notes:write", json!({"path": "reports/alias/new.md"}));
+    assert!(out.output.success, "{out:?}");
+}
+
+#[test]
 fn reading_a_path_no_layer_allows_is_refused() {
     // The lane of a task narrows reads; without the task the workspace layer applies.
     let f = fixture("");

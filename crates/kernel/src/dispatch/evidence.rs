@@ -5,10 +5,13 @@
 use std::fs::{self, OpenOptions};
 use std::io::Write;
 use std::path::{Path, PathBuf};
+use std::sync::atomic::{AtomicU64, Ordering};
 
 use lumenflow_contracts::canonical_json::to_canonical_vec;
 use lumenflow_contracts::digest::Sha256Digest;
 use serde_json::Value;
+
+static TMP_COUNTER: AtomicU64 = AtomicU64::new(0);
 
 /// `<workspace>/.lumenflow/kernel/evidence`.
 pub fn default_root(workspace_dir: &Path) -> PathBuf {
@@ -61,10 +64,13 @@ impl EvidenceStore {
             .unwrap_or(false);
         let path = self.root.join(&reference);
         if !already && !path.exists() {
+            // Each writer has its own temp file: two threads (or processes) storing the same new
+            // blob at once must not truncate or rename away each other's file.
+            let n = TMP_COUNTER.fetch_add(1, Ordering::Relaxed);
             let tmp = self
                 .root
                 .join("inputs")
-                .join(format!(".{hex}.tmp-{}", std::process::id()));
+                .join(format!(".{hex}.tmp-{}-{n}", std::process::id()));
             {
                 let mut f = OpenOptions::new()
                     .create(true)
@@ -74,8 +80,13 @@ impl EvidenceStore {
                 f.write_all(&bytes)?;
                 f.sync_data()?;
             }
-            // Rename is atomic; two writers of the same blob write identical bytes.
-            fs::rename(&tmp, &path)?;
+            // Rename is atomic; two writers of the same blob write identical bytes. The folder
+            // is synced too, or a crash could lose the name while a receipt points at it.
+            if let Err(e) = fs::rename(&tmp, &path) {
+                let _ = fs::remove_file(&tmp);
+                return Err(e);
+            }
+            fs::File::open(self.root.join("inputs"))?.sync_all()?;
         }
         if !already {
             if let Ok(mut k) = self.known.lock() {
@@ -145,5 +156,38 @@ mod tests {
         fs::write(dir.path().join(&a.reference), "{}").expect("tamper");
         assert!(store.get(&a.reference).is_err());
         assert!(store.get("../../etc/passwd").is_err());
+    }
+
+    #[test]
+    fn concurrent_writers_of_one_new_blob_all_succeed() {
+        // KRN-12: 64 callers with the same new input at once (the dispatch bench found two
+        // threads sharing one temp file name, so one rename failed).
+        let dir = tempfile::tempdir().expect("tmp");
+        let store = EvidenceStore::open(dir.path()).expect("open");
+        let value = json!({"path": "data/x.csv", "n": 7});
+        let results: Vec<std::io::Result<Stored>> = std::thread::scope(|s| {
+            let handles: Vec<_> = (0..64)
+                .map(|_| {
+                    let store = store.clone();
+                    let value = value.clone();
+                    s.spawn(move || store.put(&value))
+                })
+                .collect();
+            handles
+                .into_iter()
+                .map(|h| h.join().expect("join"))
+                .collect()
+        });
+        for r in &results {
+            assert!(r.is_ok(), "{r:?}");
+        }
+        let stored = results[0].as_ref().expect("stored");
+        assert_eq!(store.get(&stored.reference).expect("get"), value);
+        let leftovers: Vec<_> = fs::read_dir(dir.path().join("inputs"))
+            .expect("list")
+            .filter_map(Result::ok)
+            .filter(|e| e.file_name().to_string_lossy().contains(".tmp-"))
+            .collect();
+        assert!(leftovers.is_empty(), "temp files left: {leftovers:?}");
     }
 }

@@ -254,15 +254,23 @@ pub const MAX_NESTED_DEPTH: u8 = 4;
 
 static RECEIPT_COUNTER: AtomicU64 = AtomicU64::new(0);
 
-/// A receipt id unique across processes: a hash of pid, time and a counter (no RNG needed).
+/// A receipt id unique across processes: a hash of this process's identity (pid, start time) and
+/// a counter (no RNG needed; the identity is formatted once, not on every call).
 fn new_receipt_id() -> String {
+    static PROCESS: std::sync::OnceLock<String> = std::sync::OnceLock::new();
+    let process = PROCESS.get_or_init(|| {
+        format!(
+            "{}:{}:{:?}",
+            std::process::id(),
+            Timestamp::now().unix_millis(),
+            Instant::now()
+        )
+    });
     let n = RECEIPT_COUNTER.fetch_add(1, Ordering::Relaxed);
-    let basis = format!(
-        "{}:{}:{n}:{:?}",
-        std::process::id(),
-        Timestamp::now().unix_millis(),
-        Instant::now()
-    );
+    let mut basis = String::with_capacity(process.len() + 21);
+    basis.push_str(process);
+    basis.push(':');
+    basis.push_str(&n.to_string());
     format!(
         "rcpt_{}",
         &lumenflow_contracts::digest::sha256_hex(basis.as_bytes())[..24]

@@ -217,36 +217,10 @@ impl Prepared {
                     "input `{field}` = `{raw}` writes under `.lumenflow/`, which is reserved"
                 ));
             }
-            // Resolve symlinks on the part that exists: the target must still be inside the
+            // Resolve symlinks (dangling ones too): the target must still be inside the
             // workspace and inside the scopes.
-            let full = root.join(&rel);
-            let mut existing = full.clone();
-            let mut rest = Vec::new();
-            // Most paths exist: resolve them with one call; walk up only for new files.
-            let direct = full.canonicalize().ok();
-            while direct.is_none() && !existing.exists() {
-                match (
-                    existing.file_name().map(|n| n.to_os_string()),
-                    existing.parent().map(Path::to_path_buf),
-                ) {
-                    (Some(name), Some(parent)) => {
-                        rest.push(name);
-                        existing = parent;
-                    }
-                    _ => break,
-                }
-            }
-            let mut resolved = match direct {
-                Some(p) => p,
-                // `root` is already canonical (resolved once by the cache): no need to ask again.
-                None if existing == root => root.to_path_buf(),
-                None => existing
-                    .canonicalize()
-                    .map_err(|e| format!("cannot resolve input `{field}`: {e}"))?,
-            };
-            for part in rest.iter().rev() {
-                resolved.push(part);
-            }
+            let resolved = resolve_under(root, &rel)
+                .map_err(|e| format!("cannot resolve input `{field}` = `{raw}`: {e}"))?;
             let Ok(inside) = resolved.strip_prefix(root) else {
                 return Err(format!(
                     "input `{field}` = `{raw}` resolves outside the workspace (through a symlink)"
@@ -268,4 +242,68 @@ impl Prepared {
         }
         Ok(())
     }
+}
+
+/// Most symlinks a path may pass through, as the kernel's `MAXSYMLINKS`.
+const MAX_SYMLINK_HOPS: usize = 40;
+
+/// Where `rel` (normalized, relative) under the canonical `root` really leads: every component
+/// is looked at with `lstat`, a symlink is replaced by its target (dangling or not: a write
+/// through a dangling link creates its target), and the part that does not exist yet is kept as
+/// written. One `lstat` per existing component; `canonicalize` instead cost a `readlink` per
+/// component of the whole absolute path, and missed dangling links.
+pub(crate) fn resolve_under(root: &Path, rel: &str) -> std::io::Result<std::path::PathBuf> {
+    use std::path::Component;
+    let mut resolved = root.to_path_buf();
+    let mut pending: Vec<std::ffi::OsString> = Path::new(rel)
+        .components()
+        .rev()
+        .map(|c| c.as_os_str().to_os_string())
+        .collect();
+    let mut hops = 0usize;
+    // Once a component is missing, nothing below it exists: the rest is only lexical.
+    let mut missing = false;
+    while let Some(part) = pending.pop() {
+        match Path::new(&part).components().next() {
+            Some(Component::ParentDir) => {
+                resolved.pop();
+                continue;
+            }
+            Some(Component::Normal(_)) => {}
+            Some(Component::RootDir) => {
+                resolved = std::path::PathBuf::from("/");
+                continue;
+            }
+            _ => continue,
+        }
+        let candidate = resolved.join(&part);
+        if missing {
+            resolved = candidate;
+            continue;
+        }
+        match std::fs::symlink_metadata(&candidate) {
+            Ok(meta) if meta.file_type().is_symlink() => {
+                hops += 1;
+                if hops > MAX_SYMLINK_HOPS {
+                    return Err(std::io::Error::other(format!(
+                        "more than {MAX_SYMLINK_HOPS} symlinks"
+                    )));
+                }
+                let target = std::fs::read_link(&candidate)?;
+                for c in target.components().rev() {
+                    pending.push(c.as_os_str().to_os_string());
+                }
+            }
+            Ok(_) => resolved = candidate,
+            Err(e)
+                if e.kind() == std::io::ErrorKind::NotFound
+                    || e.raw_os_error() == Some(20 /* ENOTDIR */) =>
+            {
+                missing = true;
+                resolved = candidate;
+            }
+            Err(e) => return Err(e),
+        }
+    }
+    Ok(resolved)
 }

@@ -39,8 +39,9 @@
 //! [`EventLog::append`] and [`EventLog::append_batch`] return only after the line is written and
 //! `fdatasync`'d. Concurrent appenders are batched leader/follower style: the first appender to find
 //! no commit in flight becomes the leader, takes every queued record, writes them with one `write`
-//! and one `fdatasync`, and wakes the followers it committed for; appenders arriving meanwhile queue
-//! up for the next commit. One fsync thus covers many records ([`LogStats::fsyncs`] against
+//! and one `fdatasync`, hands the next commit to the first appender queued meanwhile, and wakes only
+//! the followers it committed for (each waits on its own slot, so a commit never wakes the whole
+//! queue). One fsync thus covers many records ([`LogStats::fsyncs`] against
 //! [`LogStats::records_appended`]), and durability is never traded away. Validation and the
 //! canonical encoding of each record happen on the appender's own thread; the leader only chains,
 //! hashes and writes.

@@ -1,6 +1,6 @@
 //! The writer: opening (tail recovery), group commit, stats.
 
-use std::collections::{HashMap, VecDeque};
+use std::collections::VecDeque;
 use std::fs::{self, File, OpenOptions};
 use std::io::{self, Read, Seek, SeekFrom, Write};
 use std::path::{Path, PathBuf};
@@ -100,7 +100,6 @@ struct Shared {
     path: PathBuf,
     options: LogOptions,
     queue: Mutex<Queue>,
-    wake: Condvar,
     writer: Mutex<Writer>,
     /// Bytes of the file known durable: readers through the handle stop here.
     committed_len: AtomicU64,
@@ -115,16 +114,54 @@ struct Shared {
 #[derive(Debug, Default)]
 struct Queue {
     pending: VecDeque<Request>,
-    next_ticket: u64,
-    /// A leader is committing; new requests wait for the next commit.
+    /// A leader is committing (or has been handed the next commit); new requests wait.
     leading: bool,
-    done: HashMap<u64, Result<Vec<Appended>, LogError>>,
 }
 
 #[derive(Debug)]
 struct Request {
-    ticket: u64,
     records: Vec<Prepared>,
+    slot: Arc<Slot>,
+}
+
+/// Where one request's thread waits. Each waiter has its own, so a commit wakes exactly the
+/// threads it committed for plus the next leader: with one condvar for the whole log, every
+/// commit woke every waiting thread, and at 64 callers the wake-ups cost more than the work.
+#[derive(Debug, Default)]
+struct Slot {
+    state: Mutex<SlotState>,
+    ready: Condvar,
+}
+
+#[derive(Debug, Default)]
+enum SlotState {
+    #[default]
+    Waiting,
+    /// The previous leader handed the next commit to this request's thread.
+    Lead,
+    Done(Result<Vec<Appended>, LogError>),
+}
+
+impl Slot {
+    fn set(&self, state: SlotState) {
+        *lock(&self.state) = state;
+        self.ready.notify_one();
+    }
+
+    fn wait(&self) -> SlotState {
+        let mut state = lock(&self.state);
+        loop {
+            match std::mem::take(&mut *state) {
+                SlotState::Waiting => {
+                    state = self
+                        .ready
+                        .wait(state)
+                        .unwrap_or_else(|poisoned| poisoned.into_inner());
+                }
+                other => return other,
+            }
+        }
+    }
 }
 
 #[derive(Debug)]
@@ -191,7 +228,6 @@ impl EventLog {
             path: path.to_path_buf(),
             options,
             queue: Mutex::new(Queue::default()),
-            wake: Condvar::new(),
             committed_len: AtomicU64::new(tail.len),
             broken: AtomicBool::new(false),
             records_appended: AtomicU64::new(0),
@@ -287,25 +323,40 @@ impl EventLog {
 impl Shared {
     /// Queue `records` and return once a commit holding them is durable, leading that commit if
     /// no other thread is.
+    ///
+    /// Invariant: `leading` is false only while `pending` is empty (a leader with work queued
+    /// behind it hands over instead of stepping down), so a thread that becomes leader, fresh or
+    /// handed over, has its own request at the front of the queue, and its commit includes it.
     fn submit(&self, records: Vec<Prepared>) -> Result<Vec<Appended>, LogError> {
-        let mut queue = lock(&self.queue);
-        let ticket = queue.next_ticket;
-        queue.next_ticket += 1;
-        queue.pending.push_back(Request { ticket, records });
-        loop {
-            if let Some(result) = queue.done.remove(&ticket) {
+        let slot = Arc::new(Slot::default());
+        let lead_now = {
+            let mut queue = lock(&self.queue);
+            queue.pending.push_back(Request {
+                records,
+                slot: Arc::clone(&slot),
+            });
+            !std::mem::replace(&mut queue.leading, true)
+        };
+        if !lead_now {
+            if let SlotState::Done(result) = slot.wait() {
                 return result;
             }
-            if queue.leading {
-                queue = self
-                    .wake
-                    .wait(queue)
-                    .unwrap_or_else(|poisoned| poisoned.into_inner());
-                continue;
-            }
-            // Lead: take what is queued (whole requests, up to the record cap) and commit it.
-            queue.leading = true;
-            let mut group = Vec::new();
+        }
+        self.lead();
+        match slot.wait() {
+            SlotState::Done(result) => result,
+            _ => Err(LogError::Failed {
+                path: self.path.clone(),
+                reason: "the commit led by this request did not include it".to_string(),
+            }),
+        }
+    }
+
+    /// Take what is queued (whole requests, up to the record cap) and commit it.
+    fn lead(&self) {
+        let mut group = Vec::new();
+        {
+            let mut queue = lock(&self.queue);
             let mut records = 0usize;
             while let Some(request) = queue.pending.front() {
                 if !group.is_empty()
@@ -318,16 +369,13 @@ impl Shared {
                     group.push(request);
                 }
             }
-            drop(queue);
-            let mut guard = LeaderGuard {
-                shared: self,
-                tickets: group.iter().map(|r| r.ticket).collect(),
-                results: None,
-            };
-            guard.results = Some(self.commit(&group));
-            drop(guard);
-            queue = lock(&self.queue);
         }
+        let mut guard = LeaderGuard {
+            shared: self,
+            group,
+            results: None,
+        };
+        guard.results = Some(self.commit(&guard.group));
     }
 
     /// Write and fsync one group; one result per request, in order.
@@ -419,37 +467,41 @@ impl Shared {
     }
 }
 
-/// Hands a commit's results to its waiters and steps down as leader, also if the commit panicked
-/// (then every waiter of the group gets an error instead of waiting forever).
+/// Hands the next commit over (or steps down) and gives a commit's results to its waiters, also
+/// if the commit panicked (then every waiter of the group gets an error instead of waiting
+/// forever).
 struct LeaderGuard<'a> {
     shared: &'a Shared,
-    tickets: Vec<u64>,
+    group: Vec<Request>,
     results: Option<Vec<Result<Vec<Appended>, LogError>>>,
 }
 
 impl Drop for LeaderGuard<'_> {
     fn drop(&mut self) {
-        let mut queue = lock(&self.shared.queue);
-        match self.results.take() {
+        // Hand over first, so the next fsync starts while this group's threads wake up.
+        {
+            let mut queue = lock(&self.shared.queue);
+            match queue.pending.front() {
+                Some(next) => next.slot.set(SlotState::Lead),
+                None => queue.leading = false,
+            }
+        }
+        let results = self.results.take();
+        match results {
             Some(results) => {
-                for (ticket, result) in self.tickets.iter().zip(results) {
-                    queue.done.insert(*ticket, result);
+                for (request, result) in self.group.iter().zip(results) {
+                    request.slot.set(SlotState::Done(result));
                 }
             }
             None => {
-                for ticket in &self.tickets {
-                    queue.done.insert(
-                        *ticket,
-                        Err(LogError::Failed {
-                            path: self.shared.path.clone(),
-                            reason: "the commit was interrupted by a panic".to_string(),
-                        }),
-                    );
+                for request in &self.group {
+                    request.slot.set(SlotState::Done(Err(LogError::Failed {
+                        path: self.shared.path.clone(),
+                        reason: "the commit was interrupted by a panic".to_string(),
+                    })));
                 }
             }
         }
-        queue.leading = false;
-        self.shared.wake.notify_all();
     }
 }
 
