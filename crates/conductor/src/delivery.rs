@@ -3,7 +3,7 @@
 //!
 //! [`ConductorSink`] is the [`EventSink`] the sidecar plugs into the runtime: the kernel calls
 //! it synchronously from the dispatch path, so it never touches the network. It stamps each
-//! event in the local ledger (group-committed, [`crate::stamp`]), numbers each
+//! event in the local ledger (group-committed by the kernel's ledger), numbers each
 //! event on the sidecar channel (`seq`, persisted), then routes it by the enumerated class of its
 //! kind: queue-class events are written to the [`Outbox`] (durable before `push` returns) and
 //! the drain is woken; ephemeral events go to a bounded in-memory channel and are sent once by
@@ -29,7 +29,7 @@ use tokio::sync::{mpsc, Notify};
 use crate::control_plane::ControlPlane;
 use crate::outbox::{Outbox, OutboxError, RawPending};
 use crate::seq::SeqCounter;
-use crate::stamp::StampLedger;
+use lumenflow_kernel::events::ledger::Ledger;
 
 /// Tunables of delivery.
 #[derive(Debug, Clone)]
@@ -126,7 +126,7 @@ impl ClassTable {
 /// The sink the runtime pushes into (see the module page).
 pub struct ConductorSink {
     /// The local stamp, written before an event goes anywhere (EVT-11).
-    stamp: Option<Arc<StampLedger>>,
+    stamp: Option<Arc<Ledger>>,
     classes: ClassTable,
     seq: SeqCounter,
     outbox: Arc<Outbox>,
@@ -141,7 +141,7 @@ impl ConductorSink {
     /// `ephemeral` is `None` when there is no control plane: ephemeral events then only keep
     /// their ledger stamp.
     pub fn new(
-        stamp: Option<Arc<StampLedger>>,
+        stamp: Option<Arc<Ledger>>,
         classes: ClassTable,
         seq: SeqCounter,
         outbox: Arc<Outbox>,

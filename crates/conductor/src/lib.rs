@@ -12,7 +12,6 @@
 //! - [`inbox`]: inbound queue-class events, persisted, handled by pack handlers, acknowledged.
 //! - [`outbox`], [`seq`], [`delivery`], [`control_plane`]: queue-class events made durable,
 //!   numbered per channel, drained FIFO with backoff; ephemeral events sent once.
-//! - [`stamp`]: the local stamp of every event, group-committed.
 //! - [`cloud_approvals`]: approvals decided in the control plane, as the kernel's approval
 //!   step, each grant consumed once by an exclusive local marker.
 //! - [`mcp`]: the same tools over MCP (stdio and streamable HTTP).
@@ -38,6 +37,5 @@ pub mod outbox;
 pub mod seq;
 pub mod server;
 pub mod sidecar;
-pub mod stamp;
 
 pub use sidecar::{ApprovalsMode, Sidecar, SidecarError, SidecarOptions};

@@ -32,7 +32,6 @@ use crate::listing::ListingCache;
 use crate::outbox::{self, Outbox};
 use crate::seq::{self, SeqCounter};
 use crate::server::{self, AppState, Shared};
-use crate::stamp::StampLedger;
 
 /// Timeout of one request to the control plane.
 pub const CONTROL_PLANE_TIMEOUT: Duration = Duration::from_secs(10);
@@ -287,7 +286,7 @@ impl Sidecar {
             None => (None, None),
         };
         let stamp = Arc::new(
-            StampLedger::open(&ledger_path(&dir))
+            lumenflow_kernel::events::ledger::Ledger::open(&ledger_path(&dir))
                 .map_err(|err| SidecarError::State(err.to_string()))?,
         );
         let sink: Arc<dyn lumenflow_kernel::events::emit::EventSink> =
@@ -300,7 +299,8 @@ impl Sidecar {
                 wake.clone(),
                 stats.clone(),
             ));
-        // The sink stamps every event itself (group commit), so the runtime gets no ledger.
+        // The sink stamps every event itself (the ledger group-commits), so the runtime gets no
+        // ledger of its own.
         runtime.events = Some(Arc::new(RuntimeEvents::new(
             e.subject.clone(),
             sink.clone(),

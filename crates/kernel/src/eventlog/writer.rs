@@ -1,11 +1,10 @@
 //! The writer: opening (tail recovery), group commit, stats.
 
-use std::collections::VecDeque;
 use std::fs::{self, File, OpenOptions};
 use std::io::{self, Read, Seek, SeekFrom, Write};
 use std::path::{Path, PathBuf};
 use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
-use std::sync::{Arc, Condvar, Mutex, MutexGuard, Weak};
+use std::sync::{Arc, Mutex, Weak};
 
 use lumenflow_contracts::time::Timestamp;
 use serde_json::{Map, Value};
@@ -14,6 +13,7 @@ use super::error::{LineProblem, LogError};
 use super::record::{check_line, Prepared};
 use super::replay::{replay_reader, ReplayFilter, ReplayPage};
 use super::GENESIS_HASH;
+use crate::group_commit::{lock, Committer, GroupCommit};
 
 /// How to open a log.
 #[derive(Debug, Clone)]
@@ -99,7 +99,7 @@ pub struct EventLog {
 struct Shared {
     path: PathBuf,
     options: LogOptions,
-    queue: Mutex<Queue>,
+    group: GroupCommit<Vec<Prepared>, Vec<Appended>, LogError>,
     writer: Mutex<Writer>,
     /// Bytes of the file known durable: readers through the handle stop here.
     committed_len: AtomicU64,
@@ -109,59 +109,6 @@ struct Shared {
     fsyncs: AtomicU64,
     largest_commit: AtomicU64,
     torn_tail: Option<TornTail>,
-}
-
-#[derive(Debug, Default)]
-struct Queue {
-    pending: VecDeque<Request>,
-    /// A leader is committing (or has been handed the next commit); new requests wait.
-    leading: bool,
-}
-
-#[derive(Debug)]
-struct Request {
-    records: Vec<Prepared>,
-    slot: Arc<Slot>,
-}
-
-/// Where one request's thread waits. Each waiter has its own, so a commit wakes exactly the
-/// threads it committed for plus the next leader: with one condvar for the whole log, every
-/// commit woke every waiting thread, and at 64 callers the wake-ups cost more than the work.
-#[derive(Debug, Default)]
-struct Slot {
-    state: Mutex<SlotState>,
-    ready: Condvar,
-}
-
-#[derive(Debug, Default)]
-enum SlotState {
-    #[default]
-    Waiting,
-    /// The previous leader handed the next commit to this request's thread.
-    Lead,
-    Done(Result<Vec<Appended>, LogError>),
-}
-
-impl Slot {
-    fn set(&self, state: SlotState) {
-        *lock(&self.state) = state;
-        self.ready.notify_one();
-    }
-
-    fn wait(&self) -> SlotState {
-        let mut state = lock(&self.state);
-        loop {
-            match std::mem::take(&mut *state) {
-                SlotState::Waiting => {
-                    state = self
-                        .ready
-                        .wait(state)
-                        .unwrap_or_else(|poisoned| poisoned.into_inner());
-                }
-                other => return other,
-            }
-        }
-    }
 }
 
 #[derive(Debug)]
@@ -177,14 +124,6 @@ struct Writer {
 
 /// Logs open in this process, so that two `open`s of one path share one writer.
 static OPEN_LOGS: Mutex<Vec<(PathBuf, Weak<Shared>)>> = Mutex::new(Vec::new());
-
-/// Lock, taking over a mutex a panicking thread left behind: no code of ours panics while holding
-/// these locks, and every state they guard is updated in one step.
-fn lock<T>(mutex: &Mutex<T>) -> MutexGuard<'_, T> {
-    mutex
-        .lock()
-        .unwrap_or_else(|poisoned| poisoned.into_inner())
-}
 
 impl EventLog {
     /// Open the log at `path`, creating it (and its folder) if needed, cutting a torn tail and
@@ -227,7 +166,7 @@ impl EventLog {
         let shared = Arc::new(Shared {
             path: path.to_path_buf(),
             options,
-            queue: Mutex::new(Queue::default()),
+            group: GroupCommit::default(),
             committed_len: AtomicU64::new(tail.len),
             broken: AtomicBool::new(false),
             records_appended: AtomicU64::new(0),
@@ -321,65 +260,27 @@ impl EventLog {
 }
 
 impl Shared {
-    /// Queue `records` and return once a commit holding them is durable, leading that commit if
-    /// no other thread is.
-    ///
-    /// Invariant: `leading` is false only while `pending` is empty (a leader with work queued
-    /// behind it hands over instead of stepping down), so a thread that becomes leader, fresh or
-    /// handed over, has its own request at the front of the queue, and its commit includes it.
+    /// Queue `records` and return once a commit holding them is durable (group commit).
     fn submit(&self, records: Vec<Prepared>) -> Result<Vec<Appended>, LogError> {
-        let slot = Arc::new(Slot::default());
-        let lead_now = {
-            let mut queue = lock(&self.queue);
-            queue.pending.push_back(Request {
-                records,
-                slot: Arc::clone(&slot),
-            });
-            !std::mem::replace(&mut queue.leading, true)
+        let size = |r: &Vec<Prepared>| r.len();
+        let commit = |group: &[Vec<Prepared>]| self.commit(group);
+        let interrupted = || LogError::Failed {
+            path: self.path.clone(),
+            reason: "the commit was interrupted by a panic".to_string(),
         };
-        if !lead_now {
-            if let SlotState::Done(result) = slot.wait() {
-                return result;
-            }
-        }
-        self.lead();
-        match slot.wait() {
-            SlotState::Done(result) => result,
-            _ => Err(LogError::Failed {
-                path: self.path.clone(),
-                reason: "the commit led by this request did not include it".to_string(),
-            }),
-        }
-    }
-
-    /// Take what is queued (whole requests, up to the record cap) and commit it.
-    fn lead(&self) {
-        let mut group = Vec::new();
-        {
-            let mut queue = lock(&self.queue);
-            let mut records = 0usize;
-            while let Some(request) = queue.pending.front() {
-                if !group.is_empty()
-                    && records + request.records.len() > self.options.max_commit_records
-                {
-                    break;
-                }
-                records += request.records.len();
-                if let Some(request) = queue.pending.pop_front() {
-                    group.push(request);
-                }
-            }
-        }
-        let mut guard = LeaderGuard {
-            shared: self,
-            group,
-            results: None,
-        };
-        guard.results = Some(self.commit(&guard.group));
+        self.group.submit(
+            records,
+            &Committer {
+                cap: self.options.max_commit_records,
+                size: &size,
+                commit: &commit,
+                interrupted: &interrupted,
+            },
+        )
     }
 
     /// Write and fsync one group; one result per request, in order.
-    fn commit(&self, group: &[Request]) -> Vec<Result<Vec<Appended>, LogError>> {
+    fn commit(&self, group: &[Vec<Prepared>]) -> Vec<Result<Vec<Appended>, LogError>> {
         let mut w = lock(&self.writer);
         let fail_all = |err: &dyn Fn() -> LogError| -> Vec<Result<Vec<Appended>, LogError>> {
             group.iter().map(|_| Err(err())).collect()
@@ -416,7 +317,7 @@ impl Shared {
         let now = format!("\"{}\"", Timestamp::now().to_rfc3339());
         let size: usize = group
             .iter()
-            .flat_map(|r| r.records.iter())
+            .flat_map(|r| r.iter())
             .map(Prepared::size_hint)
             .sum();
         let mut buf = Vec::with_capacity(size);
@@ -424,8 +325,8 @@ impl Shared {
         let mut prev = w.last_hash.clone();
         let mut acks: Vec<Vec<Appended>> = Vec::with_capacity(group.len());
         for request in group {
-            let mut request_acks = Vec::with_capacity(request.records.len());
-            for record in &request.records {
+            let mut request_acks = Vec::with_capacity(request.len());
+            for record in request {
                 let hash = record.encode(seq, &prev, &now, &mut buf);
                 request_acks.push(Appended {
                     seq,
@@ -464,44 +365,6 @@ impl Shared {
             .fetch_add(committed, Ordering::Relaxed);
         self.largest_commit.fetch_max(committed, Ordering::Relaxed);
         acks.into_iter().map(Ok).collect()
-    }
-}
-
-/// Hands the next commit over (or steps down) and gives a commit's results to its waiters, also
-/// if the commit panicked (then every waiter of the group gets an error instead of waiting
-/// forever).
-struct LeaderGuard<'a> {
-    shared: &'a Shared,
-    group: Vec<Request>,
-    results: Option<Vec<Result<Vec<Appended>, LogError>>>,
-}
-
-impl Drop for LeaderGuard<'_> {
-    fn drop(&mut self) {
-        // Hand over first, so the next fsync starts while this group's threads wake up.
-        {
-            let mut queue = lock(&self.shared.queue);
-            match queue.pending.front() {
-                Some(next) => next.slot.set(SlotState::Lead),
-                None => queue.leading = false,
-            }
-        }
-        let results = self.results.take();
-        match results {
-            Some(results) => {
-                for (request, result) in self.group.iter().zip(results) {
-                    request.slot.set(SlotState::Done(result));
-                }
-            }
-            None => {
-                for request in &self.group {
-                    request.slot.set(SlotState::Done(Err(LogError::Failed {
-                        path: self.shared.path.clone(),
-                        reason: "the commit was interrupted by a panic".to_string(),
-                    })));
-                }
-            }
-        }
     }
 }
 

@@ -1,0 +1,254 @@
+//! Leader/follower group commit, shared by the event log ([`crate::eventlog`]) and the event
+//! ledger ([`crate::events::ledger`]).
+//!
+//! Appenders queue their request; the first to find no commit in flight becomes the leader, takes
+//! every queued request (whole requests, up to a cap), commits them with one write and one fsync,
+//! hands the next commit to the first request queued meanwhile, and wakes only the requests it
+//! committed. Each request waits on its own slot: with one condvar for the whole queue, every
+//! commit woke every waiting thread, and at 64 callers the wake-ups cost more than the work.
+//!
+//! Invariant: `leading` is false only while `pending` is empty (a leader with work queued behind
+//! it hands over instead of stepping down), so a thread that becomes leader, fresh or handed
+//! over, has its own request at the front of the queue, and its commit includes it.
+
+use std::collections::VecDeque;
+use std::sync::{Arc, Condvar, Mutex, MutexGuard};
+
+/// A queue of requests `R`, each answered with a `Result<T, E>` once committed.
+pub(crate) struct GroupCommit<R, T, E> {
+    queue: Mutex<Queue<R, T, E>>,
+}
+
+struct Queue<R, T, E> {
+    pending: VecDeque<(R, Arc<Slot<T, E>>)>,
+    leading: bool,
+}
+
+struct Slot<T, E> {
+    state: Mutex<SlotState<T, E>>,
+    ready: Condvar,
+}
+
+enum SlotState<T, E> {
+    Waiting,
+    /// The previous leader handed the next commit to this request's thread.
+    Lead,
+    Done(Result<T, E>),
+}
+
+/// Lock, taking over a mutex a panicking thread left behind: no code here panics while holding
+/// these locks, and every state they guard is updated in one step.
+pub(crate) fn lock<X>(mutex: &Mutex<X>) -> MutexGuard<'_, X> {
+    mutex
+        .lock()
+        .unwrap_or_else(|poisoned| poisoned.into_inner())
+}
+
+impl<T, E> Slot<T, E> {
+    fn set(&self, state: SlotState<T, E>) {
+        *lock(&self.state) = state;
+        self.ready.notify_one();
+    }
+
+    fn wait(&self) -> SlotState<T, E> {
+        let mut state = lock(&self.state);
+        loop {
+            match std::mem::replace(&mut *state, SlotState::Waiting) {
+                SlotState::Waiting => {
+                    state = self
+                        .ready
+                        .wait(state)
+                        .unwrap_or_else(|poisoned| poisoned.into_inner());
+                }
+                other => return other,
+            }
+        }
+    }
+}
+
+impl<R, T, E> std::fmt::Debug for GroupCommit<R, T, E> {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        let queue = lock(&self.queue);
+        f.debug_struct("GroupCommit")
+            .field("queued", &queue.pending.len())
+            .field("leading", &queue.leading)
+            .finish()
+    }
+}
+
+impl<R, T, E> Default for GroupCommit<R, T, E> {
+    fn default() -> Self {
+        GroupCommit {
+            queue: Mutex::new(Queue {
+                pending: VecDeque::new(),
+                leading: false,
+            }),
+        }
+    }
+}
+
+/// Writes and syncs a group; one result per request, in order.
+pub(crate) type CommitFn<'a, R, T, E> = &'a dyn Fn(&[R]) -> Vec<Result<T, E>>;
+
+/// How one group is committed.
+pub(crate) struct Committer<'a, R, T, E> {
+    /// Most records per commit (a single request is never split, whatever its size).
+    pub cap: usize,
+    /// Records in a request.
+    pub size: &'a dyn Fn(&R) -> usize,
+    pub commit: CommitFn<'a, R, T, E>,
+    /// The error every request of a group gets when its commit panicked or answered short.
+    pub interrupted: &'a dyn Fn() -> E,
+}
+
+impl<R, T, E> GroupCommit<R, T, E> {
+    /// Queue `request` and return once a commit holding it is durable, leading that commit if
+    /// no other thread is.
+    pub(crate) fn submit(&self, request: R, how: &Committer<'_, R, T, E>) -> Result<T, E> {
+        let slot = Arc::new(Slot {
+            state: Mutex::new(SlotState::Waiting),
+            ready: Condvar::new(),
+        });
+        let lead_now = {
+            let mut queue = lock(&self.queue);
+            queue.pending.push_back((request, Arc::clone(&slot)));
+            !std::mem::replace(&mut queue.leading, true)
+        };
+        if !lead_now {
+            if let SlotState::Done(result) = slot.wait() {
+                return result;
+            }
+        }
+        self.lead(how);
+        match slot.wait() {
+            SlotState::Done(result) => result,
+            _ => Err((how.interrupted)()),
+        }
+    }
+
+    fn lead(&self, how: &Committer<'_, R, T, E>) {
+        let mut requests = Vec::new();
+        let mut slots = Vec::new();
+        {
+            let mut queue = lock(&self.queue);
+            let mut records = 0usize;
+            while let Some((request, _)) = queue.pending.front() {
+                let n = (how.size)(request);
+                if !requests.is_empty() && records + n > how.cap {
+                    break;
+                }
+                records += n;
+                if let Some((request, slot)) = queue.pending.pop_front() {
+                    requests.push(request);
+                    slots.push(slot);
+                }
+            }
+        }
+        let mut guard = LeaderGuard {
+            group: self,
+            slots,
+            results: None,
+            interrupted: how.interrupted,
+        };
+        guard.results = Some((how.commit)(&requests));
+    }
+}
+
+/// Hands the next commit over (or steps down) and gives a commit's results to its waiters, also
+/// if the commit panicked (then every waiter of the group gets an error instead of waiting
+/// forever).
+struct LeaderGuard<'a, R, T, E> {
+    group: &'a GroupCommit<R, T, E>,
+    slots: Vec<Arc<Slot<T, E>>>,
+    results: Option<Vec<Result<T, E>>>,
+    interrupted: &'a dyn Fn() -> E,
+}
+
+impl<R, T, E> Drop for LeaderGuard<'_, R, T, E> {
+    fn drop(&mut self) {
+        // Hand over first, so the next fsync starts while this group's threads wake up.
+        {
+            let mut queue = lock(&self.group.queue);
+            match queue.pending.front() {
+                Some((_, next)) => next.set(SlotState::Lead),
+                None => queue.leading = false,
+            }
+        }
+        let mut results = self.results.take().unwrap_or_default().into_iter();
+        for slot in &self.slots {
+            let result = results.next().unwrap_or_else(|| Err((self.interrupted)()));
+            slot.set(SlotState::Done(result));
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use std::sync::atomic::{AtomicUsize, Ordering};
+
+    #[test]
+    fn every_request_is_answered_once_and_groups_form_under_load() {
+        let group: GroupCommit<usize, usize, String> = GroupCommit::default();
+        let commits = AtomicUsize::new(0);
+        let committed = Mutex::new(Vec::new());
+        let size = |_: &usize| 1;
+        let commit = |requests: &[usize]| -> Vec<Result<usize, String>> {
+            commits.fetch_add(1, Ordering::SeqCst);
+            std::thread::sleep(std::time::Duration::from_millis(1));
+            lock(&committed).extend_from_slice(requests);
+            requests.iter().map(|r| Ok(r * 2)).collect()
+        };
+        let interrupted = || "interrupted".to_string();
+        std::thread::scope(|s| {
+            for t in 0..32usize {
+                let (group, size, commit, interrupted) = (&group, &size, &commit, &interrupted);
+                s.spawn(move || {
+                    let how = Committer {
+                        cap: 1000,
+                        size,
+                        commit,
+                        interrupted,
+                    };
+                    for i in 0..20usize {
+                        let n = t * 100 + i;
+                        assert_eq!(group.submit(n, &how), Ok(n * 2));
+                    }
+                });
+            }
+        });
+        let mut all = lock(&committed).clone();
+        all.sort_unstable();
+        let expected: Vec<usize> = (0..32)
+            .flat_map(|t| (0..20).map(move |i| t * 100 + i))
+            .collect();
+        assert_eq!(all, expected, "each request committed exactly once");
+        assert!(
+            commits.load(Ordering::SeqCst) < 640,
+            "concurrent requests share commits"
+        );
+    }
+
+    #[test]
+    fn a_panicking_commit_fails_its_group_and_the_queue_goes_on() {
+        let group: GroupCommit<u32, (), String> = GroupCommit::default();
+        let size = |_: &u32| 1;
+        let commit = |requests: &[u32]| -> Vec<Result<(), String>> {
+            if requests.contains(&13) {
+                panic!("disk on fire");
+            }
+            requests.iter().map(|_| Ok(())).collect()
+        };
+        let interrupted = || "interrupted".to_string();
+        let how = Committer {
+            cap: 1,
+            size: &size,
+            commit: &commit,
+            interrupted: &interrupted,
+        };
+        let caught =
+            std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| group.submit(13, &how)));
+        assert!(caught.is_err(), "the leader's own thread sees the panic");
+        assert_eq!(group.submit(1, &how), Ok(()), "the queue is not stuck");
+    }
+}
