@@ -920,7 +920,8 @@ fn receipts_are_sealed_and_replay_assembles_the_chain() {
     assert_eq!(
         stages,
         [
-            ("ask", 0),
+            // The turn request (turn_started carries the goal) opens the chain as its Ask.
+            ("ask", 1),
             ("dispatch", 1),
             ("rules", 1),
             ("tool_calls", 1),

@@ -50,6 +50,18 @@ pub enum CloudError {
     /// The workspace's sidecar could not be reached or answered badly.
     #[error("{0}")]
     Sidecar(String),
+    /// The console request has no live operator session (missing, expired or logged out).
+    #[error("{0}")]
+    SessionRequired(String),
+    /// A console login with an unknown name or a wrong password (the message never says which).
+    #[error("{0}")]
+    LoginFailed(String),
+    /// A state-changing console request without the session's CSRF token, or from another origin.
+    #[error("{0}")]
+    CsrfRejected(String),
+    /// Too many failed attempts; try again later.
+    #[error("{0}")]
+    RateLimited(String),
     /// The database failed.
     #[error("storage error: {0}")]
     Storage(String),
@@ -76,6 +88,10 @@ impl CloudError {
             CloudError::Conflict(_) => "CONFLICT",
             CloudError::DigestMismatch(_) => "RECEIPT_DIGEST_MISMATCH",
             CloudError::Sidecar(_) => "SIDECAR_UNAVAILABLE",
+            CloudError::SessionRequired(_) => "SESSION_REQUIRED",
+            CloudError::LoginFailed(_) => "LOGIN_FAILED",
+            CloudError::CsrfRejected(_) => "CSRF_REJECTED",
+            CloudError::RateLimited(_) => "RATE_LIMITED",
             CloudError::Storage(_) => "STORAGE_ERROR",
             CloudError::Internal(_) => "INTERNAL_ERROR",
         }
@@ -89,9 +105,12 @@ impl CloudError {
             | CloudError::EventInvalid(_)
             | CloudError::DigestMismatch(_) => StatusCode::BAD_REQUEST,
             CloudError::TooLarge(_) => StatusCode::PAYLOAD_TOO_LARGE,
-            CloudError::Unauthorized(_) | CloudError::EnrollmentCodeInvalid(_) => {
-                StatusCode::UNAUTHORIZED
-            }
+            CloudError::Unauthorized(_)
+            | CloudError::EnrollmentCodeInvalid(_)
+            | CloudError::SessionRequired(_)
+            | CloudError::LoginFailed(_) => StatusCode::UNAUTHORIZED,
+            CloudError::CsrfRejected(_) => StatusCode::FORBIDDEN,
+            CloudError::RateLimited(_) => StatusCode::TOO_MANY_REQUESTS,
             CloudError::WrongWorkspace(_)
             | CloudError::ScopeDenied(_)
             | CloudError::FromMismatch(_) => StatusCode::FORBIDDEN,

@@ -61,6 +61,21 @@ pub fn stage_of(kind: &str) -> &'static str {
     "other"
 }
 
+/// The kind whose payload states what a turn was asked to do.
+pub const TURN_STARTED: &str = "agent-runtime:turn_started";
+
+/// The Ask as the runtime reported it: who sent the turn request, when, and its goal.
+fn turn_request(e: &StoredEvent) -> Value {
+    json!({
+        "source": "turn_request",
+        "event_id": e.event.get("event_id"),
+        "timestamp": e.event.get("timestamp"),
+        "from": e.event.get("from"),
+        "turn_id": e.event.pointer("/payload/turn_id"),
+        "goal": e.event.pointer("/payload/goal"),
+    })
+}
+
 /// The replay document of `run_id`.
 pub fn assemble(
     run_id: &str,
@@ -80,6 +95,10 @@ pub fn assemble(
         }
     };
     for e in events {
+        // No run record carries the Ask; a turn request does (its goal), so it opens the chain.
+        if e.kind == TURN_STARTED {
+            push("ask", turn_request(e));
+        }
         push(
             stage_of(&e.kind),
             json!({"source": "event", "cursor": e.cursor, "channel": e.channel, "event": e.event}),
@@ -164,5 +183,40 @@ mod tests {
         ] {
             assert_eq!(stage_of(kind), stage, "{kind}");
         }
+    }
+
+    #[test]
+    fn a_turn_request_fills_the_ask_stage() {
+        let event = |kind: &str, payload: Value| StoredEvent {
+            cursor: 1,
+            workspace_id: "ws".into(),
+            kind: kind.into(),
+            ts_ms: 0,
+            seq: None,
+            channel: "ws".into(),
+            run_id: Some("r".into()),
+            event: json!({"kind": kind, "from": "ws", "timestamp": "t", "payload": payload}),
+        };
+        let doc = assemble(
+            "r",
+            &[event(
+                TURN_STARTED,
+                json!({"turn_id": "turn-1", "goal": "fix the test"}),
+            )],
+            &[],
+            &[],
+        );
+        let stage = |name: &str| {
+            doc["stages"]
+                .as_array()
+                .and_then(|s| s.iter().find(|s| s["stage"] == name))
+                .cloned()
+                .unwrap_or(Value::Null)
+        };
+        assert_eq!(stage("ask")["count"], 1);
+        assert_eq!(stage("ask")["items"][0]["source"], "turn_request");
+        assert_eq!(stage("ask")["items"][0]["goal"], "fix the test");
+        // The event itself stays where its kind puts it.
+        assert_eq!(stage("dispatch")["count"], 1);
     }
 }

@@ -74,9 +74,11 @@ pub struct AppState {
     pub public_url: String,
     pub live: broadcast::Sender<Arc<LiveEvent>>,
     pub http: reqwest::Client,
+    /// The web console's in-memory state (failed-login counters).
+    pub console: crate::console::ConsoleState,
 }
 
-type Shared = Arc<AppState>;
+pub(crate) type Shared = Arc<AppState>;
 
 /// Where the key lives when `--key` is not given.
 pub fn default_key_path(database: &str) -> PathBuf {
@@ -122,6 +124,7 @@ pub async fn open_state(config: &ServeConfig, bound: SocketAddr) -> CloudResult<
         public_url,
         live,
         http,
+        console: crate::console::ConsoleState::default(),
     }))
 }
 
@@ -136,7 +139,9 @@ pub async fn serve(config: ServeConfig, ready: impl FnOnce(SocketAddr)) -> Cloud
     let state = open_state(&config, bound).await?;
     spawn_registry_refresher(state.clone(), config.registry_refresh);
     ready(bound);
-    axum::serve(listener, router(state))
+    // With the peer address: the console limits failed logins per client address.
+    let app = router(state).into_make_service_with_connect_info::<SocketAddr>();
+    axum::serve(listener, app)
         .await
         .map_err(|e| CloudError::Internal(format!("the server stopped: {e}")))
 }
@@ -144,6 +149,8 @@ pub async fn serve(config: ServeConfig, ready: impl FnOnce(SocketAddr)) -> Cloud
 /// Every route.
 pub fn router(state: Shared) -> Router {
     Router::new()
+        .merge(crate::console::router())
+        .merge(crate::bundles::routes())
         .route("/healthz", get(healthz))
         .route("/api/v1/enroll", post(enroll))
         .route("/api/v1/enroll-codes", post(create_enroll_code))
@@ -184,14 +191,14 @@ pub fn router(state: Shared) -> Router {
 // Plumbing: body reading, audit
 
 /// The audit context of one request, filled in as the request is understood.
-struct Audit {
-    entry: AuditEntry,
+pub(crate) struct Audit {
+    pub(crate) entry: AuditEntry,
     /// Set when the store already wrote the line in the request's own transaction.
-    written: bool,
+    pub(crate) written: bool,
 }
 
 impl Audit {
-    fn new(action: &str) -> Audit {
+    pub(crate) fn new(action: &str) -> Audit {
         Audit {
             entry: AuditEntry {
                 subject: "-".into(),
@@ -203,14 +210,14 @@ impl Audit {
         }
     }
 
-    fn workspace(&mut self, ws: &str) {
+    pub(crate) fn workspace(&mut self, ws: &str) {
         self.entry.workspace_id = Some(ws.to_string());
     }
 }
 
 impl AppState {
     /// Authorize and note the caller in the audit line (resolving a phone subject's device).
-    async fn authorize(
+    pub(crate) async fn authorize(
         &self,
         audit: &mut Audit,
         headers: &HeaderMap,
@@ -251,7 +258,7 @@ impl AppState {
     }
 
     /// Write the audit line and turn the result into a response.
-    async fn finish(&self, mut audit: Audit, result: CloudResult<Response>) -> Response {
+    pub(crate) async fn finish(&self, mut audit: Audit, result: CloudResult<Response>) -> Response {
         let response = match result {
             Ok(r) => r,
             Err(e) => {
@@ -286,7 +293,7 @@ fn unverified_subject(headers: &HeaderMap) -> Option<String> {
     Some(sub.chars().take(200).collect())
 }
 
-async fn read_body(body: Body, what: &str) -> CloudResult<Bytes> {
+pub(crate) async fn read_body(body: Body, what: &str) -> CloudResult<Bytes> {
     axum::body::to_bytes(body, MAX_BODY_BYTES)
         .await
         .map_err(|e| {
@@ -302,7 +309,7 @@ async fn read_body(body: Body, what: &str) -> CloudResult<Bytes> {
 }
 
 /// Run CPU-bound work on the blocking pool.
-async fn blocking<T: Send + 'static>(
+pub(crate) async fn blocking<T: Send + 'static>(
     work: impl FnOnce() -> CloudResult<T> + Send + 'static,
 ) -> CloudResult<T> {
     tokio::task::spawn_blocking(work)
@@ -310,7 +317,7 @@ async fn blocking<T: Send + 'static>(
         .map_err(|e| CloudError::Internal(format!("a worker failed: {e}")))?
 }
 
-fn parse_json<T: DeserializeOwned>(bytes: &[u8], what: &str) -> CloudResult<T> {
+pub(crate) fn parse_json<T: DeserializeOwned>(bytes: &[u8], what: &str) -> CloudResult<T> {
     serde_json::from_slice(bytes)
         .map_err(|e| CloudError::BadRequest(format!("malformed JSON in the body of {what}: {e}")))
 }
@@ -320,7 +327,7 @@ async fn read_json<T: DeserializeOwned>(body: Body, what: &str) -> CloudResult<T
     parse_json(&bytes, what)
 }
 
-fn check_workspace_id(ws: &str, field: &str) -> CloudResult<()> {
+pub(crate) fn check_workspace_id(ws: &str, field: &str) -> CloudResult<()> {
     check_id(ws).map_err(|reason| {
         CloudError::BadRequest(format!(
             "`{field}` `{}` is not a workspace id: {reason}",
@@ -329,7 +336,7 @@ fn check_workspace_id(ws: &str, field: &str) -> CloudResult<()> {
     })
 }
 
-fn ok_json<T: serde::Serialize>(value: &T) -> CloudResult<Response> {
+pub(crate) fn ok_json<T: serde::Serialize>(value: &T) -> CloudResult<Response> {
     Ok(Json(value).into_response())
 }
 
@@ -957,7 +964,7 @@ pub async fn refresh_tools(
     Ok("updated")
 }
 
-async fn sidecar_url(store: &Store, ws: &str) -> CloudResult<String> {
+pub(crate) async fn sidecar_url(store: &Store, ws: &str) -> CloudResult<String> {
     let row = store
         .workspace(ws)
         .await?
@@ -1091,10 +1098,11 @@ async fn invoke_tool(
     let result = async {
         check_workspace_id(&ws, "workspace")?;
         let bytes = read_body(body, "POST /api/v1/workspaces/{ws}/tools/{name}").await?;
-        let _: Value = parse_json(&bytes, "POST /api/v1/workspaces/{ws}/tools/{name}")?;
+        let input: Value = parse_json(&bytes, "POST /api/v1/workspaces/{ws}/tools/{name}")?;
         state
             .authorize(&mut audit, &headers, Some(&ws), Allow::Operator)
             .await?;
+        crate::console::approvals::remember_call_input(&state.store, &ws, &name, &input).await;
         audit.entry.detail = Some(format!("tool {name}"));
         let sidecar = sidecar_url(&state.store, &ws).await?;
         let scope = tool_scope(&state.store, &ws, &name).await;
@@ -1462,7 +1470,7 @@ async fn get_receipt(
     state.finish(audit, result).await
 }
 
-async fn replay_doc(state: &AppState, run_id: &str) -> CloudResult<Value> {
+pub(crate) async fn replay_doc(state: &AppState, run_id: &str) -> CloudResult<Value> {
     if run_id.is_empty() || run_id.len() > 256 {
         return Err(CloudError::BadRequest(
             "the run id must be 1 to 256 characters".into(),

@@ -6,6 +6,7 @@
 
 use std::sync::Arc;
 
+use lumenflow_cloud::store::operators::TOUCH_EVERY_MS;
 use lumenflow_cloud::store::{
     now_ms, AuditEntry, EventCursor, EventQuery, EventRow, ReceiptRow, RedeemRefusal,
     ResolveRefusal, Store, TokenRecord,
@@ -102,6 +103,9 @@ both!(queries_order_by_timestamp_then_seq_and_page);
 both!(approvals_decide_once_and_expire);
 both!(revocation_and_devices);
 both!(registry_and_receipts);
+both!(operators_and_sessions);
+both!(console_views);
+both!(run_bundles_and_recovery_requests);
 
 fn row(
     ws: &str,
@@ -142,7 +146,16 @@ fn audit(ws: &str, action: &str) -> AuditEntry {
 async fn migrations_are_idempotent(store: &Store) {
     store.migrate().await.unwrap();
     store.migrate().await.unwrap();
-    assert_eq!(store.schema_versions().await.unwrap(), vec![1]);
+    let all: Vec<i64> = lumenflow_cloud::store::migrations::MIGRATIONS
+        .iter()
+        .map(|m| m.version)
+        .collect();
+    assert_eq!(store.schema_versions().await.unwrap(), all);
+    assert_eq!(
+        all,
+        (1..=all.len() as i64).collect::<Vec<_>>(),
+        "contiguous versions"
+    );
 }
 
 async fn enrollment_codes_are_single_use(store: &Store) {
@@ -594,4 +607,330 @@ async fn registry_and_receipts(store: &Store) {
             .unwrap(),
         1
     );
+}
+
+async fn operators_and_sessions(store: &Store) {
+    store.add_operator("alice", "$argon2id$fake").await.unwrap();
+    let again = store
+        .add_operator("alice", "$argon2id$other")
+        .await
+        .unwrap_err();
+    assert_eq!(again.code(), "CONFLICT");
+    let alice = store.operator("alice").await.unwrap().unwrap();
+    assert_eq!(
+        (alice.password_hash.as_str(), alice.disabled),
+        ("$argon2id$fake", false)
+    );
+    assert!(store.operator("nobody").await.unwrap().is_none());
+
+    // Sessions slide their idle expiry (written at most once a minute) and die when expired,
+    // disabled or removed.
+    let t0 = now_ms();
+    let idle = 10 * TOUCH_EVERY_MS;
+    let touch = |at: i64| store.touch_session("h1", at, idle);
+    store
+        .create_session("h1", "alice", "csrf1", t0, idle)
+        .await
+        .unwrap();
+    let s = touch(t0 + 1_000).await.unwrap().unwrap();
+    assert_eq!(
+        (s.operator.as_str(), s.csrf_token.as_str()),
+        ("alice", "csrf1")
+    );
+    assert_eq!(s.expires_at_ms, t0 + idle, "not slid within the minute");
+    let s = touch(t0 + TOUCH_EVERY_MS).await.unwrap().unwrap();
+    assert_eq!(s.expires_at_ms, t0 + TOUCH_EVERY_MS + idle);
+    // Valid past the first expiry, and slid again (a minute passed) to t0 + 2 * idle + 1.
+    assert!(
+        touch(t0 + idle + 1).await.unwrap().is_some(),
+        "slid past the first expiry"
+    );
+    assert!(touch(t0 + 2 * idle + 1).await.unwrap().is_none());
+    assert!(store
+        .touch_session("unknown", t0, idle)
+        .await
+        .unwrap()
+        .is_none());
+
+    store
+        .create_session("h2", "alice", "csrf2", t0, 4 * idle)
+        .await
+        .unwrap();
+    assert_eq!(
+        store.session_count("alice", t0 + 3 * idle).await.unwrap(),
+        1,
+        "h1 idled out"
+    );
+    assert!(store.set_operator_disabled("alice", true).await.unwrap());
+    assert!(store
+        .touch_session("h2", t0 + 1, 60_000)
+        .await
+        .unwrap()
+        .is_none());
+    assert!(store.set_operator_disabled("alice", false).await.unwrap());
+    assert!(!store.set_operator_disabled("nobody", true).await.unwrap());
+
+    store
+        .create_session("h3", "alice", "csrf3", t0, 60_000)
+        .await
+        .unwrap();
+    assert!(store.delete_session("h3").await.unwrap());
+    assert!(!store.delete_session("h3").await.unwrap());
+    store
+        .create_session("h4", "alice", "csrf4", t0, 60_000)
+        .await
+        .unwrap();
+    store
+        .create_session("h5", "alice", "csrf5", t0, 60_000)
+        .await
+        .unwrap();
+    assert_eq!(store.remove_operator("alice").await.unwrap(), (true, 2));
+    assert!(store
+        .touch_session("h4", t0 + 1, 60_000)
+        .await
+        .unwrap()
+        .is_none());
+    assert_eq!(store.remove_operator("alice").await.unwrap(), (false, 0));
+    assert!(store.operators().await.unwrap().is_empty());
+}
+
+async fn console_views(store: &Store) {
+    store.ensure_workspace("ws-b").await.unwrap();
+    store.ensure_workspace("ws-a").await.unwrap();
+    let ids: Vec<String> = store
+        .all_workspaces()
+        .await
+        .unwrap()
+        .into_iter()
+        .map(|w| w.workspace_id)
+        .collect();
+    assert_eq!(ids, ["ws-a", "ws-b"]);
+
+    // Last seen counts the workspace's own requests and events, not operators acting on it.
+    assert_eq!(store.last_seen("ws-a").await.unwrap().newest(), None);
+    store.audit(&audit("ws-a", "events.push")).await.unwrap();
+    store
+        .audit(&AuditEntry {
+            subject: "operator:alice".into(),
+            ..audit("ws-b", "console.approvals.decide")
+        })
+        .await
+        .unwrap();
+    assert!(store.last_seen("ws-a").await.unwrap().request_ms.is_some());
+    assert_eq!(store.last_seen("ws-b").await.unwrap().newest(), None);
+
+    // Approvals across workspaces: pending oldest first, decided newest first.
+    let far = now_ms() + 60_000;
+    for (id, ws) in [("a1", "ws-a"), ("b1", "ws-b"), ("a2", "ws-a")] {
+        store
+            .insert_approval(&approval(id, ws), Some(far))
+            .await
+            .unwrap();
+    }
+    store
+        .resolve_approval(
+            "ws-b",
+            "b1",
+            "approved",
+            Some("ok"),
+            Some("operator:alice"),
+            Some("user"),
+        )
+        .await
+        .unwrap()
+        .unwrap();
+    let pending: Vec<String> = store
+        .approvals_overview(true, now_ms(), 100)
+        .await
+        .unwrap()
+        .into_iter()
+        .map(|a| a.approval_id)
+        .collect();
+    assert_eq!(pending, ["a1", "a2"]);
+    let decided = store
+        .approvals_overview(false, now_ms(), 100)
+        .await
+        .unwrap();
+    assert_eq!(decided.len(), 1);
+    assert_eq!(decided[0].reviewer_id.as_deref(), Some("operator:alice"));
+    // Past their expiry, pending ones read as decided (expired).
+    let later = store.approvals_overview(false, far + 1, 100).await.unwrap();
+    assert_eq!(later.len(), 3);
+    assert!(later.iter().filter(|a| a.status == "expired").count() == 2);
+
+    // The newest events of a filter, oldest first.
+    let rows: Vec<EventRow> = (0..5)
+        .map(|i| {
+            row(
+                "ws-a",
+                &format!("e{i}"),
+                if i % 2 == 0 { "k:even" } else { "k:odd" },
+                1_000 + i,
+                "ws-a",
+                Some(i),
+                Some("run-x"),
+            )
+        })
+        .collect();
+    store
+        .ingest(&rows, &audit("ws-a", "events.push"))
+        .await
+        .unwrap();
+    let recent = store
+        .recent_events("ws-a", Some("k:even"), Some("run-x"), 2)
+        .await
+        .unwrap();
+    let kinds: Vec<i64> = recent.iter().map(|e| e.ts_ms).collect();
+    assert_eq!(kinds, [1_002, 1_004]);
+    assert!(store
+        .recent_events("ws-a", None, Some("other"), 10)
+        .await
+        .unwrap()
+        .is_empty());
+
+    // Remembered call inputs, replaced by hash, forgotten after a week.
+    store
+        .record_call_input("ws-a", "sha256:1", "t:x", "{\"a\":1}", now_ms())
+        .await
+        .unwrap();
+    store
+        .record_call_input("ws-a", "sha256:1", "t:y", "{\"a\":1}", now_ms())
+        .await
+        .unwrap();
+    assert_eq!(
+        store.call_input("ws-a", "sha256:1").await.unwrap(),
+        Some(("t:y".to_string(), "{\"a\":1}".to_string()))
+    );
+    assert!(store
+        .call_input("ws-b", "sha256:1")
+        .await
+        .unwrap()
+        .is_none());
+    let week = 7 * 24 * 3600 * 1000;
+    store
+        .record_call_input("ws-a", "sha256:2", "t:z", "{}", now_ms() + week + 1)
+        .await
+        .unwrap();
+    assert!(store
+        .call_input("ws-a", "sha256:1")
+        .await
+        .unwrap()
+        .is_none());
+}
+
+async fn run_bundles_and_recovery_requests(store: &Store) {
+    use lumenflow_cloud::store::bundles::BundleRow;
+    use lumenflow_cloud::store::recovery::RecoveryRequestRow;
+
+    // Runs come from events, sealed receipts and bundles alike, newest first.
+    let a = audit("ws-r", "events.push");
+    store
+        .ingest(
+            &[row(
+                "ws-r",
+                "e1",
+                "k:a",
+                1_000,
+                "c",
+                None,
+                Some("run-events"),
+            )],
+            &a,
+        )
+        .await
+        .unwrap();
+    store
+        .put_receipt(&ReceiptRow {
+            receipt_id: "rcpt_r".into(),
+            workspace_id: "ws-r".into(),
+            run_id: Some("run-sealed".into()),
+            content_digest: "sha256:00".into(),
+            receipt: json!({}),
+            seal: json!({}),
+            sealed_at_ms: 2_000,
+        })
+        .await
+        .unwrap();
+    let bundle = |run: &str, digest: &str, passed: bool| BundleRow {
+        workspace_id: "ws-r".into(),
+        run_id: run.into(),
+        digest: digest.into(),
+        files: [("manifest.json".to_string(), "e30=".to_string())].into(),
+        total_bytes: 2,
+        passed,
+        checks: json!([{"name": "hashes_match", "passed": passed, "detail": "d"}]),
+        signer_key_id: Some("ed25519:ab".into()),
+        uploaded_by: "ws-r".into(),
+        uploaded_at_ms: 3_000,
+    };
+    let stored = store
+        .put_bundle(&bundle("run-events", "sha256:1", false))
+        .await
+        .unwrap();
+    assert!(!stored.passed);
+    assert_eq!(
+        stored.files.get("manifest.json").map(String::as_str),
+        Some("e30=")
+    );
+    // The first bundle of a run is kept.
+    let again = store
+        .put_bundle(&bundle("run-events", "sha256:2", true))
+        .await
+        .unwrap();
+    assert_eq!(again.digest, "sha256:1");
+    store
+        .put_bundle(&bundle("run-bundle-only", "sha256:3", true))
+        .await
+        .unwrap();
+    let runs = store.recent_runs(Some("ws-r"), 10).await.unwrap();
+    let ids: Vec<&str> = runs.iter().map(|r| r.run_id.as_str()).collect();
+    // Both bundles were uploaded at 3 000 (a tie, broken by run id), after the receipt at 2 000.
+    assert_eq!(ids, ["run-bundle-only", "run-events", "run-sealed"]);
+    assert_eq!(runs[0].bundle_passed, Some(true));
+    assert_eq!(runs[1].bundle_passed, Some(false));
+    assert_eq!((runs[1].first_ms, runs[1].last_ms), (1_000, 3_000));
+    assert_eq!(runs[2].bundle_passed, None);
+    assert!(store
+        .recent_runs(Some("ws-other"), 10)
+        .await
+        .unwrap()
+        .is_empty());
+    assert!(store
+        .run_bundle("run-sealed", None)
+        .await
+        .unwrap()
+        .is_none());
+
+    // Recovery requests: recorded with the sidecar's answer, newest first.
+    let mut req = RecoveryRequestRow {
+        id: 0,
+        workspace_id: "ws-r".into(),
+        turn_event_id: "evt_t".into(),
+        turn_id: "turn-1".into(),
+        wu_id: "WU-1".into(),
+        reason: Some("why".into()),
+        requested_by: "operator:alice".into(),
+        requested_at_ms: 4_000,
+        event_id: "evt_r1".into(),
+        outcome: "refused".into(),
+        sidecar_status: Some(422),
+        sidecar_answer: Some("{}".into()),
+    };
+    let first = store.insert_recovery_request(&req).await.unwrap();
+    req.event_id = "evt_r2".into();
+    req.outcome = "unreachable".into();
+    req.sidecar_status = None;
+    let second = store.insert_recovery_request(&req).await.unwrap();
+    assert!(second > first);
+    let listed = store.recovery_requests(Some("ws-r"), 10).await.unwrap();
+    assert_eq!(listed.len(), 2);
+    assert_eq!(listed[0].event_id, "evt_r2");
+    assert_eq!(listed[0].sidecar_status, None);
+    assert_eq!(listed[1].sidecar_status, Some(422));
+    assert_eq!(listed[1].requested_by, "operator:alice");
+    assert!(store
+        .recovery_requests(Some("ws-other"), 10)
+        .await
+        .unwrap()
+        .is_empty());
 }

@@ -101,6 +101,9 @@ pub enum CloudCommand {
     /// List and decide approvals.
     #[command(subcommand)]
     Approvals(ApprovalsCommand),
+    /// Manage the web console's operators (who may log in at `/`).
+    #[command(subcommand)]
+    Operator(OperatorCommand),
     /// Revoke one token (`--jti`) or every token of a workspace (`--all`).
     Revoke {
         #[command(flatten)]
@@ -178,6 +181,44 @@ pub enum ApprovalsCommand {
         reason: Option<String>,
         #[arg(long, default_value = "operator")]
         reviewer: String,
+        #[command(flatten)]
+        db: DbArgs,
+    },
+}
+
+#[derive(Subcommand, Debug)]
+pub enum OperatorCommand {
+    /// Add a console operator. The password is prompted for (without echo) on a terminal, or
+    /// read from stdin with `--password-stdin`; never given as an argument.
+    Add {
+        /// The login name.
+        name: String,
+        /// Read the password from the first line of stdin.
+        #[arg(long)]
+        password_stdin: bool,
+        #[command(flatten)]
+        db: DbArgs,
+    },
+    /// List console operators.
+    List {
+        #[command(flatten)]
+        db: DbArgs,
+    },
+    /// Remove a console operator and end its sessions.
+    Remove {
+        name: String,
+        #[command(flatten)]
+        db: DbArgs,
+    },
+    /// Stop an operator from logging in (ends its sessions) without removing it.
+    Disable {
+        name: String,
+        #[command(flatten)]
+        db: DbArgs,
+    },
+    /// Let a disabled operator log in again.
+    Enable {
+        name: String,
         #[command(flatten)]
         db: DbArgs,
     },
@@ -410,6 +451,7 @@ pub fn run(ctx: &Context, command: CloudCommand) -> Result<(), CliError> {
             reviewer,
             db,
         }) => decide(ctx, &rt, &db, &id, "rejected", reason, &reviewer),
+        CloudCommand::Operator(command) => operator(ctx, &rt, command),
         CloudCommand::Revoke {
             ws,
             jti,
@@ -525,6 +567,173 @@ fn decide(
     let value = serde_json::to_value(&record)
         .map_err(|e| CliError::new("INTERNAL_ERROR", e.to_string()))?;
     print_ok(ctx.json, &value, &format!("approval `{id}` {decision}\n"));
+    Ok(())
+}
+
+/// The password of `operator add`: stdin's first line with `--password-stdin`, else a prompt
+/// (twice, without echo) when stdin is a terminal. Never an argument: those end up in shell
+/// history and `ps`.
+fn read_new_password(from_stdin: bool) -> Result<String, CliError> {
+    use std::io::{BufRead, IsTerminal};
+    let io =
+        |e: std::io::Error| CliError::new("IO_ERROR", format!("cannot read the password: {e}"));
+    if from_stdin {
+        let mut line = String::new();
+        std::io::stdin().lock().read_line(&mut line).map_err(io)?;
+        let line = line.strip_suffix('\n').unwrap_or(&line);
+        return Ok(line.strip_suffix('\r').unwrap_or(line).to_string());
+    }
+    if !std::io::stdin().is_terminal() {
+        return Err(CliError::new(
+            "INVALID_ARGUMENT",
+            "stdin is not a terminal: pass --password-stdin to read the password from it",
+        ));
+    }
+    let first = rpassword::prompt_password("password: ").map_err(io)?;
+    let again = rpassword::prompt_password("password (again): ").map_err(io)?;
+    if first != again {
+        return Err(CliError::new(
+            "INVALID_ARGUMENT",
+            "the two passwords differ; nothing was changed",
+        ));
+    }
+    Ok(first)
+}
+
+fn check_operator_name(name: &str) -> Result<(), CliError> {
+    use lumenflow_cloud::console::session::MAX_NAME_CHARS;
+    let ok = !name.is_empty()
+        && name.chars().count() <= MAX_NAME_CHARS
+        && name
+            .chars()
+            .all(|c| c.is_ascii_alphanumeric() || matches!(c, '-' | '_' | '.' | '@'));
+    if ok {
+        Ok(())
+    } else {
+        Err(CliError::new(
+            "INVALID_ARGUMENT",
+            format!(
+                "operator name `{name}` must be 1 to {MAX_NAME_CHARS} characters of letters, \
+                 digits, `-`, `_`, `.` or `@`"
+            ),
+        ))
+    }
+}
+
+fn operator(
+    ctx: &Context,
+    rt: &tokio::runtime::Runtime,
+    command: OperatorCommand,
+) -> Result<(), CliError> {
+    use lumenflow_cloud::console::password;
+    match command {
+        OperatorCommand::Add {
+            name,
+            password_stdin,
+            db,
+        } => {
+            check_operator_name(&name)?;
+            let secret = read_new_password(password_stdin)?;
+            password::check_policy(&secret)
+                .map_err(|e| CliError::new("INVALID_ARGUMENT", e.to_string()))?;
+            let phc = password::hash(&secret).map_err(cloud_error)?;
+            rt.block_on(async {
+                let store = open(&db).await?;
+                store.add_operator(&name, &phc).await.map_err(cloud_error)
+            })?;
+            print_ok(
+                ctx.json,
+                &json!({"name": name, "added": true}),
+                &format!("operator `{name}` added; log in at the control plane's `/`\n"),
+            );
+            Ok(())
+        }
+        OperatorCommand::List { db } => {
+            let now = lumenflow_cloud::store::now_ms();
+            let rows = rt.block_on(async {
+                let store = open(&db).await?;
+                let mut rows = Vec::new();
+                for o in store.operators().await.map_err(cloud_error)? {
+                    let sessions = store
+                        .session_count(&o.name, now)
+                        .await
+                        .map_err(cloud_error)?;
+                    rows.push((o, sessions));
+                }
+                Ok::<_, CliError>(rows)
+            })?;
+            let mut human = String::new();
+            let mut list = Vec::new();
+            for (o, sessions) in &rows {
+                let state = if o.disabled { "disabled" } else { "active" };
+                human.push_str(&format!(
+                    "{}\t{state}\tadded {}\t{sessions} session(s)\n",
+                    o.name,
+                    ts(o.created_at_ms)
+                ));
+                list.push(json!({"name": o.name, "disabled": o.disabled,
+                                 "created_at": ts(o.created_at_ms), "sessions": sessions}));
+            }
+            if rows.is_empty() {
+                human =
+                    "no console operators (add one: lumenflow cloud operator add NAME)\n".into();
+            }
+            print_ok(ctx.json, &json!({"operators": list}), &human);
+            Ok(())
+        }
+        OperatorCommand::Remove { name, db } => {
+            let (existed, ended) = rt.block_on(async {
+                let store = open(&db).await?;
+                store.remove_operator(&name).await.map_err(cloud_error)
+            })?;
+            if !existed {
+                return Err(CliError::new(
+                    "NOT_FOUND",
+                    format!("operator `{name}` does not exist"),
+                ));
+            }
+            print_ok(
+                ctx.json,
+                &json!({"name": name, "removed": true, "sessions_ended": ended}),
+                &format!("operator `{name}` removed; {ended} session(s) ended\n"),
+            );
+            Ok(())
+        }
+        OperatorCommand::Disable { name, db } => set_disabled(ctx, rt, &name, &db, true),
+        OperatorCommand::Enable { name, db } => set_disabled(ctx, rt, &name, &db, false),
+    }
+}
+
+fn set_disabled(
+    ctx: &Context,
+    rt: &tokio::runtime::Runtime,
+    name: &str,
+    db: &DbArgs,
+    disabled: bool,
+) -> Result<(), CliError> {
+    let found = rt.block_on(async {
+        let store = open(db).await?;
+        store
+            .set_operator_disabled(name, disabled)
+            .await
+            .map_err(cloud_error)
+    })?;
+    if !found {
+        return Err(CliError::new(
+            "NOT_FOUND",
+            format!("operator `{name}` does not exist"),
+        ));
+    }
+    let what = if disabled {
+        "disabled; its sessions ended"
+    } else {
+        "enabled"
+    };
+    print_ok(
+        ctx.json,
+        &json!({"name": name, "disabled": disabled}),
+        &format!("operator `{name}` {what}\n"),
+    );
     Ok(())
 }
 

@@ -104,4 +104,70 @@ pub const MIGRATIONS: &[Migration] = &[Migration {
         "CREATE TABLE sync_records (id BIGSERIAL PRIMARY KEY, workspace_id TEXT NOT NULL, \
          kind TEXT NOT NULL, raw TEXT NOT NULL, received_at_ms BIGINT NOT NULL)",
     ],
+},
+// The web console: operators log in with a password (argon2id PHC string) and hold a session
+// cookie; only the SHA-256 of a session id is stored, so a copy of the database does not yield
+// live sessions. `call_inputs` keeps the input of calls invoked through the control plane, so
+// the approvals inbox can show the exact input behind an approval's `input_hash`.
+Migration {
+    version: 2,
+    name: "console operators and sessions",
+    sqlite: &[
+        "CREATE TABLE operators (name TEXT PRIMARY KEY, password_hash TEXT NOT NULL, \
+         created_at_ms BIGINT NOT NULL, disabled BOOLEAN NOT NULL DEFAULT FALSE)",
+        "CREATE TABLE console_sessions (id_hash TEXT PRIMARY KEY, operator TEXT NOT NULL, \
+         csrf_token TEXT NOT NULL, created_at_ms BIGINT NOT NULL, expires_at_ms BIGINT NOT NULL, \
+         last_seen_ms BIGINT NOT NULL)",
+        "CREATE INDEX console_sessions_operator ON console_sessions (operator)",
+        "CREATE TABLE call_inputs (workspace_id TEXT NOT NULL, input_hash TEXT NOT NULL, \
+         tool TEXT NOT NULL, input TEXT NOT NULL, recorded_at_ms BIGINT NOT NULL, \
+         PRIMARY KEY (workspace_id, input_hash))",
+    ],
+    postgres: &[
+        "CREATE TABLE operators (name TEXT PRIMARY KEY, password_hash TEXT NOT NULL, \
+         created_at_ms BIGINT NOT NULL, disabled BOOLEAN NOT NULL DEFAULT FALSE)",
+        "CREATE TABLE console_sessions (id_hash TEXT PRIMARY KEY, operator TEXT NOT NULL, \
+         csrf_token TEXT NOT NULL, created_at_ms BIGINT NOT NULL, expires_at_ms BIGINT NOT NULL, \
+         last_seen_ms BIGINT NOT NULL)",
+        "CREATE INDEX console_sessions_operator ON console_sessions (operator)",
+        "CREATE TABLE call_inputs (workspace_id TEXT NOT NULL, input_hash TEXT NOT NULL, \
+         tool TEXT NOT NULL, input TEXT NOT NULL, recorded_at_ms BIGINT NOT NULL, \
+         PRIMARY KEY (workspace_id, input_hash))",
+    ],
+},
+// Runs in the console: a trusted-compute bundle uploaded by its workspace (every file, base64,
+// with the verifier's four checks as found on upload; a failing bundle is kept, marked failed,
+// because operators need to see failures), and the recovery requests operators sent to a
+// workspace's sidecar with the sidecar's answer.
+Migration {
+    version: 3,
+    name: "run bundles and recovery requests",
+    sqlite: &[
+        "CREATE TABLE run_bundles (workspace_id TEXT NOT NULL, run_id TEXT NOT NULL, \
+         digest TEXT NOT NULL, files TEXT NOT NULL, total_bytes BIGINT NOT NULL, \
+         passed BOOLEAN NOT NULL, checks TEXT NOT NULL, signer_key_id TEXT, \
+         uploaded_by TEXT NOT NULL, uploaded_at_ms BIGINT NOT NULL, \
+         PRIMARY KEY (workspace_id, run_id))",
+        "CREATE INDEX run_bundles_run ON run_bundles (run_id)",
+        "CREATE TABLE recovery_requests (id INTEGER PRIMARY KEY AUTOINCREMENT, \
+         workspace_id TEXT NOT NULL, turn_event_id TEXT NOT NULL, turn_id TEXT NOT NULL, \
+         wu_id TEXT NOT NULL, reason TEXT, requested_by TEXT NOT NULL, \
+         requested_at_ms BIGINT NOT NULL, event_id TEXT NOT NULL, outcome TEXT NOT NULL, \
+         sidecar_status BIGINT, sidecar_answer TEXT)",
+        "CREATE INDEX recovery_requests_turn ON recovery_requests (workspace_id, turn_event_id)",
+    ],
+    postgres: &[
+        "CREATE TABLE run_bundles (workspace_id TEXT NOT NULL, run_id TEXT NOT NULL, \
+         digest TEXT NOT NULL, files TEXT NOT NULL, total_bytes BIGINT NOT NULL, \
+         passed BOOLEAN NOT NULL, checks TEXT NOT NULL, signer_key_id TEXT, \
+         uploaded_by TEXT NOT NULL, uploaded_at_ms BIGINT NOT NULL, \
+         PRIMARY KEY (workspace_id, run_id))",
+        "CREATE INDEX run_bundles_run ON run_bundles (run_id)",
+        "CREATE TABLE recovery_requests (id BIGSERIAL PRIMARY KEY, \
+         workspace_id TEXT NOT NULL, turn_event_id TEXT NOT NULL, turn_id TEXT NOT NULL, \
+         wu_id TEXT NOT NULL, reason TEXT, requested_by TEXT NOT NULL, \
+         requested_at_ms BIGINT NOT NULL, event_id TEXT NOT NULL, outcome TEXT NOT NULL, \
+         sidecar_status BIGINT, sidecar_answer TEXT)",
+        "CREATE INDEX recovery_requests_turn ON recovery_requests (workspace_id, turn_event_id)",
+    ],
 }];

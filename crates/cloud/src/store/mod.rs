@@ -106,6 +106,12 @@ macro_rules! insert_audit {
     }};
 }
 
+// After the macros, which they use (textual scope).
+pub mod bundles;
+pub mod console_views;
+pub mod operators;
+pub mod recovery;
+
 /// One event as stored: the envelope fields the queries use, plus the raw JSON.
 #[derive(Debug, Clone, PartialEq)]
 pub struct EventRow {

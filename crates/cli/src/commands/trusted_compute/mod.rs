@@ -13,6 +13,7 @@
 mod procs;
 mod records;
 mod scratch;
+mod upload;
 
 use std::collections::BTreeMap;
 use std::io::IsTerminal;
@@ -641,6 +642,34 @@ fn run_in(
         "/api/v1/receipts/seal",
         &bundle_receipt(scratch::WORKSPACE_ID, run_id, &manifest),
     )?;
+    let uploaded = upload::upload_bundle(
+        &operator,
+        &enrollment,
+        scratch::WORKSPACE_ID,
+        run_id,
+        &bundle_dir,
+    )?;
+    if uploaded.get("passed").and_then(Value::as_bool) != Some(true) {
+        return Err(CliError::new(
+            "BUNDLE_INVALID",
+            format!("the control plane did not verify the bundle of run `{run_id}`: {uploaded}"),
+        ));
+    }
+    steps.step(
+        "Proof",
+        "bundle uploaded; the control plane verified it",
+        &format!(
+            "{} bytes, signer {}",
+            uploaded
+                .get("total_bytes")
+                .and_then(Value::as_i64)
+                .unwrap_or(0),
+            uploaded
+                .get("signer_key_id")
+                .and_then(Value::as_str)
+                .unwrap_or("?")
+        ),
+    );
     let replay = operator.get(&format!("/api/v1/runs/{run_id}/replay"))?;
     let stages: Vec<String> = replay
         .get("stages")
