@@ -6,7 +6,8 @@
 # table with the indexes `events` has (unique dedupe key, time index) without any dedupe clause.
 # Also: a re-send of every batch (all duplicates) and the store's ingest without HTTP.
 # Targets: >= 100 000 events/s on SQLite, >= 30 000 on PostgreSQL, >= 0.5x the raw rate.
-# EVENTS (default 200 000) events; INGEST_CLIENTS (default 1) concurrent HTTP clients;
+# EVENTS (default 200 000) events; INGEST_CLIENTS (default "1 8": one run per value) concurrent
+# HTTP clients (on SQLite, batches that arrive together share one transaction: group commit);
 # LUMENFLOW_TEST_DATABASE_URL (default postgres://postgres@127.0.0.1:5432/test), a fresh schema
 # per run, dropped afterwards.
 set -euo pipefail
@@ -14,6 +15,8 @@ cd "$(dirname "$0")/.."
 EVENTS="${EVENTS:-200000}"
 echo "load average at start: $(cut -d' ' -f1-3 /proc/loadavg) on $(nproc) CPUs"
 cargo build -q --release -p lumenflow-cloud --example ingest_bench
-for backend in sqlite postgres; do
-  ./target/release/examples/ingest_bench "$backend" "$EVENTS"
+for clients in ${INGEST_CLIENTS:-1 8}; do
+  for backend in sqlite postgres; do
+    INGEST_CLIENTS="$clients" ./target/release/examples/ingest_bench "$backend" "$EVENTS"
+  done
 done

@@ -99,6 +99,7 @@ macro_rules! both {
 both!(migrations_are_idempotent);
 both!(enrollment_codes_are_single_use);
 both!(ingest_dedupes_and_audits_in_one_transaction);
+both!(concurrent_overlapping_batches_are_each_counted_and_audited);
 both!(queries_order_by_timestamp_then_seq_and_page);
 both!(approvals_decide_once_and_expire);
 both!(revocation_and_devices);
@@ -285,6 +286,58 @@ async fn ingest_dedupes_and_audits_in_one_transaction(store: &Store) {
         .unwrap();
     assert_eq!((out.accepted, out.duplicates), (4500, 0));
     assert_eq!(store.count_events("ws").await.unwrap(), 4502);
+}
+
+async fn concurrent_overlapping_batches_are_each_counted_and_audited(store: &Store) {
+    // DLV, Q1: on SQLite concurrent batches share one transaction (group commit); each request
+    // must still get its own fresh/duplicate count and its own audit line, and every event is
+    // stored once whichever batch carried it first.
+    let t = 1_800_000_000_000i64;
+    let tasks: Vec<_> = (0..16i64)
+        .map(|k| {
+            let store = store.clone();
+            tokio::spawn(async move {
+                let batch: Vec<EventRow> = (k * 200..k * 200 + 300)
+                    .map(|i| {
+                        row(
+                            "ws-g",
+                            &format!("g{i}"),
+                            "acme:g",
+                            t + i,
+                            "ws-g",
+                            Some(i),
+                            None,
+                        )
+                    })
+                    .collect();
+                store
+                    .ingest(&batch, &audit("ws-g", "events.group"))
+                    .await
+                    .unwrap()
+            })
+        })
+        .collect();
+    let mut fresh = 0;
+    for task in tasks {
+        let out = task.await.unwrap();
+        assert_eq!(out.accepted, 300);
+        assert_eq!(out.fresh + out.duplicates, 300);
+        fresh += out.fresh;
+    }
+    assert_eq!(
+        fresh,
+        15 * 200 + 300,
+        "every distinct event counted fresh exactly once"
+    );
+    assert_eq!(store.count_events("ws-g").await.unwrap(), 3300);
+    let lines = store.audit_log(Some("ws-g"), 100).await.unwrap();
+    assert_eq!(
+        lines
+            .iter()
+            .filter(|l| l.entry.action == "events.group")
+            .count(),
+        16
+    );
 }
 
 async fn queries_order_by_timestamp_then_seq_and_page(store: &Store) {

@@ -48,6 +48,23 @@ pub fn now_ms() -> i64 {
     Timestamp::now().unix_millis()
 }
 
+/// Each run's first and last timestamp in a batch (upserted into `event_runs`).
+type RunSpans<'a> = Vec<((&'a str, &'a str), (i64, i64))>;
+
+fn run_spans(rows: &[EventRow]) -> RunSpans<'_> {
+    let mut runs: std::collections::BTreeMap<(&str, &str), (i64, i64)> = Default::default();
+    for r in rows {
+        if let Some(run) = r.run_id.as_deref() {
+            let span = runs
+                .entry((r.workspace_id.as_str(), run))
+                .or_insert((r.ts_ms, r.ts_ms));
+            span.0 = span.0.min(r.ts_ms);
+            span.1 = span.1.max(r.ts_ms);
+        }
+    }
+    runs.into_iter().collect()
+}
+
 #[derive(Debug, Clone)]
 enum Backend {
     /// One writer connection (its page cache stays warm across batches: a second writing
@@ -55,6 +72,8 @@ enum Backend {
     Sqlite {
         write: SqlitePool,
         read: SqlitePool,
+        /// Concurrent event batches share one transaction (see `group_ingest`).
+        group: std::sync::Arc<group_ingest::GroupIngest>,
     },
     Postgres(PgPool),
 }
@@ -109,6 +128,7 @@ macro_rules! insert_audit {
 // After the macros, which they use (textual scope).
 pub mod bundles;
 pub mod console_views;
+mod group_ingest;
 pub mod operators;
 pub mod recovery;
 
@@ -344,7 +364,11 @@ impl Store {
                 .connect_with(options)
                 .await
                 .map_err(storage)?;
-            Backend::Sqlite { write, read }
+            Backend::Sqlite {
+                write,
+                read,
+                group: Default::default(),
+            }
         };
         Ok(Store { backend, display })
     }
@@ -364,7 +388,7 @@ impl Store {
 
     pub async fn close(&self) {
         match &self.backend {
-            Backend::Sqlite { write, read } => {
+            Backend::Sqlite { write, read, .. } => {
                 read.close().await;
                 write.close().await;
             }
@@ -860,8 +884,11 @@ impl Store {
         rows: &[EventRow],
         audit: &AuditEntry,
     ) -> CloudResult<IngestOutcome> {
+        let pool = match &self.backend {
+            Backend::Sqlite { write, group, .. } => return group.ingest(write, rows, audit).await,
+            Backend::Postgres(pool) => pool,
+        };
         let received = now_ms();
-        let postgres = matches!(self.backend, Backend::Postgres(_));
         let keyed: Vec<(Vec<u8>, &EventRow)> = rows
             .iter()
             .map(|r| (dedupe_key(&r.workspace_id, &r.event_id), r))
@@ -870,74 +897,58 @@ impl Store {
             .first()
             .map(|r| r.workspace_id.clone())
             .unwrap_or_default();
-        let mut runs: std::collections::BTreeMap<(&str, &str), (i64, i64)> = Default::default();
-        for r in rows {
-            if let Some(run) = r.run_id.as_deref() {
-                let span = runs
-                    .entry((r.workspace_id.as_str(), run))
-                    .or_insert((r.ts_ms, r.ts_ms));
-                span.0 = span.0.min(r.ts_ms);
-                span.1 = span.1.max(r.ts_ms);
-            }
-        }
-        let runs: Vec<_> = runs.into_iter().collect();
+        let runs = run_spans(rows);
         let mut fresh = 0u64;
-        with_pool!(self, pool => {
-            let mut tx = pool.begin().await?;
-            if postgres {
-                // One writer per workspace at a time, across processes: two batches with
-                // overlapping events can never deadlock on each other's unique-index entries,
-                // and a workspace's cursors follow commit order (a reader paging by cursor never
-                // misses a row committed late with a smaller id). SQLite has one writer anyway.
-                sqlx::query("SELECT pg_advisory_xact_lock(hashtext($1))")
-                    .bind(workspace.as_str())
-                    .execute(&mut *tx)
-                    .await?;
-            }
-            for chunk in keyed.chunks(INSERT_CHUNK) {
-                let mut qb = QueryBuilder::new(
-                    "INSERT INTO events (workspace_id, schema_version, event_id, kind, ts_ms, timestamp, \
-                     channel, seq, run_id, raw, received_at_ms, dedupe_key) ",
-                );
-                qb.push_values(chunk, |mut b, (key, r)| {
-                    b.push_bind(r.workspace_id.as_str())
-                        .push_bind(r.schema_version)
-                        .push_bind(r.event_id.as_str())
-                        .push_bind(r.kind.as_str())
-                        .push_bind(r.ts_ms)
-                        .push_bind(r.timestamp.as_str())
-                        .push_bind(r.channel.as_str())
-                        .push_bind(r.seq)
-                        .push_bind(r.run_id.as_deref())
-                        .push_bind(r.raw.as_str())
-                        .push_bind(received)
-                        .push_bind(key.as_slice());
-                });
-                qb.push(" ON CONFLICT (dedupe_key) DO NOTHING");
-                fresh += qb.build().execute(&mut *tx).await?.rows_affected();
-            }
-            for chunk in runs.chunks(INSERT_CHUNK) {
-                let mut qb = QueryBuilder::new(
-                    "INSERT INTO event_runs (workspace_id, run_id, first_ts_ms, last_ts_ms) ",
-                );
-                qb.push_values(chunk, |mut b, ((ws, run), (first, last))| {
-                    b.push_bind(*ws).push_bind(*run).push_bind(*first).push_bind(*last);
-                });
-                qb.push(if postgres {
-                    " ON CONFLICT (workspace_id, run_id) DO UPDATE SET \
-                     first_ts_ms = LEAST(event_runs.first_ts_ms, excluded.first_ts_ms), \
-                     last_ts_ms = GREATEST(event_runs.last_ts_ms, excluded.last_ts_ms)"
-                } else {
-                    " ON CONFLICT (workspace_id, run_id) DO UPDATE SET \
-                     first_ts_ms = MIN(event_runs.first_ts_ms, excluded.first_ts_ms), \
-                     last_ts_ms = MAX(event_runs.last_ts_ms, excluded.last_ts_ms)"
-                });
-                qb.build().execute(&mut *tx).await?;
-            }
-            insert_audit!(&mut *tx, audit);
-            tx.commit().await?;
-            Ok::<(), CloudError>(())
-        })?;
+        let mut tx = pool.begin().await?;
+        // One writer per workspace at a time, across processes: two batches with overlapping
+        // events can never deadlock on each other's unique-index entries, and a workspace's
+        // cursors follow commit order (a reader paging by cursor never misses a row committed
+        // late with a smaller id).
+        sqlx::query("SELECT pg_advisory_xact_lock(hashtext($1))")
+            .bind(workspace.as_str())
+            .execute(&mut *tx)
+            .await?;
+        for chunk in keyed.chunks(INSERT_CHUNK) {
+            let mut qb = QueryBuilder::new(
+                "INSERT INTO events (workspace_id, schema_version, event_id, kind, ts_ms, timestamp, \
+                 channel, seq, run_id, raw, received_at_ms, dedupe_key) ",
+            );
+            qb.push_values(chunk, |mut b, (key, r)| {
+                b.push_bind(r.workspace_id.as_str())
+                    .push_bind(r.schema_version)
+                    .push_bind(r.event_id.as_str())
+                    .push_bind(r.kind.as_str())
+                    .push_bind(r.ts_ms)
+                    .push_bind(r.timestamp.as_str())
+                    .push_bind(r.channel.as_str())
+                    .push_bind(r.seq)
+                    .push_bind(r.run_id.as_deref())
+                    .push_bind(r.raw.as_str())
+                    .push_bind(received)
+                    .push_bind(key.as_slice());
+            });
+            qb.push(" ON CONFLICT (dedupe_key) DO NOTHING");
+            fresh += qb.build().execute(&mut *tx).await?.rows_affected();
+        }
+        for chunk in runs.chunks(INSERT_CHUNK) {
+            let mut qb = QueryBuilder::new(
+                "INSERT INTO event_runs (workspace_id, run_id, first_ts_ms, last_ts_ms) ",
+            );
+            qb.push_values(chunk, |mut b, ((ws, run), (first, last))| {
+                b.push_bind(*ws)
+                    .push_bind(*run)
+                    .push_bind(*first)
+                    .push_bind(*last);
+            });
+            qb.push(
+                " ON CONFLICT (workspace_id, run_id) DO UPDATE SET \
+                 first_ts_ms = LEAST(event_runs.first_ts_ms, excluded.first_ts_ms), \
+                 last_ts_ms = GREATEST(event_runs.last_ts_ms, excluded.last_ts_ms)",
+            );
+            qb.build().execute(&mut *tx).await?;
+        }
+        insert_audit!(&mut *tx, audit);
+        tx.commit().await?;
         Ok(IngestOutcome {
             accepted: rows.len() as u64,
             duplicates: (rows.len() as u64).saturating_sub(fresh),

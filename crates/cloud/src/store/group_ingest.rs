@@ -1,0 +1,203 @@
+//! Group commit of event batches on SQLite.
+//!
+//! SQLite has one writer, so concurrent batches used to commit one after another, each paying a
+//! WAL fsync and, worse, rewriting every index page its events touched: event ids are content
+//! hashes, so a batch of 1 000 dirties hundreds of random pages of the dedupe index, and the
+//! next batch dirties most of them again. Batches that arrive while a commit is in flight now
+//! queue, and the next writer commits all of them in one transaction, so those pages are written
+//! once for the whole group. Each batch keeps its own audit line and its own fresh/duplicate
+//! count, and each request is answered only after the transaction holding its batch committed.
+//!
+//! There is no background task: the request that takes the writer lock commits what is queued
+//! (the leader), the others find their answer when they get the lock. The commit itself runs in
+//! a spawned task, so a leader whose client hangs up does not abort the other batches' commit.
+
+use std::sync::{Arc, Mutex, MutexGuard};
+
+use sqlx::sqlite::SqlitePool;
+use sqlx::QueryBuilder;
+use tokio::sync::oneshot;
+
+use super::{dedupe_key, now_ms, AuditEntry, EventRow, IngestOutcome, INSERT_CHUNK};
+use crate::error::{CloudError, CloudResult};
+
+/// Most events committed in one transaction (a bigger group only makes its waiters wait longer).
+const MAX_GROUP_EVENTS: usize = 50_000;
+
+/// The queue and writer lock of one SQLite store (shared by its clones).
+#[derive(Default)]
+pub(super) struct GroupIngest {
+    queue: Mutex<Vec<Job>>,
+    writer: Arc<tokio::sync::Mutex<()>>,
+}
+
+impl std::fmt::Debug for GroupIngest {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("GroupIngest")
+            .field("queued", &lock(&self.queue).len())
+            .finish()
+    }
+}
+
+struct Job {
+    rows: Vec<EventRow>,
+    audit: AuditEntry,
+    reply: oneshot::Sender<CloudResult<IngestOutcome>>,
+}
+
+fn lock<T>(mutex: &Mutex<T>) -> MutexGuard<'_, T> {
+    mutex
+        .lock()
+        .unwrap_or_else(|poisoned| poisoned.into_inner())
+}
+
+impl GroupIngest {
+    /// Store `rows` with `audit` in a transaction that may hold other queued batches too; returns
+    /// once it committed.
+    pub(super) async fn ingest(
+        &self,
+        pool: &SqlitePool,
+        rows: &[EventRow],
+        audit: &AuditEntry,
+    ) -> CloudResult<IngestOutcome> {
+        let (reply, mut answer) = oneshot::channel();
+        lock(&self.queue).push(Job {
+            rows: rows.to_vec(),
+            audit: audit.clone(),
+            reply,
+        });
+        loop {
+            let guard = Arc::clone(&self.writer).lock_owned().await;
+            match answer.try_recv() {
+                Ok(result) => return result,
+                Err(oneshot::error::TryRecvError::Closed) => {
+                    return Err(CloudError::Internal(
+                        "the commit holding this batch stopped before answering".into(),
+                    ))
+                }
+                Err(oneshot::error::TryRecvError::Empty) => {}
+            }
+            let group = take_group(&mut lock(&self.queue));
+            if group.is_empty() {
+                // Not answered and not queued cannot happen; do not spin if it ever does.
+                return Err(CloudError::Internal(
+                    "this batch left the ingest queue without an answer".into(),
+                ));
+            }
+            let pool = pool.clone();
+            let commit = tokio::spawn(async move {
+                let _writer = guard;
+                commit_group(&pool, group).await;
+            });
+            if let Err(e) = commit.await {
+                return Err(CloudError::Internal(format!(
+                    "the ingest commit failed: {e}"
+                )));
+            }
+        }
+    }
+}
+
+/// Whole jobs from the front of the queue, at least one, up to [`MAX_GROUP_EVENTS`].
+fn take_group(queue: &mut Vec<Job>) -> Vec<Job> {
+    let mut events = 0usize;
+    let mut take = 0usize;
+    for job in queue.iter() {
+        if take > 0 && events + job.rows.len() > MAX_GROUP_EVENTS {
+            break;
+        }
+        events += job.rows.len();
+        take += 1;
+    }
+    queue.drain(..take).collect()
+}
+
+/// Commit `group` in one transaction and answer every job.
+async fn commit_group(pool: &SqlitePool, group: Vec<Job>) {
+    match write_group(pool, &group).await {
+        Ok(fresh) => {
+            for (job, fresh) in group.into_iter().zip(fresh) {
+                let accepted = job.rows.len() as u64;
+                let _ = job.reply.send(Ok(IngestOutcome {
+                    accepted,
+                    duplicates: accepted.saturating_sub(fresh),
+                    fresh,
+                }));
+            }
+        }
+        Err(e) => {
+            let message = e.to_string();
+            for job in group {
+                let _ = job.reply.send(Err(CloudError::Storage(message.clone())));
+            }
+        }
+    }
+}
+
+/// The statements of every job, in queue order; the fresh-row count of each.
+async fn write_group(pool: &SqlitePool, group: &[Job]) -> CloudResult<Vec<u64>> {
+    let received = now_ms();
+    let mut tx = pool.begin().await?;
+    let mut counts = Vec::with_capacity(group.len());
+    for job in group {
+        counts.push(insert_batch(&mut tx, &job.rows, received).await?);
+        insert_audit!(&mut *tx, &job.audit);
+    }
+    tx.commit().await?;
+    Ok(counts)
+}
+
+/// One batch's rows (duplicates skipped by the dedupe key) and run spans; returns the rows
+/// newly stored.
+async fn insert_batch(
+    tx: &mut sqlx::Transaction<'_, sqlx::Sqlite>,
+    rows: &[EventRow],
+    received: i64,
+) -> CloudResult<u64> {
+    let keyed: Vec<(Vec<u8>, &EventRow)> = rows
+        .iter()
+        .map(|r| (dedupe_key(&r.workspace_id, &r.event_id), r))
+        .collect();
+    let mut fresh = 0u64;
+    for chunk in keyed.chunks(INSERT_CHUNK) {
+        let mut qb = QueryBuilder::new(
+            "INSERT INTO events (workspace_id, schema_version, event_id, kind, ts_ms, timestamp, \
+             channel, seq, run_id, raw, received_at_ms, dedupe_key) ",
+        );
+        qb.push_values(chunk, |mut b, (key, r)| {
+            b.push_bind(r.workspace_id.as_str())
+                .push_bind(r.schema_version)
+                .push_bind(r.event_id.as_str())
+                .push_bind(r.kind.as_str())
+                .push_bind(r.ts_ms)
+                .push_bind(r.timestamp.as_str())
+                .push_bind(r.channel.as_str())
+                .push_bind(r.seq)
+                .push_bind(r.run_id.as_deref())
+                .push_bind(r.raw.as_str())
+                .push_bind(received)
+                .push_bind(key.as_slice());
+        });
+        qb.push(" ON CONFLICT (dedupe_key) DO NOTHING");
+        fresh += qb.build().execute(&mut **tx).await?.rows_affected();
+    }
+    let runs = super::run_spans(rows);
+    for chunk in runs.chunks(INSERT_CHUNK) {
+        let mut qb = QueryBuilder::new(
+            "INSERT INTO event_runs (workspace_id, run_id, first_ts_ms, last_ts_ms) ",
+        );
+        qb.push_values(chunk, |mut b, ((ws, run), (first, last))| {
+            b.push_bind(*ws)
+                .push_bind(*run)
+                .push_bind(*first)
+                .push_bind(*last);
+        });
+        qb.push(
+            " ON CONFLICT (workspace_id, run_id) DO UPDATE SET \
+             first_ts_ms = MIN(event_runs.first_ts_ms, excluded.first_ts_ms), \
+             last_ts_ms = MAX(event_runs.last_ts_ms, excluded.last_ts_ms)",
+        );
+        qb.build().execute(&mut **tx).await?;
+    }
+    Ok(fresh)
+}
