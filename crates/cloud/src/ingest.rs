@@ -36,20 +36,36 @@ pub fn batch_rows(
     let subject_text = subject.to_string();
     let mut rows = Vec::with_capacity(events.len());
     for (index, event) in events.into_iter().enumerate() {
-        let version = event.get("schema_version").cloned();
-        let row = match version.as_ref().and_then(Value::as_u64) {
-            Some(2) => v2_row(workspace_id, subject, &subject_text, index, event)?,
-            Some(1) => v1_row(workspace_id, &subject_text, index, event)?,
-            _ => {
-                let shown = version.map_or_else(|| "missing".to_string(), |v| v.to_string());
-                return Err(CloudError::SchemaVersion(format!(
-                    "events[{index}]: schema_version {shown} is not supported; expected 1 or 2"
-                )));
-            }
-        };
-        rows.push(row);
+        rows.push(event_row(
+            workspace_id,
+            subject,
+            &subject_text,
+            index,
+            event,
+        )?);
     }
     Ok(rows)
+}
+
+/// Check one event (at `index` in its batch) and build its row.
+fn event_row(
+    workspace_id: &str,
+    subject: &Subject,
+    subject_text: &str,
+    index: usize,
+    event: Value,
+) -> CloudResult<EventRow> {
+    let version = event.get("schema_version").cloned();
+    match version.as_ref().and_then(Value::as_u64) {
+        Some(2) => v2_row(workspace_id, subject, subject_text, index, event),
+        Some(1) => v1_row(workspace_id, subject_text, index, event),
+        _ => {
+            let shown = version.map_or_else(|| "missing".to_string(), |v| v.to_string());
+            Err(CloudError::SchemaVersion(format!(
+                "events[{index}]: schema_version {shown} is not supported; expected 1 or 2"
+            )))
+        }
+    }
 }
 
 fn v2_row(
@@ -90,7 +106,10 @@ fn v2_row(
         .get("run_id")
         .and_then(Value::as_str)
         .map(str::to_string);
+    // A content-hashed id covers the timestamp, so the dedupe key may lead with it.
+    let time_keyed = event.content_id() == event.event_id;
     Ok(EventRow {
+        time_keyed,
         workspace_id: workspace_id.to_string(),
         schema_version: 2,
         event_id: event.event_id,
@@ -135,6 +154,8 @@ fn v1_row(
         .and_then(Value::as_str)
         .map(str::to_string);
     Ok(EventRow {
+        // The v1 id is the hash of the whole event, timestamp included.
+        time_keyed: true,
         workspace_id: workspace_id.to_string(),
         schema_version: 1,
         event_id: format!("v1_{}", canonical_hash(&value)),
@@ -173,6 +194,26 @@ mod tests {
         assert_eq!(rows[0].run_id.as_deref(), Some("r1"));
         assert!(rows[1].event_id.starts_with("v1_"));
         assert_eq!(rows[1].run_id.as_deref(), Some("r1"));
+    }
+
+    #[test]
+    fn a_big_batch_keeps_order_and_names_the_lowest_bad_index() {
+        let good: Vec<Value> = (0..1000).map(|_| v2("ws-1")).collect();
+        let mut batch = good.clone();
+        for (i, e) in batch.iter_mut().enumerate() {
+            e["seq"] = json!(i);
+        }
+        let rows = batch_rows("ws-1", &ws(), batch.clone()).unwrap();
+        let seqs: Vec<i64> = rows.iter().filter_map(|r| r.seq).collect();
+        assert_eq!(
+            seqs,
+            (0..1000).collect::<Vec<i64>>(),
+            "rows keep batch order"
+        );
+        batch[930] = json!({"schema_version": 9});
+        batch[610] = v2("ws-2");
+        let e = batch_rows("ws-1", &ws(), batch).unwrap_err();
+        assert!(e.to_string().contains("events[610]"), "{e}");
     }
 
     #[test]

@@ -100,6 +100,7 @@ both!(migrations_are_idempotent);
 both!(enrollment_codes_are_single_use);
 both!(ingest_dedupes_and_audits_in_one_transaction);
 both!(concurrent_overlapping_batches_are_each_counted_and_audited);
+both!(content_ids_and_idempotent_ids_dedupe_across_resends);
 both!(queries_order_by_timestamp_then_seq_and_page);
 both!(approvals_decide_once_and_expire);
 both!(revocation_and_devices);
@@ -131,6 +132,7 @@ fn row(
         raw: json!({"schema_version": 2, "kind": kind, "event_id": id, "timestamp": ts,
                     "from": channel, "seq": seq, "payload": {"run_id": run}})
         .to_string(),
+        time_keyed: false,
     }
 }
 
@@ -338,6 +340,54 @@ async fn concurrent_overlapping_batches_are_each_counted_and_audited(store: &Sto
             .count(),
         16
     );
+}
+
+async fn content_ids_and_idempotent_ids_dedupe_across_resends(store: &Store) {
+    // DLV, EVT-05: a content-hashed id covers the timestamp, so its dedupe key leads with it;
+    // an idempotency-keyed id does not (a retry may carry a new timestamp), and must still be
+    // found as a duplicate when it comes back later with another timestamp.
+    use lumenflow_cloud::ingest::batch_rows;
+    use lumenflow_contracts::event::{build_event, BuildOptions};
+    use lumenflow_contracts::identity::Subject;
+    let subject = Subject::parse("ws-k").unwrap();
+    let event = |key: Option<&str>, ms: i64, n: i64| {
+        let mut payload = serde_json::Map::new();
+        payload.insert("n".into(), n.into());
+        let e = build_event(
+            "acme:job_done",
+            "ws-k",
+            payload,
+            BuildOptions {
+                idempotency_key: key.map(str::to_string),
+                timestamp: Some(Timestamp::from_unix_millis(ms)),
+                seq: None,
+            },
+        )
+        .unwrap();
+        serde_json::to_value(e).unwrap()
+    };
+    let t = 1_800_000_000_000i64;
+    let first = vec![
+        event(None, t, 1),
+        event(None, t + 1, 2),
+        event(Some("job-7:done"), t + 2, 3),
+    ];
+    let rows = batch_rows("ws-k", &subject, first.clone()).unwrap();
+    assert!(rows[0].time_keyed && rows[1].time_keyed, "content ids are time-keyed");
+    assert!(!rows[2].time_keyed, "an idempotency-keyed id is not");
+    assert_ne!(rows[0].dedupe_key(), rows[1].dedupe_key());
+    let out = store.ingest(&rows, &audit("ws-k", "events.push")).await.unwrap();
+    assert_eq!((out.fresh, out.duplicates), (3, 0));
+    // The same events again, and the idempotent one re-emitted an hour later.
+    let mut again = first;
+    again.push(event(Some("job-7:done"), t + 3_600_000, 3));
+    let rows = batch_rows("ws-k", &subject, again).unwrap();
+    assert_eq!(rows[3].event_id, rows[2].event_id);
+    let out = store.ingest(&rows, &audit("ws-k", "events.push")).await.unwrap();
+    assert_eq!((out.fresh, out.duplicates), (0, 4));
+    assert_eq!(store.count_events("ws-k").await.unwrap(), 3);
+    // Keys sort by time: a later content-hashed event's key is greater.
+    assert!(rows[1].dedupe_key() > rows[0].dedupe_key());
 }
 
 async fn queries_order_by_timestamp_then_seq_and_page(store: &Store) {

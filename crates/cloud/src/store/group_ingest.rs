@@ -1,12 +1,15 @@
-//! Group commit of event batches on SQLite.
+//! Group commit of event batches.
 //!
-//! SQLite has one writer, so concurrent batches used to commit one after another, each paying a
-//! WAL fsync and, worse, rewriting every index page its events touched: event ids are content
-//! hashes, so a batch of 1 000 dirties hundreds of random pages of the dedupe index, and the
-//! next batch dirties most of them again. Batches that arrive while a commit is in flight now
-//! queue, and the next writer commits all of them in one transaction, so those pages are written
-//! once for the whole group. Each batch keeps its own audit line and its own fresh/duplicate
-//! count, and each request is answered only after the transaction holding its batch committed.
+//! Event ids are hashes, and a batch of 1 000 events touches many pages of the unique dedupe
+//! index; committed one after another, concurrent batches each paid a WAL/fsync round and
+//! rewrote those pages. Batches that arrive while a commit is in flight now queue, and the next
+//! writer commits all of them in one transaction, so those pages are written once for the whole
+//! group. Each batch keeps its own audit line and its own fresh/duplicate count, and each
+//! request is answered only after the transaction holding its batch committed.
+//!
+//! On PostgreSQL the transaction first takes the advisory lock of every workspace in the group,
+//! in sorted order (no two groups can deadlock), so a workspace still has one writer at a time
+//! across control-plane processes and its cursors follow commit order. SQLite has one writer.
 //!
 //! There is no background task: the request that takes the writer lock commits what is queued
 //! (the leader), the others find their answer when they get the lock. The commit itself runs in
@@ -14,17 +17,25 @@
 
 use std::sync::{Arc, Mutex, MutexGuard};
 
+use sqlx::postgres::PgPool;
 use sqlx::sqlite::SqlitePool;
 use sqlx::QueryBuilder;
 use tokio::sync::oneshot;
 
-use super::{dedupe_key, now_ms, AuditEntry, EventRow, IngestOutcome, INSERT_CHUNK};
+use super::{now_ms, AuditEntry, EventRow, IngestOutcome, INSERT_CHUNK};
 use crate::error::{CloudError, CloudResult};
 
 /// Most events committed in one transaction (a bigger group only makes its waiters wait longer).
 const MAX_GROUP_EVENTS: usize = 50_000;
 
-/// The queue and writer lock of one SQLite store (shared by its clones).
+/// The database a group is committed to.
+#[derive(Clone)]
+pub(super) enum Pool {
+    Sqlite(SqlitePool),
+    Postgres(PgPool),
+}
+
+/// The queue and writer lock of one store (shared by its clones).
 #[derive(Default)]
 pub(super) struct GroupIngest {
     queue: Mutex<Vec<Job>>,
@@ -56,7 +67,7 @@ impl GroupIngest {
     /// once it committed.
     pub(super) async fn ingest(
         &self,
-        pool: &SqlitePool,
+        pool: Pool,
         rows: &[EventRow],
         audit: &AuditEntry,
     ) -> CloudResult<IngestOutcome> {
@@ -113,8 +124,12 @@ fn take_group(queue: &mut Vec<Job>) -> Vec<Job> {
 }
 
 /// Commit `group` in one transaction and answer every job.
-async fn commit_group(pool: &SqlitePool, group: Vec<Job>) {
-    match write_group(pool, &group).await {
+async fn commit_group(pool: &Pool, group: Vec<Job>) {
+    let written = match pool {
+        Pool::Sqlite(pool) => write_group_sqlite(pool, &group).await,
+        Pool::Postgres(pool) => write_group_postgres(pool, &group).await,
+    };
+    match written {
         Ok(fresh) => {
             for (job, fresh) in group.into_iter().zip(fresh) {
                 let accepted = job.rows.len() as u64;
@@ -134,70 +149,94 @@ async fn commit_group(pool: &SqlitePool, group: Vec<Job>) {
     }
 }
 
+/// One batch's rows (duplicates skipped by the dedupe key) and run spans, in `$tx`; evaluates
+/// to the rows newly stored. `$min`/`$max` are the backend's two-argument min and max.
+macro_rules! insert_batch {
+    ($tx:expr, $rows:expr, $received:expr, $min:literal, $max:literal) => {{
+        let tx = $tx;
+        let rows: &[EventRow] = $rows;
+        let keyed: Vec<(Vec<u8>, &EventRow)> = rows.iter().map(|r| (r.dedupe_key(), r)).collect();
+        let mut fresh = 0u64;
+        for chunk in keyed.chunks(INSERT_CHUNK) {
+            let mut qb = QueryBuilder::new(
+                "INSERT INTO events (workspace_id, schema_version, event_id, kind, ts_ms, \
+                 timestamp, channel, seq, run_id, raw, received_at_ms, dedupe_key) ",
+            );
+            qb.push_values(chunk, |mut b, (key, r)| {
+                b.push_bind(r.workspace_id.as_str())
+                    .push_bind(r.schema_version)
+                    .push_bind(r.event_id.as_str())
+                    .push_bind(r.kind.as_str())
+                    .push_bind(r.ts_ms)
+                    .push_bind(r.timestamp.as_str())
+                    .push_bind(r.channel.as_str())
+                    .push_bind(r.seq)
+                    .push_bind(r.run_id.as_deref())
+                    .push_bind(r.raw.as_str())
+                    .push_bind($received)
+                    .push_bind(key.as_slice());
+            });
+            qb.push(" ON CONFLICT (dedupe_key) DO NOTHING");
+            fresh += qb.build().execute(&mut **tx).await?.rows_affected();
+        }
+        let runs = super::run_spans(rows);
+        for chunk in runs.chunks(INSERT_CHUNK) {
+            let mut qb = QueryBuilder::new(
+                "INSERT INTO event_runs (workspace_id, run_id, first_ts_ms, last_ts_ms) ",
+            );
+            qb.push_values(chunk, |mut b, ((ws, run), (first, last))| {
+                b.push_bind(*ws)
+                    .push_bind(*run)
+                    .push_bind(*first)
+                    .push_bind(*last);
+            });
+            qb.push(concat!(
+                " ON CONFLICT (workspace_id, run_id) DO UPDATE SET first_ts_ms = ",
+                $min,
+                "(event_runs.first_ts_ms, excluded.first_ts_ms), last_ts_ms = ",
+                $max,
+                "(event_runs.last_ts_ms, excluded.last_ts_ms)"
+            ));
+            qb.build().execute(&mut **tx).await?;
+        }
+        fresh
+    }};
+}
+
 /// The statements of every job, in queue order; the fresh-row count of each.
-async fn write_group(pool: &SqlitePool, group: &[Job]) -> CloudResult<Vec<u64>> {
+async fn write_group_sqlite(pool: &SqlitePool, group: &[Job]) -> CloudResult<Vec<u64>> {
     let received = now_ms();
     let mut tx = pool.begin().await?;
     let mut counts = Vec::with_capacity(group.len());
     for job in group {
-        counts.push(insert_batch(&mut tx, &job.rows, received).await?);
+        counts.push(insert_batch!(&mut tx, &job.rows, received, "MIN", "MAX"));
         insert_audit!(&mut *tx, &job.audit);
     }
     tx.commit().await?;
     Ok(counts)
 }
 
-/// One batch's rows (duplicates skipped by the dedupe key) and run spans; returns the rows
-/// newly stored.
-async fn insert_batch(
-    tx: &mut sqlx::Transaction<'_, sqlx::Sqlite>,
-    rows: &[EventRow],
-    received: i64,
-) -> CloudResult<u64> {
-    let keyed: Vec<(Vec<u8>, &EventRow)> = rows
+/// [`write_group_sqlite`] on PostgreSQL, under the advisory locks of the group's workspaces.
+async fn write_group_postgres(pool: &PgPool, group: &[Job]) -> CloudResult<Vec<u64>> {
+    let received = now_ms();
+    let mut tx = pool.begin().await?;
+    let workspaces: std::collections::BTreeSet<&str> = group
         .iter()
-        .map(|r| (dedupe_key(&r.workspace_id, &r.event_id), r))
+        .flat_map(|job| job.rows.iter().map(|r| r.workspace_id.as_str()))
         .collect();
-    let mut fresh = 0u64;
-    for chunk in keyed.chunks(INSERT_CHUNK) {
-        let mut qb = QueryBuilder::new(
-            "INSERT INTO events (workspace_id, schema_version, event_id, kind, ts_ms, timestamp, \
-             channel, seq, run_id, raw, received_at_ms, dedupe_key) ",
-        );
-        qb.push_values(chunk, |mut b, (key, r)| {
-            b.push_bind(r.workspace_id.as_str())
-                .push_bind(r.schema_version)
-                .push_bind(r.event_id.as_str())
-                .push_bind(r.kind.as_str())
-                .push_bind(r.ts_ms)
-                .push_bind(r.timestamp.as_str())
-                .push_bind(r.channel.as_str())
-                .push_bind(r.seq)
-                .push_bind(r.run_id.as_deref())
-                .push_bind(r.raw.as_str())
-                .push_bind(received)
-                .push_bind(key.as_slice());
-        });
-        qb.push(" ON CONFLICT (dedupe_key) DO NOTHING");
-        fresh += qb.build().execute(&mut **tx).await?.rows_affected();
+    for ws in workspaces {
+        sqlx::query("SELECT pg_advisory_xact_lock(hashtext($1))")
+            .bind(ws)
+            .execute(&mut *tx)
+            .await?;
     }
-    let runs = super::run_spans(rows);
-    for chunk in runs.chunks(INSERT_CHUNK) {
-        let mut qb = QueryBuilder::new(
-            "INSERT INTO event_runs (workspace_id, run_id, first_ts_ms, last_ts_ms) ",
-        );
-        qb.push_values(chunk, |mut b, ((ws, run), (first, last))| {
-            b.push_bind(*ws)
-                .push_bind(*run)
-                .push_bind(*first)
-                .push_bind(*last);
-        });
-        qb.push(
-            " ON CONFLICT (workspace_id, run_id) DO UPDATE SET \
-             first_ts_ms = MIN(event_runs.first_ts_ms, excluded.first_ts_ms), \
-             last_ts_ms = MAX(event_runs.last_ts_ms, excluded.last_ts_ms)",
-        );
-        qb.build().execute(&mut **tx).await?;
+    let mut counts = Vec::with_capacity(group.len());
+    for job in group {
+        counts.push(insert_batch!(
+            &mut tx, &job.rows, received, "LEAST", "GREATEST"
+        ));
+        insert_audit!(&mut *tx, &job.audit);
     }
-    Ok(fresh)
+    tx.commit().await?;
+    Ok(counts)
 }
