@@ -72,11 +72,10 @@ impl Ledger {
             .append(true)
             .open(path)
             .map_err(io)?;
-        let mut bytes = Vec::new();
-        file.read_to_end(&mut bytes).map_err(io)?;
-        let complete = bytes.iter().rposition(|b| *b == b'\n').map_or(0, |i| i + 1);
-        if complete < bytes.len() {
-            file.set_len(complete as u64).map_err(io)?;
+        let len = file.metadata().map_err(io)?.len();
+        let complete = complete_len(&mut file, len).map_err(io)?;
+        if complete < len {
+            file.set_len(complete).map_err(io)?;
             file.sync_all().map_err(io)?;
         }
         Ok(Ledger {
@@ -84,7 +83,7 @@ impl Ledger {
             group: GroupCommit::default(),
             writer: Mutex::new(Writer {
                 file,
-                len: complete as u64,
+                len: complete,
                 failed: None,
             }),
         })
@@ -156,6 +155,26 @@ impl Ledger {
     }
 }
 
+/// The length of the file up to and including its last newline, reading backwards from the end
+/// in growing windows (the ledger of a long-lived sidecar is many megabytes; opening it must not
+/// read it all).
+fn complete_len(file: &mut File, len: u64) -> std::io::Result<u64> {
+    let mut window = 64 * 1024u64;
+    loop {
+        let start = len.saturating_sub(window);
+        file.seek(SeekFrom::Start(start))?;
+        let mut bytes = vec![0u8; (len - start) as usize];
+        file.read_exact(&mut bytes)?;
+        if let Some(i) = bytes.iter().rposition(|b| *b == b'\n') {
+            return Ok(start + i as u64 + 1);
+        }
+        if start == 0 {
+            return Ok(0);
+        }
+        window = window.saturating_mul(4);
+    }
+}
+
 /// Events from byte `offset` on whose kind passes `kind` (all when `None`), and the offset after
 /// the last complete line (the next read starts there; a line still being written is left).
 pub fn read_from(
@@ -219,6 +238,40 @@ mod tests {
     use super::*;
     use lumenflow_contracts::event::{build_event, BuildOptions};
     use serde_json::Map;
+
+    #[test]
+    fn open_cuts_only_a_torn_tail_longer_than_the_read_window() {
+        // A torn last line longer than the first backwards window (64 KiB) is still found and
+        // cut, and the complete lines before it are kept.
+        let dir = tempfile::tempdir().expect("tmp");
+        let path = dir.path().join("events.jsonl");
+        let ledger = Ledger::open(&path).expect("open");
+        let e = build_event(
+            "acme-demo:job_completed",
+            "ws",
+            Map::new(),
+            BuildOptions::idempotent("x"),
+        )
+        .expect("event");
+        ledger.append(std::slice::from_ref(&e)).expect("append");
+        drop(ledger);
+        let kept = fs::metadata(&path).expect("meta").len();
+        fs::OpenOptions::new()
+            .append(true)
+            .open(&path)
+            .and_then(|mut f| f.write_all(&vec![b'x'; 200 * 1024]))
+            .expect("torn");
+        let ledger = Ledger::open(&path).expect("reopen");
+        assert_eq!(fs::metadata(&path).expect("meta").len(), kept);
+        ledger.append(std::slice::from_ref(&e)).expect("append");
+        let (events, _) = read_from(&path, 0, None).expect("read");
+        assert_eq!(events.len(), 2);
+        // A file with no newline at all is cut to nothing.
+        fs::write(&path, vec![b'y'; 100 * 1024]).expect("garbage");
+        drop(ledger);
+        Ledger::open(&path).expect("reopen");
+        assert_eq!(fs::metadata(&path).expect("meta").len(), 0);
+    }
 
     #[test]
     fn concurrent_appends_all_land_once_and_read_back() {
