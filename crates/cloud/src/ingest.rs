@@ -27,6 +27,18 @@ pub fn batch_rows(
     subject: &Subject,
     events: Vec<Value>,
 ) -> CloudResult<Vec<EventRow>> {
+    let texts: Vec<String> = events.iter().map(Value::to_string).collect();
+    let texts: Vec<&str> = texts.iter().map(String::as_str).collect();
+    batch_rows_raw(workspace_id, subject, &texts)
+}
+
+/// [`batch_rows`] over each event's JSON text as received (the server's path: a v2 event is
+/// parsed once, straight into its envelope, and stored as sent instead of re-serialized).
+pub fn batch_rows_raw(
+    workspace_id: &str,
+    subject: &Subject,
+    events: &[&str],
+) -> CloudResult<Vec<EventRow>> {
     if events.len() > MAX_BATCH_EVENTS {
         return Err(CloudError::TooLarge(format!(
             "the batch has {} events; at most {MAX_BATCH_EVENTS} are accepted per request",
@@ -35,16 +47,22 @@ pub fn batch_rows(
     }
     let subject_text = subject.to_string();
     let mut rows = Vec::with_capacity(events.len());
-    for (index, event) in events.into_iter().enumerate() {
+    for (index, text) in events.iter().enumerate() {
         rows.push(event_row(
             workspace_id,
             subject,
             &subject_text,
             index,
-            event,
+            text,
         )?);
     }
     Ok(rows)
+}
+
+/// Only the field that tells v1 from v2 (serde skips the rest without building it).
+#[derive(serde::Deserialize)]
+struct VersionProbe {
+    schema_version: Option<Value>,
 }
 
 /// Check one event (at `index` in its batch) and build its row.
@@ -53,12 +71,20 @@ fn event_row(
     subject: &Subject,
     subject_text: &str,
     index: usize,
-    event: Value,
+    text: &str,
 ) -> CloudResult<EventRow> {
-    let version = event.get("schema_version").cloned();
+    let version = match serde_json::from_str::<VersionProbe>(text) {
+        Ok(probe) => probe.schema_version,
+        // Not an object: it has no schema_version either.
+        Err(_) => None,
+    };
     match version.as_ref().and_then(Value::as_u64) {
-        Some(2) => v2_row(workspace_id, subject, subject_text, index, event),
-        Some(1) => v1_row(workspace_id, subject_text, index, event),
+        Some(2) => v2_row(workspace_id, subject, subject_text, index, text),
+        Some(1) => {
+            let value = serde_json::from_str(text)
+                .map_err(|e| CloudError::EventInvalid(format!("events[{index}]: {e}")))?;
+            v1_row(workspace_id, subject_text, index, value)
+        }
         _ => {
             let shown = version.map_or_else(|| "missing".to_string(), |v| v.to_string());
             Err(CloudError::SchemaVersion(format!(
@@ -73,11 +99,13 @@ fn v2_row(
     subject: &Subject,
     subject_text: &str,
     index: usize,
-    value: Value,
+    text: &str,
 ) -> CloudResult<EventRow> {
-    let raw = value.to_string();
-    let event = KernelEventV2::from_json_value(value)
-        .map_err(|e| CloudError::EventInvalid(format!("events[{index}]: {e}")))?;
+    let invalid =
+        |e: &dyn std::fmt::Display| CloudError::EventInvalid(format!("events[{index}]: {e}"));
+    let event: KernelEventV2 = serde_json::from_str(text).map_err(|e| invalid(&e))?;
+    event.check().map_err(|e| invalid(&e))?;
+    let raw = text.to_string();
     let allowed = match subject {
         Subject::Phone { .. } => event.from == subject_text,
         Subject::Workspace { .. } => {
@@ -214,6 +242,31 @@ mod tests {
         batch[610] = v2("ws-2");
         let e = batch_rows("ws-1", &ws(), batch).unwrap_err();
         assert!(e.to_string().contains("events[610]"), "{e}");
+    }
+
+    #[test]
+    fn raw_texts_are_checked_as_strictly_and_stored_as_sent() {
+        let sent = r#"{"schema_version": 2, "kind": "acme:job_done", "event_id": "evt_1",
+            "timestamp": "2026-04-20T00:00:00.000Z", "from": "ws-1", "payload": {}}"#;
+        let rows = batch_rows_raw("ws-1", &ws(), &[sent]).unwrap();
+        assert_eq!(rows[0].raw, sent, "the event is stored as it was sent");
+        let e = batch_rows_raw("ws-1", &ws(), &[sent, "5"]).unwrap_err();
+        assert_eq!(e.code(), "EVENT_SCHEMA_VERSION_UNSUPPORTED");
+        assert!(e.to_string().contains("events[1]"), "{e}");
+        let extra = sent.replace(r#""payload": {}"#, r#""payload": {}, "admin": true"#);
+        let e = batch_rows_raw("ws-1", &ws(), &[&extra]).unwrap_err();
+        assert_eq!(
+            e.code(),
+            "EVENT_INVALID",
+            "unknown envelope fields are refused: {e}"
+        );
+        let twice = sent.replace(r#""from": "ws-1""#, r#""from": "ws-1", "from": "ws-2""#);
+        let e = batch_rows_raw("ws-1", &ws(), &[&twice]).unwrap_err();
+        assert_eq!(
+            e.code(),
+            "EVENT_INVALID",
+            "a repeated field is refused: {e}"
+        );
     }
 
     #[test]

@@ -28,7 +28,7 @@ use lumenflow_contracts::identity::{check_id, Enrollment, Subject, SCOPE_WORKSPA
 use lumenflow_contracts::time::Timestamp;
 use lumenflow_contracts::wire::{
     Accepted, ApprovalListInput, ApprovalRecord, ApprovalRequestInput, ApprovalResolveInput,
-    EnrollRequest, EventBatch, RevocationList, ToolListing,
+    EnrollRequest, RevocationList, ToolListing,
 };
 use serde::de::DeserializeOwned;
 use serde::Deserialize;
@@ -703,6 +703,13 @@ async fn push_events(State(state): State<Shared>, headers: HeaderMap, body: Body
     state.finish(audit, result).await
 }
 
+/// The wire's `EventBatch` with each event kept as its JSON text: parsed once, by the check.
+#[derive(Deserialize)]
+struct RawEventBatch {
+    workspace_id: String,
+    events: Vec<Box<serde_json::value::RawValue>>,
+}
+
 async fn push_events_inner(
     state: &AppState,
     audit: &mut Audit,
@@ -711,7 +718,7 @@ async fn push_events_inner(
 ) -> CloudResult<Response> {
     let bytes = read_body(body, "POST /api/v1/events").await?;
     // Parsing and checking thousands of events is CPU work: off the async workers.
-    let batch: EventBatch = blocking(move || parse_json(&bytes, "POST /api/v1/events")).await?;
+    let batch: RawEventBatch = blocking(move || parse_json(&bytes, "POST /api/v1/events")).await?;
     check_workspace_id(&batch.workspace_id, "workspace_id")?;
     let caller = state
         .authorize(audit, headers, Some(&batch.workspace_id), Allow::Workspace)
@@ -723,7 +730,11 @@ async fn push_events_inner(
     };
     let count = batch.events.len();
     let (ws, subject, events) = (batch.workspace_id.clone(), subject.clone(), batch.events);
-    let rows = blocking(move || ingest::batch_rows(&ws, &subject, events)).await?;
+    let rows = blocking(move || {
+        let texts: Vec<&str> = events.iter().map(|e| e.get()).collect();
+        ingest::batch_rows_raw(&ws, &subject, &texts)
+    })
+    .await?;
     audit.entry.detail = Some(format!("{count} events"));
     let outcome = state.store.ingest(&rows, &audit.entry).await?;
     audit.written = true;
