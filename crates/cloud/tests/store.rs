@@ -373,17 +373,26 @@ async fn content_ids_and_idempotent_ids_dedupe_across_resends(store: &Store) {
         event(Some("job-7:done"), t + 2, 3),
     ];
     let rows = batch_rows("ws-k", &subject, first.clone()).unwrap();
-    assert!(rows[0].time_keyed && rows[1].time_keyed, "content ids are time-keyed");
+    assert!(
+        rows[0].time_keyed && rows[1].time_keyed,
+        "content ids are time-keyed"
+    );
     assert!(!rows[2].time_keyed, "an idempotency-keyed id is not");
     assert_ne!(rows[0].dedupe_key(), rows[1].dedupe_key());
-    let out = store.ingest(&rows, &audit("ws-k", "events.push")).await.unwrap();
+    let out = store
+        .ingest(&rows, &audit("ws-k", "events.push"))
+        .await
+        .unwrap();
     assert_eq!((out.fresh, out.duplicates), (3, 0));
     // The same events again, and the idempotent one re-emitted an hour later.
     let mut again = first;
     again.push(event(Some("job-7:done"), t + 3_600_000, 3));
     let rows = batch_rows("ws-k", &subject, again).unwrap();
     assert_eq!(rows[3].event_id, rows[2].event_id);
-    let out = store.ingest(&rows, &audit("ws-k", "events.push")).await.unwrap();
+    let out = store
+        .ingest(&rows, &audit("ws-k", "events.push"))
+        .await
+        .unwrap();
     assert_eq!((out.fresh, out.duplicates), (0, 4));
     assert_eq!(store.count_events("ws-k").await.unwrap(), 3);
     // Keys sort by time: a later content-hashed event's key is greater.
