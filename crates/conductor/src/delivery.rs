@@ -9,6 +9,12 @@
 //! the drain is woken; ephemeral events go to a bounded in-memory channel and are sent once by
 //! [`run_ephemeral`], dropped on any failure (or when the channel is full).
 //!
+//! A push of ephemeral events only (every tool call's `agent-runtime:tool_called`) is numbered
+//! at once and handed to a stamper thread, which stamps them (many pushes share one ledger
+//! commit) and then routes them: the call that emitted them does not wait for that fsync. They
+//! are still stamped before they go anywhere (EVT-11); a crash in between loses an event that
+//! may be lost anyway (BKP-02) and that the call's durable receipts already record.
+//!
 //! [`run_drain`] empties the outbox in FIFO order, in small ordered batches, deleting files only
 //! after a 2xx whose `accepted` covers the batch; on failure it stops (order is kept) and retries
 //! with capped exponential backoff. Delivery is never gated on the policy default (Q35).
@@ -135,6 +141,83 @@ pub struct ConductorSink {
     stats: Arc<DeliveryStats>,
     /// Numbering and enqueueing happen under one lock so FIFO order is `seq` order.
     order: Mutex<()>,
+    /// The stamper thread of ephemeral-only pushes (when there is a ledger).
+    stamper: Option<std::sync::mpsc::SyncSender<Numbered>>,
+}
+
+/// Ephemeral events of one push: as emitted (stamped) and numbered (sent).
+struct Numbered {
+    stamp: Vec<KernelEventV2>,
+    send: Vec<KernelEventV2>,
+}
+
+/// Pushes waiting for the stamper before `push` stamps synchronously instead.
+const STAMPER_QUEUE: usize = 4096;
+
+/// Send one numbered ephemeral event, or count it dropped.
+fn route_ephemeral(
+    tx: Option<&mpsc::Sender<KernelEventV2>>,
+    stats: &DeliveryStats,
+    event: KernelEventV2,
+) {
+    match tx {
+        Some(tx) => {
+            if tx.try_send(event).is_err() {
+                stats.ephemeral_dropped.fetch_add(1, Ordering::Relaxed);
+                tracing::debug!("ephemeral event dropped: the send buffer is full");
+            }
+        }
+        None => {
+            stats.ephemeral_dropped.fetch_add(1, Ordering::Relaxed);
+        }
+    }
+}
+
+/// The stamper thread: stamp what is queued in one ledger commit, then route it. An event whose
+/// stamp failed is not sent.
+fn spawn_stamper(
+    ledger: Arc<Ledger>,
+    ephemeral: Option<mpsc::Sender<KernelEventV2>>,
+    stats: Arc<DeliveryStats>,
+) -> Option<std::sync::mpsc::SyncSender<Numbered>> {
+    let (tx, rx) = std::sync::mpsc::sync_channel::<Numbered>(STAMPER_QUEUE);
+    let spawned = std::thread::Builder::new()
+        .name("ephemeral-stamper".into())
+        .spawn(move || {
+            while let Ok(first) = rx.recv() {
+                let mut group = vec![first];
+                while group.len() < 1024 {
+                    match rx.try_recv() {
+                        Ok(more) => group.push(more),
+                        Err(_) => break,
+                    }
+                }
+                let stamps: Vec<KernelEventV2> = group
+                    .iter_mut()
+                    .flat_map(|n| std::mem::take(&mut n.stamp))
+                    .collect();
+                if let Err(e) = ledger.append(&stamps) {
+                    let n: usize = group.iter().map(|g| g.send.len()).sum();
+                    stats
+                        .ephemeral_dropped
+                        .fetch_add(n as u64, Ordering::Relaxed);
+                    tracing::warn!("ephemeral events not stamped, so not sent: {e}");
+                    continue;
+                }
+                for numbered in group {
+                    for event in numbered.send {
+                        route_ephemeral(ephemeral.as_ref(), &stats, event);
+                    }
+                }
+            }
+        });
+    match spawned {
+        Ok(_) => Some(tx),
+        Err(e) => {
+            tracing::warn!("no stamper thread ({e}): ephemeral events are stamped inline");
+            None
+        }
+    }
 }
 
 impl ConductorSink {
@@ -149,7 +232,11 @@ impl ConductorSink {
         wake: Arc<Notify>,
         stats: Arc<DeliveryStats>,
     ) -> Self {
+        let stamper = stamp
+            .clone()
+            .and_then(|ledger| spawn_stamper(ledger, ephemeral.clone(), stats.clone()));
         ConductorSink {
+            stamper,
             stamp,
             classes,
             seq,
@@ -162,10 +249,64 @@ impl ConductorSink {
     }
 }
 
+impl ConductorSink {
+    /// Number ephemeral events now (so `seq` follows emission order) and leave stamping and
+    /// routing to the stamper; when its queue is full, do both here.
+    fn push_ephemeral(
+        &self,
+        stamper: &std::sync::mpsc::SyncSender<Numbered>,
+        events: &[KernelEventV2],
+    ) -> Result<(), String> {
+        let send = {
+            let _order = self
+                .order
+                .lock()
+                .map_err(|_| "the delivery order lock is poisoned".to_string())?;
+            let first = self
+                .seq
+                .take(events.len() as u64)
+                .map_err(|e| e.to_string())?;
+            events
+                .iter()
+                .enumerate()
+                .map(|(i, e)| {
+                    let mut e = e.clone();
+                    e.seq = Some(first + i as u64);
+                    e
+                })
+                .collect::<Vec<_>>()
+        };
+        let numbered = Numbered {
+            stamp: events.to_vec(),
+            send,
+        };
+        let numbered = match stamper.try_send(numbered) {
+            Ok(()) => return Ok(()),
+            Err(std::sync::mpsc::TrySendError::Full(n))
+            | Err(std::sync::mpsc::TrySendError::Disconnected(n)) => n,
+        };
+        if let Some(stamp) = &self.stamp {
+            stamp.append(&numbered.stamp).map_err(|e| e.to_string())?;
+        }
+        for event in numbered.send {
+            route_ephemeral(self.ephemeral.as_ref(), &self.stats, event);
+        }
+        Ok(())
+    }
+}
+
 impl EventSink for ConductorSink {
     fn push(&self, events: &[KernelEventV2]) -> Result<(), String> {
         if events.is_empty() {
             return Ok(());
+        }
+        if let Some(stamper) = &self.stamper {
+            let ephemeral_only = events
+                .iter()
+                .all(|e| self.classes.class(&e.kind) == DeliveryClass::Ephemeral);
+            if ephemeral_only {
+                return self.push_ephemeral(stamper, events);
+            }
         }
         // Stamped first (group commit: concurrent pushes share an fsync), then routed.
         if let Some(stamp) = &self.stamp {
@@ -185,17 +326,9 @@ impl EventSink for ConductorSink {
             event.seq = Some(first + i as u64);
             match self.classes.class(&event.kind) {
                 DeliveryClass::Queue => queued.push(event),
-                DeliveryClass::Ephemeral => match &self.ephemeral {
-                    Some(tx) => {
-                        if tx.try_send(event).is_err() {
-                            self.stats.ephemeral_dropped.fetch_add(1, Ordering::Relaxed);
-                            tracing::debug!("ephemeral event dropped: the send buffer is full");
-                        }
-                    }
-                    None => {
-                        self.stats.ephemeral_dropped.fetch_add(1, Ordering::Relaxed);
-                    }
-                },
+                DeliveryClass::Ephemeral => {
+                    route_ephemeral(self.ephemeral.as_ref(), &self.stats, event)
+                }
             }
         }
         if !queued.is_empty() {
@@ -460,5 +593,60 @@ mod tests {
         assert_eq!(queued[0].event.event_id, q.event_id);
         assert_eq!(queued[0].event.seq, Some(2), "numbered in emission order");
         assert_eq!(stats.snapshot().ephemeral_dropped, 1);
+    }
+
+    #[test]
+    fn ephemeral_pushes_are_stamped_before_they_are_sent_and_keep_emission_order() {
+        // EVT-11, BKP-02: the stamper thread stamps, then sends; `seq` is taken at push time.
+        let dir = tempfile::tempdir().expect("tmp");
+        let outbox = Arc::new(Outbox::open(&dir.path().join("outbox")).expect("outbox"));
+        let seq = SeqCounter::open(&dir.path().join("seq/c.json"), "c").expect("seq");
+        let ledger_path = dir.path().join("events.jsonl");
+        let ledger = Arc::new(Ledger::open(&ledger_path).expect("ledger"));
+        let stats = Arc::new(DeliveryStats::default());
+        let (tx, mut rx) = mpsc::channel(100);
+        let sink = ConductorSink::new(
+            Some(ledger),
+            ClassTable::default(),
+            seq,
+            outbox.clone(),
+            Some(tx),
+            Arc::new(Notify::new()),
+            stats.clone(),
+        );
+        let mut sent_ids = Vec::new();
+        for i in 0..5 {
+            let mut p = Map::new();
+            p.insert("turn_id".into(), format!("t{i}").into());
+            let e = build_event(
+                "agent-runtime:turn_started",
+                "ws",
+                p,
+                BuildOptions::default(),
+            )
+            .expect("e");
+            sent_ids.push(e.event_id.clone());
+            sink.push(&[e]).expect("push");
+        }
+        let mut received = Vec::new();
+        while received.len() < 5 {
+            match rx.blocking_recv() {
+                Some(event) => {
+                    // Sent only once stamped.
+                    let (stamped, _) =
+                        lumenflow_kernel::events::ledger::read_from(&ledger_path, 0, None)
+                            .expect("read");
+                    assert!(stamped.iter().any(|s| s.event_id == event.event_id));
+                    received.push(event);
+                }
+                None => panic!("the stamper stopped"),
+            }
+        }
+        let ids: Vec<_> = received.iter().map(|e| e.event_id.clone()).collect();
+        assert_eq!(ids, sent_ids);
+        let seqs: Vec<_> = received.iter().filter_map(|e| e.seq).collect();
+        assert_eq!(seqs, vec![1, 2, 3, 4, 5]);
+        assert!(outbox.is_empty());
+        assert_eq!(stats.snapshot().ephemeral_dropped, 0);
     }
 }
