@@ -315,27 +315,49 @@ impl Runtime {
 
     /// Reconcile receipts a crash left without a finished record: each gets a `crashed`
     /// finish (KRN-12). Returns how many. Call once when the runtime starts.
+    ///
+    /// The log is streamed and only the ids of calls still open are kept: replaying it held
+    /// every receipt in memory, and a sidecar with a few hundred thousand calls behind it took
+    /// seconds (and hundreds of megabytes) to start.
     pub fn reconcile_crashed(&self) -> Result<usize, LogError> {
-        let page = self.log.replay(&ReplayFilter {
-            kinds: vec![
-                TOOL_CALL_STARTED.to_string(),
-                TOOL_CALL_FINISHED.to_string(),
-            ],
-            ..ReplayFilter::default()
-        })?;
-        let mut open: Vec<String> = Vec::new();
-        for record in &page.records {
-            let Some(id) = record.fields.get("receipt_id").and_then(Value::as_str) else {
-                continue;
-            };
-            match record.kind.as_str() {
-                TOOL_CALL_STARTED => open.push(id.to_string()),
-                _ => open.retain(|r| r != id),
-            }
+        #[derive(serde::Deserialize)]
+        struct ReceiptLine<'a> {
+            #[serde(borrow)]
+            kind: std::borrow::Cow<'a, str>,
+            #[serde(borrow, default)]
+            receipt_id: Option<std::borrow::Cow<'a, str>>,
         }
+        const MARK: &[u8] = b"\"kind\":\"tool_call_";
+        // Open receipt id -> the order it started in (crashed finishes follow that order).
+        let mut open: std::collections::HashMap<String, u64> = std::collections::HashMap::new();
+        let mut started = 0u64;
+        self.log.scan_lines(|line| {
+            if !line.windows(MARK.len()).any(|w| w == MARK) {
+                return Ok(());
+            }
+            let Ok(record) = serde_json::from_slice::<ReceiptLine<'_>>(line) else {
+                return Ok(());
+            };
+            let Some(id) = record.receipt_id else {
+                return Ok(());
+            };
+            match record.kind.as_ref() {
+                TOOL_CALL_STARTED => {
+                    started += 1;
+                    open.insert(id.into_owned(), started);
+                }
+                TOOL_CALL_FINISHED => {
+                    open.remove(id.as_ref());
+                }
+                _ => {}
+            }
+            Ok(())
+        })?;
+        let mut open: Vec<(String, u64)> = open.into_iter().collect();
+        open.sort_by_key(|(_, order)| *order);
         let records: Vec<Map<String, Value>> = open
             .iter()
-            .map(|id| {
+            .map(|(id, _)| {
                 obj(json!({
                     "kind": TOOL_CALL_FINISHED,
                     "receipt_id": id,

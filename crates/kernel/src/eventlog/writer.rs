@@ -241,6 +241,34 @@ impl EventLog {
         )
     }
 
+    /// Every durable line, in order, one at a time (without its newline): for scans of a log of
+    /// any size that need a few fields of some records, where [`EventLog::replay`] would hold
+    /// every matching record in memory. `f` stops the scan by returning an error.
+    pub fn scan_lines(
+        &self,
+        mut f: impl FnMut(&[u8]) -> Result<(), LogError>,
+    ) -> Result<(), LogError> {
+        use std::io::BufRead;
+        let len = self.shared.committed_len.load(Ordering::Acquire);
+        let io_err = |source| LogError::Io {
+            path: self.shared.path.clone(),
+            source,
+        };
+        let file = File::open(&self.shared.path).map_err(io_err)?;
+        let mut reader = io::BufReader::with_capacity(1 << 20, file.take(len));
+        let mut line = Vec::with_capacity(4096);
+        loop {
+            line.clear();
+            if reader.read_until(b'\n', &mut line).map_err(io_err)? == 0 {
+                return Ok(());
+            }
+            if line.last() == Some(&b'\n') {
+                line.pop();
+            }
+            f(&line)?;
+        }
+    }
+
     pub fn stats(&self) -> LogStats {
         let s = &self.shared;
         let (last_seq, head) = {
