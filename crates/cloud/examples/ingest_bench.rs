@@ -21,6 +21,10 @@ use lumenflow_contracts::identity::Subject;
 use lumenflow_contracts::time::Timestamp;
 use serde_json::{json, Value};
 
+// The allocator the `lumenflow` binary uses.
+#[global_allocator]
+static GLOBAL: mimalloc::MiMalloc = mimalloc::MiMalloc;
+
 const BATCH: usize = 1_000;
 
 #[tokio::main(flavor = "multi_thread")]
@@ -178,8 +182,8 @@ async fn main() {
         })
         .collect();
     let start = Instant::now();
-    for batch in &direct_rows {
-        raw_store.ingest(batch, &audit).await.unwrap();
+    for batch in direct_rows {
+        raw_store.ingest_owned(batch, &audit).await.unwrap();
     }
     let direct = start.elapsed();
 

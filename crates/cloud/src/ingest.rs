@@ -46,18 +46,50 @@ pub fn batch_rows_raw(
         )));
     }
     let subject_text = subject.to_string();
+    let check = |offset: usize, part: &[&str]| -> CloudResult<Vec<EventRow>> {
+        part.iter()
+            .enumerate()
+            .map(|(i, text)| event_row(workspace_id, subject, &subject_text, offset + i, text))
+            .collect()
+    };
+    let threads = std::thread::available_parallelism()
+        .map_or(1, usize::from)
+        .min(MAX_CHECK_THREADS);
+    if events.len() < PARALLEL_CHECK_MIN || threads < 2 {
+        return check(0, events);
+    }
+    // A single client waits for its whole batch to be checked before anything is stored; split
+    // across cores, that wait shrinks. The parts are joined in order, so the first error found
+    // is still the one at the lowest index.
+    let chunk = events.len().div_ceil(threads);
+    let parts: Vec<CloudResult<Vec<EventRow>>> = std::thread::scope(|scope| {
+        let handles: Vec<_> = events
+            .chunks(chunk)
+            .enumerate()
+            .map(|(n, part)| scope.spawn(move || check(n * chunk, part)))
+            .collect();
+        handles
+            .into_iter()
+            .map(|h| {
+                h.join().unwrap_or_else(|_| {
+                    Err(CloudError::Internal(
+                        "a thread checking the batch stopped".into(),
+                    ))
+                })
+            })
+            .collect()
+    });
     let mut rows = Vec::with_capacity(events.len());
-    for (index, text) in events.iter().enumerate() {
-        rows.push(event_row(
-            workspace_id,
-            subject,
-            &subject_text,
-            index,
-            text,
-        )?);
+    for part in parts {
+        rows.extend(part?);
     }
     Ok(rows)
 }
+
+/// Batches at least this large are checked on several threads.
+const PARALLEL_CHECK_MIN: usize = 256;
+/// Most threads checking one batch.
+const MAX_CHECK_THREADS: usize = 4;
 
 /// Only the field that tells v1 from v2 (serde skips the rest without building it).
 #[derive(serde::Deserialize)]
@@ -240,8 +272,13 @@ mod tests {
         );
         batch[930] = json!({"schema_version": 9});
         batch[610] = v2("ws-2");
-        let e = batch_rows("ws-1", &ws(), batch).unwrap_err();
+        let e = batch_rows("ws-1", &ws(), batch.clone()).unwrap_err();
         assert!(e.to_string().contains("events[610]"), "{e}");
+        // Checked in parts on several threads: an error in an early part still wins over one
+        // found first in a later part.
+        batch[3] = json!({"schema_version": 2, "kind": 7});
+        let e = batch_rows("ws-1", &ws(), batch).unwrap_err();
+        assert!(e.to_string().contains("events[3]"), "{e}");
     }
 
     #[test]

@@ -736,7 +736,7 @@ async fn push_events_inner(
     })
     .await?;
     audit.entry.detail = Some(format!("{count} events"));
-    let outcome = state.store.ingest(&rows, &audit.entry).await?;
+    let outcome = state.store.ingest_owned(rows, &audit.entry).await?;
     audit.written = true;
     if state.live.receiver_count() > 0 && outcome.fresh > 0 {
         let _ = state.live.send(Arc::new(LiveEvent {

@@ -14,6 +14,10 @@
 
 #![allow(clippy::unwrap_used, clippy::expect_used)]
 
+// The allocator the `lumenflow` binary uses, for the sidecar and the bare endpoint alike.
+#[global_allocator]
+static GLOBAL: mimalloc::MiMalloc = mimalloc::MiMalloc;
+
 use std::collections::HashSet;
 use std::net::SocketAddr;
 use std::path::PathBuf;

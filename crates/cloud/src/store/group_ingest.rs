@@ -68,12 +68,12 @@ impl GroupIngest {
     pub(super) async fn ingest(
         &self,
         pool: Pool,
-        rows: &[EventRow],
+        rows: Vec<EventRow>,
         audit: &AuditEntry,
     ) -> CloudResult<IngestOutcome> {
         let (reply, mut answer) = oneshot::channel();
         lock(&self.queue).push(Job {
-            rows: rows.to_vec(),
+            rows,
             audit: audit.clone(),
             reply,
         });

@@ -968,6 +968,16 @@ impl Store {
         rows: &[EventRow],
         audit: &AuditEntry,
     ) -> CloudResult<IngestOutcome> {
+        self.ingest_owned(rows.to_vec(), audit).await
+    }
+
+    /// [`Store::ingest`] taking the rows (the server's path: a batch is not copied to be queued
+    /// for its group commit).
+    pub async fn ingest_owned(
+        &self,
+        rows: Vec<EventRow>,
+        audit: &AuditEntry,
+    ) -> CloudResult<IngestOutcome> {
         let pool = match &self.backend {
             Backend::Sqlite { write, .. } => group_ingest::Pool::Sqlite(write.clone()),
             Backend::Postgres(pool) => group_ingest::Pool::Postgres(pool.clone()),
