@@ -277,6 +277,32 @@ impl ApiClient {
         )
     }
 
+    /// Open the live event stream of `WS` with this client's session; the receiver gets the
+    /// whole body once the server closes the stream.
+    fn open_stream(&self) -> std::sync::mpsc::Receiver<String> {
+        use std::io::Read;
+        let mut resp = self
+            .http
+            .get(format!(
+                "{}/console/api/events/stream?workspace_id={WS}",
+                self.base
+            ))
+            .header(
+                "cookie",
+                format!("lf_session={}", self.cookie.as_deref().unwrap()),
+            )
+            .send()
+            .unwrap();
+        assert_eq!(resp.status().as_u16(), 200);
+        let (tx, rx) = std::sync::mpsc::channel();
+        std::thread::spawn(move || {
+            let mut body = String::new();
+            let _ = resp.read_to_string(&mut body);
+            let _ = tx.send(body);
+        });
+        rx
+    }
+
     fn login(&mut self, name: &str, password: &str) -> (u16, reqwest::header::HeaderMap, Value) {
         let out = self.send(
             "POST",
@@ -408,7 +434,12 @@ fn sessions_csrf_and_the_failed_login_limit() {
         "{out}"
     );
 
-    // Logout (CSRF-checked) ends the session.
+    // Logout (CSRF-checked) ends the session, and with it a live event stream already open.
+    let stream = carol.open_stream();
+    assert!(
+        stream.recv_timeout(Duration::from_millis(2500)).is_err(),
+        "the stream stays open while the session stands"
+    );
     let (s, _, _) = carol.send("POST", "/console/api/logout", None, &[]);
     assert_eq!(s, 403);
     let (s, h, _) = carol.send(
@@ -421,14 +452,24 @@ fn sessions_csrf_and_the_failed_login_limit() {
     assert!(h["set-cookie"].to_str().unwrap().contains("Max-Age=0"));
     let (s, _, _) = carol.send("GET", "/console/api/me", None, &[]);
     assert_eq!(s, 401);
+    let ended = stream
+        .recv_timeout(Duration::from_secs(10))
+        .expect("the open stream closes after logout");
+    assert!(ended.contains("event: session_ended"), "{ended}");
+    assert!(ended.contains("SESSION_REQUIRED"), "{ended}");
 
-    // Removing an operator ends its live sessions at once.
+    // Removing an operator ends its live sessions at once, open streams included.
     let mut again = ApiClient::new(&cloud.url);
     assert_eq!(again.login("carol", PASSWORD).0, 200);
+    let stream = again.open_stream();
     let removed = cloud.cli(&["cloud", "operator", "remove", "carol"]);
     assert_eq!(removed["sessions_ended"], 1, "{removed}");
     let (s, _, _) = again.send("GET", "/console/api/me", None, &[]);
     assert_eq!(s, 401);
+    let ended = stream
+        .recv_timeout(Duration::from_secs(10))
+        .expect("the open stream closes when its operator is removed");
+    assert!(ended.contains("event: session_ended"), "{ended}");
     let listed = cloud.cli(&["cloud", "operator", "list"]);
     let names: Vec<&str> = listed["operators"]
         .as_array()

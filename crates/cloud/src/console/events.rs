@@ -4,10 +4,14 @@
 //! A stream opens with the newest events of the filter, then tails the workspace by cursor from
 //! the database: woken by this process's ingest broadcast, and polling besides, so it also sees
 //! events another control-plane process stored. A reconnect resumes after `Last-Event-ID`.
+//!
+//! The session is checked again every [`SESSION_RECHECK`] while the stream is open: after a
+//! logout, an expiry or the operator's removal the stream sends one `session_ended` event and
+//! closes, and the browser's reconnect then gets 401. Events stop within that interval.
 
 use std::collections::VecDeque;
 use std::sync::Arc;
-use std::time::Duration;
+use std::time::{Duration, Instant};
 
 use axum::extract::{Query, State};
 use axum::http::HeaderMap;
@@ -25,12 +29,14 @@ use tokio::sync::broadcast;
 use super::session::Operator;
 use crate::error::{CloudError, CloudResult};
 use crate::server::{LiveEvent, Shared};
-use crate::store::{Store, StoredEvent};
+use crate::store::{now_ms, Store, StoredEvent};
 
 /// How many of the newest events a fresh stream starts with.
 const BACKLOG: u32 = 200;
 /// How often a stream looks at the database when nothing woke it.
 const POLL: Duration = Duration::from_millis(500);
+/// How often an open stream re-checks its session.
+const SESSION_RECHECK: Duration = Duration::from_secs(2);
 /// The longest kind or run id filter accepted.
 const MAX_FILTER_CHARS: usize = 200;
 
@@ -55,7 +61,7 @@ fn filter(value: Option<String>, field: &str) -> CloudResult<Option<String>> {
 
 async fn stream(
     State(state): State<Shared>,
-    _op: Operator,
+    op: Operator,
     headers: HeaderMap,
     params: Result<Query<StreamParams>, axum::extract::rejection::QueryRejection>,
 ) -> CloudResult<Response> {
@@ -115,6 +121,9 @@ async fn stream(
         last,
         wake: state.live.subscribe(),
         buffer,
+        session_hash: op.session_hash,
+        session_checked: Instant::now(),
+        ended: false,
     };
     Ok(Sse::new(tail_stream(tail))
         .keep_alive(KeepAlive::new().interval(Duration::from_secs(15)))
@@ -129,6 +138,36 @@ struct Tail {
     last: i64,
     wake: broadcast::Receiver<Arc<LiveEvent>>,
     buffer: VecDeque<StoredEvent>,
+    session_hash: String,
+    session_checked: Instant,
+    /// The session ended and the stream said so: nothing more is sent.
+    ended: bool,
+}
+
+impl Tail {
+    /// Whether the session still stands (re-checked at most every [`SESSION_RECHECK`]). A
+    /// failed check keeps the stream: the database being unreachable is not a logout, and the
+    /// events query fails too, so nothing is sent meanwhile.
+    async fn session_stands(&mut self) -> bool {
+        if self.session_checked.elapsed() < SESSION_RECHECK {
+            return true;
+        }
+        self.session_checked = Instant::now();
+        match self.store.session_live(&self.session_hash, now_ms()).await {
+            Ok(live) => live,
+            Err(e) => {
+                tracing::warn!(error = %e, "console event stream could not re-check its session");
+                true
+            }
+        }
+    }
+}
+
+fn session_ended() -> SseEvent {
+    SseEvent::default().event("session_ended").data(
+        json!({"code": "SESSION_REQUIRED", "message": "your console session has ended; log in again"})
+            .to_string(),
+    )
 }
 
 fn message(e: &StoredEvent) -> SseEvent {
@@ -151,6 +190,13 @@ fn message(e: &StoredEvent) -> SseEvent {
 fn tail_stream(tail: Tail) -> impl Stream<Item = Result<SseEvent, std::convert::Infallible>> {
     futures_util::stream::unfold(tail, |mut t| async move {
         loop {
+            if t.ended {
+                return None;
+            }
+            if !t.session_stands().await {
+                t.ended = true;
+                return Some((Ok(session_ended()), t));
+            }
             if let Some(e) = t.buffer.pop_front() {
                 return Some((Ok(message(&e)), t));
             }

@@ -101,6 +101,8 @@ impl ConsoleState {
 pub struct Operator {
     /// The operator's login name (audit subject `operator:<name>`).
     pub name: String,
+    /// The SHA-256 of the session id the request came with (a stream re-checks it).
+    pub(crate) session_hash: String,
 }
 
 impl Operator {
@@ -120,6 +122,7 @@ impl FromRequestParts<Shared> for Operator {
         let session = authenticate(parts, state).await?;
         Ok(Operator {
             name: session.operator,
+            session_hash: session.id_hash,
         })
     }
 }

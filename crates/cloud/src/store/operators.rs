@@ -225,6 +225,23 @@ impl Store {
         Ok(Some(session))
     }
 
+    /// Whether the session with this id hash is still live (known, unexpired, its operator
+    /// neither removed nor disabled), without sliding its expiry: a long-lived event stream
+    /// re-checks its session with this, and an open page alone must not keep a session alive.
+    pub async fn session_live(&self, id_hash: &str, now_ms: i64) -> CloudResult<bool> {
+        with_reader!(self, pool => {
+            let row = sqlx::query(
+                "SELECT 1 FROM console_sessions s JOIN operators o ON o.name = s.operator \
+                 WHERE s.id_hash = $1 AND s.expires_at_ms > $2 AND o.disabled = FALSE",
+            )
+            .bind(id_hash)
+            .bind(now_ms)
+            .fetch_optional(pool)
+            .await?;
+            Ok(row.is_some())
+        })
+    }
+
     /// End one session. Returns whether it existed.
     pub async fn delete_session(&self, id_hash: &str) -> CloudResult<bool> {
         with_pool!(self, pool => {

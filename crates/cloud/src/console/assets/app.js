@@ -576,6 +576,13 @@
             LF.api("/console/api/me").catch(() => {});
           }
         };
+        // The server re-checks the session while the stream is open and says when it ended.
+        source.addEventListener("session_ended", () => {
+          source.close();
+          status.textContent = "disconnected";
+          dot.className = "live-dot off";
+          LF.api("/console/api/me").catch(() => {});
+        });
         source.addEventListener("event", (m) => {
           let e;
           try {
