@@ -196,6 +196,55 @@ fn seed_003_wire_trace_runs_against_the_sidecar() {
 
 /// INV-01, INV-02, Q16: forged, expired, wrong-audience, revoked and wrong-scope tokens are
 /// refused before anything runs, and every refusal leaves a record in the kernel log.
+/// A `lumenflow tool call` in a second process beside the running sidecar: both append to the
+/// kernel log (the file lock orders their commits, each continues after the other's records),
+/// the sidecar keeps serving, the CLI's start-up does not close the sidecar's calls as crashed,
+/// and the chain verifies.
+#[test]
+fn a_cli_call_beside_the_running_sidecar_shares_the_kernel_log() {
+    let cloud = FakeCloud::start();
+    let (_tmp, root) = workspace();
+    enroll(&root, &cloud);
+    let sidecar = Sidecar::spawn(&root, &[]);
+    let token = cloud.token(WS, "workspace");
+    let call = || {
+        post(
+            &format!("{}/tools/git:status", sidecar.url),
+            Some(&token),
+            &json!({}),
+        )
+    };
+    let (status, out) = call();
+    assert_eq!((status, &out["success"]), (200, &json!(true)), "{out}");
+
+    for _ in 0..3 {
+        let printed = ok(
+            &root,
+            &["tool", "call", "git:status", "--input", "{}", "--json"],
+        );
+        assert!(printed.contains("\"branch\""), "{printed}");
+        let (status, out) = call();
+        assert_eq!((status, &out["success"]), (200, &json!(true)), "{out}");
+    }
+
+    let verified: Value = serde_json::from_str(&ok(&root, &["audit", "verify", "--json"])).unwrap();
+    assert_eq!(verified["ok"], true, "{verified}");
+    let finished: Vec<Value> = kernel_log(&root)
+        .into_iter()
+        .filter(|r| r["kind"] == "tool_call_finished")
+        .collect();
+    assert_eq!(
+        finished.len(),
+        7,
+        "4 sidecar calls and 3 CLI calls: {finished:?}"
+    );
+    assert!(
+        finished.iter().all(|r| r["result"] == "success"),
+        "no call was closed as crashed: {finished:?}"
+    );
+    sidecar.kill();
+}
+
 #[test]
 fn bad_tokens_are_refused_and_recorded_and_nothing_runs() {
     let cloud = FakeCloud::start();

@@ -12,7 +12,7 @@ use lumenflow_kernel::dispatch::{
     ApprovalAsk, ApprovalGate, ApprovalRefusal, BuiltinFn, CallRequest, EvidenceStore,
     Implementation, RegisteredTool, Runtime, Surface, TaskFacts, TaskGate, ToolRegistry,
 };
-use lumenflow_kernel::eventlog::{self, EventLog, LogOptions};
+use lumenflow_kernel::eventlog::{self, EventLog, LogOptions, ReplayFilter};
 use lumenflow_kernel::manifest::parse_manifest;
 use lumenflow_kernel::workspace::parse_workspace;
 use serde_json::{json, Value};
@@ -473,6 +473,41 @@ fn invalid_output_is_caught_and_a_crash_is_reconciled() {
     let fin = finished(&f, "rcpt_dead");
     assert_eq!(fin["result"], "crashed");
     assert_eq!(f.runtime.reconcile_crashed().expect("again"), 0);
+
+    // While another runtime lives (a `lumenflow tool call` beside a running sidecar, or as here
+    // a second runtime of this process), an open receipt may be its call still running: no
+    // runtime closes it until one is alone in the workspace.
+    let doc = parse_workspace(SourceFile::new("workspace.yaml", WS.to_string()), &f.root)
+        .expect("workspace");
+    let other = Runtime::new(
+        &f.root,
+        &doc,
+        ToolRegistry::new(),
+        vec![],
+        f.runtime.log.clone(),
+        EvidenceStore::open(&f.root.join(".lumenflow/kernel/evidence")).expect("evidence"),
+    );
+    let mut running = serde_json::Map::new();
+    running.insert("kind".into(), "tool_call_started".into());
+    running.insert("receipt_id".into(), "rcpt_running".into());
+    f.runtime.log.append(running).expect("append");
+    assert_eq!(other.reconcile_crashed().expect("not alone"), 0);
+    assert_eq!(f.runtime.reconcile_crashed().expect("not alone"), 0);
+    assert!(f
+        .runtime
+        .log
+        .replay(&ReplayFilter::all())
+        .expect("replay")
+        .records
+        .iter()
+        .all(
+            |r| r.fields.get("receipt_id").and_then(Value::as_str) != Some("rcpt_running")
+                || r.kind == "tool_call_started"
+        ));
+    // The skipped conversion kept this runtime's share of the lock: alone again, it reconciles.
+    drop(other);
+    assert_eq!(f.runtime.reconcile_crashed().expect("alone"), 1);
+    assert_eq!(finished(&f, "rcpt_running")["result"], "crashed");
 }
 
 #[test]

@@ -5,7 +5,10 @@
 //!   the parent SIGKILLs it at a random moment, again and again, and after each kill the log must
 //!   open, verify, and hold every acknowledged record exactly as acknowledged;
 //! - `the_log_matches_a_model`: random sequences of append / append_batch / refused appends /
-//!   reopen / torn-tail injection against the real log and an in-memory model.
+//!   reopen / torn-tail injection against the real log and an in-memory model;
+//! - `processes_append_to_one_log`: this process and two peer processes (`child_peer`) append
+//!   to one log at once, while a third (`child_writer`) is SIGKILLed in the middle: one chain,
+//!   every record of every process exactly once, every acknowledged record of the killed one.
 
 use std::fs::{self, OpenOptions};
 use std::io::{BufRead, BufReader, Write};
@@ -21,6 +24,9 @@ use proptest::test_runner::Config;
 use serde_json::{json, Map, Value};
 
 const CHILD_ENV: &str = "LUMENFLOW_EVENTLOG_CHILD";
+const PEER_ENV: &str = "LUMENFLOW_EVENTLOG_PEER";
+/// Records each peer process (and each of this process's two threads) appends.
+const PEER_RECORDS: u64 = 300;
 const KILLS: usize = 32;
 const KILLS_PER_LOG: usize = 4;
 const CHILD_THREADS: u64 = 4;
@@ -133,6 +139,158 @@ fn child_writer() {
     for thread in threads {
         thread.join().expect("child thread");
     }
+}
+
+/// A peer process: append [`PEER_RECORDS`] records tagged with its name from two threads, then
+/// print `done`. Does nothing unless the parent set `LUMENFLOW_EVENTLOG_PEER` to
+/// `<name>=<log path>`.
+#[test]
+fn child_peer() {
+    let Some(spec) = std::env::var_os(PEER_ENV) else {
+        return;
+    };
+    let spec = spec.to_string_lossy().into_owned();
+    let (name, path) = spec.split_once('=').expect("<name>=<path>");
+    let log = EventLog::open(Path::new(path), LogOptions::default()).expect("peer opens the log");
+    append_tagged(&log, name, PEER_RECORDS / 2, 2);
+    let mut out = std::io::stdout().lock();
+    out.write_all(b"\ndone\n").expect("stdout");
+    out.flush().expect("stdout");
+}
+
+/// `per_thread` records tagged `writer` from each of `threads` threads, one or two per commit.
+fn append_tagged(log: &EventLog, writer: &str, per_thread: u64, threads: u64) {
+    thread::scope(|scope| {
+        for t in 0..threads {
+            scope.spawn(move || {
+                let mut n = 0;
+                while n < per_thread {
+                    let record = |n: u64| {
+                        obj(json!({"kind": "peer_record", "writer": writer, "thread": t, "n": n}))
+                    };
+                    if n % 3 == 2 && n + 1 < per_thread {
+                        log.append_batch(vec![record(n), record(n + 1)])
+                            .expect("append_batch");
+                        n += 2;
+                    } else {
+                        log.append(record(n)).expect("append");
+                        n += 1;
+                    }
+                }
+            });
+        }
+    });
+}
+
+fn spawn_test_child(exe: &Path, test: &str, env: (&str, String)) -> std::process::Child {
+    Command::new(exe)
+        .args(["--exact", test, "--nocapture", "--test-threads=1"])
+        .env(env.0, env.1)
+        .stdout(Stdio::piped())
+        .stderr(Stdio::inherit())
+        .spawn()
+        .expect("spawn a child process")
+}
+
+#[test]
+fn processes_append_to_one_log() {
+    // KRN-13 across processes: a `lumenflow tool call` beside a running sidecar appends to the
+    // same log. Commits hold the file's lock, a writer continues after another process's
+    // records, and a writer killed mid-commit leaves nothing the others cannot carry on from.
+    let exe = std::env::current_exe().expect("test binary path");
+    let dir = tempfile::tempdir().expect("tempdir");
+    let path = dir.path().join(".lumenflow/kernel/events.jsonl");
+    let log = EventLog::open(&path, LogOptions::default()).expect("open");
+    let peers: Vec<_> = ["peer-a", "peer-b"]
+        .iter()
+        .map(|name| {
+            let child = spawn_test_child(
+                &exe,
+                "child_peer",
+                (PEER_ENV, format!("{name}={}", path.display())),
+            );
+            (name.to_string(), child)
+        })
+        .collect();
+    let mut writer = spawn_test_child(
+        &exe,
+        "child_writer",
+        (CHILD_ENV, path.display().to_string()),
+    );
+    let writer_out = writer.stdout.take().expect("writer stdout");
+    let writer_lines = thread::spawn(move || {
+        BufReader::new(writer_out)
+            .lines()
+            .map_while(Result::ok)
+            .collect::<Vec<String>>()
+    });
+    thread::scope(|scope| {
+        scope.spawn(|| append_tagged(&log, "parent", PEER_RECORDS / 2, 2));
+        scope.spawn(|| {
+            thread::sleep(Duration::from_millis(150 + seed() % 200));
+            writer.kill().expect("SIGKILL the writer");
+            writer.wait().expect("reap the writer");
+        });
+    });
+    for (name, child) in peers {
+        let out = child.wait_with_output().expect("peer exits");
+        assert!(out.status.success(), "{name} failed");
+        assert!(String::from_utf8_lossy(&out.stdout).contains("\ndone\n"));
+    }
+    // After everyone else: whatever the killed writer left at the end is cut or followed.
+    append_tagged(&log, "parent-after", 5, 1);
+    let acked: Vec<(u64, String)> = writer_lines
+        .join()
+        .expect("writer stdout reader")
+        .iter()
+        .filter_map(|l| l.strip_prefix("ack "))
+        .map(|rest| {
+            let (seq, hash) = rest.split_once(' ').expect("ack <seq> <hash>");
+            (seq.parse().expect("seq"), hash.to_string())
+        })
+        .collect();
+
+    let summary = verify(&path).unwrap_or_else(|e| panic!("one chain: {e}"));
+    let records = replay(&path, &ReplayFilter::all()).expect("replay").records;
+    assert_eq!(summary.records, records.len() as u64);
+    let by_hash: std::collections::HashMap<u64, &str> =
+        records.iter().map(|r| (r.seq, r.hash.as_str())).collect();
+    for (seq, hash) in &acked {
+        assert_eq!(
+            by_hash.get(seq).copied(),
+            Some(hash.as_str()),
+            "acknowledged record {seq} of the killed writer"
+        );
+    }
+    for (writer, expected) in [
+        ("parent", PEER_RECORDS),
+        ("peer-a", PEER_RECORDS),
+        ("peer-b", PEER_RECORDS),
+        ("parent-after", 5),
+    ] {
+        let mut seen: Vec<(u64, u64)> = records
+            .iter()
+            .filter(|r| r.fields.get("writer").and_then(Value::as_str) == Some(writer))
+            .map(|r| {
+                (
+                    r.fields["thread"].as_u64().expect("thread"),
+                    r.fields["n"].as_u64().expect("n"),
+                )
+            })
+            .collect();
+        let count = seen.len();
+        seen.sort_unstable();
+        seen.dedup();
+        assert_eq!(
+            (count, seen.len() as u64),
+            (expected as usize, expected),
+            "{writer}: every record exactly once"
+        );
+    }
+    assert!(
+        log.stats().followed > 0,
+        "this process continued after other processes' records"
+    );
 }
 
 #[test]

@@ -14,6 +14,7 @@
 
 pub mod events_out;
 pub mod evidence;
+mod liveness;
 pub mod open;
 mod prepared;
 pub mod registry;
@@ -38,6 +39,7 @@ use crate::workspace::WorkspaceSpec;
 
 pub use events_out::RuntimeEvents;
 pub use evidence::EvidenceStore;
+pub use liveness::LOCK_FILE as DISPATCHERS_LOCK_FILE;
 pub use prepared::PreparedCache;
 pub use registry::{BuiltinCall, BuiltinFn, Implementation, RegisteredTool, ToolRegistry};
 
@@ -246,6 +248,8 @@ pub struct Runtime {
     pub cache: PreparedCache,
     /// Where the runtime's events go (the sidecar's delivery); `None` emits nothing.
     pub events: Option<Arc<RuntimeEvents>>,
+    /// This runtime's shared lock on the workspace's `dispatchers.lock`.
+    liveness: liveness::Liveness,
 }
 
 /// How deep built-in tools may nest calls (an agent turn calling tools): deep enough for a turn
@@ -296,7 +300,14 @@ impl Runtime {
         log: EventLog,
         evidence: EvidenceStore,
     ) -> Runtime {
+        let kernel_dir = log
+            .path()
+            .parent()
+            .filter(|d| !d.as_os_str().is_empty())
+            .unwrap_or(Path::new("."))
+            .to_path_buf();
         Runtime {
+            liveness: liveness::Liveness::join(&kernel_dir),
             workspace_dir: workspace_dir.to_path_buf(),
             spec: workspace.spec.clone(),
             config_hash: workspace.config_hash(),
@@ -316,10 +327,20 @@ impl Runtime {
     /// Reconcile receipts a crash left without a finished record: each gets a `crashed`
     /// finish (KRN-12). Returns how many. Call once when the runtime starts.
     ///
+    /// Only a runtime alone in its workspace reconciles (see the `dispatchers.lock` of
+    /// [`DISPATCHERS_LOCK_FILE`]): while another runtime lives, in this process or another, an
+    /// open receipt may be its call still running, so nothing is closed and this returns 0.
+    ///
     /// The log is streamed and only the ids of calls still open are kept: replaying it held
     /// every receipt in memory, and a sidecar with a few hundred thousand calls behind it took
     /// seconds (and hundreds of megabytes) to start.
     pub fn reconcile_crashed(&self) -> Result<usize, LogError> {
+        self.liveness
+            .alone(|| self.reconcile_crashed_alone())
+            .unwrap_or(Ok(0))
+    }
+
+    fn reconcile_crashed_alone(&self) -> Result<usize, LogError> {
         #[derive(serde::Deserialize)]
         struct ReceiptLine<'a> {
             #[serde(borrow)]

@@ -26,10 +26,12 @@ pub enum LogError {
         index: Option<usize>,
         reason: String,
     },
-    /// The file changed behind this writer: another process or a hand edit appended to it.
+    /// The file changed behind this writer in a way that does not continue its chain (a hand
+    /// edit, a writer that does not take the file lock, a truncation).
     #[error(
-        "event log `{}` changed behind its writer (expected {expected} bytes, found {found}): \
-         only one process may append to a log; drop every handle and open it again",
+        "event log `{}` changed behind its writer (expected {expected} bytes, found {found}) and \
+         the new bytes do not continue its chain: another program wrote to it without the log's \
+         lock; drop every handle and open it again",
         path.display()
     )]
     Conflict {

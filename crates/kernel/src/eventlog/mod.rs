@@ -46,10 +46,13 @@
 //! canonical encoding of each record happen on the appender's own thread; the leader only chains,
 //! hashes and writes.
 //!
-//! One process owns a log: every [`EventLog::open`] of the same path in a process shares one
-//! writer. Before each commit the writer checks that the file still has the length it left it at,
-//! so a second writer (another process, a hand edit) is refused (`LOG_CONFLICT`) instead of forking
-//! the chain.
+//! Every [`EventLog::open`] of the same path in a process shares one writer. Several processes
+//! may append to one log (a `lumenflow tool call` beside a running sidecar): each commit, and
+//! the tail recovery at open, holds the file's exclusive `flock`, and a writer that finds the
+//! file longer than it left it checks that the first new line verifies and follows on from its
+//! own last record (`seq` and `prev_hash`), then continues the chain after the other process's
+//! records. Bytes that do not follow on (a hand edit, a foreign writer that does not lock) are
+//! refused (`LOG_CONFLICT`) instead of forking the chain.
 //!
 //! # Opening: a torn tail is cut
 //!

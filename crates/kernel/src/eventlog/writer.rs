@@ -13,6 +13,7 @@ use super::error::{LineProblem, LogError};
 use super::record::{check_line, Prepared};
 use super::replay::{replay_reader, ReplayFilter, ReplayPage};
 use super::GENESIS_HASH;
+use crate::file_lock::FileLock;
 use crate::group_commit::{lock, Committer, GroupCommit};
 
 /// How to open a log.
@@ -85,6 +86,9 @@ pub struct LogStats {
     pub head: String,
     /// What `open` cut from the end of the file, if anything.
     pub torn_tail: Option<TornTail>,
+    /// Commits that first found records another process had appended and continued after
+    /// them.
+    pub followed: u64,
 }
 
 /// A handle on one open log. Cloning is cheap (an `Arc`); every clone, and every `open` of the
@@ -109,6 +113,11 @@ struct Shared {
     fsyncs: AtomicU64,
     largest_commit: AtomicU64,
     torn_tail: Option<TornTail>,
+    /// A second handle on the writer's open file: `flock` belongs to the open file, so locking
+    /// this one locks the writer's, without borrowing the writer.
+    lock_file: File,
+    /// Commits that found records another process had appended, and continued after them.
+    followed: AtomicU64,
 }
 
 #[derive(Debug)]
@@ -165,7 +174,11 @@ impl EventLog {
             return Ok(EventLog { shared });
         }
 
-        let tail = recover_tail(&mut file, path)?;
+        let lock_file = file.try_clone().map_err(io_err)?;
+        let tail = {
+            let _locked = FileLock::exclusive(&lock_file).map_err(io_err)?;
+            recover_tail(&mut file, path)?
+        };
         if options.verify_on_open {
             super::verify::verify(path)?;
         }
@@ -180,6 +193,8 @@ impl EventLog {
             fsyncs: AtomicU64::new(0),
             largest_commit: AtomicU64::new(0),
             torn_tail: tail.cut,
+            lock_file,
+            followed: AtomicU64::new(0),
             writer: Mutex::new(Writer {
                 file,
                 len: tail.len,
@@ -290,6 +305,7 @@ impl EventLog {
             last_seq,
             head,
             torn_tail: s.torn_tail.clone(),
+            followed: s.followed.load(Ordering::Relaxed),
         }
     }
 }
@@ -326,19 +342,39 @@ impl Shared {
                 reason: reason.clone(),
             });
         }
+        let _locked = match FileLock::exclusive(&self.lock_file) {
+            Ok(l) => l,
+            Err(e) => {
+                let (kind, message) = (e.kind(), e.to_string());
+                return fail_all(&|| LogError::Io {
+                    path: self.path.clone(),
+                    source: io::Error::new(kind, message.clone()),
+                });
+            }
+        };
         match w.file.metadata() {
             Ok(meta) if meta.len() == w.len => {}
             Ok(meta) => {
-                let (expected, found) = (w.len, meta.len());
-                w.failed = Some(format!(
-                    "the file changed behind the writer (expected {expected} bytes, found {found})"
-                ));
-                self.broken.store(true, Ordering::Release);
-                return fail_all(&|| LogError::Conflict {
-                    path: self.path.clone(),
-                    expected,
-                    found,
-                });
+                let found = meta.len();
+                if let Err(e) = self.follow(&mut w) {
+                    let expected = w.len;
+                    w.failed = Some(format!(
+                        "the file changed behind the writer (expected {expected} bytes, found {found})"
+                    ));
+                    self.broken.store(true, Ordering::Release);
+                    let message = e.to_string();
+                    return fail_all(&|| match &e {
+                        LogError::Conflict { .. } => LogError::Conflict {
+                            path: self.path.clone(),
+                            expected,
+                            found,
+                        },
+                        _ => LogError::Failed {
+                            path: self.path.clone(),
+                            reason: message.clone(),
+                        },
+                    });
+                }
             }
             Err(e) => {
                 let (kind, message) = (e.kind(), e.to_string());
@@ -405,6 +441,69 @@ impl Shared {
             .fetch_add(committed, Ordering::Relaxed);
         self.largest_commit.fetch_max(committed, Ordering::Relaxed);
         acks.into_iter().map(Ok).collect()
+    }
+}
+
+impl Shared {
+    /// Another process appended since this writer's last commit (under the file lock, so its
+    /// lines are whole, but for a torn fragment of a process that died mid-line, which is cut
+    /// as at open): continue after its records when the first of them verifies and follows on
+    /// from this writer's last. Anything else (a shorter file, a foreign line that does not
+    /// verify or does not follow on) is a conflict.
+    fn follow(&self, w: &mut Writer) -> Result<(), LogError> {
+        let io_err = |source| LogError::Io {
+            path: self.path.clone(),
+            source,
+        };
+        let conflict = |found: u64| LogError::Conflict {
+            path: self.path.clone(),
+            expected: w.len,
+            found,
+        };
+        let found = w.file.metadata().map_err(io_err)?.len();
+        if found < w.len {
+            return Err(conflict(found));
+        }
+        let Some(first) = read_line_at(&mut w.file, w.len).map_err(io_err)? else {
+            // No whole line behind us: the fragment of a writer that died mid-line.
+            w.file
+                .set_len(w.len)
+                .and_then(|()| w.file.sync_all())
+                .map_err(io_err)?;
+            return Ok(());
+        };
+        let joins = match check_line(&first) {
+            Ok(line) => line.seq == w.next_seq && line.prev_hash == w.last_hash,
+            Err(_) => false,
+        };
+        if !joins {
+            return Err(conflict(found));
+        }
+        let tail = recover_tail(&mut w.file, &self.path)?;
+        if tail.len <= w.len {
+            return Err(conflict(found));
+        }
+        w.len = tail.len;
+        w.next_seq = tail.last_seq + 1;
+        w.last_hash = tail.last_hash;
+        self.committed_len.store(w.len, Ordering::Release);
+        self.followed.fetch_add(1, Ordering::Relaxed);
+        Ok(())
+    }
+}
+
+/// The line starting at `offset` (without its newline), `None` at the end of the file or when
+/// no newline ends it.
+fn read_line_at(file: &mut File, offset: u64) -> io::Result<Option<Vec<u8>>> {
+    use std::io::BufRead;
+    file.seek(SeekFrom::Start(offset))?;
+    let mut reader = io::BufReader::new(Read::by_ref(file));
+    let mut line = Vec::new();
+    reader.read_until(b'\n', &mut line)?;
+    if line.pop() == Some(b'\n') {
+        Ok(Some(line))
+    } else {
+        Ok(None)
     }
 }
 

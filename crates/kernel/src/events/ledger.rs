@@ -10,6 +10,7 @@ use std::io::{Read, Seek, SeekFrom, Write};
 use std::path::{Path, PathBuf};
 use std::sync::Mutex;
 
+use crate::file_lock::FileLock;
 use crate::group_commit::{lock, Committer, GroupCommit};
 
 use lumenflow_contracts::event::KernelEventV2;
@@ -40,12 +41,15 @@ impl LedgerError {
 
 /// An append handle on the ledger. Concurrent appends share commits (group commit, one `write`
 /// and one `fdatasync` for everything queued), and each returns only when its lines are durable.
-/// One handle per file: it is the only writer while it is open.
+/// One handle per file in a process; other processes may append to the same file (each commit
+/// holds the file's lock).
 #[derive(Debug)]
 pub struct Ledger {
     path: PathBuf,
     group: GroupCommit<Vec<u8>, (), LedgerError>,
     writer: Mutex<Writer>,
+    /// A second handle on the writer's file, for the cross-process lock ([`FileLock`]).
+    lock_file: File,
 }
 
 #[derive(Debug)]
@@ -72,15 +76,21 @@ impl Ledger {
             .append(true)
             .open(path)
             .map_err(io)?;
-        let len = file.metadata().map_err(io)?.len();
-        let complete = complete_len(&mut file, len).map_err(io)?;
-        if complete < len {
-            file.set_len(complete).map_err(io)?;
-            file.sync_all().map_err(io)?;
-        }
+        let lock_file = file.try_clone().map_err(io)?;
+        let complete = {
+            let _locked = FileLock::exclusive(&lock_file).map_err(io)?;
+            let len = file.metadata().map_err(io)?.len();
+            let complete = complete_len(&mut file, len).map_err(io)?;
+            if complete < len {
+                file.set_len(complete).map_err(io)?;
+                file.sync_all().map_err(io)?;
+            }
+            complete
+        };
         Ok(Ledger {
             path: path.to_path_buf(),
             group: GroupCommit::default(),
+            lock_file,
             writer: Mutex::new(Writer {
                 file,
                 len: complete,
@@ -138,6 +148,30 @@ impl Ledger {
         };
         if let Some((kind, message)) = &w.failed {
             return fail_all(*kind, message);
+        }
+        // Another process (a `lumenflow mcp` beside the sidecar) may append too: under the lock
+        // its lines are whole, but for the fragment of one that died mid-line, which is cut as
+        // at open; the length is re-read so a failed write is cut back to the end of theirs.
+        let _locked = match FileLock::exclusive(&self.lock_file) {
+            Ok(l) => l,
+            Err(e) => return fail_all(e.kind(), &e.to_string()),
+        };
+        let found = match w.file.metadata() {
+            Ok(meta) => meta.len(),
+            Err(e) => return fail_all(e.kind(), &e.to_string()),
+        };
+        if found != w.len {
+            let caught_up = complete_len(&mut w.file, found).and_then(|complete| {
+                if complete < found {
+                    w.file.set_len(complete)?;
+                    w.file.sync_all()?;
+                }
+                Ok(complete)
+            });
+            match caught_up {
+                Ok(complete) => w.len = complete,
+                Err(e) => return fail_all(e.kind(), &e.to_string()),
+            }
         }
         let buf: Vec<u8> = group.concat();
         let written = w.file.write_all(&buf).and_then(|()| w.file.sync_data());
@@ -299,6 +333,50 @@ mod tests {
         assert_eq!(events.len(), 400);
         let ids: std::collections::HashSet<_> = events.iter().map(|e| &e.event_id).collect();
         assert_eq!(ids.len(), 400);
+    }
+
+    #[test]
+    fn two_writers_of_one_file_interleave_whole_lines() {
+        // Two handles (as two processes: each has its own open file, so the lock is between
+        // them) append at once, and a third writer dies mid-line in between: every event lands
+        // once, whole, and the fragment is cut before the next commit.
+        let dir = tempfile::tempdir().expect("tmp");
+        let path = dir.path().join("events.jsonl");
+        let a = Ledger::open(&path).expect("a");
+        let b = Ledger::open(&path).expect("b");
+        let event = |tag: String| {
+            build_event(
+                "acme-demo:job_completed",
+                "ws",
+                Map::new(),
+                BuildOptions::idempotent(tag),
+            )
+            .expect("event")
+        };
+        std::thread::scope(|s| {
+            for (name, ledger) in [("a", &a), ("b", &b)] {
+                for t in 0..4 {
+                    s.spawn(move || {
+                        for i in 0..40 {
+                            ledger
+                                .append(&[event(format!("{name}-{t}-{i}"))])
+                                .expect("append");
+                        }
+                    });
+                }
+            }
+        });
+        fs::OpenOptions::new()
+            .append(true)
+            .open(&path)
+            .and_then(|mut f| f.write_all(b"{\"schema_version\":2,\"ki"))
+            .expect("a writer that died mid-line");
+        b.append(&[event("after".into())]).expect("b continues");
+        a.append(&[event("after-a".into())]).expect("a continues");
+        let (events, _) = read_from(&path, 0, None).expect("every line parses");
+        assert_eq!(events.len(), 322);
+        let ids: std::collections::HashSet<_> = events.iter().map(|e| &e.event_id).collect();
+        assert_eq!(ids.len(), 322);
     }
 
     #[test]
