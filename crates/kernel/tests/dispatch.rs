@@ -11,6 +11,7 @@ use lumenflow_kernel::diagnostics::SourceFile;
 use lumenflow_kernel::dispatch::{
     ApprovalAsk, ApprovalGate, ApprovalRefusal, BuiltinFn, CallRequest, EvidenceStore,
     Implementation, RegisteredTool, Runtime, Surface, TaskFacts, TaskGate, ToolRegistry,
+    RECONCILED_FILE,
 };
 use lumenflow_kernel::eventlog::{self, EventLog, LogOptions, ReplayFilter};
 use lumenflow_kernel::manifest::parse_manifest;
@@ -508,6 +509,65 @@ fn invalid_output_is_caught_and_a_crash_is_reconciled() {
     drop(other);
     assert_eq!(f.runtime.reconcile_crashed().expect("alone"), 1);
     assert_eq!(finished(&f, "rcpt_running")["result"], "crashed");
+}
+
+#[test]
+fn reconciliation_resumes_after_the_position_it_remembered() {
+    // KRN-12 at every runtime start without rescanning the whole log: the position scanned to
+    // is remembered, trusted only while the line before it still has the same seq and hash.
+    let f = fixture("");
+    let log_path = eventlog::default_path(&f.root);
+    let remembered = f.root.join(".lumenflow/kernel").join(RECONCILED_FILE);
+    let start = |id: &str| {
+        let mut started = serde_json::Map::new();
+        started.insert("kind".into(), "tool_call_started".into());
+        started.insert("receipt_id".into(), id.into());
+        f.runtime.log.append(started).expect("append");
+    };
+    let last_line = || {
+        let bytes = fs::read(&log_path).expect("log");
+        let end = bytes.len();
+        let line_start = bytes[..end - 1]
+            .iter()
+            .rposition(|b| *b == b'\n')
+            .map_or(0, |i| i + 1);
+        let line: Value = serde_json::from_slice(&bytes[line_start..end - 1]).expect("line");
+        (line_start, end, line)
+    };
+
+    start("rcpt_a");
+    assert_eq!(f.runtime.reconcile_crashed().expect("first"), 1);
+    let through: Value =
+        serde_json::from_slice(&fs::read(&remembered).expect("remembered")).expect("json");
+    // The scan's end, before the crashed finish it appended.
+    assert!(through["end"].as_u64().expect("end") < fs::metadata(&log_path).expect("m").len());
+
+    // A call started after the position is found.
+    start("rcpt_b");
+    assert_eq!(f.runtime.reconcile_crashed().expect("second"), 1);
+    assert_eq!(finished(&f, "rcpt_b")["result"], "crashed");
+
+    // What lies before the position is not read again: a position that claims the whole log
+    // (with its real last line) leaves an open receipt before it alone.
+    start("rcpt_hidden");
+    let (line_start, end, line) = last_line();
+    let claim = |hash: &Value| {
+        serde_json::to_vec(&json!({
+            "line_start": line_start, "end": end, "seq": line["seq"], "hash": hash,
+        }))
+        .expect("json")
+    };
+    fs::write(&remembered, claim(&line["hash"])).expect("write");
+    assert_eq!(f.runtime.reconcile_crashed().expect("bounded"), 0);
+
+    // A position whose line no longer matches (a replaced log) is not trusted: full scan.
+    fs::write(&remembered, claim(&json!("0".repeat(64)))).expect("write");
+    assert_eq!(f.runtime.reconcile_crashed().expect("full"), 1);
+    assert_eq!(finished(&f, "rcpt_hidden")["result"], "crashed");
+    // So is a damaged file.
+    fs::write(&remembered, b"{not json").expect("write");
+    assert_eq!(f.runtime.reconcile_crashed().expect("full again"), 0);
+    assert!(serde_json::from_slice::<Value>(&fs::read(&remembered).expect("r")).is_ok());
 }
 
 #[test]

@@ -17,6 +17,7 @@ pub mod evidence;
 mod liveness;
 pub mod open;
 mod prepared;
+mod reconcile;
 pub mod registry;
 pub mod subprocess;
 
@@ -41,6 +42,7 @@ pub use events_out::RuntimeEvents;
 pub use evidence::EvidenceStore;
 pub use liveness::LOCK_FILE as DISPATCHERS_LOCK_FILE;
 pub use prepared::PreparedCache;
+pub use reconcile::RECONCILED_FILE;
 pub use registry::{BuiltinCall, BuiltinFn, Implementation, RegisteredTool, ToolRegistry};
 
 pub const TOOL_CALL_STARTED: &str = "tool_call_started";
@@ -331,70 +333,12 @@ impl Runtime {
     /// [`DISPATCHERS_LOCK_FILE`]): while another runtime lives, in this process or another, an
     /// open receipt may be its call still running, so nothing is closed and this returns 0.
     ///
-    /// The log is streamed and only the ids of calls still open are kept: replaying it held
-    /// every receipt in memory, and a sidecar with a few hundred thousand calls behind it took
-    /// seconds (and hundreds of megabytes) to start.
+    /// Only the part of the log after the last reconciled position ([`RECONCILED_FILE`]) is
+    /// scanned, streamed, keeping only the ids of calls still open (see `dispatch::reconcile`).
     pub fn reconcile_crashed(&self) -> Result<usize, LogError> {
         self.liveness
             .alone(|| self.reconcile_crashed_alone())
             .unwrap_or(Ok(0))
-    }
-
-    fn reconcile_crashed_alone(&self) -> Result<usize, LogError> {
-        #[derive(serde::Deserialize)]
-        struct ReceiptLine<'a> {
-            #[serde(borrow)]
-            kind: std::borrow::Cow<'a, str>,
-            #[serde(borrow, default)]
-            receipt_id: Option<std::borrow::Cow<'a, str>>,
-        }
-        const MARK: &[u8] = b"\"kind\":\"tool_call_";
-        // Open receipt id -> the order it started in (crashed finishes follow that order).
-        let mut open: std::collections::HashMap<String, u64> = std::collections::HashMap::new();
-        let mut started = 0u64;
-        self.log.scan_lines(|line| {
-            if !line.windows(MARK.len()).any(|w| w == MARK) {
-                return Ok(());
-            }
-            let Ok(record) = serde_json::from_slice::<ReceiptLine<'_>>(line) else {
-                return Ok(());
-            };
-            let Some(id) = record.receipt_id else {
-                return Ok(());
-            };
-            match record.kind.as_ref() {
-                TOOL_CALL_STARTED => {
-                    started += 1;
-                    open.insert(id.into_owned(), started);
-                }
-                TOOL_CALL_FINISHED => {
-                    open.remove(id.as_ref());
-                }
-                _ => {}
-            }
-            Ok(())
-        })?;
-        let mut open: Vec<(String, u64)> = open.into_iter().collect();
-        open.sort_by_key(|(_, order)| *order);
-        let records: Vec<Map<String, Value>> = open
-            .iter()
-            .map(|(id, _)| {
-                obj(json!({
-                    "kind": TOOL_CALL_FINISHED,
-                    "receipt_id": id,
-                    "result": "crashed",
-                    "duration_ms": 0,
-                    "policy_decisions": [{"policy_id": "kernel.reconciliation", "decision": "deny",
-                        "reason": "Orphaned started receipt without a finished receipt (the process stopped mid-call)"}],
-                    "artifacts_written": [],
-                }))
-            })
-            .collect();
-        let n = records.len();
-        if n > 0 {
-            self.log.append_batch(records)?;
-        }
-        Ok(n)
     }
 
     /// Dispatch one tool call through every check, recording it (KRN-10).

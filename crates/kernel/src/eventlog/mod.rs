@@ -86,7 +86,7 @@ pub use error::{LineProblem, LogError, VerifyError};
 pub use record::LogRecord;
 pub use replay::{replay, ReplayFilter, ReplayPage};
 pub use verify::{verify, VerifySummary};
-pub use writer::{Appended, EventLog, LogOptions, LogStats, TornTail};
+pub use writer::{Appended, EventLog, LogOptions, LogStats, ScanEnd, TornTail};
 
 /// Where the log lives, relative to the workspace root.
 pub const DEFAULT_RELATIVE_PATH: &str = ".lumenflow/kernel/events.jsonl";

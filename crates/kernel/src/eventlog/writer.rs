@@ -91,6 +91,15 @@ pub struct LogStats {
     pub followed: u64,
 }
 
+/// Where [`EventLog::scan_lines_from`] stopped.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct ScanEnd {
+    /// The byte after the last line read: a line start, where a later scan may resume.
+    pub end: u64,
+    /// Where the last line read starts (`None` when the scan read no line).
+    pub last_line: Option<u64>,
+}
+
 /// A handle on one open log. Cloning is cheap (an `Arc`); every clone, and every `open` of the
 /// same path in this process while a handle is alive, appends through the same writer (such an
 /// `open` returns the live handle and ignores its options). `Send + Sync`.
@@ -266,29 +275,66 @@ impl EventLog {
     /// Every durable line, in order, one at a time (without its newline): for scans of a log of
     /// any size that need a few fields of some records, where [`EventLog::replay`] would hold
     /// every matching record in memory. `f` stops the scan by returning an error.
-    pub fn scan_lines(
+    pub fn scan_lines(&self, f: impl FnMut(&[u8]) -> Result<(), LogError>) -> Result<(), LogError> {
+        self.scan_lines_from(0, f).map(|_| ())
+    }
+
+    /// [`EventLog::scan_lines`] from byte `start` (the start of a line, such as a
+    /// [`ScanEnd::end`] of an earlier scan); returns where the scan stopped.
+    pub fn scan_lines_from(
         &self,
+        start: u64,
         mut f: impl FnMut(&[u8]) -> Result<(), LogError>,
-    ) -> Result<(), LogError> {
+    ) -> Result<ScanEnd, LogError> {
         use std::io::BufRead;
         let len = self.shared.committed_len.load(Ordering::Acquire);
         let io_err = |source| LogError::Io {
             path: self.shared.path.clone(),
             source,
         };
-        let file = File::open(&self.shared.path).map_err(io_err)?;
-        let mut reader = io::BufReader::with_capacity(1 << 20, file.take(len));
+        let mut scanned = ScanEnd {
+            end: start.min(len),
+            last_line: None,
+        };
+        let mut file = File::open(&self.shared.path).map_err(io_err)?;
+        file.seek(SeekFrom::Start(scanned.end)).map_err(io_err)?;
+        let mut reader = io::BufReader::with_capacity(1 << 20, file.take(len - scanned.end));
         let mut line = Vec::with_capacity(4096);
         loop {
             line.clear();
-            if reader.read_until(b'\n', &mut line).map_err(io_err)? == 0 {
-                return Ok(());
+            let read = reader.read_until(b'\n', &mut line).map_err(io_err)?;
+            if read == 0 {
+                return Ok(scanned);
             }
+            scanned.last_line = Some(scanned.end);
+            scanned.end += read as u64;
             if line.last() == Some(&b'\n') {
                 line.pop();
             }
             f(&line)?;
         }
+    }
+
+    /// The `seq` and `hash` of the durable line at `[start, end)` when it is one whole line that
+    /// verifies on its own; `None` otherwise (the bytes changed, or the log is shorter). Checks
+    /// that a position remembered from an earlier scan still holds the same record.
+    pub fn line_between(&self, start: u64, end: u64) -> Result<Option<(u64, String)>, LogError> {
+        let len = self.shared.committed_len.load(Ordering::Acquire);
+        if start >= end || end > len {
+            return Ok(None);
+        }
+        let io_err = |source| LogError::Io {
+            path: self.shared.path.clone(),
+            source,
+        };
+        let mut file = File::open(&self.shared.path).map_err(io_err)?;
+        file.seek(SeekFrom::Start(start)).map_err(io_err)?;
+        let mut bytes = vec![0u8; (end - start) as usize];
+        file.read_exact(&mut bytes).map_err(io_err)?;
+        if bytes.pop() != Some(b'\n') || bytes.contains(&b'\n') {
+            return Ok(None);
+        }
+        Ok(check_line(&bytes).ok().map(|line| (line.seq, line.hash)))
     }
 
     pub fn stats(&self) -> LogStats {
