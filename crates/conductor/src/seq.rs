@@ -6,6 +6,10 @@
 //! `.lumenflow/state/conductor/seq/<channel>.json` records the end of the current lease, written
 //! atomically before any number of the block is handed out. After a crash the counter restarts
 //! at the lease end: numbers may skip, never repeat or go back.
+//!
+//! Two processes may send on one channel (`lumenflow mcp` beside the sidecar). A lease is
+//! renewed under an exclusive `flock` on `<channel>.lock`, after re-reading the file, and starts
+//! no lower than what the other process leased: the two never hand out the same number.
 
 use std::path::{Path, PathBuf};
 use std::sync::Mutex;
@@ -114,12 +118,20 @@ impl SeqCounter {
             .state
             .lock()
             .map_err(|_| err("the counter lock is poisoned".into()))?;
-        let first = s.next;
-        let end = first
-            .checked_add(n)
-            .ok_or_else(|| err("the counter overflowed".into()))?;
-        if end > s.leased_until {
-            let until = end.saturating_add(LEASE_BLOCK);
+        let overflow = || err("the counter overflowed".into());
+        if s.next.checked_add(n).ok_or_else(overflow)? > s.leased_until {
+            // Held until the new lease is written; closing the file releases it.
+            let _lease_lock = self.lease_lock()?;
+            let leased_elsewhere = self.read_next_free()?;
+            if leased_elsewhere > s.next {
+                // Another process leased the numbers from here: start after its lease.
+                s.next = leased_elsewhere;
+            }
+            let until = s
+                .next
+                .checked_add(n)
+                .ok_or_else(overflow)?
+                .saturating_add(LEASE_BLOCK);
             let lease = Lease {
                 channel: self.channel.clone(),
                 next_free: until,
@@ -129,14 +141,81 @@ impl SeqCounter {
                 .map_err(|e| err(e.to_string()))?;
             s.leased_until = until;
         }
-        s.next = end;
+        let first = s.next;
+        s.next = first + n;
         Ok(first)
+    }
+
+    /// The exclusive `flock` on `<channel>.lock`, held while a lease is renewed (`None` on a
+    /// file system without `flock`: one process per channel, as before the lock existed).
+    fn lease_lock(&self) -> Result<Option<std::fs::File>, SeqError> {
+        let path = self.path.with_extension("lock");
+        let err = |e: std::io::Error| SeqError::File {
+            path: path.clone(),
+            reason: e.to_string(),
+        };
+        if let Some(dir) = path.parent() {
+            std::fs::create_dir_all(dir).map_err(err)?;
+        }
+        let file = std::fs::OpenOptions::new()
+            .create(true)
+            .truncate(false)
+            .write(true)
+            .open(&path)
+            .map_err(err)?;
+        match file.lock() {
+            Ok(()) => Ok(Some(file)),
+            Err(e) if e.kind() == std::io::ErrorKind::Unsupported => Ok(None),
+            Err(e) => Err(err(e)),
+        }
+    }
+
+    /// The end of the last lease written by any process (1 before the first).
+    fn read_next_free(&self) -> Result<u64, SeqError> {
+        match std::fs::read(&self.path) {
+            Ok(bytes) => serde_json::from_slice::<Lease>(&bytes)
+                .map(|lease| lease.next_free)
+                .map_err(|e| SeqError::File {
+                    path: self.path.clone(),
+                    reason: format!("{e}; expected {{\"channel\", \"next_free\"}}"),
+                }),
+            Err(e) if e.kind() == std::io::ErrorKind::NotFound => Ok(1),
+            Err(e) => Err(SeqError::File {
+                path: self.path.clone(),
+                reason: e.to_string(),
+            }),
+        }
     }
 }
 
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn two_processes_on_one_channel_never_share_a_number() {
+        // Two counters on one file, each with its own lock handle, as two processes would be:
+        // both opened before either leased, so both start at 1.
+        let dir = tempfile::tempdir().expect("tmp");
+        let path = dir.path().join("seq/http-sidecar.json");
+        let a = SeqCounter::open(&path, SIDECAR_CHANNEL).expect("a");
+        let b = SeqCounter::open(&path, SIDECAR_CHANNEL).expect("b");
+        let mut seen = std::collections::HashSet::new();
+        let (mut last_a, mut last_b) = (0, 0);
+        for i in 0..3 * LEASE_BLOCK {
+            let (counter, last) = if i % 3 == 0 {
+                (&b, &mut last_b)
+            } else {
+                (&a, &mut last_a)
+            };
+            let first = counter.take(1 + i % 2).expect("take");
+            assert!(first > *last, "each counter only grows");
+            *last = first + i % 2;
+            for n in first..=*last {
+                assert!(seen.insert(n), "{n} handed out twice");
+            }
+        }
+    }
 
     #[test]
     fn numbers_grow_across_restarts() {

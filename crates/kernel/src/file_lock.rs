@@ -9,18 +9,25 @@
 use std::fs::File;
 use std::io;
 
-pub(crate) struct FileLock<'a>(&'a File);
+pub(crate) struct FileLock<'a>(Option<&'a File>);
 
 impl<'a> FileLock<'a> {
-    /// Block until this process holds the file's exclusive lock.
+    /// Block until this process holds the file's exclusive lock. On a file system without
+    /// `flock` (some FUSE mounts) the guard holds nothing: one process per file, as before the
+    /// lock existed, rather than no appends at all.
     pub(crate) fn exclusive(file: &'a File) -> io::Result<Self> {
-        file.lock()?;
-        Ok(FileLock(file))
+        match file.lock() {
+            Ok(()) => Ok(FileLock(Some(file))),
+            Err(e) if e.kind() == io::ErrorKind::Unsupported => Ok(FileLock(None)),
+            Err(e) => Err(e),
+        }
     }
 }
 
 impl Drop for FileLock<'_> {
     fn drop(&mut self) {
-        let _ = self.0.unlock();
+        if let Some(file) = self.0 {
+            let _ = file.unlock();
+        }
     }
 }
