@@ -163,10 +163,19 @@ fn crash_test_every_queued_event_arrives_exactly_once_after_50_random_kills() {
         "first arrivals follow the outbox's FIFO order"
     );
     assert!(outbox_files(&root).is_empty());
+    // Acknowledged files leave the queue for `acked/` at once; the sweeper deletes them there.
+    let acked = outbox::default_dir(&root).join("acked");
+    let entries = |d: &std::path::Path| std::fs::read_dir(d).map(|e| e.count()).unwrap_or(0);
+    assert!(
+        wait_until(Duration::from_secs(30), || entries(&acked) == 0),
+        "acknowledged files left unswept in {}",
+        acked.display()
+    );
     let leftovers: Vec<String> = std::fs::read_dir(outbox::default_dir(&root))
         .unwrap()
         .filter_map(Result::ok)
         .map(|e| e.file_name().to_string_lossy().into_owned())
+        .filter(|n| n != "acked")
         .collect();
     assert!(leftovers.is_empty(), "{leftovers:?}");
     if total >= 1000 && kills >= 10 {
