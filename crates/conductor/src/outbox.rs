@@ -363,7 +363,7 @@ impl Outbox {
             path: acked.clone(),
             source,
         })?;
-        let unlink = |part: &[String]| -> Result<(), OutboxError> {
+        let move_out = |part: &[String]| -> Result<(), OutboxError> {
             for name in part {
                 let path = self.dir.join(name);
                 match fs::rename(&path, acked.join(name)) {
@@ -378,18 +378,18 @@ impl Outbox {
             std::thread::scope(|scope| {
                 let handles: Vec<_> = files
                     .chunks(files.len().div_ceil(IO_THREADS))
-                    .map(|part| scope.spawn(move || unlink(part)))
+                    .map(|part| scope.spawn(move || move_out(part)))
                     .collect();
                 for h in handles {
                     h.join().map_err(|_| OutboxError::Io {
                         path: self.dir.clone(),
-                        source: std::io::Error::other("an outbox remover thread panicked"),
+                        source: std::io::Error::other("an outbox mover thread panicked"),
                     })??;
                 }
                 Ok::<(), OutboxError>(())
             })?;
         } else {
-            unlink(files)?;
+            move_out(files)?;
         }
         fsio::sync_dir(&self.dir).map_err(|source| OutboxError::Io {
             path: self.dir.clone(),
