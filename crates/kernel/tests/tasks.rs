@@ -696,12 +696,18 @@ fn a_failed_append_removes_the_spec_file() {
     // KRN-14: if task_created cannot be appended, the spec file is removed.
     let ws = workspace();
     ws.create("WU-1");
-    // Another writer appends behind the store's log handle: its next commit is refused.
+    // Another writer appends a record that does not continue the chain (a copy of the last
+    // line under a later `seq`): it reads as a record, but the store's next commit is refused.
+    let text = fs::read_to_string(ws.log_path()).unwrap();
+    let last = text.lines().last().unwrap();
+    let mut copy: serde_json::Map<String, Value> = serde_json::from_str(last).unwrap();
+    let seq = copy["seq"].as_u64().unwrap();
+    copy.insert("seq".into(), json!(seq + 7));
     let mut f = fs::OpenOptions::new()
         .append(true)
         .open(ws.log_path())
         .unwrap();
-    f.write_all(b"{\"junk\":true}\n").unwrap();
+    writeln!(f, "{}", Value::Object(copy)).unwrap();
     drop(f);
     let err = ws
         .store
@@ -1098,6 +1104,103 @@ fn the_store_can_be_shared_across_threads() {
         .filter_map(|r| r.err())
         .all(|c| c == "TASK_ILLEGAL_TRANSITION"));
     assert_eq!(ws.store.get_state("WU-RACE").unwrap().run_count, 1);
+}
+
+/// Set by [`claims_from_several_processes_never_both_win`] for its peers: `<name>=<workspace>`.
+const CLAIMER_ENV: &str = "LUMENFLOW_TASKS_CLAIMER";
+const RACED_TASKS: usize = 40;
+
+/// Claim every raced task in turn, as `agent-<name>`, once `<workspace>/go` exists.
+fn claim_all(store: &TaskStore, name: &str, workspace: &Path) -> usize {
+    let deadline = std::time::Instant::now() + std::time::Duration::from_secs(30);
+    while !workspace.join("go").exists() && std::time::Instant::now() < deadline {
+        std::thread::sleep(std::time::Duration::from_millis(1));
+    }
+    (0..RACED_TASKS)
+        .filter(|i| {
+            match store.claim(
+                &format!("WU-{i}"),
+                ClaimRequest::new(format!("agent-{name}"), name),
+            ) {
+                Ok(_) => true,
+                Err(e) => {
+                    assert_eq!(e.code(), "TASK_ILLEGAL_TRANSITION", "{name}: {e}");
+                    false
+                }
+            }
+        })
+        .count()
+}
+
+/// A peer process of [`claims_from_several_processes_never_both_win`]; does nothing unless the
+/// parent set [`CLAIMER_ENV`].
+#[test]
+fn child_claimer() {
+    let Some(spec) = std::env::var_os(CLAIMER_ENV) else {
+        return;
+    };
+    let spec = spec.to_string_lossy().into_owned();
+    let (name, dir) = spec.split_once('=').expect("<name>=<workspace>");
+    let dir = Path::new(dir);
+    let log = EventLog::open(&eventlog::default_path(dir), LogOptions::default()).unwrap();
+    let store = TaskStore::open(dir, log).unwrap();
+    let won = claim_all(&store, name, dir);
+    let mut out = std::io::stdout().lock();
+    writeln!(out, "\nwon {won}").unwrap();
+    out.flush().unwrap();
+}
+
+#[test]
+fn claims_from_several_processes_never_both_win() {
+    // KRN-14 across processes: a sidecar and `lumenflow task claim` share one workspace. Each
+    // operation decides on the task's events as every process has written them, so of several
+    // processes claiming one task, exactly one wins.
+    let ws = workspace();
+    for i in 0..RACED_TASKS {
+        ws.create(&format!("WU-{i}"));
+    }
+    let exe = std::env::current_exe().unwrap();
+    let peers: Vec<_> = ["b", "c"]
+        .iter()
+        .map(|name| {
+            std::process::Command::new(&exe)
+                .args([
+                    "--exact",
+                    "child_claimer",
+                    "--nocapture",
+                    "--test-threads=1",
+                ])
+                .env(CLAIMER_ENV, format!("{name}={}", ws.path().display()))
+                .stdout(std::process::Stdio::piped())
+                .spawn()
+                .unwrap()
+        })
+        .collect();
+    // Let the peers open the workspace before the start signal.
+    std::thread::sleep(std::time::Duration::from_millis(300));
+    fs::write(ws.path().join("go"), b"").unwrap();
+    let mut won = claim_all(&ws.store, "a", ws.path());
+    for peer in peers {
+        let out = peer.wait_with_output().unwrap();
+        assert!(out.status.success(), "a peer failed: {:?}", out.status);
+        let text = String::from_utf8_lossy(&out.stdout);
+        won += text
+            .lines()
+            .find_map(|l| l.strip_prefix("won "))
+            .and_then(|n| n.trim().parse::<usize>().ok())
+            .unwrap_or_else(|| panic!("no result from a peer: {text}"));
+    }
+    let claims = ws
+        .records()
+        .into_iter()
+        .filter(|r| r["kind"] == "task_claimed")
+        .count();
+    assert_eq!(claims, RACED_TASKS, "one task_claimed per task");
+    assert_eq!(won, RACED_TASKS, "one winner per task");
+    for i in 0..RACED_TASKS {
+        assert_eq!(ws.store.get_state(&format!("WU-{i}")).unwrap().run_count, 1);
+    }
+    eventlog::verify(&ws.log_path()).unwrap();
 }
 
 // ---------------------------------------------------------------------------------------------

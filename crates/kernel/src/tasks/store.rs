@@ -14,6 +14,7 @@ use serde_json::{json, Map, Value};
 
 use crate::diagnostics::SourceFile;
 use crate::eventlog::{self, v1_record, Appended, EventLog, LogRecord, ReplayFilter};
+use crate::file_lock::FileLock;
 use crate::manifest::PackManifest;
 use crate::policy::{self, to_tool_call_decisions, Effect, EvalContext, PolicyDecision, Trigger};
 use crate::workspace::{self, WorkspaceDocument, WorkspaceSpec};
@@ -26,6 +27,11 @@ use super::state::{
 
 /// Where specs live, relative to the workspace root.
 pub const TASKS_RELATIVE_DIR: &str = ".lumenflow/kernel/tasks";
+
+/// The file beside the event log whose exclusive `flock` every process holds for a task
+/// operation. The log's own lock cannot serve: it is taken and released by each commit, and
+/// `flock` locks are not counted, so a commit ending inside an operation would release it.
+pub const OPERATIONS_LOCK_FILE: &str = "tasks.lock";
 
 /// `<workspace>/.lumenflow/kernel/tasks`.
 pub fn tasks_dir(workspace_dir: &Path) -> PathBuf {
@@ -176,9 +182,10 @@ pub struct TaskSummary {
 /// Every operation that changes a task projects it from *all* its events, checks the guard,
 /// evaluates policy where the operation has a trigger, and appends its events with one
 /// `append_batch` (one commit, fsync'd before the call returns). Operations on one log are
-/// serialized within the process (every store over the same log file shares one lock); another
-/// process appending meanwhile makes the append fail with `LOG_CONFLICT` (the log's single-writer
-/// check), so a decision is never taken on a stale projection.
+/// serialized within the process (every store over the same log file shares one lock) and across
+/// processes (an exclusive `flock` on [`OPERATIONS_LOCK_FILE`] beside the log), and each reads
+/// the task's events from the file itself under both locks, so a decision is never taken on a
+/// stale projection: of a sidecar and a `lumenflow task claim` claiming one task, one wins.
 #[derive(Debug, Clone)]
 pub struct TaskStore {
     workspace_dir: PathBuf,
@@ -319,20 +326,38 @@ impl TaskStore {
     // -----------------------------------------------------------------------------------------
     // Reading
 
-    /// Records of the log for `filter`. Reads (`fresh`) see the whole file, so a task moved by
-    /// another process (a `lumenflow task` command) is seen at once; operations read through the
-    /// log handle, whose view is exactly what its writer will append after.
-    fn replay(&self, filter: &ReplayFilter, fresh: bool) -> Result<Vec<LogRecord>, TaskError> {
-        let page = if fresh {
-            eventlog::replay(self.log.path(), filter)?
-        } else {
-            self.log.replay(filter)?
-        };
-        Ok(page.records)
+    /// Records of the log for `filter`, read from the file (not the handle, which sees another
+    /// process's records only after its own next commit), so a task moved by another process
+    /// (a `lumenflow task` command beside the sidecar) is seen at once.
+    fn replay(&self, filter: &ReplayFilter) -> Result<Vec<LogRecord>, TaskError> {
+        Ok(eventlog::replay(self.log.path(), filter)?.records)
+    }
+
+    /// The file of [`OPERATIONS_LOCK_FILE`] (created on first use) and its path.
+    fn open_operations_lock(&self) -> Result<(File, PathBuf), TaskError> {
+        let path = self.log.path().with_file_name(OPERATIONS_LOCK_FILE);
+        match fs::OpenOptions::new()
+            .create(true)
+            .truncate(false)
+            .write(true)
+            .open(&path)
+        {
+            Ok(file) => Ok((file, path)),
+            Err(source) => Err(TaskError::Io { path, source }),
+        }
+    }
+
+    /// Hold the lock file's exclusive lock until the guard drops: no other process operates on
+    /// a task of this log meanwhile.
+    fn lock_across_processes((file, path): &(File, PathBuf)) -> Result<FileLock<'_>, TaskError> {
+        FileLock::exclusive(file).map_err(|source| TaskError::Io {
+            path: path.clone(),
+            source,
+        })
     }
 
     /// The task's verified spec and projection, or `TASK_NOT_FOUND` / `SPEC_TAMPERED`.
-    fn load(&self, task_id: &str, fresh: bool) -> Result<Loaded, TaskError> {
+    fn load(&self, task_id: &str) -> Result<Loaded, TaskError> {
         if !is_valid_task_id(task_id) {
             return Err(TaskError::NotFound {
                 task: task_id.to_string(),
@@ -343,7 +368,7 @@ impl TaskStore {
             kinds: v1_kinds(),
             ..ReplayFilter::default()
         };
-        let records = self.replay(&filter, fresh)?;
+        let records = self.replay(&filter)?;
         self.load_from(task_id, records)
     }
 
@@ -401,18 +426,18 @@ impl TaskStore {
 
     /// The projected state of a task (all its events, spec hash verified).
     pub fn get_state(&self, task_id: &str) -> Result<TaskState, TaskError> {
-        let loaded = self.load(task_id, true)?;
+        let loaded = self.load(task_id)?;
         Ok(loaded.projector.state(task_id, &loaded.spec, &self.aliases))
     }
 
     /// The verified spec of a task.
     pub fn get_spec(&self, task_id: &str) -> Result<TaskSpec, TaskError> {
-        Ok(self.load(task_id, true)?.spec)
+        Ok(self.load(task_id)?.spec)
     }
 
     /// Spec, state, run history and events of a task.
     pub fn inspect(&self, task_id: &str) -> Result<TaskInspection, TaskError> {
-        let loaded = self.load(task_id, true)?;
+        let loaded = self.load(task_id)?;
         Ok(TaskInspection {
             task_id: task_id.to_string(),
             spec_path: self.spec_path(task_id)?,
@@ -446,7 +471,7 @@ impl TaskStore {
             ..ReplayFilter::default()
         };
         let mut by_task: IndexMap<String, Vec<LogRecord>> = IndexMap::new();
-        for r in self.replay(&filter, true)? {
+        for r in self.replay(&filter)? {
             if let Some(id) = r.task_id().map(str::to_string) {
                 by_task.entry(id).or_default().push(r);
             }
@@ -530,7 +555,9 @@ impl TaskStore {
         let task_id = spec.id.as_str();
         let path = self.spec_path(task_id)?;
         let _guard = lock(&self.lock);
-        match self.load(task_id, false) {
+        let held = self.open_operations_lock()?;
+        let _across = Self::lock_across_processes(&held)?;
+        match self.load(task_id) {
             Err(TaskError::NotFound { .. }) => {}
             Ok(_) | Err(TaskError::SpecTampered { .. }) => {
                 return Err(TaskError::Exists {
@@ -640,7 +667,9 @@ impl TaskStore {
             -> Result<(Vec<Map<String, Value>>, Option<PolicyOutcome>), TaskError>,
     ) -> Result<TaskUpdate, TaskError> {
         let _guard = lock(&self.lock);
-        let mut loaded = self.load(task_id, false)?;
+        let held = self.open_operations_lock()?;
+        let _across = Self::lock_across_processes(&held)?;
+        let mut loaded = self.load(task_id)?;
         let at = Timestamp::now().to_rfc3339();
         let (records, policy) = build(&loaded, &at)?;
         let appended = self.log.append_batch(records.clone())?;
