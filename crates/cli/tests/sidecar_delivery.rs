@@ -7,6 +7,9 @@
 //! - the outage test: the control plane goes down; the sidecar keeps serving, ephemeral events
 //!   are dropped, queue events are kept and drained in order once it is back.
 //!
+//! - two processes on one workspace: what another process queues is drained by the running
+//!   sidecar, and when the draining process dies, the other takes over.
+//!
 //! `LUMENFLOW_CRASH_EVENTS` and `LUMENFLOW_CRASH_KILLS` shrink the crash test for a quick local
 //! run; the default is the numbers.
 
@@ -175,7 +178,7 @@ fn crash_test_every_queued_event_arrives_exactly_once_after_50_random_kills() {
         .unwrap()
         .filter_map(Result::ok)
         .map(|e| e.file_name().to_string_lossy().into_owned())
-        .filter(|n| n != "acked")
+        .filter(|n| n != "acked" && n != ".drain.lock")
         .collect();
     assert!(leftovers.is_empty(), "{leftovers:?}");
     if total >= 1000 && kills >= 10 {
@@ -286,4 +289,76 @@ fn outage_test_ephemeral_dropped_queue_kept_and_drained_in_order() {
     // Ephemeral delivery resumes with the control plane.
     assert_eq!(claim("WU-5").0, 200);
     assert!(wait_until(Duration::from_secs(20), || claimed("WU-5")));
+}
+
+/// A queue-class event, as `lumenflow mcp` queues one when a call waits for an approval.
+fn approval_requested(i: usize) -> lumenflow_contracts::event::KernelEventV2 {
+    let mut p = Map::new();
+    p.insert("approval_id".into(), format!("apr-two-{i:05}").into());
+    build_event(
+        "sidekick:approval_requested",
+        WS,
+        p,
+        BuildOptions::idempotent(format!("two:{i}")),
+    )
+    .unwrap()
+}
+
+#[test]
+fn another_process_queue_is_drained_and_the_drain_passes_when_its_process_dies() {
+    // BKP-05 with `lumenflow mcp` beside `lumenflow sidecar`: both queue into one outbox. One
+    // process drains it and takes in what the other queued, without a restart; when it dies,
+    // the other takes over. Nothing is lost, nothing arrives twice after dedupe.
+    let cloud = FakeCloud::start();
+    let (_tmp, root) = workspace();
+    enroll(&root, &cloud);
+    let args = ["--backoff-base-ms", "20", "--backoff-cap-ms", "200"];
+    let first = Sidecar::spawn(&root, &args);
+    // This test process queues as another process of the workspace would.
+    let queue = |range: std::ops::Range<usize>| -> Vec<String> {
+        let ob = Outbox::open(&outbox::default_dir(&root)).unwrap();
+        let events: Vec<_> = range.map(approval_requested).collect();
+        assert_eq!(ob.enqueue(&events).unwrap(), events.len());
+        events.iter().map(|e| e.event_id.clone()).collect()
+    };
+    let arrived = |ids: &[String]| {
+        let s = cloud.state.lock().unwrap();
+        ids.iter().all(|id| s.ids.contains(id))
+    };
+    let ids = queue(0..200);
+    assert!(
+        wait_until(Duration::from_secs(20), || arrived(&ids)
+            && outbox_files(&root).is_empty()),
+        "the running sidecar did not drain another process's queue\n{}",
+        first.log()
+    );
+
+    // A second sidecar of the workspace follows while the first leads the drain.
+    let second = Sidecar::spawn(&root, &args);
+    cloud.down();
+    let more = queue(200..300);
+    std::thread::sleep(Duration::from_millis(1500));
+    assert_eq!(
+        outbox_files(&root).len(),
+        100,
+        "kept while the cloud is down"
+    );
+    first.kill();
+    cloud.up();
+    assert!(
+        wait_until(Duration::from_secs(30), || arrived(&more)
+            && outbox_files(&root).is_empty()),
+        "the second sidecar did not take over the drain\n{}",
+        second.log()
+    );
+    let s = cloud.state.lock().unwrap();
+    let approvals: Vec<&str> = s
+        .events
+        .iter()
+        .filter(|e| e["kind"] == "sidekick:approval_requested")
+        .map(|e| e["event_id"].as_str().unwrap())
+        .collect();
+    assert_eq!(approvals.len(), 300, "each event once after dedupe");
+    let want: HashSet<&str> = ids.iter().chain(&more).map(String::as_str).collect();
+    assert_eq!(approvals.into_iter().collect::<HashSet<_>>(), want);
 }

@@ -386,10 +386,16 @@ pub fn next_backoff(current: Duration, cap: Duration) -> Duration {
     current.saturating_mul(2).min(cap)
 }
 
-/// Drain the outbox forever (see the module page). Wakes on every enqueue; otherwise checks
-/// every few seconds. Pipelined: while a batch is in flight the next one is read, and the
-/// files of an acknowledged batch are removed while the next one is sent; a failure drops the
-/// read-ahead and starts again from the oldest file, so order and at-least-once hold.
+/// How often an idle drain looks for files other processes queued, and a process that does
+/// not lead the drain checks whether the leader stopped.
+const RESCAN_EVERY: Duration = Duration::from_secs(1);
+
+/// Drain the outbox forever (see the module page), when this process leads its drain
+/// ([`Outbox::lead_drain`]); otherwise wait for the leader to stop. Wakes on every enqueue of
+/// this process; otherwise rescans the folder every [`RESCAN_EVERY`]. Pipelined: while a batch
+/// is in flight the next one is read, and the files of an acknowledged batch are removed while
+/// the next one is sent; a failure drops the read-ahead and starts again from the oldest file,
+/// so order and at-least-once hold.
 pub async fn run_drain(
     upstream: Upstream,
     outbox: Arc<Outbox>,
@@ -401,7 +407,27 @@ pub async fn run_drain(
     let mut backoff = options.backoff_base;
     let mut prefetched: Option<Vec<RawPending>> = None;
     let mut removing: Option<(u64, tokio::task::JoinHandle<Result<(), OutboxError>>)> = None;
+    let mut leading = false;
     loop {
+        if !leading {
+            // Another process (a `lumenflow mcp` beside this sidecar, or the other way round)
+            // may drain this outbox: follow, keeping the index true, until it stops.
+            let ob = outbox.clone();
+            leading = tokio::task::spawn_blocking(move || {
+                let lead = ob.lead_drain();
+                if !lead {
+                    let _ = ob.rescan();
+                }
+                lead
+            })
+            .await
+            .unwrap_or(false);
+            if !leading {
+                let _ = tokio::time::timeout(RESCAN_EVERY, wake.notified()).await;
+                continue;
+            }
+            tracing::debug!("this process drains the outbox");
+        }
         let batch = match prefetched.take() {
             Some(b) => b,
             None => {
@@ -424,7 +450,14 @@ pub async fn run_drain(
         };
         if batch.is_empty() {
             finish_removal(&mut removing, &stats).await;
-            let _ = tokio::time::timeout(Duration::from_secs(5), wake.notified()).await;
+            // What other processes queued: they cannot wake this drain.
+            let ob = outbox.clone();
+            if let Ok(Ok(joined)) = tokio::task::spawn_blocking(move || ob.rescan()).await {
+                if joined > 0 {
+                    continue;
+                }
+            }
+            let _ = tokio::time::timeout(RESCAN_EVERY, wake.notified()).await;
             continue;
         }
         let count = batch.len() as u64;

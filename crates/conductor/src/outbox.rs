@@ -8,12 +8,19 @@
 //! only after the control plane acknowledged them; a crash between the acknowledgement and the
 //! removal re-sends them, which the control plane's dedupe by `event_id` absorbs (DLV-01).
 //! Removal moves the files to `acked/`, and a background sweeper deletes them there.
+//!
+//! Several processes of one workspace (`lumenflow sidecar` and `lumenflow mcp`) may queue into
+//! one outbox: names carry the event id, so they never collide. One process at a time drains it
+//! ([`Outbox::lead_drain`]: an exclusive `flock` on `.drain.lock`, held while the handle lives),
+//! so no two processes send or move the same files; the drainer takes in what the others queued
+//! with [`Outbox::rescan`], and when it stops another process takes over.
 
 use std::collections::{BTreeMap, HashSet};
 use std::fs;
 use std::io::Write;
 use std::path::{Path, PathBuf};
 use std::sync::Mutex;
+use std::time::Duration;
 
 use lumenflow_contracts::event::KernelEventV2;
 
@@ -32,6 +39,11 @@ const ACKED: &str = "acked";
 const PARALLEL_MIN: usize = 64;
 /// Threads for a large batch.
 const IO_THREADS: usize = 4;
+/// The file whose exclusive `flock` the draining process holds.
+const DRAIN_LOCK: &str = ".drain.lock";
+/// A temporary file of an enqueue lives a few milliseconds; one this old was left by an enqueue
+/// that never returned. Younger ones may belong to another process's enqueue in flight.
+const STALE_TEMP: Duration = Duration::from_secs(600);
 
 /// fsync every file, several at a time for a large batch; the error names the file's index.
 fn sync_all_parallel(files: &[fs::File]) -> Result<(), (usize, std::io::Error)> {
@@ -110,11 +122,14 @@ struct State {
     ids: HashSet<String>,
 }
 
-/// The outbox folder and its in-memory index (this process is its only writer).
+/// The outbox folder and this process's index of it (see the module docs for several
+/// processes).
 #[derive(Debug)]
 pub struct Outbox {
     dir: PathBuf,
     state: Mutex<State>,
+    /// The open `.drain.lock` while this handle leads the drain.
+    drain_lock: Mutex<Option<fs::File>>,
 }
 
 /// `<workspace>/.lumenflow/state/conductor/outbox`.
@@ -131,6 +146,32 @@ fn safe_id(id: &str) -> bool {
             .all(|b| b.is_ascii_alphanumeric() || matches!(b, b'_' | b'-' | b'.'))
 }
 
+/// Left by an enqueue that never returned: a temporary name, and old enough that no enqueue in
+/// flight (of this process or another) can own it.
+fn stale_temp(entry: &fs::DirEntry, name: &str) -> bool {
+    name.starts_with('.')
+        && name.ends_with(".tmp")
+        && entry
+            .metadata()
+            .and_then(|m| m.modified())
+            .ok()
+            .and_then(|at| at.elapsed().ok())
+            .is_some_and(|age| age >= STALE_TEMP)
+}
+
+/// The queued files of `dir` (by `parse_name`), as `(name, seq, event_id)`.
+fn list_queued(dir: &Path) -> std::io::Result<Vec<(String, u64, String)>> {
+    let mut out = Vec::new();
+    for entry in fs::read_dir(dir)? {
+        let name = entry?.file_name().to_string_lossy().into_owned();
+        if let Some((seq, id)) = parse_name(&name) {
+            let id = id.to_string();
+            out.push((name, seq, id));
+        }
+    }
+    Ok(out)
+}
+
 /// `(seq, event_id)` of a queued file's name.
 fn parse_name(name: &str) -> Option<(u64, &str)> {
     let stem = name.strip_suffix(".json")?;
@@ -142,34 +183,66 @@ fn parse_name(name: &str) -> Option<(u64, &str)> {
 }
 
 impl Outbox {
-    /// Open (creating) the outbox at `dir`: leftover temporary files of an interrupted enqueue
-    /// are removed (their enqueue never returned), the queued files are indexed.
+    /// Open (creating) the outbox at `dir` and index the queued files. Temporary files of an
+    /// enqueue that never returned are removed once they are [`STALE_TEMP`] old (a younger one
+    /// may be another process's enqueue in flight).
     pub fn open(dir: &Path) -> Result<Outbox, OutboxError> {
         let io = |source| OutboxError::Io {
             path: dir.to_path_buf(),
             source,
         };
         fs::create_dir_all(dir).map_err(io)?;
-        let mut state = State::default();
         for entry in fs::read_dir(dir).map_err(io)? {
             let entry = entry.map_err(io)?;
             let name = entry.file_name().to_string_lossy().into_owned();
-            if name.starts_with('.') && name.ends_with(".tmp") {
+            if stale_temp(&entry, &name) {
                 let _ = fs::remove_file(entry.path());
-                continue;
-            }
-            if let Some((seq, id)) = parse_name(&name) {
-                state.next = state.next.max(seq + 1);
-                if state.ids.insert(id.to_string()) {
-                    state.files.insert(name.clone(), id.to_string());
-                } else {
-                    // The same event queued twice (only possible by hand): keep the first.
-                    let _ = fs::remove_file(entry.path());
-                }
             }
         }
-        // Acknowledged batches a stopped process left unswept.
-        if let Ok(batches) = fs::read_dir(dir.join(ACKED)) {
+        let outbox = Outbox {
+            dir: dir.to_path_buf(),
+            state: Mutex::new(State::default()),
+            drain_lock: Mutex::new(None),
+        };
+        outbox.rescan()?;
+        Ok(outbox)
+    }
+
+    /// Take the lead of the drain if no other process holds it; `true` while this handle leads
+    /// (it keeps the lead until dropped). Only the leader sends and removes files. Taking the
+    /// lead sweeps acknowledged batches that a stopped leader left unswept.
+    pub fn lead_drain(&self) -> bool {
+        let Ok(mut held) = self.drain_lock.lock() else {
+            return false;
+        };
+        if held.is_some() {
+            return true;
+        }
+        let path = self.dir.join(DRAIN_LOCK);
+        let file = match fs::OpenOptions::new()
+            .create(true)
+            .truncate(false)
+            .write(true)
+            .open(&path)
+        {
+            Ok(f) => f,
+            Err(e) => {
+                tracing::error!(file = %path.display(), "cannot open the outbox drain lock: {e}");
+                return false;
+            }
+        };
+        match file.try_lock() {
+            Ok(()) => {}
+            Err(fs::TryLockError::WouldBlock) => return false,
+            // Without `flock` (some FUSE mounts): one process per outbox, as the lock assumes.
+            Err(fs::TryLockError::Error(e)) if e.kind() == std::io::ErrorKind::Unsupported => {}
+            Err(fs::TryLockError::Error(e)) => {
+                tracing::error!(file = %path.display(), "cannot lock the outbox drain lock: {e}");
+                return false;
+            }
+        }
+        *held = Some(file);
+        if let Ok(batches) = fs::read_dir(self.dir.join(ACKED)) {
             for batch in batches.filter_map(Result::ok) {
                 let names = fs::read_dir(batch.path())
                     .map(|files| {
@@ -182,10 +255,49 @@ impl Outbox {
                 sweep(batch.path(), names);
             }
         }
-        Ok(Outbox {
-            dir: dir.to_path_buf(),
-            state: Mutex::new(state),
-        })
+        true
+    }
+
+    /// Bring the index in line with the folder: files another process queued join it (FIFO by
+    /// name), files another process's drain took out leave it. Returns how many joined. A
+    /// second file for an event already queued is deleted by the drain's leader.
+    pub fn rescan(&self) -> Result<usize, OutboxError> {
+        // Under the lock, so an enqueue of this handle is either wholly listed or not begun.
+        let mut state = self.state.lock().map_err(|_| OutboxError::Poisoned)?;
+        let listed = list_queued(&self.dir).map_err(|source| OutboxError::Io {
+            path: self.dir.clone(),
+            source,
+        })?;
+        let present: HashSet<&str> = listed.iter().map(|(n, _, _)| n.as_str()).collect();
+        let gone: Vec<String> = state
+            .files
+            .keys()
+            .filter(|n| !present.contains(n.as_str()))
+            .cloned()
+            .collect();
+        for name in gone {
+            if let Some(id) = state.files.remove(&name) {
+                state.ids.remove(&id);
+            }
+        }
+        let leading = self.drain_lock.lock().map(|h| h.is_some()).unwrap_or(false);
+        let mut joined = 0;
+        let mut listed = listed;
+        listed.sort_unstable();
+        for (name, seq, id) in listed {
+            state.next = state.next.max(seq + 1);
+            if state.files.contains_key(&name) {
+                continue;
+            }
+            if state.ids.insert(id.clone()) {
+                state.files.insert(name, id);
+                joined += 1;
+            } else if leading {
+                // Two processes queued one event (its id derives from its content): keep one.
+                let _ = fs::remove_file(self.dir.join(&name));
+            }
+        }
+        Ok(joined)
     }
 
     pub fn dir(&self) -> &Path {
@@ -298,16 +410,16 @@ impl Outbox {
                 .map(|(k, _)| k.clone())
                 .collect()
         };
-        let read = |name: &String| {
-            fs::read(self.dir.join(name))
-                .map_err(|e| e.to_string())
-                .and_then(|b| {
-                    serde_json::from_slice::<KernelEventV2>(&b)
-                        .map(|_| b)
-                        .map_err(|e| e.to_string())
-                })
+        // `Ok(None)`: the file is gone (a drain of another process took it out before this
+        // one led), not unreadable.
+        let read = |name: &String| match fs::read(self.dir.join(name)) {
+            Ok(b) => serde_json::from_slice::<KernelEventV2>(&b)
+                .map(|_| Some(b))
+                .map_err(|e| e.to_string()),
+            Err(e) if e.kind() == std::io::ErrorKind::NotFound => Ok(None),
+            Err(e) => Err(e.to_string()),
         };
-        let results: Vec<Result<Vec<u8>, String>> = if names.len() >= PARALLEL_MIN {
+        let results: Vec<Result<Option<Vec<u8>>, String>> = if names.len() >= PARALLEL_MIN {
             std::thread::scope(|scope| {
                 let chunk = names.len().div_ceil(IO_THREADS);
                 let handles: Vec<_> = names
@@ -335,7 +447,8 @@ impl Outbox {
         for (name, checked) in names.into_iter().zip(results) {
             let path = self.dir.join(&name);
             match checked {
-                Ok(bytes) => out.push(RawPending { file: name, bytes }),
+                Ok(Some(bytes)) => out.push(RawPending { file: name, bytes }),
+                Ok(None) => self.forget(&[name])?,
                 Err(reason) => {
                     tracing::error!(file = %path.display(), %reason, "unreadable outbox file moved to quarantine");
                     let q = self.dir.join(QUARANTINE);
@@ -471,13 +584,20 @@ mod tests {
         ob.remove(&first.iter().map(|p| p.file.clone()).collect::<Vec<_>>())
             .expect("remove");
         drop(ob);
-        // A torn enqueue leaves a temp file; reopening removes it and keeps the order.
-        fs::write(
-            dir.path().join(".00000000000000000099-evt_x.json.tmp"),
-            b"{",
-        )
-        .expect("tmp");
+        // A torn enqueue leaves a temp file; reopening removes it once it is stale and keeps
+        // the order. A young one may be another process's enqueue in flight: it stays.
+        let torn = dir.path().join(".00000000000000000099-evt_x.json.tmp");
+        fs::write(&torn, b"{").expect("tmp");
+        let old = std::time::SystemTime::now() - STALE_TEMP - Duration::from_secs(1);
+        fs::File::options()
+            .write(true)
+            .open(&torn)
+            .and_then(|f| f.set_modified(old))
+            .expect("age the temp file");
+        let in_flight = dir.path().join(".00000000000000000100-evt_y.json.tmp");
+        fs::write(&in_flight, b"{").expect("tmp");
         let ob = Outbox::open(dir.path()).expect("reopen");
+        assert!(!torn.exists() && in_flight.exists());
         assert_eq!(ob.len(), 3);
         assert_eq!(ob.enqueue(&[event(9)]).expect("enqueue"), 1);
         let rest = ob.peek(10).expect("peek");
@@ -537,7 +657,62 @@ mod tests {
         fs::write(left.join("00000000000000000001-left.json"), b"{}").expect("leftover");
         let ob = Outbox::open(dir.path()).expect("reopen");
         assert_eq!(ob.len(), 50, "acknowledged files are not queued again");
-        assert!(swept(&acked));
+        assert!(ob.lead_drain());
+        assert!(swept(&acked), "the new leader sweeps them");
+    }
+
+    #[test]
+    fn one_process_leads_the_drain_and_takes_in_what_others_queue() {
+        // Two handles on one folder stand for two processes: `flock` locks belong to the open
+        // file, so the second handle's lock conflicts as another process's would.
+        let dir = tempfile::tempdir().expect("tmp");
+        let a = Outbox::open(dir.path()).expect("open a");
+        let b = Outbox::open(dir.path()).expect("open b");
+        assert!(a.lead_drain());
+        assert!(a.lead_drain(), "the leader keeps the lead");
+        assert!(!b.lead_drain(), "one leader at a time");
+
+        let evs: Vec<_> = (0..10).map(event).collect();
+        assert_eq!(b.enqueue(&evs).expect("b queues"), 10);
+        assert_eq!(a.len(), 0);
+        assert_eq!(a.rescan().expect("rescan"), 10);
+        assert_eq!(a.rescan().expect("rescan"), 0, "nothing joins twice");
+        let got = a.peek(100).expect("peek");
+        let ids: Vec<_> = got.iter().map(|p| p.event.event_id.clone()).collect();
+        let want: Vec<_> = evs.iter().map(|e| e.event_id.clone()).collect();
+        assert_eq!(ids, want, "FIFO");
+        a.remove(&got.into_iter().map(|p| p.file).collect::<Vec<_>>())
+            .expect("remove");
+        assert_eq!(b.len(), 10, "b has not looked yet");
+        b.rescan().expect("rescan");
+        assert_eq!(b.len(), 0, "what the leader took out leaves b's index");
+
+        // Both queue one event (ids derive from content) under different names: the leader
+        // keeps one file. (Under one name, the second rename replaced the same event.)
+        b.enqueue(&[event(98)]).expect("b queues");
+        a.enqueue(&[event(99)]).expect("a queues");
+        b.enqueue(&[event(99)]).expect("b queues");
+        let files = || list_queued(dir.path()).expect("ls").len();
+        assert_eq!(files(), 3);
+        a.rescan().expect("rescan");
+        assert_eq!((files(), a.len()), (2, 2));
+
+        // A queued file another drain took out before this one read it is forgotten, not
+        // quarantined.
+        b.enqueue(&[event(100)]).expect("b queues");
+        a.rescan().expect("rescan");
+        let gone = list_queued(dir.path())
+            .expect("ls")
+            .into_iter()
+            .find(|(_, _, id)| *id == event(100).event_id)
+            .expect("queued");
+        fs::remove_file(dir.path().join(&gone.0)).expect("taken out");
+        assert_eq!(a.peek(10).expect("peek").len(), 2);
+        assert_eq!(a.len(), 2);
+        assert!(!dir.path().join(QUARANTINE).exists());
+
+        drop(a);
+        assert!(b.lead_drain(), "the lead passes when the leader stops");
     }
 
     #[test]
