@@ -467,6 +467,66 @@ fn phone_commands_are_attributed_to_their_device() {
     );
 }
 
+/// Q20, ABR-05 with two processes on one workspace (`lumenflow sidecar` twice, or one beside
+/// `lumenflow mcp`): inbound events reaching either are each persisted under their own name,
+/// handled once and acknowledged; none is refused or lost for the other's.
+#[test]
+fn inbound_events_to_two_sidecars_of_one_workspace_are_each_handled_once() {
+    let cloud = FakeCloud::start();
+    let (_tmp, root) = workspace();
+    enroll(&root, &cloud);
+    let sidecars = [Sidecar::spawn(&root, &[]), Sidecar::spawn(&root, &[])];
+    let token = cloud.token(WS, "workspace");
+    let per_sender = 10;
+    let answers: Vec<(u16, Value)> = std::thread::scope(|scope| {
+        let senders: Vec<_> = (0..4)
+            .map(|t| {
+                let (url, token) = (&sidecars[t % 2].url, &token);
+                scope.spawn(move || {
+                    (0..per_sender)
+                        .map(|i| {
+                            let event = json!({
+                                "schema_version": 2,
+                                "kind": "conductor:recovery_requested",
+                                "event_id": format!("evt-two-{t}-{i}"),
+                                "timestamp": "2026-11-21T07:00:00.000Z",
+                                "from": WS,
+                                "payload": {"wu_id": format!("acme-job-{t}-{i}"), "reason": "stuck"}
+                            });
+                            post(&format!("{url}/events"), Some(token), &event)
+                        })
+                        .collect::<Vec<_>>()
+                })
+            })
+            .collect();
+        senders
+            .into_iter()
+            .flat_map(|h| h.join().unwrap())
+            .collect()
+    });
+    for (status, body) in &answers {
+        assert_eq!(*status, 200, "{body}");
+        assert_eq!(body["deliveries"][0]["pack_id"], "acme-demo", "{body}");
+        assert_ne!(body["deliveries"][0]["status"], "replayed", "{body}");
+    }
+    let left: Vec<_> = std::fs::read_dir(root.join(".lumenflow/state/conductor/inbox"))
+        .unwrap()
+        .filter_map(Result::ok)
+        .map(|e| e.file_name())
+        .collect();
+    assert!(
+        left.is_empty(),
+        "acknowledged events leave the inbox: {left:?}"
+    );
+    let received: Vec<String> = kernel_log(&root)
+        .into_iter()
+        .filter(|r| r["kind"] == "sidecar_event_received" && r["outcome"] == "handled")
+        .map(|r| r["event_id"].as_str().unwrap_or_default().to_string())
+        .collect();
+    let unique: std::collections::HashSet<&String> = received.iter().collect();
+    assert_eq!((received.len(), unique.len()), (40, 40), "{received:?}");
+}
+
 /// ABR-04: a state-mutating recovery never runs without an operator's grant; the request is
 /// announced to the control plane as a queue-class `sidekick:approval_requested`.
 #[test]

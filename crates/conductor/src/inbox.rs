@@ -91,6 +91,13 @@ pub struct Inbox {
     log: Option<EventLog>,
 }
 
+/// The file beside the inbox folder whose exclusive `flock` a process holds while it names,
+/// handles and acknowledges inbox events. A sidecar and a `lumenflow mcp` of one workspace share the inbox: without it,
+/// both could pick one file name, and the redelivery at one's start-up could run the handlers
+/// of an event the other still has in hand (their replay logs keep a redelivery single only
+/// when the deliveries do not overlap).
+const HANDLING_LOCK: &str = "inbox.lock";
+
 /// The kernel log kind of an inbound event the sidecar took in.
 pub const RECEIVED_KIND: &str = "sidecar_event_received";
 
@@ -168,7 +175,14 @@ impl Inbox {
         let claimed_from = claimed
             .and_then(|v| v.as_str().map(str::to_string))
             .filter(|c| *c != subject);
-        let seq = self.next.fetch_add(1, Ordering::Relaxed);
+        let _handling = self.handling()?;
+        // Past every file of the folder, so a name another process used is never taken.
+        let seq = pending_files(&self.dir)
+            .last()
+            .and_then(|(seq, _)| seq.checked_add(1))
+            .unwrap_or(1)
+            .max(self.next.fetch_add(1, Ordering::Relaxed));
+        self.next.fetch_max(seq + 1, Ordering::Relaxed);
         let path = self.dir.join(format!("{seq:020}.json"));
         let record = json!({
             "received_at": Timestamp::now().to_rfc3339(),
@@ -281,14 +295,46 @@ impl Inbox {
         fsio::sync_dir(&self.dir).map_err(io)
     }
 
+    /// Hold [`HANDLING_LOCK`] until the returned file is dropped.
+    fn handling(&self) -> Result<fs::File, InboxError> {
+        let path = self.dir.with_file_name(HANDLING_LOCK);
+        let io = |e: std::io::Error| InboxError::Io {
+            path: path.clone(),
+            reason: e.to_string(),
+        };
+        let file = fs::OpenOptions::new()
+            .create(true)
+            .truncate(false)
+            .write(true)
+            .open(&path)
+            .map_err(io)?;
+        match file.lock() {
+            Ok(()) => Ok(file),
+            // Without `flock` (some FUSE mounts): one process per inbox, as before the lock.
+            Err(e) if e.kind() == std::io::ErrorKind::Unsupported => Ok(file),
+            Err(e) => Err(io(e)),
+        }
+    }
+
     /// Deliver events a previous run left unacknowledged, oldest first. Returns how many were
     /// acknowledged now.
     pub fn redeliver_pending(&self) -> usize {
+        let _handling = match self.handling() {
+            Ok(f) => f,
+            Err(e) => {
+                tracing::error!("inbox redelivery postponed to the next start: {e}");
+                return 0;
+            }
+        };
         let mut done = 0;
         for (_, path) in pending_files(&self.dir) {
-            let record: Option<Value> = fs::read(&path)
-                .ok()
-                .and_then(|b| serde_json::from_slice(&b).ok());
+            let bytes = match fs::read(&path) {
+                Ok(b) => Some(b),
+                // Acknowledged by another process of the workspace since the folder was listed.
+                Err(e) if e.kind() == std::io::ErrorKind::NotFound => continue,
+                Err(_) => None,
+            };
+            let record: Option<Value> = bytes.and_then(|b| serde_json::from_slice(&b).ok());
             let Some(record) = record else {
                 tracing::error!(file = %path.display(), "unreadable inbox record left in place");
                 continue;
