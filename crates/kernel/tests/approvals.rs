@@ -427,6 +427,38 @@ fn krn09_threads_sharing_a_handle_create_one_pending_request() {
     assert_eq!(results.iter().filter(|(_, newly)| *newly).count(), 1);
 }
 
+#[test]
+fn krn09_handles_on_one_folder_create_one_pending_request() {
+    // As two processes would (a sidecar and a `lumenflow tool call` asking for one call): each
+    // thread has its own handle, so only the folder's lock file can make them agree.
+    for round in 0..5 {
+        let (_dir, store) = store();
+        let hash = hash_of(json!({"handles": round}));
+        let barrier = Arc::new(Barrier::new(8));
+        let results: Vec<(ApprovalRequest, bool)> = (0..8)
+            .map(|_| {
+                let (own, barrier, hash) = (
+                    LocalApprovals::at(store.dir()),
+                    Arc::clone(&barrier),
+                    hash.clone(),
+                );
+                thread::spawn(move || {
+                    barrier.wait();
+                    required(call(&own, TOOL, &hash, t0()))
+                })
+            })
+            .collect::<Vec<_>>()
+            .into_iter()
+            .map(|h| h.join().unwrap())
+            .collect();
+        let ids: BTreeSet<_> = results.iter().map(|(a, _)| a.id.clone()).collect();
+        assert_eq!(ids.len(), 1, "round {round}: {ids:?}");
+        assert_eq!(results.iter().filter(|(_, newly)| *newly).count(), 1);
+        let all = store.list(&ApprovalFilter::all(at(1))).unwrap();
+        assert_eq!((all.approvals.len(), all.unreadable.len()), (1, 0));
+    }
+}
+
 /// The child of `krn09_grants_are_consumed_once_across_processes`: waits for the parent's go,
 /// calls `gate` [`CHILD_CALLS`] times and prints `proceed <id>` or `required <id>` per call. Does
 /// nothing unless the parent set `LUMENFLOW_APPROVALS_CHILD` to the store's folder.
@@ -743,10 +775,13 @@ fn krn09_on_disk_format() {
         json!({"schema_version": 1, "id": grant.id, "tool": TOOL, "input_hash": hash,
                "consumed_at": "2026-04-20T00:00:20.000Z"})
     );
-    // Nothing else: the tool input itself lives in the evidence store, not here.
+    // Nothing else (but the empty lock file of requests): the tool input itself lives in the
+    // evidence store, not here.
+    assert_eq!(fs::read(store.dir().join(".create.lock")).unwrap(), b"");
     let mut names: Vec<_> = fs::read_dir(store.dir())
         .unwrap()
         .map(|e| e.unwrap().file_name().into_string().unwrap())
+        .filter(|n| n != ".create.lock")
         .collect();
     names.sort();
     assert_eq!(

@@ -16,6 +16,7 @@ use super::{
     check_input_hash, ApprovalError, ApprovalFilter, ApprovalList, ApprovalProvider,
     ApprovalRequest, ApprovalStatus, ConsumeOutcome, Decision, NewApproval, UnreadableApproval,
 };
+use crate::file_lock::FileLock;
 use crate::install::write_file_atomically;
 use crate::workspace::STATE_DIR;
 
@@ -28,6 +29,9 @@ const ID_ALPHABET: &[u8; 32] = b"0123456789abcdefghjkmnpqrstvwxyz";
 const RECORD_EXT: &str = "json";
 const DECISION_EXT: &str = "decision";
 const CONSUMED_EXT: &str = "consumed";
+/// The file whose exclusive `flock` makes find-pending-or-create atomic across processes (the
+/// listing reads only `apr_*.json`).
+const CREATE_LOCK: &str = ".create.lock";
 /// Larger files are not records this store wrote.
 const MAX_FILE_BYTES: u64 = 1024 * 1024;
 
@@ -40,12 +44,13 @@ pub fn approvals_dir(workspace_dir: &Path) -> PathBuf {
 }
 
 /// Approvals kept as files in one folder (normally [`approvals_dir`]). Several handles, threads
-/// and processes may use the same folder at once: creation, decisions and consumption are
-/// arbitrated by exclusive file creation, not by this handle.
+/// and processes may use the same folder at once: decisions and consumption are arbitrated by
+/// exclusive file creation, reuse of a pending request by a lock file, not by this handle.
 #[derive(Debug)]
 pub struct LocalApprovals {
     dir: PathBuf,
-    /// Makes find-pending-or-create atomic within this process.
+    /// Makes find-pending-or-create atomic among this handle's threads; [`CREATE_LOCK`] does
+    /// among handles and processes.
     create_lock: Mutex<()>,
 }
 
@@ -379,6 +384,17 @@ impl ApprovalProvider for LocalApprovals {
             .create_lock
             .lock()
             .unwrap_or_else(|poisoned| poisoned.into_inner());
+        // And across processes: a sidecar and a `lumenflow tool call` asking for one call.
+        fs::create_dir_all(&self.dir).map_err(ApprovalError::io("create", &self.dir))?;
+        let lock_path = self.dir.join(CREATE_LOCK);
+        let lock_file = OpenOptions::new()
+            .create(true)
+            .truncate(false)
+            .write(true)
+            .open(&lock_path)
+            .map_err(ApprovalError::io("open", &lock_path))?;
+        let _across =
+            FileLock::exclusive(&lock_file).map_err(ApprovalError::io("lock", &lock_path))?;
         match self.find_pending(&req.tool, &req.input_hash, req.requested_at)? {
             Some(pending) => Ok((pending, false)),
             None => self.request(req).map(|created| (created, true)),

@@ -59,6 +59,10 @@
 //!   one source of truth for "consumed", so exactly one caller ever consumes a grant; a crash after
 //!   creating it burns the grant rather than risking a second run.
 //!
+//! Beside them, `.create.lock` (empty): its exclusive `flock` is held while a request looks for
+//! a pending approval of its call and creates one if there is none, so two processes asking for
+//! one call share one pending request.
+//!
 //! A record whose decision copy is not confirmed by `<id>.decision`, or differs from it, is corrupt
 //! (`APPROVAL_STORE_CORRUPT`, naming the file), never a grant.
 
