@@ -194,8 +194,6 @@ fn seed_003_wire_trace_runs_against_the_sidecar() {
     assert_eq!(cloud.events_of("conductor:workspace_updated").len(), 1);
 }
 
-/// INV-01, INV-02, Q16: forged, expired, wrong-audience, revoked and wrong-scope tokens are
-/// refused before anything runs, and every refusal leaves a record in the kernel log.
 /// A `lumenflow tool call` in a second process beside the running sidecar: both append to the
 /// kernel log (the file lock orders their commits, each continues after the other's records),
 /// the sidecar keeps serving, the CLI's start-up does not close the sidecar's calls as crashed,
@@ -245,6 +243,55 @@ fn a_cli_call_beside_the_running_sidecar_shares_the_kernel_log() {
     sidecar.kill();
 }
 
+/// Fail closed: a revocation cache the sidecar cannot read is not an empty list. While the
+/// control plane is unreachable every token is refused with a message naming the file; the
+/// first pull of the list lifts it.
+#[test]
+fn a_damaged_revocation_cache_refuses_tokens_until_the_list_is_pulled() {
+    let cloud = FakeCloud::start();
+    let (_tmp, root) = workspace();
+    enroll(&root, &cloud);
+    let cache = root.join(".lumenflow/state/conductor/revocations.json");
+    std::fs::write(&cache, b"[\"jti-9\", \"jti").unwrap();
+    cloud.down();
+    let sidecar = Sidecar::spawn(&root, &["--revocation-interval-ms", "200"]);
+    let token = cloud.token(WS, "workspace");
+    let call = || {
+        post(
+            &format!("{}/tools/git:status", sidecar.url),
+            Some(&token),
+            &json!({}),
+        )
+    };
+    let (status, body) = call();
+    assert_eq!(
+        (status, body["error"]["code"].as_str()),
+        (401, Some("TOKEN_INVALID")),
+        "{body}"
+    );
+    let message = body["error"]["message"].as_str().unwrap_or_default();
+    assert!(message.contains("revocations.json"), "{message}");
+    assert!(
+        !kernel_log(&root)
+            .iter()
+            .any(|r| r["kind"] == "tool_call_started" && r["tool_name"] == "git:status"),
+        "nothing ran"
+    );
+    cloud.up();
+    assert!(
+        wait_until(Duration::from_secs(20), || call().0 == 200),
+        "{}",
+        sidecar.log()
+    );
+    let cached: Vec<String> = serde_json::from_slice(&std::fs::read(&cache).unwrap()).unwrap();
+    assert!(
+        cached.is_empty(),
+        "the pulled list replaced the cache: {cached:?}"
+    );
+}
+
+/// INV-01, INV-02, Q16: forged, expired, wrong-audience, revoked and wrong-scope tokens are
+/// refused before anything runs, and every refusal leaves a record in the kernel log.
 #[test]
 fn bad_tokens_are_refused_and_recorded_and_nothing_runs() {
     let cloud = FakeCloud::start();

@@ -6,11 +6,13 @@
 //! revocation list pulled from the control plane; only then are subject and scopes taken from the
 //! claims. The subject is the caller's identity from there on: nothing in a request body can
 //! replace it. Failures map to two statuses: 401 `TOKEN_INVALID` (missing, malformed, forged,
-//! expired, wrong audience, revoked) and 403 `TOKEN_SCOPE_DENIED` (valid token, scope too narrow).
+//! expired, wrong audience, revoked, or not checkable because the cached revocation list is
+//! unreadable: fail closed until the next pull) and 403 `TOKEN_SCOPE_DENIED` (valid token, scope
+//! too narrow).
 
 use std::collections::{HashMap, HashSet};
 use std::path::{Path, PathBuf};
-use std::sync::{Mutex, RwLock};
+use std::sync::{Mutex, PoisonError, RwLock};
 
 use lumenflow_contracts::identity::{Subject, TokenClaims, SCOPE_EXECUTE_TURN, SCOPE_WORKSPACE};
 use lumenflow_kernel::manifest::ToolManifest;
@@ -35,6 +37,12 @@ pub enum AuthError {
     Token(#[from] TokenError),
     #[error("the token was revoked")]
     Revoked,
+    #[error(
+        "the cached revocation list `{path}` is unreadable ({reason}), so no token can be checked \
+         against it: every token is refused until the control plane's list is pulled (remove the \
+         file if this workspace no longer has a control plane)"
+    )]
+    RevocationsUnknown { path: String, reason: String },
     #[error(
         "the token's scopes (`{scopes}`) do not include `{required}`, which `{target}` requires"
     )]
@@ -121,11 +129,34 @@ pub fn authorize_scope(caller: &Caller, scope: &str, target: &str) -> Result<(),
 pub struct Verifier {
     issuer: PublicKey,
     workspace_id: String,
-    revoked: RwLock<HashSet<String>>,
+    revoked: RwLock<Revocations>,
     cache_path: Option<PathBuf>,
     /// Tokens whose signature, audience and subject already verified, by their exact text:
     /// a hit skips only the signature check; expiry and revocation are checked every time.
     verified: Mutex<HashMap<String, (TokenClaims, Subject)>>,
+}
+
+/// The revoked `jti`s, or why they are not known.
+#[derive(Debug)]
+enum Revocations {
+    Known(HashSet<String>),
+    /// The cache exists but could not be read: nothing is accepted until a pull replaces it.
+    Unknown {
+        path: String,
+        reason: String,
+    },
+}
+
+/// The cached list at `path`: `None` when there is no cache yet.
+fn read_revocations(path: &Path) -> Result<Option<HashSet<String>>, String> {
+    let bytes = match std::fs::read(path) {
+        Ok(b) => b,
+        Err(e) if e.kind() == std::io::ErrorKind::NotFound => return Ok(None),
+        Err(e) => return Err(e.to_string()),
+    };
+    serde_json::from_slice::<Vec<String>>(&bytes)
+        .map(|list| Some(list.into_iter().collect()))
+        .map_err(|e| format!("expected a JSON array of token ids: {e}"))
 }
 
 /// Verified tokens remembered at most (the map is cleared when full).
@@ -140,11 +171,18 @@ impl Verifier {
         workspace_id: impl Into<String>,
         cache_path: Option<&Path>,
     ) -> Self {
-        let revoked = cache_path
-            .and_then(|p| std::fs::read(p).ok())
-            .and_then(|b| serde_json::from_slice::<Vec<String>>(&b).ok())
-            .map(|v| v.into_iter().collect())
-            .unwrap_or_default();
+        // Fail closed: a cache that exists but cannot be read is not an empty list.
+        let revoked = match cache_path.map(read_revocations) {
+            None | Some(Ok(None)) => Revocations::Known(HashSet::new()),
+            Some(Ok(Some(list))) => Revocations::Known(list),
+            Some(Err(reason)) => {
+                let path = cache_path
+                    .map(|p| p.display().to_string())
+                    .unwrap_or_default();
+                tracing::error!(file = %path, %reason, "the cached revocation list is unreadable: every token is refused until the control plane's list is pulled");
+                Revocations::Unknown { path, reason }
+            }
+        };
         Verifier {
             issuer,
             workspace_id: workspace_id.into(),
@@ -163,9 +201,8 @@ impl Verifier {
         let mut sorted = jtis.clone();
         sorted.sort();
         sorted.dedup();
-        if let Ok(mut set) = self.revoked.write() {
-            *set = jtis.into_iter().collect();
-        }
+        *self.revoked.write().unwrap_or_else(PoisonError::into_inner) =
+            Revocations::Known(jtis.into_iter().collect());
         if let Some(path) = &self.cache_path {
             let bytes = serde_json::to_vec(&sorted).map_err(std::io::Error::other)?;
             fsio::write_atomic(path, &bytes, Mode::Private)?;
@@ -173,9 +210,19 @@ impl Verifier {
         Ok(())
     }
 
-    fn is_revoked(&self, jti: &str) -> bool {
+    fn check_revocation(&self, jti: &str) -> Result<(), AuthError> {
         // A poisoned lock is treated as "revoked": fail closed.
-        self.revoked.read().map(|s| s.contains(jti)).unwrap_or(true)
+        let Ok(revoked) = self.revoked.read() else {
+            return Err(AuthError::Revoked);
+        };
+        match &*revoked {
+            Revocations::Known(set) if set.contains(jti) => Err(AuthError::Revoked),
+            Revocations::Known(_) => Ok(()),
+            Revocations::Unknown { path, reason } => Err(AuthError::RevocationsUnknown {
+                path: path.clone(),
+                reason: reason.clone(),
+            }),
+        }
     }
 
     /// Authenticate the value of an `Authorization` header.
@@ -221,9 +268,7 @@ impl Verifier {
                 (claims, subject)
             }
         };
-        if self.is_revoked(&claims.jti) {
-            return Err(AuthError::Revoked);
-        }
+        self.check_revocation(&claims.jti)?;
         Ok(Caller { claims, subject })
     }
 }
@@ -289,6 +334,26 @@ mod tests {
         assert!(matches!(check(&v, &key, &good), Err(AuthError::Revoked)));
         let v2 = Verifier::new(key.public(), "ws", Some(&cache));
         assert!(matches!(check(&v2, &key, &good), Err(AuthError::Revoked)));
+    }
+
+    #[test]
+    fn an_unreadable_revocation_cache_refuses_every_token_until_a_pull() {
+        // Fail closed: a damaged cache is not an empty list (a revoked token would pass).
+        let key = KeyPair::generate();
+        let dir = tempfile::tempdir().expect("tmp");
+        let cache = dir.path().join("revocations.json");
+        std::fs::write(&cache, b"[\"jti-1\", ").expect("torn cache");
+        let v = Verifier::new(key.public(), "ws", Some(&cache));
+        let good = claims("ws", "ws", "workspace", 600);
+        let e = check(&v, &key, &good).expect_err("refused");
+        assert!(matches!(e, AuthError::RevocationsUnknown { .. }), "{e:?}");
+        assert_eq!((e.code(), e.status()), (TOKEN_INVALID, 401));
+        assert!(e.to_string().contains("revocations.json"), "{e}");
+        // The control plane's list replaces it (and the cache).
+        v.set_revoked(vec!["other".into()]).expect("pull");
+        assert_eq!(check(&v, &key, &good).expect("ok").identity(), "ws");
+        let v2 = Verifier::new(key.public(), "ws", Some(&cache));
+        assert_eq!(check(&v2, &key, &good).expect("ok").identity(), "ws");
     }
 
     #[test]
