@@ -194,6 +194,15 @@ fn seed_003_wire_trace_runs_against_the_sidecar() {
     assert_eq!(cloud.events_of("conductor:workspace_updated").len(), 1);
 }
 
+/// `POST /tools/git:status` with `{}` (a read-only built-in tool: its call is the probe).
+fn git_status(sidecar: &Sidecar, token: &str) -> (u16, Value) {
+    post(
+        &format!("{}/tools/git:status", sidecar.url),
+        Some(token),
+        &json!({}),
+    )
+}
+
 /// A `lumenflow tool call` in a second process beside the running sidecar: both append to the
 /// kernel log (the file lock orders their commits, each continues after the other's records),
 /// the sidecar keeps serving, the CLI's start-up does not close the sidecar's calls as crashed,
@@ -205,13 +214,7 @@ fn a_cli_call_beside_the_running_sidecar_shares_the_kernel_log() {
     enroll(&root, &cloud);
     let sidecar = Sidecar::spawn(&root, &[]);
     let token = cloud.token(WS, "workspace");
-    let call = || {
-        post(
-            &format!("{}/tools/git:status", sidecar.url),
-            Some(&token),
-            &json!({}),
-        )
-    };
+    let call = || git_status(&sidecar, &token);
     let (status, out) = call();
     assert_eq!((status, &out["success"]), (200, &json!(true)), "{out}");
 
@@ -256,13 +259,7 @@ fn a_damaged_revocation_cache_refuses_tokens_until_the_list_is_pulled() {
     cloud.down();
     let sidecar = Sidecar::spawn(&root, &["--revocation-interval-ms", "200"]);
     let token = cloud.token(WS, "workspace");
-    let call = || {
-        post(
-            &format!("{}/tools/git:status", sidecar.url),
-            Some(&token),
-            &json!({}),
-        )
-    };
+    let call = || git_status(&sidecar, &token);
     let (status, body) = call();
     assert_eq!(
         (status, body["error"]["code"].as_str()),
