@@ -316,3 +316,109 @@ fn a_policy_without_verifiers_or_measurements_is_refused() {
     .unwrap_err();
     assert!(err.to_string().contains("HS256"), "{err}");
 }
+
+#[test]
+fn a_nonce_is_spent_once_by_concurrent_records() {
+    // A replay raced against the first use: threads here, the sidecar and a
+    // `lumenflow campus attest record` in practice. Exactly one record spends the nonce.
+    for round in 0..5 {
+        let ws = workspace();
+        let c = attest::issue_nonce(&ws.store, &ws.policy, "campus-fac-001", "node-a").unwrap();
+        let token = sign(&ws.key, &claims(&c.nonce));
+        let barrier = std::sync::Barrier::new(8);
+        let results: Vec<Result<String, String>> = std::thread::scope(|s| {
+            let handles: Vec<_> = (0..8)
+                .map(|_| {
+                    let (ws, c, token, barrier) = (&ws, &c, &token, &barrier);
+                    s.spawn(move || {
+                        let store = Store::new(&ws.root);
+                        barrier.wait();
+                        attest::record(
+                            &store,
+                            &ws.recorder,
+                            &ws.policy,
+                            "campus-fac-001",
+                            "node-a",
+                            token,
+                            &c.nonce,
+                        )
+                        .map(|r| r.attestation_id)
+                        .map_err(refused)
+                    })
+                })
+                .collect();
+            handles.into_iter().map(|h| h.join().unwrap()).collect()
+        });
+        let spent = results.iter().filter(|r| r.is_ok()).count();
+        assert_eq!(spent, 1, "round {round}: {results:?}");
+        assert!(results
+            .iter()
+            .filter_map(|r| r.as_ref().err())
+            .all(|reason| reason.contains("already been used")));
+        assert_eq!(attestation_events(&ws), 1);
+        assert_eq!(
+            attest::recorded(&ws.store, "campus-fac-001").unwrap().len(),
+            1
+        );
+    }
+}
+
+#[test]
+fn concurrent_challenges_are_all_kept() {
+    // Issuing rewrites the nonce store: two at once must not drop one.
+    let ws = workspace();
+    let nonces: Vec<String> = std::thread::scope(|s| {
+        let handles: Vec<_> = (0..8)
+            .map(|i| {
+                let ws = &ws;
+                s.spawn(move || {
+                    let store = Store::new(&ws.root);
+                    let node = format!("node-{i}");
+                    attest::issue_nonce(&store, &ws.policy, "campus-fac-001", &node)
+                        .unwrap()
+                        .nonce
+                })
+            })
+            .collect();
+        handles.into_iter().map(|h| h.join().unwrap()).collect()
+    });
+    for (i, nonce) in nonces.iter().enumerate() {
+        let token = sign(&ws.key, &claims(nonce));
+        let node = format!("node-{i}");
+        attest::record(
+            &ws.store,
+            &ws.recorder,
+            &ws.policy,
+            "campus-fac-001",
+            &node,
+            &token,
+            nonce,
+        )
+        .unwrap_or_else(|e| panic!("nonce {i} was lost: {e}"));
+    }
+}
+
+#[test]
+fn concurrent_facility_registrations_are_all_kept() {
+    // Registering rewrites facilities.json: eight at once (threads here; the sidecar and a
+    // `lumenflow campus facility add` in practice) must leave all eight.
+    let ws = workspace();
+    std::thread::scope(|s| {
+        for i in 0..8 {
+            let ws = &ws;
+            s.spawn(move || {
+                let store = Store::new(&ws.root);
+                ingest::add_facility(&store, &ws.recorder, &format!("fac-{i}"), None, None)
+                    .unwrap();
+            });
+        }
+    });
+    let ids: Vec<String> = ws
+        .store
+        .facilities()
+        .unwrap()
+        .into_iter()
+        .map(|f| f.facility_id)
+        .collect();
+    assert_eq!(ids.len(), 9, "{ids:?}");
+}

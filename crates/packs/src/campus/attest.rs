@@ -29,7 +29,7 @@ use serde_json::Value;
 
 use super::events::Recorder;
 use super::model::valid_id;
-use super::store::{append_bytes, read_json, write_json, Store, StoreError};
+use super::store::{append_bytes, read_json, with_lock, write_json, Store, StoreError};
 
 /// Default lifetime of a nonce, and the oldest `iat` accepted, in seconds.
 pub const DEFAULT_NONCE_TTL_SECONDS: i64 = 300;
@@ -219,10 +219,13 @@ pub fn issue_nonce(
         used: false,
     };
     let path = nonces_path(store);
-    let mut all: BTreeMap<String, Challenge> = read_json(&path)?.unwrap_or_default();
-    all.retain(|_, c| c.expires_at > now);
-    all.insert(nonce, challenge.clone());
-    write_json(&path, &all)?;
+    with_lock(&path, || {
+        let mut all: BTreeMap<String, Challenge> = read_json(&path)?.unwrap_or_default();
+        all.retain(|_, c| c.expires_at > now);
+        all.insert(nonce, challenge.clone());
+        write_json(&path, &all)?;
+        Ok::<_, AttestError>(())
+    })?;
     Ok(challenge)
 }
 
@@ -377,28 +380,32 @@ pub fn record(
     let token = token.trim();
     let now = Timestamp::now();
     let path = nonces_path(store);
-    let mut all: BTreeMap<String, Challenge> = read_json(&path)?.unwrap_or_default();
-    let challenge = all.get_mut(nonce).ok_or_else(|| {
-        AttestError::Refused("the nonce was not issued by this workspace (run `lumenflow campus attest challenge` first)".into())
+    // Check and spend under the lock: two records of one nonce never both find it unused.
+    with_lock(&path, || {
+        let mut all: BTreeMap<String, Challenge> = read_json(&path)?.unwrap_or_default();
+        let challenge = all.get_mut(nonce).ok_or_else(|| {
+            AttestError::Refused("the nonce was not issued by this workspace (run `lumenflow campus attest challenge` first)".into())
+        })?;
+        if challenge.facility_id != facility_id || challenge.node_id != node_id {
+            return Err(AttestError::Refused(format!(
+                "the nonce was issued for node `{}` of facility `{}`",
+                challenge.node_id, challenge.facility_id
+            )));
+        }
+        if challenge.used {
+            return Err(AttestError::Refused(
+                "the nonce has already been used (replay)".into(),
+            ));
+        }
+        if challenge.expires_at <= now {
+            return Err(AttestError::Refused(
+                "the nonce has expired; issue a new challenge".into(),
+            ));
+        }
+        challenge.used = true;
+        write_json(&path, &all)?;
+        Ok(())
     })?;
-    if challenge.facility_id != facility_id || challenge.node_id != node_id {
-        return Err(AttestError::Refused(format!(
-            "the nonce was issued for node `{}` of facility `{}`",
-            challenge.node_id, challenge.facility_id
-        )));
-    }
-    if challenge.used {
-        return Err(AttestError::Refused(
-            "the nonce has already been used (replay)".into(),
-        ));
-    }
-    if challenge.expires_at <= now {
-        return Err(AttestError::Refused(
-            "the nonce has expired; issue a new challenge".into(),
-        ));
-    }
-    challenge.used = true;
-    write_json(&path, &all)?;
 
     let verified = verify_token(policy, token, nonce, now)?;
     let measurements = serde_json::to_value(&verified.measurements)

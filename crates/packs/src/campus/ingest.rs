@@ -215,36 +215,40 @@ pub fn add_facility(
             "`{facility_id}` is not a valid facility id (a letter or digit, then up to 127 letters, digits, `.`, `_` or `-`)"
         )));
     }
-    let mut facilities = store.facilities()?;
-    let now = Timestamp::now();
-    let facility = Facility {
-        facility_id: facility_id.to_string(),
-        name: name.map(str::to_string),
-        region: region.map(str::to_string),
-        registered_at: now,
-    };
-    match facilities.iter_mut().find(|f| f.facility_id == facility_id) {
-        Some(existing) => {
-            existing.name = facility.name.clone().or(existing.name.take());
-            existing.region = facility.region.clone().or(existing.region.take());
+    // Read, change and write the registry under its lock: two registrations at once both stay.
+    let (stored, event) = super::store::with_lock(&store.facilities_path(), || {
+        let mut facilities = store.facilities()?;
+        let now = Timestamp::now();
+        let facility = Facility {
+            facility_id: facility_id.to_string(),
+            name: name.map(str::to_string),
+            region: region.map(str::to_string),
+            registered_at: now,
+        };
+        match facilities.iter_mut().find(|f| f.facility_id == facility_id) {
+            Some(existing) => {
+                existing.name = facility.name.clone().or(existing.name.take());
+                existing.region = facility.region.clone().or(existing.region.take());
+            }
+            None => facilities.push(facility),
         }
-        None => facilities.push(facility),
-    }
-    facilities.sort_by(|a, b| a.facility_id.cmp(&b.facility_id));
-    let stored = facilities
-        .iter()
-        .find(|f| f.facility_id == facility_id)
-        .cloned()
-        .ok_or_else(|| IngestError::Invalid("facility vanished".into()))?;
-    let payload = FacilityRegistered {
-        facility_id: stored.facility_id.clone(),
-        name: stored.name.clone(),
-        region: stored.region.clone(),
-    };
-    let event = recorder
-        .build(CampusKind::FacilityRegistered.as_str(), &payload, None, now)
-        .map_err(IngestError::Emit)?;
-    store.write_facilities(&facilities)?;
+        facilities.sort_by(|a, b| a.facility_id.cmp(&b.facility_id));
+        let stored = facilities
+            .iter()
+            .find(|f| f.facility_id == facility_id)
+            .cloned()
+            .ok_or_else(|| IngestError::Invalid("facility vanished".into()))?;
+        let payload = FacilityRegistered {
+            facility_id: stored.facility_id.clone(),
+            name: stored.name.clone(),
+            region: stored.region.clone(),
+        };
+        let event = recorder
+            .build(CampusKind::FacilityRegistered.as_str(), &payload, None, now)
+            .map_err(IngestError::Emit)?;
+        store.write_facilities(&facilities)?;
+        Ok::<_, IngestError>((stored, event))
+    })?;
     recorder.record(&[event]).map_err(IngestError::Emit)?;
     Ok(stored)
 }

@@ -145,23 +145,57 @@ fn io_err(path: &Path) -> impl Fn(io::Error) -> StoreError + '_ {
     }
 }
 
+/// Run `f` holding the exclusive `flock` of `.<name>.lock` beside `path`, so that a
+/// read-modify-write of a state file by several threads or processes (the sidecar and a
+/// `lumenflow campus …` command) is one step: a nonce is spent once, no registration is lost.
+/// Without `flock` (some FUSE mounts) `f` runs unlocked, one process per workspace.
+pub fn with_lock<T, E: From<StoreError>>(
+    path: &Path,
+    f: impl FnOnce() -> Result<T, E>,
+) -> Result<T, E> {
+    let dir = path.parent().unwrap_or(Path::new("."));
+    let name = path
+        .file_name()
+        .map(|n| n.to_string_lossy().into_owned())
+        .unwrap_or_default();
+    let lock_path = dir.join(format!(".{name}.lock"));
+    let err = io_err(&lock_path);
+    fs::create_dir_all(dir).map_err(&err)?;
+    let file = OpenOptions::new()
+        .create(true)
+        .truncate(false)
+        .write(true)
+        .open(&lock_path)
+        .map_err(&err)?;
+    match file.lock() {
+        Ok(()) => {}
+        Err(e) if e.kind() == io::ErrorKind::Unsupported => {}
+        Err(e) => return Err(err(e).into()),
+    }
+    // Closing the file releases the lock.
+    f()
+}
+
 /// Append bytes and fsync; a failed write is cut back so no torn line stays behind.
 pub fn append_bytes(path: &Path, bytes: &[u8]) -> Result<(), StoreError> {
     let err = io_err(path);
     if let Some(dir) = path.parent() {
         fs::create_dir_all(dir).map_err(&err)?;
     }
-    let mut file = OpenOptions::new()
-        .create(true)
-        .append(true)
-        .open(path)
-        .map_err(&err)?;
-    let before = file.metadata().map_err(&err)?.len();
-    if let Err(e) = file.write_all(bytes).and_then(|()| file.sync_data()) {
-        let _ = file.set_len(before);
-        return Err(err(e));
-    }
-    Ok(())
+    // Under the lock, so cutting back a failed write never cuts another writer's lines.
+    with_lock(path, || {
+        let mut file = OpenOptions::new()
+            .create(true)
+            .append(true)
+            .open(path)
+            .map_err(&err)?;
+        let before = file.metadata().map_err(&err)?.len();
+        if let Err(e) = file.write_all(bytes).and_then(|()| file.sync_data()) {
+            let _ = file.set_len(before);
+            return Err(err(e));
+        }
+        Ok(())
+    })
 }
 
 /// A JSON file: `None` when it does not exist.
@@ -197,12 +231,17 @@ pub fn write_atomic(path: &Path, bytes: &[u8]) -> Result<(), StoreError> {
         .file_name()
         .map(|n| n.to_string_lossy().into_owned())
         .unwrap_or_default();
-    let tmp = dir.join(format!(".{name}.tmp-{}", std::process::id()));
+    // One temporary name per write: threads of one process used to share `.<name>.tmp-<pid>`
+    // and truncate or rename away each other's file.
+    static WRITES: std::sync::atomic::AtomicU64 = std::sync::atomic::AtomicU64::new(0);
+    let n = WRITES.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
+    let tmp = dir.join(format!(".{name}.tmp-{}-{n}", std::process::id()));
     let result = (|| {
         let mut f = File::create(&tmp)?;
         f.write_all(bytes)?;
         f.sync_all()?;
-        fs::rename(&tmp, path)
+        fs::rename(&tmp, path)?;
+        File::open(dir)?.sync_all()
     })();
     if result.is_err() {
         let _ = fs::remove_file(&tmp);
