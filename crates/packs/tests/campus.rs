@@ -151,9 +151,11 @@ impl Ws {
             };
             for e in entries {
                 let e = e.unwrap();
+                let name = e.file_name().to_string_lossy().into_owned();
                 if e.file_type().unwrap().is_dir() {
                     walk(&e.path(), out);
-                } else {
+                } else if !(name.starts_with('.') && name.ends_with(".lock")) {
+                    // Lock files are empty and hold no state.
                     out.push((e.path(), fs::read(e.path()).unwrap()));
                 }
             }

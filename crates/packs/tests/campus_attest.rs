@@ -422,3 +422,40 @@ fn concurrent_facility_registrations_are_all_kept() {
         .collect();
     assert_eq!(ids.len(), 9, "{ids:?}");
 }
+
+#[test]
+fn concurrent_ingests_of_one_energy_window_store_it_once() {
+    // The checks against stored windows and the append are one step: of four ingests of the
+    // same window at once, one stores it and the others are refused as overlapping.
+    let ws = workspace();
+    let file = ws.root.join("window.jsonl");
+    fs::write(
+        &file,
+        r#"{"type":"energy","facility_id":"campus-fac-001","source":"facility_meter:a","valid_from":"2026-06-13T15:30:00.000Z","valid_to":"2026-06-13T15:45:00.000Z","quantity_joules":975000,"energy_source":"smart_meter","energy_provenance":"measured"}
+"#,
+    )
+    .unwrap();
+    let results: Vec<bool> = std::thread::scope(|s| {
+        let handles: Vec<_> = (0..4)
+            .map(|_| {
+                let (ws, file) = (&ws, &file);
+                s.spawn(move || {
+                    let store = Store::new(&ws.root);
+                    ingest::ingest_file(
+                        &store,
+                        &ws.recorder,
+                        file,
+                        ingest::IngestOptions {
+                            skip_bad_rows: false,
+                            format: None,
+                        },
+                    )
+                    .is_ok()
+                })
+            })
+            .collect();
+        handles.into_iter().map(|h| h.join().unwrap()).collect()
+    });
+    assert_eq!(results.iter().filter(|ok| **ok).count(), 1, "{results:?}");
+    assert_eq!(ws.store.energy("campus-fac-001").unwrap().len(), 1);
+}

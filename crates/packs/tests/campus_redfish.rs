@@ -258,10 +258,44 @@ fn a_service_that_times_out_or_answers_garbage_fails_with_its_url_and_writes_not
 
     assert_eq!(ws.store.energy("campus-fac-001").unwrap(), energy_before);
     assert_eq!(ws.store.power("campus-fac-001").unwrap(), power_before);
-    assert!(!ws.store.root().join("redfish").exists());
+    // No counters were written (only the empty lock file a poll holds).
+    assert!(!ws.store.root().join("redfish/campus-fac-001.json").exists());
 
     // An unknown facility is refused before any request.
     let good = Client::new(&format!("http://{addr}"), Duration::from_secs(5)).unwrap();
     let err = poll_once(&ws.store, &ws.recorder, &good, "campus-fac-404").unwrap_err();
     assert!(err.to_string().contains("not registered"), "{err}");
+}
+
+#[test]
+fn concurrent_polls_never_count_one_span_of_energy_twice() {
+    // Two polls at once (the sidecar's poller and a `lumenflow campus redfish poll`) must not
+    // both measure from the same baseline: the energy between two readings is counted once.
+    let (addr, state) = serve();
+    let ws = workspace();
+    let client = Client::new(&format!("http://{addr}"), Duration::from_secs(5)).unwrap();
+    poll_once(&ws.store, &ws.recorder, &client, "campus-fac-001").unwrap();
+    {
+        let mut s = state.lock().unwrap();
+        s.joules += 5000.0;
+    }
+    std::thread::sleep(Duration::from_millis(5));
+    std::thread::scope(|s| {
+        for _ in 0..4 {
+            let (ws, client) = (&ws, &client);
+            s.spawn(move || {
+                let store = Store::new(&ws.root);
+                poll_once(&store, &ws.recorder, client, "campus-fac-001").unwrap();
+            });
+        }
+    });
+    let counted: f64 = ws
+        .store
+        .energy("campus-fac-001")
+        .unwrap()
+        .iter()
+        .filter(|w| w.source == "redfish:1")
+        .map(|w| w.quantity_joules)
+        .sum();
+    assert_eq!(counted, 5000.0);
 }

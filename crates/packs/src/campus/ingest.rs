@@ -287,7 +287,26 @@ pub fn ingest_file(
 }
 
 /// Ingest parsed rows: the cross-row checks, then the writes (see the module documentation).
+///
+/// One ingest at a time per workspace (an exclusive `flock` beside the readings folder): the
+/// checks against stored readings (duplicates, overlapping windows) and the appends are one
+/// step, so two ingests at once (a file ingest beside a Redfish poll) never both store one
+/// span of energy.
 pub fn ingest_rows(
+    store: &Store,
+    recorder: &Recorder,
+    path: &Path,
+    rows: Vec<(usize, Reading)>,
+    errors: Vec<RowError>,
+    count: usize,
+    skip_bad_rows: bool,
+) -> Result<IngestReport, IngestError> {
+    super::store::with_lock(&store.root().join("readings"), || {
+        ingest_rows_alone(store, recorder, path, rows, errors, count, skip_bad_rows)
+    })
+}
+
+fn ingest_rows_alone(
     store: &Store,
     recorder: &Recorder,
     path: &Path,

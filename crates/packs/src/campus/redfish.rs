@@ -25,7 +25,7 @@ use url::Url;
 use super::events::Recorder;
 use super::ingest::{ingest_rows, IngestError, IngestReport};
 use super::model::{EnergyWindow, PowerSignal, Reading};
-use super::store::{read_json, write_json, Store};
+use super::store::{read_json, with_lock, write_json, Store};
 
 /// Joules in one kilowatt-hour.
 const JOULES_PER_KWH: f64 = 3_600_000.0;
@@ -43,6 +43,12 @@ pub enum RedfishError {
     Transport { url: String, reason: String },
     #[error("{0}")]
     Ingest(#[from] IngestError),
+}
+
+impl From<super::store::StoreError> for RedfishError {
+    fn from(e: super::store::StoreError) -> Self {
+        RedfishError::Ingest(IngestError::from(e))
+    }
 }
 
 impl RedfishError {
@@ -282,75 +288,79 @@ pub fn poll_once(
                 "facility `{facility_id}` is not registered (run `lumenflow campus facility add --id {facility_id}` first)"
             ))
         })?;
-    let chassis = client.read()?;
-    let now = Timestamp::now();
     let path = counters_path(store, facility_id);
-    let mut counters: Counters = read_json(&path)
-        .map_err(IngestError::from)?
-        .unwrap_or_default();
-    let mut rows = Vec::new();
-    let mut baselines = Vec::new();
-    for c in &chassis {
-        let source = format!("redfish:{}", c.chassis_id);
-        if let Some(watts) = c.power_watts {
-            rows.push(Reading::Power(PowerSignal {
-                facility_id: facility_id.to_string(),
-                watts,
-                observed_at: now,
-                source: source.clone(),
-            }));
-        }
-        let Some(joules) = c.energy_joules else {
-            continue;
-        };
-        match counters.chassis.get(&c.chassis_id) {
-            Some(prev) if joules >= prev.joules && now > prev.at => {
-                rows.push(Reading::Energy(EnergyWindow {
+    // Poll, read the counters and write them back under their lock: two polls at once would
+    // both take the same baseline and count the energy between them twice.
+    with_lock(&path, || {
+        let chassis = client.read()?;
+        let now = Timestamp::now();
+        let mut counters: Counters = read_json(&path)
+            .map_err(IngestError::from)?
+            .unwrap_or_default();
+        let mut rows = Vec::new();
+        let mut baselines = Vec::new();
+        for c in &chassis {
+            let source = format!("redfish:{}", c.chassis_id);
+            if let Some(watts) = c.power_watts {
+                rows.push(Reading::Power(PowerSignal {
                     facility_id: facility_id.to_string(),
-                    source,
-                    valid_from: prev.at,
-                    valid_to: now,
-                    quantity_joules: joules - prev.joules,
-                    energy_source: EnergySource::Redfish,
-                    energy_provenance: EnergyProvenance::Measured,
-                    region: facility.region.clone(),
-                    pue: None,
-                    pue_applied: false,
-                    grid_carbon_intensity_gco2e_per_kwh: None,
-                    price_per_kwh: None,
-                    currency: None,
-                    curtailment_window: None,
-                    sensor_ref: c.energy_path.clone(),
-                    coefficient_ref: None,
-                    compute_assignment_run_id: None,
+                    watts,
+                    observed_at: now,
+                    source: source.clone(),
                 }));
             }
-            _ => baselines.push(c.chassis_id.clone()),
+            let Some(joules) = c.energy_joules else {
+                continue;
+            };
+            match counters.chassis.get(&c.chassis_id) {
+                Some(prev) if joules >= prev.joules && now > prev.at => {
+                    rows.push(Reading::Energy(EnergyWindow {
+                        facility_id: facility_id.to_string(),
+                        source,
+                        valid_from: prev.at,
+                        valid_to: now,
+                        quantity_joules: joules - prev.joules,
+                        energy_source: EnergySource::Redfish,
+                        energy_provenance: EnergyProvenance::Measured,
+                        region: facility.region.clone(),
+                        pue: None,
+                        pue_applied: false,
+                        grid_carbon_intensity_gco2e_per_kwh: None,
+                        price_per_kwh: None,
+                        currency: None,
+                        curtailment_window: None,
+                        sensor_ref: c.energy_path.clone(),
+                        coefficient_ref: None,
+                        compute_assignment_run_id: None,
+                    }));
+                }
+                _ => baselines.push(c.chassis_id.clone()),
+            }
+            counters
+                .chassis
+                .insert(c.chassis_id.clone(), Counter { joules, at: now });
         }
-        counters
-            .chassis
-            .insert(c.chassis_id.clone(), Counter { joules, at: now });
-    }
-    let count = rows.len();
-    let rows: Vec<(usize, Reading)> = rows
-        .into_iter()
-        .enumerate()
-        .map(|(i, r)| (i + 1, r))
-        .collect();
-    let ingest = ingest_rows(
-        store,
-        recorder,
-        Path::new(client.root.as_str()),
-        rows,
-        Vec::new(),
-        count,
-        false,
-    )?;
-    write_json(&path, &counters).map_err(IngestError::from)?;
-    Ok(PollReport {
-        polled_at: now,
-        chassis,
-        ingest,
-        baselines,
+        let count = rows.len();
+        let rows: Vec<(usize, Reading)> = rows
+            .into_iter()
+            .enumerate()
+            .map(|(i, r)| (i + 1, r))
+            .collect();
+        let ingest = ingest_rows(
+            store,
+            recorder,
+            Path::new(client.root.as_str()),
+            rows,
+            Vec::new(),
+            count,
+            false,
+        )?;
+        write_json(&path, &counters).map_err(IngestError::from)?;
+        Ok(PollReport {
+            polled_at: now,
+            chassis,
+            ingest,
+            baselines,
+        })
     })
 }
