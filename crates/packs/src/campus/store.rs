@@ -4,7 +4,7 @@
 //! line left by a crash is skipped when read). Whole files are replaced atomically (temp file,
 //! fsync, rename).
 
-use std::fs::{self, File, OpenOptions};
+use std::fs::{self, OpenOptions};
 use std::io::{self, Write};
 use std::path::{Path, PathBuf};
 
@@ -227,26 +227,9 @@ pub fn write_atomic(path: &Path, bytes: &[u8]) -> Result<(), StoreError> {
         .parent()
         .ok_or_else(|| err(io::Error::other("a state file needs a parent folder")))?;
     fs::create_dir_all(dir).map_err(&err)?;
-    let name = path
-        .file_name()
-        .map(|n| n.to_string_lossy().into_owned())
-        .unwrap_or_default();
-    // One temporary name per write: threads of one process used to share `.<name>.tmp-<pid>`
-    // and truncate or rename away each other's file.
-    static WRITES: std::sync::atomic::AtomicU64 = std::sync::atomic::AtomicU64::new(0);
-    let n = WRITES.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
-    let tmp = dir.join(format!(".{name}.tmp-{}-{n}", std::process::id()));
-    let result = (|| {
-        let mut f = File::create(&tmp)?;
-        f.write_all(bytes)?;
-        f.sync_all()?;
-        fs::rename(&tmp, path)?;
-        File::open(dir)?.sync_all()
-    })();
-    if result.is_err() {
-        let _ = fs::remove_file(&tmp);
-    }
-    result.map_err(err)
+    // A temporary name of its own per write: threads of one process used to share one and
+    // truncate or rename away each other's file.
+    lumenflow_kernel::install::write_file_atomically(path, bytes).map_err(err)
 }
 
 /// Every complete line of a JSON Lines file (none when it does not exist).

@@ -210,21 +210,9 @@ pub fn write_atomic(path: &Path, bytes: &[u8]) -> ToolResult<()> {
         .parent()
         .ok_or_else(|| fail(errors::STATE_IO, "a state file needs a parent folder"))?;
     fs::create_dir_all(dir).map_err(io_fail)?;
-    let name = path
-        .file_name()
-        .map(|n| n.to_string_lossy().into_owned())
-        .unwrap_or_default();
-    let tmp = dir.join(format!(".{name}.tmp-{}", std::process::id()));
-    let result = (|| {
-        let mut f = fs::File::create(&tmp)?;
-        f.write_all(bytes)?;
-        f.sync_all()?;
-        fs::rename(&tmp, path)
-    })();
-    if result.is_err() {
-        let _ = fs::remove_file(&tmp);
-    }
-    result.map_err(io_fail)
+    // A temporary name of its own per write: two threads writing one file (two gate runs of
+    // one work unit) used to truncate or rename away each other's temporary file.
+    lumenflow_kernel::install::write_file_atomically(path, bytes).map_err(io_fail)
 }
 
 pub fn write_json(path: &Path, value: &Value) -> ToolResult<()> {

@@ -194,12 +194,16 @@ fn write_new(path: &Path, bytes: &[u8]) -> ToolResult<()> {
         .file_name()
         .map(|n| n.to_string_lossy().into_owned())
         .unwrap_or_default();
-    let tmp = dir.join(format!(".{name}.tmp-{}", std::process::id()));
+    // A temporary name of its own per write: two exports at once never share one.
+    static WRITES: std::sync::atomic::AtomicU64 = std::sync::atomic::AtomicU64::new(0);
+    let n = WRITES.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
+    let tmp = dir.join(format!(".{name}.tmp-{}-{n}", std::process::id()));
     let result = (|| {
         let mut f = fs::File::create(&tmp)?;
         f.write_all(bytes)?;
         f.sync_all()?;
-        fs::hard_link(&tmp, path)
+        fs::hard_link(&tmp, path)?;
+        fs::File::open(dir)?.sync_all()
     })();
     let _ = fs::remove_file(&tmp);
     match result {
