@@ -310,6 +310,13 @@ pub fn add_device(
             "a device name is 1 to 200 printable characters".into(),
         ));
     }
+    let path = devices_path(workspace_dir);
+    // Read, change and write under a lock: two `device add`s at once both stay.
+    let lock = path.with_file_name(".devices.lock");
+    let _held = fsio::lock_exclusive(&lock).map_err(|source| EnrollmentError::Write {
+        path: lock.clone(),
+        source,
+    })?;
     let mut devices = load_devices(workspace_dir)?;
     let record = DeviceRegistration {
         device_id: device_id.to_string(),
@@ -319,7 +326,6 @@ pub fn add_device(
     devices.retain(|d| d.device_id != device_id);
     devices.push(record.clone());
     devices.sort_by(|a, b| a.device_id.cmp(&b.device_id));
-    let path = devices_path(workspace_dir);
     let bytes = serde_json::to_vec_pretty(&devices).map_err(|e| EnrollmentError::Invalid {
         path: path.clone(),
         what: "device list",
@@ -333,6 +339,21 @@ pub fn add_device(
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn concurrent_device_registrations_are_all_kept() {
+        let dir = tempfile::tempdir().expect("tmp");
+        std::thread::scope(|s| {
+            for i in 0..8 {
+                let dir = dir.path();
+                s.spawn(move || {
+                    add_device(dir, &format!("phone-{i}"), &format!("Phone {i}")).expect("add");
+                });
+            }
+        });
+        let devices = load_devices(dir.path()).expect("load");
+        assert_eq!(devices.len(), 8, "{devices:?}");
+    }
 
     #[test]
     fn standalone_enrollment_round_trips_and_verifies() {

@@ -298,22 +298,10 @@ impl Inbox {
     /// Hold [`HANDLING_LOCK`] until the returned file is dropped.
     fn handling(&self) -> Result<fs::File, InboxError> {
         let path = self.dir.with_file_name(HANDLING_LOCK);
-        let io = |e: std::io::Error| InboxError::Io {
+        fsio::lock_exclusive(&path).map_err(|e| InboxError::Io {
             path: path.clone(),
             reason: e.to_string(),
-        };
-        let file = fs::OpenOptions::new()
-            .create(true)
-            .truncate(false)
-            .write(true)
-            .open(&path)
-            .map_err(io)?;
-        match file.lock() {
-            Ok(()) => Ok(file),
-            // Without `flock` (some FUSE mounts): one process per inbox, as before the lock.
-            Err(e) if e.kind() == std::io::ErrorKind::Unsupported => Ok(file),
-            Err(e) => Err(io(e)),
-        }
+        })
     }
 
     /// Deliver events a previous run left unacknowledged, oldest first. Returns how many were
