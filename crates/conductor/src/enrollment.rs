@@ -15,6 +15,7 @@ use lumenflow_contracts::identity::{
     check_id, DeviceRegistration, Enrollment, Subject, TokenClaims, DEVICES_FILE, ENROLLMENT_FILE,
 };
 use lumenflow_contracts::time::Timestamp;
+use lumenflow_kernel::file_lock::LockFile;
 use lumenflow_proof::keys::{KeyError, KeyPair};
 use lumenflow_proof::token::{self, TokenError};
 
@@ -313,7 +314,7 @@ pub fn add_device(
     let path = devices_path(workspace_dir);
     // Read, change and write under a lock: two `device add`s at once both stay.
     let lock = path.with_file_name(".devices.lock");
-    let _held = fsio::lock_exclusive(&lock).map_err(|source| EnrollmentError::Write {
+    let _held = LockFile::acquire(&lock).map_err(|source| EnrollmentError::Write {
         path: lock.clone(),
         source,
     })?;

@@ -44,26 +44,6 @@ pub fn write_atomic(path: &Path, bytes: &[u8], mode: Mode) -> std::io::Result<()
     result
 }
 
-/// Open (creating) the lock file `path` and take its exclusive `flock`, released when the
-/// returned file is dropped. Every open is its own lock holder, so this excludes other threads
-/// of the process as well as other processes. Without `flock` (some FUSE mounts) the file is
-/// returned unlocked: one process per workspace, as before the locks.
-pub fn lock_exclusive(path: &Path) -> std::io::Result<File> {
-    if let Some(dir) = path.parent() {
-        fs::create_dir_all(dir)?;
-    }
-    let file = OpenOptions::new()
-        .create(true)
-        .truncate(false)
-        .write(true)
-        .open(path)?;
-    match file.lock() {
-        Ok(()) => Ok(file),
-        Err(e) if e.kind() == std::io::ErrorKind::Unsupported => Ok(file),
-        Err(e) => Err(e),
-    }
-}
-
 /// Create (truncating) `path` with `mode`.
 pub fn create_file(path: &Path, mode: Mode) -> std::io::Result<File> {
     let mut opts = OpenOptions::new();

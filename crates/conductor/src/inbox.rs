@@ -24,6 +24,7 @@ use lumenflow_contracts::time::Timestamp;
 use lumenflow_kernel::eventlog::EventLog;
 use lumenflow_kernel::events::host::{Delivery, DeliveryResult, PackHost};
 use lumenflow_kernel::events::inbound;
+use lumenflow_kernel::file_lock::LockFile;
 use serde::Serialize;
 use serde_json::{json, Value};
 
@@ -296,9 +297,9 @@ impl Inbox {
     }
 
     /// Hold [`HANDLING_LOCK`] until the returned file is dropped.
-    fn handling(&self) -> Result<fs::File, InboxError> {
+    fn handling(&self) -> Result<LockFile, InboxError> {
         let path = self.dir.with_file_name(HANDLING_LOCK);
-        fsio::lock_exclusive(&path).map_err(|e| InboxError::Io {
+        LockFile::acquire(&path).map_err(|e| InboxError::Io {
             path: path.clone(),
             reason: e.to_string(),
         })

@@ -44,7 +44,7 @@ pub mod diagnostics;
 pub mod dispatch;
 pub mod eventlog;
 pub mod events;
-mod file_lock;
+pub mod file_lock;
 mod group_commit;
 pub mod import_scan;
 pub mod install;

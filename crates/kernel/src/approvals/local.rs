@@ -16,7 +16,7 @@ use super::{
     check_input_hash, ApprovalError, ApprovalFilter, ApprovalList, ApprovalProvider,
     ApprovalRequest, ApprovalStatus, ConsumeOutcome, Decision, NewApproval, UnreadableApproval,
 };
-use crate::file_lock::FileLock;
+use crate::file_lock::LockFile;
 use crate::install::write_file_atomically;
 use crate::workspace::STATE_DIR;
 
@@ -385,16 +385,9 @@ impl ApprovalProvider for LocalApprovals {
             .lock()
             .unwrap_or_else(|poisoned| poisoned.into_inner());
         // And across processes: a sidecar and a `lumenflow tool call` asking for one call.
-        fs::create_dir_all(&self.dir).map_err(ApprovalError::io("create", &self.dir))?;
         let lock_path = self.dir.join(CREATE_LOCK);
-        let lock_file = OpenOptions::new()
-            .create(true)
-            .truncate(false)
-            .write(true)
-            .open(&lock_path)
-            .map_err(ApprovalError::io("open", &lock_path))?;
         let _across =
-            FileLock::exclusive(&lock_file).map_err(ApprovalError::io("lock", &lock_path))?;
+            LockFile::acquire(&lock_path).map_err(ApprovalError::io("lock", &lock_path))?;
         match self.find_pending(&req.tool, &req.input_hash, req.requested_at)? {
             Some(pending) => Ok((pending, false)),
             None => self.request(req).map(|created| (created, true)),

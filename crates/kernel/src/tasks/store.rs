@@ -14,7 +14,7 @@ use serde_json::{json, Map, Value};
 
 use crate::diagnostics::SourceFile;
 use crate::eventlog::{self, v1_record, Appended, EventLog, LogRecord, ReplayFilter};
-use crate::file_lock::FileLock;
+use crate::file_lock::LockFile;
 use crate::manifest::PackManifest;
 use crate::policy::{self, to_tool_call_decisions, Effect, EvalContext, PolicyDecision, Trigger};
 use crate::workspace::{self, WorkspaceDocument, WorkspaceSpec};
@@ -333,27 +333,11 @@ impl TaskStore {
         Ok(eventlog::replay(self.log.path(), filter)?.records)
     }
 
-    /// The file of [`OPERATIONS_LOCK_FILE`] (created on first use) and its path.
-    fn open_operations_lock(&self) -> Result<(File, PathBuf), TaskError> {
+    /// Hold [`OPERATIONS_LOCK_FILE`] until the guard drops: no other thread or process
+    /// operates on a task of this log meanwhile.
+    fn lock_across_processes(&self) -> Result<LockFile, TaskError> {
         let path = self.log.path().with_file_name(OPERATIONS_LOCK_FILE);
-        match fs::OpenOptions::new()
-            .create(true)
-            .truncate(false)
-            .write(true)
-            .open(&path)
-        {
-            Ok(file) => Ok((file, path)),
-            Err(source) => Err(TaskError::Io { path, source }),
-        }
-    }
-
-    /// Hold the lock file's exclusive lock until the guard drops: no other process operates on
-    /// a task of this log meanwhile.
-    fn lock_across_processes((file, path): &(File, PathBuf)) -> Result<FileLock<'_>, TaskError> {
-        FileLock::exclusive(file).map_err(|source| TaskError::Io {
-            path: path.clone(),
-            source,
-        })
+        LockFile::acquire(&path).map_err(|source| TaskError::Io { path, source })
     }
 
     /// The task's verified spec and projection, or `TASK_NOT_FOUND` / `SPEC_TAMPERED`.
@@ -555,8 +539,7 @@ impl TaskStore {
         let task_id = spec.id.as_str();
         let path = self.spec_path(task_id)?;
         let _guard = lock(&self.lock);
-        let held = self.open_operations_lock()?;
-        let _across = Self::lock_across_processes(&held)?;
+        let _across = self.lock_across_processes()?;
         match self.load(task_id) {
             Err(TaskError::NotFound { .. }) => {}
             Ok(_) | Err(TaskError::SpecTampered { .. }) => {
@@ -667,8 +650,7 @@ impl TaskStore {
             -> Result<(Vec<Map<String, Value>>, Option<PolicyOutcome>), TaskError>,
     ) -> Result<TaskUpdate, TaskError> {
         let _guard = lock(&self.lock);
-        let held = self.open_operations_lock()?;
-        let _across = Self::lock_across_processes(&held)?;
+        let _across = self.lock_across_processes()?;
         let mut loaded = self.load(task_id)?;
         let at = Timestamp::now().to_rfc3339();
         let (records, policy) = build(&loaded, &at)?;

@@ -159,20 +159,8 @@ pub fn with_lock<T, E: From<StoreError>>(
         .map(|n| n.to_string_lossy().into_owned())
         .unwrap_or_default();
     let lock_path = dir.join(format!(".{name}.lock"));
-    let err = io_err(&lock_path);
-    fs::create_dir_all(dir).map_err(&err)?;
-    let file = OpenOptions::new()
-        .create(true)
-        .truncate(false)
-        .write(true)
-        .open(&lock_path)
-        .map_err(&err)?;
-    match file.lock() {
-        Ok(()) => {}
-        Err(e) if e.kind() == io::ErrorKind::Unsupported => {}
-        Err(e) => return Err(err(e).into()),
-    }
-    // Closing the file releases the lock.
+    let _held =
+        lumenflow_kernel::file_lock::LockFile::acquire(&lock_path).map_err(io_err(&lock_path))?;
     f()
 }
 
