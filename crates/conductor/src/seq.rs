@@ -14,6 +14,7 @@
 use std::path::{Path, PathBuf};
 use std::sync::Mutex;
 
+use lumenflow_kernel::file_lock::LockFile;
 use serde::{Deserialize, Serialize};
 
 use crate::fsio::{self, Mode};
@@ -146,28 +147,13 @@ impl SeqCounter {
         Ok(first)
     }
 
-    /// The exclusive `flock` on `<channel>.lock`, held while a lease is renewed (`None` on a
-    /// file system without `flock`: one process per channel, as before the lock existed).
-    fn lease_lock(&self) -> Result<Option<std::fs::File>, SeqError> {
+    /// The exclusive `flock` on `<channel>.lock`, held while a lease is renewed.
+    fn lease_lock(&self) -> Result<LockFile, SeqError> {
         let path = self.path.with_extension("lock");
-        let err = |e: std::io::Error| SeqError::File {
+        LockFile::acquire(&path).map_err(|e| SeqError::File {
             path: path.clone(),
             reason: e.to_string(),
-        };
-        if let Some(dir) = path.parent() {
-            std::fs::create_dir_all(dir).map_err(err)?;
-        }
-        let file = std::fs::OpenOptions::new()
-            .create(true)
-            .truncate(false)
-            .write(true)
-            .open(&path)
-            .map_err(err)?;
-        match file.lock() {
-            Ok(()) => Ok(Some(file)),
-            Err(e) if e.kind() == std::io::ErrorKind::Unsupported => Ok(None),
-            Err(e) => Err(err(e)),
-        }
+        })
     }
 
     /// The end of the last lease written by any process (1 before the first).
