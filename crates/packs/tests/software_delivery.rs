@@ -378,6 +378,104 @@ fn claiming_wu_042_returns_the_resolved_worktree_path_and_is_idempotent() {
     assert_receipt(&ws, &other, "WU_ALREADY_CLAIMED");
 }
 
+/// Set by [`claims_from_several_processes_each_succeed_once`] for its peers: the workspace.
+const CLAIMER_ENV: &str = "LUMENFLOW_SD_CLAIMER";
+const RACED_WUS: usize = 6;
+
+/// Claim WU-0.. in turn on one lane once `<workspace>/go` exists; one line per claim:
+/// `WU-i ok created` / `WU-i ok existing` / `WU-i <code>`.
+fn claim_all(runtime: &Runtime, root: &Path) -> Vec<String> {
+    let deadline = Instant::now() + Duration::from_secs(30);
+    while !root.join("go").exists() && Instant::now() < deadline {
+        std::thread::sleep(Duration::from_millis(1));
+    }
+    (0..RACED_WUS)
+        .map(|i| {
+            let out = runtime.dispatch(CallRequest::local(
+                "software-delivery:wu_claim",
+                json!({"wu_id": format!("WU-{i}"), "lane": "Content: Site Comms"}),
+            ));
+            match (&out.output.data, out.output.error_code()) {
+                (Some(d), None) if d["created"] == true => format!("WU-{i} ok created"),
+                (Some(_), None) => format!("WU-{i} ok existing"),
+                (_, code) => format!("WU-{i} {}", code.unwrap_or("?")),
+            }
+        })
+        .collect()
+}
+
+/// A peer process of [`claims_from_several_processes_each_succeed_once`]; does nothing unless
+/// the parent set [`CLAIMER_ENV`].
+#[test]
+fn child_wu_claimer() {
+    let Some(root) = std::env::var_os(CLAIMER_ENV) else {
+        return;
+    };
+    let root = PathBuf::from(root);
+    let runtime = open(
+        &root,
+        lumenflow_packs::builtin_packs(),
+        &lumenflow_packs::builtin_tools(),
+        RuntimeOptions::default(),
+    )
+    .unwrap_or_else(|e| panic!("open: {e}"));
+    for line in claim_all(&runtime, &root) {
+        println!("\n{line}");
+    }
+}
+
+#[test]
+fn claims_from_several_processes_each_succeed_once() {
+    // A sidecar and a `lumenflow tool call` claiming one work unit on one lane: the claim is
+    // idempotent, so every caller succeeds, and exactly one of them creates the worktree.
+    let ws = Ws::new(GATES);
+    let exe = std::env::current_exe().unwrap();
+    let peers: Vec<_> = (0..2)
+        .map(|_| {
+            Command::new(&exe)
+                .args([
+                    "--exact",
+                    "child_wu_claimer",
+                    "--nocapture",
+                    "--test-threads=1",
+                ])
+                .env(CLAIMER_ENV, &ws.root)
+                .stdout(std::process::Stdio::piped())
+                .spawn()
+                .unwrap()
+        })
+        .collect();
+    std::thread::sleep(Duration::from_millis(500));
+    fs::write(ws.root.join("go"), b"").unwrap();
+    let mut lines = claim_all(&ws.runtime, &ws.root);
+    for peer in peers {
+        let out = peer.wait_with_output().unwrap();
+        assert!(out.status.success(), "a peer failed: {:?}", out.status);
+        lines.extend(
+            String::from_utf8_lossy(&out.stdout)
+                .lines()
+                .filter(|l| l.starts_with("WU-"))
+                .map(str::to_string),
+        );
+    }
+    assert_eq!(lines.len(), 3 * RACED_WUS, "{lines:?}");
+    for i in 0..RACED_WUS {
+        let mine: Vec<&String> = lines
+            .iter()
+            .filter(|l| l.starts_with(&format!("WU-{i} ")))
+            .collect();
+        assert!(
+            mine.iter().all(|l| l.contains(" ok ")),
+            "every claim succeeds: {mine:?}"
+        );
+        assert_eq!(
+            mine.iter().filter(|l| l.ends_with("created")).count(),
+            1,
+            "one creates the worktree: {mine:?}"
+        );
+    }
+}
+
 // ---------------------------------------------------------------------------------------------
 // apply_patch
 

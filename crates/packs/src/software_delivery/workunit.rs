@@ -19,6 +19,7 @@ use lumenflow_contracts::event::BuildOptions;
 use lumenflow_contracts::scope::PathAccess;
 use lumenflow_contracts::tool_output::ToolOutput;
 use lumenflow_kernel::dispatch::BuiltinCall;
+use lumenflow_kernel::file_lock::LockFile;
 use serde_json::{json, Value};
 
 use super::common::{
@@ -27,9 +28,21 @@ use super::common::{
 };
 use super::WU_CLAIMED;
 
-/// Claims are serialized within the process (git's own locks refuse a concurrent second
-/// process, which then finds the first one's claim on retry).
+/// Claims and recoveries are serialized within the process, and across processes by
+/// [`claims_lock`]: a second claimer (a `lumenflow tool call` beside the sidecar) then finds the
+/// first one's claim instead of racing it to `git worktree add` and failing.
 static CLAIMS: Mutex<()> = Mutex::new(());
+
+/// The exclusive lock of every claim and recovery of the workspace at `ws`.
+fn claims_lock(ws: &Path) -> ToolResult<LockFile> {
+    let path = ws.join(STATE_REL).join(".claims.lock");
+    LockFile::acquire(&path).map_err(|e| {
+        fail(
+            errors::STATE_IO,
+            format!("cannot lock `{}`: {e}", path.display()),
+        )
+    })
+}
 
 /// One entry of `git worktree list --porcelain`.
 #[derive(Debug, Clone, Default, PartialEq, Eq)]
@@ -153,6 +166,7 @@ fn claim_inner(call: &BuiltinCall<'_>) -> ToolResult<ToolOutput> {
     require_claim_scopes(call, &planned)?;
 
     let _guard = CLAIMS.lock().unwrap_or_else(|p| p.into_inner());
+    let _across = claims_lock(&ws)?;
     let path = ws.join(&planned.worktree);
     let mut artifacts = Vec::new();
     let (claim, created) = match Claim::load(&ws, &wu_id)? {
@@ -275,6 +289,7 @@ fn recover_inner(call: &BuiltinCall<'_>) -> ToolResult<ToolOutput> {
     })?;
     require_claim_scopes(call, &claim)?;
     let _guard = CLAIMS.lock().unwrap_or_else(|p| p.into_inner());
+    let _across = claims_lock(&ws)?;
     let path = ws.join(&claim.worktree);
     let rel = claim.worktree.clone();
     let mut actions: Vec<String> = Vec::new();
