@@ -335,6 +335,38 @@ fn control_plane_approvals_gate_the_sidecar_and_flow_back_once() {
         "{out}"
     );
     assert_ne!(out["approval_id"].as_str(), Some(id.as_str()));
+
+    // Eight calls for one new input at once share one pending request.
+    let answers: Vec<(u16, Value)> = std::thread::scope(|s| {
+        let calls: Vec<_> = (0..8)
+            .map(|_| s.spawn(|| recover(&sidecar.url, "WU-7")))
+            .collect();
+        calls.into_iter().map(|c| c.join().unwrap()).collect()
+    });
+    let asked: std::collections::BTreeSet<&str> = answers
+        .iter()
+        .map(|(s, out)| {
+            assert_eq!(*s, 403, "{out}");
+            out["approval_id"].as_str().unwrap_or_default()
+        })
+        .collect();
+    assert_eq!(asked.len(), 1, "one request for all eight: {asked:?}");
+    let wu7_hash = format!(
+        "sha256:{}",
+        lumenflow_contracts::canonical_json::canonical_hash(&json!({"wu_id": "WU-7"}))
+    );
+    let (_, list) = post(
+        &format!("{}/api/v1/approvals/list", cp.url),
+        Some(&operator),
+        &json!({"workspace_id": WS, "status": "pending"}),
+    );
+    let pending_wu7 = list["approvals"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .filter(|a| a["subject"]["input_hash"] == wu7_hash.as_str())
+        .count();
+    assert_eq!(pending_wu7, 1, "{list}");
     drop(sidecar);
 
     // 4. With --approval-wait the call waits until the operator decides, then runs.

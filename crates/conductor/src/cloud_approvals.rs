@@ -20,8 +20,11 @@ use lumenflow_contracts::wire::{
     paths, ApprovalList, ApprovalListInput, ApprovalRecord, ApprovalRequestInput,
 };
 use lumenflow_kernel::dispatch::{ApprovalAsk, ApprovalGate, ApprovalRefusal};
+use lumenflow_kernel::file_lock::LockFile;
 use serde_json::json;
 
+/// Beside `approvals-consumed/`: held while a call looks for its request and asks for one.
+const REQUEST_LOCK: &str = "approvals-request.lock";
 /// The approval `type` of a governed tool call.
 pub const TOOL_CALL_APPROVAL: &str = "tool_call";
 /// The refusal code when the control plane cannot be asked (HTTP 503 on the sidecar).
@@ -178,6 +181,12 @@ impl CloudApprovalGate {
     }
 
     fn gate_inner(&self, ask: &ApprovalAsk<'_>) -> Result<Result<String, ApprovalRefusal>, String> {
+        // Find-or-request under a lock of the workspace: calls for one tool and input at once
+        // (threads of the sidecar, or another process) share one pending request in the
+        // control plane. The lock is released before waiting for the decision.
+        let lock_path = self.consumed_dir.with_file_name(REQUEST_LOCK);
+        let held =
+            LockFile::acquire(&lock_path).map_err(|e| format!("{}: {e}", lock_path.display()))?;
         let records = self.bound(ask.tool, ask.input_hash)?;
         for r in records.iter().filter(|r| r.status == "approved") {
             if !self.is_consumed(&r.approval_id) && self.consume(r, ask.tool, ask.input_hash)? {
@@ -213,6 +222,7 @@ impl CloudApprovalGate {
                 )?
             }
         };
+        drop(held);
         let deadline = Instant::now() + self.wait;
         while record.status == "pending" && Instant::now() < deadline {
             std::thread::sleep(
