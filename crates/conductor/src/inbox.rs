@@ -93,10 +93,10 @@ pub struct Inbox {
 }
 
 /// The file beside the inbox folder whose exclusive `flock` a process holds while it names,
-/// handles and acknowledges inbox events. A sidecar and a `lumenflow mcp` of one workspace share the inbox: without it,
-/// both could pick one file name, and the redelivery at one's start-up could run the handlers
-/// of an event the other still has in hand (their replay logs keep a redelivery single only
-/// when the deliveries do not overlap).
+/// handles and acknowledges inbox events. A sidecar and a `lumenflow mcp` of one workspace
+/// share the inbox: without the lock, both could pick one file name, and the redelivery at one's
+/// start-up could run the handlers of an event the other still has in hand (their replay logs
+/// keep a redelivery single only when the deliveries do not overlap).
 const HANDLING_LOCK: &str = "inbox.lock";
 
 /// The kernel log kind of an inbound event the sidecar took in.
@@ -176,14 +176,16 @@ impl Inbox {
         let claimed_from = claimed
             .and_then(|v| v.as_str().map(str::to_string))
             .filter(|c| *c != subject);
+        // The lock excludes this process's other threads too, so `next` is read and moved on
+        // in one step; the name is past every file of the folder, so one another process used
+        // is never taken.
         let _handling = self.handling()?;
-        // Past every file of the folder, so a name another process used is never taken.
         let seq = pending_files(&self.dir)
             .last()
             .and_then(|(seq, _)| seq.checked_add(1))
             .unwrap_or(1)
-            .max(self.next.fetch_add(1, Ordering::Relaxed));
-        self.next.fetch_max(seq + 1, Ordering::Relaxed);
+            .max(self.next.load(Ordering::Relaxed));
+        self.next.store(seq.saturating_add(1), Ordering::Relaxed);
         let path = self.dir.join(format!("{seq:020}.json"));
         let record = json!({
             "received_at": Timestamp::now().to_rfc3339(),
