@@ -12,8 +12,16 @@ fuzz_target!(|data: &[u8]| {
     let dest = dir.path().join("out");
     let _ = extract_tarball(&archive, &dest);
     // Everything in the temp dir must be the archive itself or under `out/`.
-    for entry in std::fs::read_dir(dir.path()).into_iter().flatten().flatten() {
+    for entry in std::fs::read_dir(dir.path())
+        .into_iter()
+        .flatten()
+        .flatten()
+    {
         let name = entry.file_name();
-        assert!(name == "pack.tar.gz" || name == "out", "extraction wrote {:?} outside its folder", name);
+        assert!(
+            name == "pack.tar.gz" || name == "out",
+            "extraction wrote {:?} outside its folder",
+            name
+        );
     }
 });

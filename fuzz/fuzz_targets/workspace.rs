@@ -6,5 +6,8 @@ use lumenflow_kernel::workspace::parse_workspace;
 
 fuzz_target!(|data: &[u8]| {
     let text = String::from_utf8_lossy(data).into_owned();
-    let _ = parse_workspace(SourceFile::new("workspace.yaml", text), std::path::Path::new("."));
+    let _ = parse_workspace(
+        SourceFile::new("workspace.yaml", text),
+        std::path::Path::new("."),
+    );
 });
