@@ -864,6 +864,72 @@ fn json_errors_have_a_code_and_a_message_on_stdout() {
     );
 }
 
+/// KRN-04, KRN-06: `config set` and `pack install` each read workspace.yaml, edit it and write
+/// it back. Run as separate processes at once, every edit survives: none is undone by another
+/// process writing the text it had read before.
+#[test]
+fn concurrent_config_sets_and_pack_installs_keep_every_edit() {
+    let sets: &[(&str, &str)] = &[
+        ("control_plane.endpoint", "https://cp.example.test"),
+        ("control_plane.org_id", "org-1"),
+        ("control_plane.project_id", "project-1"),
+        ("control_plane.sync_interval", "30"),
+        ("control_plane.batch_size", "50"),
+        ("control_plane.timeout_ms", "5000"),
+        ("memory_namespace", "mem-concurrent"),
+        ("event_namespace", "evt-concurrent"),
+    ];
+    let packs = ["pack-one", "pack-two"];
+    for round in 0..3 {
+        let ws_dir = workspace();
+        let ws = ws_dir.path();
+        let comments = comment_lines(&read(&ws.join("workspace.yaml")));
+        for id in packs {
+            author(
+                ws,
+                &read_tool_spec(id, "1.0.0", &format!("{id}-read"), "notes/**"),
+                "packs",
+            );
+        }
+        std::thread::scope(|scope| {
+            let mut running = Vec::new();
+            for (key, value) in sets {
+                running.push(scope.spawn(move || {
+                    run(ws, &["config", "set", "--key", key, "--value", value], None)
+                }));
+            }
+            for id in packs {
+                running.push(scope.spawn(move || {
+                    let args = [
+                        "pack",
+                        "install",
+                        "--id",
+                        id,
+                        "--source",
+                        "local",
+                        "--version",
+                        "1.0.0",
+                    ];
+                    run(ws, &args, None)
+                }));
+            }
+            for handle in running {
+                let out = handle.join().expect("runner thread");
+                assert!(out.success(), "round {round}:\n{out}");
+            }
+        });
+        let text = read(&ws.join("workspace.yaml"));
+        for (key, value) in sets {
+            let got = ok(ws, &["config", "get", "--key", key]);
+            assert_eq!(got.stdout.trim(), *value, "round {round}, {key}:\n{text}");
+        }
+        for id in packs {
+            assert_eq!(pin(ws, id)["version"], "1.0.0", "round {round}:\n{text}");
+        }
+        assert_eq!(comment_lines(&text), comments, "round {round}:\n{text}");
+    }
+}
+
 /// KRN-06: refused writes say why and leave workspace.yaml byte-identical.
 #[test]
 fn config_set_refuses_managed_unknown_and_invalid_keys_without_writing() {

@@ -6,8 +6,6 @@
 //! against the owner's schema before anything touches the disk, then spliced into
 //! `workspace.yaml` keeping its comments, and written atomically.
 
-use std::path::Path;
-
 use indexmap::IndexMap;
 use serde_json::Value;
 
@@ -15,9 +13,7 @@ use crate::diagnostics::Diagnostics;
 use crate::json_schema::CompiledSchema;
 use crate::loader::{LoadedPack, PackLoader, PackLocation};
 use crate::manifest::{lint, ManifestDocument};
-use crate::workspace::{
-    self, check_control_plane, WorkspaceDocument, CONTROL_PLANE_KEYS, WORKSPACE_FILE_NAME,
-};
+use crate::workspace::{self, check_control_plane, WorkspaceDocument, CONTROL_PLANE_KEYS};
 use crate::yaml::{self, de::closest, FieldPath};
 
 pub const WRITABLE_ROOT_KEYS: &[&str] = &["control_plane", "memory_namespace", "event_namespace"];
@@ -77,6 +73,9 @@ pub enum ConfigError {
         path: String,
         source: std::io::Error,
     },
+    /// `workspace.yaml` changed between the read and the write, or could not be replaced.
+    #[error("{0}")]
+    Replace(#[from] workspace::ReplaceError),
 }
 
 impl ConfigError {
@@ -90,6 +89,7 @@ impl ConfigError {
             ConfigError::SchemaUnavailable { .. } => "CONFIG_SCHEMA_UNAVAILABLE",
             ConfigError::Workspace(_) => "WORKSPACE_INVALID",
             ConfigError::Io { .. } => "IO_ERROR",
+            ConfigError::Replace(e) => e.code(),
         }
     }
 }
@@ -432,7 +432,7 @@ pub fn set(
     let new_source =
         crate::diagnostics::SourceFile::new(doc.source.name.clone(), edited.text.clone());
     workspace::parse_workspace(new_source, &doc.dir).map_err(ConfigError::Workspace)?;
-    write_atomically(&doc.dir.join(WORKSPACE_FILE_NAME), edited.text.as_bytes())?;
+    workspace::replace_workspace_text(doc, &edited.text)?;
     if !edited.preserved_layout {
         warnings.push("workspace.yaml was re-emitted: its comments and layout could not be kept for this change".into());
     }
@@ -443,16 +443,6 @@ pub fn set(
         preserved_layout: edited.preserved_layout,
         warnings,
     })
-}
-
-/// Write a file so that a crash leaves either the old or the new content: temp file in the same
-/// directory, fsync, rename, fsync of the directory.
-pub fn write_atomically(path: &Path, bytes: &[u8]) -> Result<(), ConfigError> {
-    let io = |source: std::io::Error| ConfigError::Io {
-        path: path.display().to_string(),
-        source,
-    };
-    crate::install::write_file_atomically(path, bytes).map_err(io)
 }
 
 /// Validate a loaded pack's config block against its `config_schema`, and its `*_env` references

@@ -130,6 +130,9 @@ pub enum InstallError {
         path: PathBuf,
         source: std::io::Error,
     },
+    /// `workspace.yaml` kept changing under the pin's write, or could not be replaced.
+    #[error("{0}")]
+    Replace(#[from] workspace::ReplaceError),
 }
 
 impl InstallError {
@@ -146,6 +149,7 @@ impl InstallError {
             InstallError::AlreadyInstalled { .. } => "PACK_ALREADY_INSTALLED",
             InstallError::Workspace(_) => "WORKSPACE_INVALID",
             InstallError::Io { .. } => "IO_ERROR",
+            InstallError::Replace(e) => e.code(),
         }
     }
 }
@@ -386,8 +390,29 @@ fn validation_error(id: &str, report: &PackReport, staged: &Path, label: &str) -
     }
 }
 
-/// Upsert `pin` into `packs:` of workspace.yaml (replace by id, else append).
+/// Upsert `pin` into `packs:` of workspace.yaml (replace by id, else append). When another
+/// command changed the file since `doc` was read, the pin goes into what the file holds now.
 pub fn write_pin(doc: &WorkspaceDocument, pin: &PackPin) -> Result<bool, InstallError> {
+    let mut fresh: Option<WorkspaceDocument> = None;
+    let mut attempt = 0;
+    loop {
+        attempt += 1;
+        let current = fresh.as_ref().unwrap_or(doc);
+        match write_pin_once(current, pin) {
+            Err(InstallError::Replace(workspace::ReplaceError::Changed { .. }))
+                if attempt < PIN_ATTEMPTS =>
+            {
+                fresh = Some(workspace::read_workspace(&doc.dir).map_err(InstallError::Workspace)?);
+            }
+            other => return other,
+        }
+    }
+}
+
+/// How often [`write_pin`] reads workspace.yaml again when it changed under the write.
+const PIN_ATTEMPTS: usize = 10;
+
+fn write_pin_once(doc: &WorkspaceDocument, pin: &PackPin) -> Result<bool, InstallError> {
     let mut pins: Vec<Value> = doc
         .spec
         .packs
@@ -407,8 +432,7 @@ pub fn write_pin(doc: &WorkspaceDocument, pin: &PackPin) -> Result<bool, Install
     .map_err(InstallError::Source)?;
     let new_source = SourceFile::new(doc.source.name.clone(), edited.text.clone());
     workspace::parse_workspace(new_source, &doc.dir).map_err(InstallError::Workspace)?;
-    let path = doc.dir.join(WORKSPACE_FILE_NAME);
-    write_file_atomically(&path, edited.text.as_bytes()).map_err(io("write", &path))?;
+    workspace::replace_workspace_text(doc, &edited.text)?;
     Ok(edited.preserved_layout)
 }
 

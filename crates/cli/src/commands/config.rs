@@ -2,11 +2,15 @@
 
 use lumenflow_kernel::config::{self, ConfigError};
 use lumenflow_kernel::loader::PackLoader;
+use lumenflow_kernel::workspace::ReplaceError;
 use lumenflow_kernel::yaml::emit::to_yaml_string;
 use serde_json::{json, Value};
 
 use super::Context;
 use crate::output::{print_ok, warn, CliError};
+
+/// How often `config set` redoes its edit when workspace.yaml changed under its write.
+const SET_ATTEMPTS: usize = 10;
 
 fn err(e: ConfigError) -> CliError {
     match e {
@@ -36,11 +40,20 @@ pub fn get(ctx: &Context, key: &str) -> Result<(), CliError> {
 }
 
 pub fn set(ctx: &Context, key: &str, raw: &str) -> Result<(), CliError> {
-    let doc = ctx.workspace()?;
-    let builtin = lumenflow_packs::builtin_packs();
-    let loader = PackLoader::for_workspace(&doc, builtin);
-    let owners = config::config_owners(&doc, &loader);
-    let outcome = config::set(&doc, key, raw, &owners).map_err(err)?;
+    // Another command may write workspace.yaml between this one's read and write; the write
+    // then refuses (WORKSPACE_CHANGED) and the edit is redone on what the file holds now.
+    let mut attempt = 0;
+    let outcome = loop {
+        attempt += 1;
+        let doc = ctx.workspace()?;
+        let builtin = lumenflow_packs::builtin_packs();
+        let loader = PackLoader::for_workspace(&doc, builtin);
+        let owners = config::config_owners(&doc, &loader);
+        match config::set(&doc, key, raw, &owners) {
+            Err(ConfigError::Replace(ReplaceError::Changed { .. })) if attempt < SET_ATTEMPTS => {}
+            other => break other.map_err(err)?,
+        }
+    };
     for w in &outcome.warnings {
         warn(ctx.json, w);
     }

@@ -5,8 +5,10 @@
 //! pack's config block and is kept as JSON until the packs are loaded and [`validate_root_keys`]
 //! can tell a pinned pack's `config_key` from a typo.
 
+mod replace;
 mod spec;
 
+pub use replace::{replace_workspace_text, workspace_lock_path, ReplaceError, WORKSPACE_LOCK_FILE};
 pub use spec::*;
 
 use std::path::{Path, PathBuf};
