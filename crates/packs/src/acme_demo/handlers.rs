@@ -5,10 +5,8 @@
 //! `event_id` through the pack's replay log, and its effect is upsert-shaped, so even a crash
 //! between the effect and the replay record (which re-runs the effect) leaves the same state.
 
-use std::fs::{self, File};
-use std::io::Write;
+use std::fs;
 use std::path::Path;
-use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::Mutex;
 
 use lumenflow_contracts::event::KernelEventV2;
@@ -112,7 +110,8 @@ impl JobStore for FileJobStore {
         let mut bytes =
             serde_json::to_vec_pretty(&jobs).map_err(|e| HandlerError::new(e.to_string()))?;
         bytes.push(b'\n');
-        write_atomically(&path, &bytes)
+        fs::create_dir_all(&ctx.state_dir)
+            .and_then(|()| lumenflow_kernel::install::write_file_atomically(&path, &bytes))
             .map_err(|e| HandlerError::new(format!("cannot write `{}`: {e}", path.display())))
     }
 }
@@ -144,35 +143,3 @@ pub fn recovered_jobs(state_dir: &Path) -> Result<Map<String, Value>, HandlerErr
     }
 }
 
-/// Replace `path` with `bytes` so that a reader (or a crash) sees the old file or the new one,
-/// never a mix.
-fn write_atomically(path: &Path, bytes: &[u8]) -> std::io::Result<()> {
-    static NEXT: AtomicU64 = AtomicU64::new(0);
-    let dir = path
-        .parent()
-        .ok_or_else(|| std::io::Error::other("path has no parent folder"))?;
-    fs::create_dir_all(dir)?;
-    let name = path
-        .file_name()
-        .map(|n| n.to_string_lossy().into_owned())
-        .unwrap_or_default();
-    let tmp = dir.join(format!(
-        ".{name}.{}-{}.tmp",
-        std::process::id(),
-        NEXT.fetch_add(1, Ordering::Relaxed)
-    ));
-    let written = (|| {
-        let mut file = File::create(&tmp)?;
-        file.write_all(bytes)?;
-        file.sync_all()?;
-        fs::rename(&tmp, path)
-    })();
-    if written.is_err() {
-        let _ = fs::remove_file(&tmp);
-    }
-    written?;
-    // Make the rename itself durable.
-    #[cfg(unix)]
-    File::open(dir)?.sync_all()?;
-    Ok(())
-}
