@@ -205,6 +205,13 @@ async fn main() {
         raw.as_secs_f64() / ingest.as_secs_f64(),
         raw_indexed.as_secs_f64() / ingest.as_secs_f64()
     );
+    // One line for bench/ingest.sh, which takes medians over rounds.
+    println!(
+        "RESULT {backend} {clients} {:.0} {:.0} {:.0}",
+        rate(ingest),
+        rate(raw),
+        rate(raw_indexed)
+    );
     raw_store.close().await;
     state.store.close().await;
     if backend == "postgres" {
