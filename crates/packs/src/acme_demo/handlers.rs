@@ -142,4 +142,3 @@ pub fn recovered_jobs(state_dir: &Path) -> Result<Map<String, Value>, HandlerErr
         ))),
     }
 }
-
