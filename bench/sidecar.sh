@@ -11,12 +11,14 @@
 #    drains them to (a) the real control plane (`lumenflow cloud serve`, SQLite) and (b) an
 #    in-memory ingest stand-in. Prints events/s. Target: >= 20 000 events/s.
 #
-# Needs `wrk` (apt-get install -y wrk). DURATION (default 10s), CONNECTIONS (64), EVENTS (50000).
+# Needs `wrk` (apt-get install -y wrk). DURATION (default 10s), CONNECTIONS (64), EVENTS (50000),
+# DRAIN_ROUNDS (3: each drain runs that often, with a fresh fill, and the median is the figure).
 set -euo pipefail
 cd "$(dirname "$0")/.."
 DURATION="${DURATION:-10s}"
 CONNECTIONS="${CONNECTIONS:-64}"
 EVENTS="${EVENTS:-50000}"
+DRAIN_ROUNDS="${DRAIN_ROUNDS:-3}"
 command -v wrk >/dev/null || { echo "wrk is not installed (apt-get install -y wrk)" >&2; exit 1; }
 
 cargo build -q --release -p lumenflow-cli
@@ -96,8 +98,9 @@ printf "sidecar POST /tools/noop  %10.0f req/s   p99 %8.2f ms   (%s durable rece
 awk -v s="$SIDE_RPS" -v b="$BARE_RPS" 'BEGIN {printf "ratio sidecar/bare        %10.3f      (target >= 0.5)\n", s/b}'
 
 # --- 2. outbox drain -----------------------------------------------------------------------
-drain() {
-  local label="$1" url="$2" ws="$3"
+# One drain of EVENTS queued events by the real sidecar; sets DRAIN_N and DRAIN_SECS.
+drain_once() {
+  local label="$1" ws="$2"
   "$BENCH" fill --dir "$ws" --count "$EVENTS" --from ws-bench >/dev/null
   local t0 t1 side pending first
   start "drain-$label" "$LF" sidecar --dir "$ws" --listen 127.0.0.1:0 --batch-size 1000; side="$URL"
@@ -112,8 +115,20 @@ drain() {
   done
   t1=$(date +%s.%N)
   kill "$PID"; sleep 0.3
-  awk -v n="$first" -v a="$t0" -v b="$t1" -v l="$label" \
-    'BEGIN {printf "outbox drain -> %-28s %8d events in %6.2f s = %8.0f events/s (target >= 20000)\n", l, n, b-a, n/(b-a)}'
+  DRAIN_N="$first"
+  DRAIN_SECS=$(awk -v a="$t0" -v b="$t1" 'BEGIN {print b-a}')
+}
+
+# DRAIN_ROUNDS drains (this machine's file system is noisy), each rate and their median.
+drain() {
+  local label="$1" ws="$2" rates=""
+  for _ in $(seq 1 "$DRAIN_ROUNDS"); do
+    drain_once "$label" "$ws"
+    rates="$rates $(awk -v n="$DRAIN_N" -v s="$DRAIN_SECS" 'BEGIN {printf "%.0f", n/s}')"
+  done
+  local median
+  median=$(tr ' ' '\n' <<<"$rates" | sed '/^$/d' | sort -g | awk '{v[NR]=$1} END {if (NR%2) print v[(NR+1)/2]; else print (v[NR/2]+v[NR/2+1])/2}')
+  printf "outbox drain -> %-28s median %8.0f events/s over %s rounds (%s ) (target >= 20000)\n" "$label" "$median" "$DRAIN_ROUNDS" "$rates"
 }
 
 # (a) the real control plane.
@@ -124,7 +139,7 @@ CODE=$("$LF" cloud enroll-code --workspace-id ws-bench --database "$CLOUD_DB" --
 sed '/bench-noop/d; s/^packs:$/packs: []/' "$WS/workspace.yaml" >"$WORK/plain.yaml"
 WS2="$WORK/ws2"; mkdir -p "$WS2"; cp "$WORK/plain.yaml" "$WS2/workspace.yaml"
 "$LF" enroll --control-plane "$CLOUD" --code "$CODE" --dir "$WS2" >/dev/null
-drain "lumenflow cloud serve (SQLite)" "$CLOUD" "$WS2"
+drain "lumenflow cloud serve (SQLite)" "$WS2"
 
 # (b) an in-memory ingest stand-in: the sidecar's own drain rate.
 start sink "$BENCH" sink --listen 127.0.0.1:0; SINK="$URL"
@@ -137,5 +152,5 @@ p, url = sys.argv[1], sys.argv[2]
 e = json.load(open(p)); e["control_plane_endpoint"] = url
 json.dump(e, open(p, "w"))
 PY
-drain "in-memory ingest stand-in" "$SINK" "$WS3"
+drain "in-memory ingest stand-in" "$WS3"
 echo "stand-in saw: $(curl -fsS "$SINK/stats")"

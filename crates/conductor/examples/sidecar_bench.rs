@@ -153,6 +153,9 @@ async fn main() {
                 .unwrap_or(10_000);
             let from = arg(&args, "--from").unwrap_or_else(|| "ws-bench".into());
             let ob = Outbox::open(&outbox::default_dir(&dir)).expect("outbox");
+            // Fresh ids on every fill: a second fill into one workspace is new work for the
+            // control plane, not a re-send it dedupes.
+            let fill_id = lumenflow_proof::token::new_jti();
             let mut chunk = Vec::with_capacity(1000);
             for i in 0..count {
                 let mut p = Map::new();
@@ -161,7 +164,7 @@ async fn main() {
                     "sidekick:approval_requested",
                     &from,
                     p,
-                    BuildOptions::idempotent(format!("bench:{i}")),
+                    BuildOptions::idempotent(format!("bench:{fill_id}:{i}")),
                 )
                 .expect("event");
                 e.seq = Some(i as u64 + 1);
