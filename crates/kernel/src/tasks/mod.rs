@@ -65,6 +65,7 @@
 //! declared scopes and current run.
 
 mod error;
+mod index;
 mod spec;
 mod state;
 mod store;

@@ -5,21 +5,21 @@ use std::io::{self, Write};
 use std::path::{Path, PathBuf};
 use std::sync::{Arc, Mutex, MutexGuard, Weak};
 
-use indexmap::IndexMap;
 use lumenflow_contracts::canonical_json::canonical_hash;
-use lumenflow_contracts::kinds::{KernelV1Kind, KERNEL_V1_EVENT_KIND_VALUES};
+use lumenflow_contracts::kinds::KernelV1Kind;
 use lumenflow_contracts::time::Timestamp;
 use serde::Serialize;
 use serde_json::{json, Map, Value};
 
 use crate::diagnostics::SourceFile;
-use crate::eventlog::{self, v1_record, Appended, EventLog, LogRecord, ReplayFilter};
+use crate::eventlog::{v1_record, Appended, EventLog, LogRecord};
 use crate::file_lock::LockFile;
 use crate::manifest::PackManifest;
 use crate::policy::{self, to_tool_call_decisions, Effect, EvalContext, PolicyDecision, Trigger};
 use crate::workspace::{self, WorkspaceDocument, WorkspaceSpec};
 
 use super::error::TaskError;
+use super::index::{self, TaskIndex};
 use super::spec::{is_valid_task_id, parse_task_spec, task_id_problem, TaskSpec};
 use super::state::{
     check_transition, Projector, Run, StateAliases, TaskAction, TaskState, TaskStatus,
@@ -195,6 +195,8 @@ pub struct TaskStore {
     packs: Vec<PackManifest>,
     aliases: StateAliases,
     lock: Arc<Mutex<()>>,
+    /// Where each task's records are in the log (shared by the stores of this process).
+    index: Arc<Mutex<TaskIndex>>,
 }
 
 /// One lock per log file, shared by every store of this process writing to it.
@@ -225,13 +227,6 @@ struct Loaded {
     spec: TaskSpec,
     projector: Projector,
     records: Vec<LogRecord>,
-}
-
-fn v1_kinds() -> Vec<String> {
-    KERNEL_V1_EVENT_KIND_VALUES
-        .iter()
-        .map(|k| k.to_string())
-        .collect()
 }
 
 fn non_blank(field: &'static str, value: &str) -> Result<String, TaskError> {
@@ -272,6 +267,7 @@ impl TaskStore {
     /// A store for an already read workspace.
     pub fn from_workspace(doc: &WorkspaceDocument, log: EventLog) -> Self {
         let lock = log_lock(log.path());
+        let index = index::for_log(log.path());
         TaskStore {
             workspace_dir: doc.dir.clone(),
             tasks_dir: tasks_dir(&doc.dir),
@@ -280,6 +276,7 @@ impl TaskStore {
             packs: Vec::new(),
             aliases: StateAliases::default(),
             lock,
+            index,
         }
     }
 
@@ -326,13 +323,6 @@ impl TaskStore {
     // -----------------------------------------------------------------------------------------
     // Reading
 
-    /// Records of the log for `filter`, read from the file (not the handle, which sees another
-    /// process's records only after its own next commit), so a task moved by another process
-    /// (a `lumenflow task` command beside the sidecar) is seen at once.
-    fn replay(&self, filter: &ReplayFilter) -> Result<Vec<LogRecord>, TaskError> {
-        Ok(eventlog::replay(self.log.path(), filter)?.records)
-    }
-
     /// Hold [`OPERATIONS_LOCK_FILE`] until the guard drops: no other thread or process
     /// operates on a task of this log meanwhile.
     fn lock_across_processes(&self) -> Result<LockFile, TaskError> {
@@ -347,12 +337,7 @@ impl TaskStore {
                 task: task_id.to_string(),
             });
         }
-        let filter = ReplayFilter {
-            task_id: Some(task_id.to_string()),
-            kinds: v1_kinds(),
-            ..ReplayFilter::default()
-        };
-        let records = self.replay(&filter)?;
+        let records = lock(&self.index).records(task_id)?;
         self.load_from(task_id, records)
     }
 
@@ -450,16 +435,7 @@ impl TaskStore {
     /// Every task of the log, in creation order. A task that cannot be projected (a tampered
     /// spec, ...) is listed with its `problem` instead of failing the list.
     pub fn list(&self) -> Result<Vec<TaskSummary>, TaskError> {
-        let filter = ReplayFilter {
-            kinds: v1_kinds(),
-            ..ReplayFilter::default()
-        };
-        let mut by_task: IndexMap<String, Vec<LogRecord>> = IndexMap::new();
-        for r in self.replay(&filter)? {
-            if let Some(id) = r.task_id().map(str::to_string) {
-                by_task.entry(id).or_default().push(r);
-            }
-        }
+        let by_task = lock(&self.index).all()?;
         let mut out = Vec::new();
         for (task_id, records) in by_task {
             if !records
