@@ -102,6 +102,9 @@ awk -v s="$SIDE_RPS" -v b="$BARE_RPS" 'BEGIN {printf "ratio sidecar/bare        
 drain_once() {
   local label="$1" ws="$2"
   "$BENCH" fill --dir "$ws" --count "$EVENTS" --from ws-bench >/dev/null
+  # The fill's files are fsync'd; flush what else the file system holds back (the load
+  # phase's logs, the previous round) before timing.
+  sync
   local t0 t1 side pending first
   start "drain-$label" "$LF" sidecar --dir "$ws" --listen 127.0.0.1:0 --batch-size 1000; side="$URL"
   # Timed from the sidecar being ready (draining starts during its start-up: count only what
@@ -114,6 +117,12 @@ drain_once() {
     sleep 0.02
   done
   t1=$(date +%s.%N)
+  # Not timed: let the sweeper delete the acknowledged files before stopping, so the next
+  # round's sidecar does not start by sweeping this round's leftovers.
+  for _ in $(seq 1 600); do
+    [ -z "$(find "$ws/.lumenflow/state/conductor/outbox/acked" -type f -print -quit 2>/dev/null)" ] && break
+    sleep 0.1
+  done
   kill "$PID"; sleep 0.3
   DRAIN_N="$first"
   DRAIN_SECS=$(awk -v a="$t0" -v b="$t1" 'BEGIN {print b-a}')
