@@ -242,21 +242,7 @@ fn file_identity(_meta: &fs::Metadata) -> Option<(u64, u64)> {
 /// The index of the log at `path`, shared by every task store of this process on that file.
 pub(crate) fn for_log(path: &Path) -> Arc<Mutex<TaskIndex>> {
     static INDEXES: Mutex<Vec<(PathBuf, Weak<Mutex<TaskIndex>>)>> = Mutex::new(Vec::new());
-    let key = fs::canonicalize(path).unwrap_or_else(|_| path.to_path_buf());
-    let mut indexes = INDEXES
-        .lock()
-        .unwrap_or_else(|poisoned| poisoned.into_inner());
-    indexes.retain(|(_, w)| w.strong_count() > 0);
-    if let Some(existing) = indexes
-        .iter()
-        .filter(|(p, _)| *p == key)
-        .find_map(|(_, w)| w.upgrade())
-    {
-        return existing;
-    }
-    let fresh = Arc::new(Mutex::new(TaskIndex::new(path)));
-    indexes.push((key, Arc::downgrade(&fresh)));
-    fresh
+    super::store::per_log(&INDEXES, path, || Mutex::new(TaskIndex::new(path)))
 }
 
 #[cfg(test)]

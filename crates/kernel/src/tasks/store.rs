@@ -207,18 +207,28 @@ fn lock<T>(m: &Mutex<T>) -> MutexGuard<'_, T> {
 }
 
 fn log_lock(path: &Path) -> Arc<Mutex<()>> {
+    per_log(&LOCKS, path, || Mutex::new(()))
+}
+
+/// The `T` of the log file at `path` in `registry`, made by `make` when no live one is there:
+/// what every task store of this process on one file shares.
+pub(super) fn per_log<T>(
+    registry: &Mutex<Vec<(PathBuf, Weak<T>)>>,
+    path: &Path,
+    make: impl FnOnce() -> T,
+) -> Arc<T> {
     let key = fs::canonicalize(path).unwrap_or_else(|_| path.to_path_buf());
-    let mut locks = lock(&LOCKS);
-    locks.retain(|(_, w)| w.strong_count() > 0);
-    if let Some(existing) = locks
+    let mut entries = lock(registry);
+    entries.retain(|(_, w)| w.strong_count() > 0);
+    if let Some(existing) = entries
         .iter()
         .filter(|(p, _)| *p == key)
         .find_map(|(_, w)| w.upgrade())
     {
         return existing;
     }
-    let fresh = Arc::new(Mutex::new(()));
-    locks.push((key, Arc::downgrade(&fresh)));
+    let fresh = Arc::new(make());
+    entries.push((key, Arc::downgrade(&fresh)));
     fresh
 }
 
