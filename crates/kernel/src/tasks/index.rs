@@ -252,6 +252,18 @@ mod tests {
     use serde_json::{json, Map};
     use std::io::Write;
 
+    /// A log at `path` holding one `task_created` for task `a`, and a handle appending to it
+    /// past the log's writer (as a torn or foreign line would be).
+    fn log_with_task_a(path: &Path) -> fs::File {
+        let log = EventLog::open(path, LogOptions::default()).expect("log");
+        log.append(record(json!({"kind": "task_created", "task_id": "a"})))
+            .expect("append");
+        fs::OpenOptions::new()
+            .append(true)
+            .open(path)
+            .expect("open")
+    }
+
     fn record(v: Value) -> Map<String, Value> {
         match v {
             Value::Object(m) => m,
@@ -318,21 +330,14 @@ mod tests {
     fn an_unfinished_line_waits_and_a_replaced_log_is_read_again() {
         let dir = tempfile::tempdir().expect("tmp");
         let path = dir.path().join("events.jsonl");
-        let log = EventLog::open(&path, LogOptions::default()).expect("log");
-        log.append(record(json!({"kind": "task_created", "task_id": "a"})))
-            .expect("append");
         let mut index = TaskIndex::new(&path);
-        assert_eq!(index.records("a").expect("a").len(), 1);
         // A line being written: not a record yet.
-        let mut f = fs::OpenOptions::new()
-            .append(true)
-            .open(&path)
-            .expect("open");
+        let mut f = log_with_task_a(&path);
+        assert_eq!(index.records("a").expect("a").len(), 1);
         f.write_all(br#"{"seq":2,"kind":"task_claimed","task_id":"a""#)
             .expect("write");
         assert_eq!(index.records("a").expect("a").len(), 1);
         drop(f);
-        drop(log);
 
         // Another log in its place (same path, new file): indexed from the start.
         let other = dir.path().join("other.jsonl");
@@ -349,14 +354,7 @@ mod tests {
     fn a_bad_line_is_refused_with_its_number_every_time() {
         let dir = tempfile::tempdir().expect("tmp");
         let path = dir.path().join("events.jsonl");
-        let log = EventLog::open(&path, LogOptions::default()).expect("log");
-        log.append(record(json!({"kind": "task_created", "task_id": "a"})))
-            .expect("append");
-        drop(log);
-        let mut f = fs::OpenOptions::new()
-            .append(true)
-            .open(&path)
-            .expect("open");
+        let mut f = log_with_task_a(&path);
         f.write_all(b"{not json}\n").expect("write");
         drop(f);
         let mut index = TaskIndex::new(&path);
