@@ -1,10 +1,11 @@
 //! The writer: opening (tail recovery), group commit, stats.
 
 use std::fs::{self, File, OpenOptions};
+use std::future::Future;
 use std::io::{self, Read, Seek, SeekFrom, Write};
 use std::path::{Path, PathBuf};
 use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
-use std::sync::{Arc, Mutex, Weak};
+use std::sync::{Arc, Mutex, OnceLock, Weak};
 
 use lumenflow_contracts::time::Timestamp;
 use serde_json::{Map, Value};
@@ -14,7 +15,7 @@ use super::record::{check_line, Prepared};
 use super::replay::{replay_reader, ReplayFilter, ReplayPage};
 use super::GENESIS_HASH;
 use crate::file_lock::FileLock;
-use crate::group_commit::{lock, Committer, GroupCommit};
+use crate::group_commit::{lock, Committer, GroupCommit, HelperTurn};
 
 /// How to open a log.
 #[derive(Debug, Clone)]
@@ -127,6 +128,9 @@ struct Shared {
     lock_file: File,
     /// Commits that found records another process had appended, and continued after them.
     followed: AtomicU64,
+    /// The thread that commits for async appends, started by the first one (or why it could
+    /// not be).
+    helper: OnceLock<Result<(), String>>,
 }
 
 #[derive(Debug)]
@@ -204,6 +208,7 @@ impl EventLog {
             torn_tail: tail.cut,
             lock_file,
             followed: AtomicU64::new(0),
+            helper: OnceLock::new(),
             writer: Mutex::new(Writer {
                 file,
                 len: tail.len,
@@ -232,6 +237,71 @@ impl EventLog {
         acks.pop().ok_or_else(|| LogError::Failed {
             path: self.shared.path.clone(),
             reason: "the commit acknowledged no record".to_string(),
+        })
+    }
+
+    /// [`EventLog::append`] for async callers: the record is queued at once (so its place in
+    /// the chain follows the order of calls), and the future resolves once its line is written
+    /// and fsync'd, by a commit it shares with other appends, without a thread waiting for it.
+    /// A commit thread of the log does the writing; it is started by the first call.
+    pub fn append_async(
+        &self,
+        record: Map<String, Value>,
+    ) -> impl Future<Output = Result<Appended, LogError>> + Send + 'static {
+        let submitted = self.submit_async(vec![record]);
+        let path = self.shared.path.clone();
+        async move {
+            let mut acks = submitted?.await?;
+            acks.pop().ok_or_else(|| LogError::Failed {
+                path,
+                reason: "the commit acknowledged no record".to_string(),
+            })
+        }
+    }
+
+    /// [`EventLog::append_batch`] for async callers (see [`EventLog::append_async`]).
+    pub fn append_batch_async(
+        &self,
+        records: Vec<Map<String, Value>>,
+    ) -> impl Future<Output = Result<Vec<Appended>, LogError>> + Send + 'static {
+        let submitted = self.submit_async(records);
+        async move { submitted?.await }
+    }
+
+    fn submit_async(
+        &self,
+        records: Vec<Map<String, Value>>,
+    ) -> Result<impl Future<Output = Result<Vec<Appended>, LogError>> + Send + 'static, LogError>
+    {
+        let shared = &self.shared;
+        let prepared = records
+            .into_iter()
+            .enumerate()
+            .map(|(i, record)| {
+                Prepared::new(record).map_err(|reason| LogError::RecordInvalid {
+                    path: shared.path.clone(),
+                    index: Some(i),
+                    reason,
+                })
+            })
+            .collect::<Result<Vec<_>, _>>()?;
+        if let Err(reason) = shared.helper.get_or_init(|| spawn_helper(shared)) {
+            return Err(LogError::Failed {
+                path: shared.path.clone(),
+                reason: reason.clone(),
+            });
+        }
+        let pending = shared.group.submit_async(prepared);
+        // The future keeps the log open until its commit answers.
+        let keep = Arc::clone(shared);
+        Ok(async move {
+            match pending.await {
+                Some(result) => result,
+                None => Err(LogError::Failed {
+                    path: keep.path.clone(),
+                    reason: "the log was closed before the commit".to_string(),
+                }),
+            }
         })
     }
 
@@ -356,17 +426,51 @@ impl EventLog {
     }
 }
 
+/// The commit thread of a log's async appends. It holds only a weak handle between commits, so
+/// it never keeps a log open; it ends when the log is dropped.
+fn spawn_helper(shared: &Arc<Shared>) -> Result<(), String> {
+    let signal = shared.group.helper_signal();
+    let log = Arc::downgrade(shared);
+    std::thread::Builder::new()
+        .name("eventlog-commit".into())
+        .spawn(move || {
+            while let HelperTurn::Lead = signal.wait() {
+                let Some(shared) = log.upgrade() else {
+                    return;
+                };
+                // A panicking commit has already failed its group (the leader's guard answers
+                // every waiter, and the panic hook has reported it); the thread must live on, or
+                // later async appends would wait for a leader that never comes.
+                let _ = std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| {
+                    shared.with_committer(|group, how| group.serve_helper(how))
+                }));
+            }
+        })
+        .map(drop)
+        .map_err(|e| format!("cannot start the log's commit thread: {e}"))
+}
+
+type LogGroup = GroupCommit<Vec<Prepared>, Vec<Appended>, LogError>;
+
 impl Shared {
     /// Queue `records` and return once a commit holding them is durable (group commit).
     fn submit(&self, records: Vec<Prepared>) -> Result<Vec<Appended>, LogError> {
+        self.with_committer(|group, how| group.submit(records, how))
+    }
+
+    /// Run `f` with this log's group and how it commits.
+    fn with_committer<X>(
+        &self,
+        f: impl FnOnce(&LogGroup, &Committer<'_, Vec<Prepared>, Vec<Appended>, LogError>) -> X,
+    ) -> X {
         let size = |r: &Vec<Prepared>| r.len();
         let commit = |group: &[Vec<Prepared>]| self.commit(group);
         let interrupted = || LogError::Failed {
             path: self.path.clone(),
             reason: "the commit was interrupted by a panic".to_string(),
         };
-        self.group.submit(
-            records,
+        f(
+            &self.group,
             &Committer {
                 cap: self.options.max_commit_records,
                 size: &size,
