@@ -14,7 +14,8 @@
 #    in-memory ingest stand-in. Prints events/s. Target: >= 20 000 events/s.
 #
 # Needs `wrk` (apt-get install -y wrk). DURATION (default 10s), CONNECTIONS (64), EVENTS (50000),
-# DRAIN_ROUNDS (3: each drain runs that often, with a fresh fill, and the median is the figure).
+# DRAIN_ROUNDS (3: each drain runs that often, with a fresh fill, and the median is the figure),
+# CALLS_ONLY (1: run part 1 only, for quick A/B runs of the call path).
 set -euo pipefail
 cd "$(dirname "$0")/.."
 DURATION="${DURATION:-10s}"
@@ -116,6 +117,8 @@ printf "  ... distinct inputs     %10.0f req/s   p99 %8.2f ms   (each call store
 printf "  %s durable receipts written; sidecar peak RSS %s MB\n" "$RECEIPTS" "$((PEAK_RSS / 1024))"
 awk -v s="$SIDE_RPS" -v b="$BARE_RPS" 'BEGIN {printf "ratio sidecar/bare        %10.3f      (target >= 0.5)\n", s/b}'
 awk -v s="$DIST_RPS" -v b="$BARE_RPS" 'BEGIN {printf "ratio distinct/bare       %10.3f\n", s/b}'
+
+[ "${CALLS_ONLY:-0}" = 1 ] && exit 0
 
 # --- 2. outbox drain -----------------------------------------------------------------------
 # One drain of EVENTS queued events by the real sidecar; sets DRAIN_N and DRAIN_SECS.
