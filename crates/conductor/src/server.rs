@@ -448,16 +448,12 @@ pub async fn governed_call(
         caller: caller.identity(),
         surface,
     };
-    let runtime = state.runtime.clone();
-    let outcome = tokio::task::spawn_blocking(move || runtime.dispatch(request))
+    let outcome = state
+        .runtime
+        .clone()
+        .dispatch_async(request)
         .await
-        .map_err(|e| {
-            ApiFailure::new(
-                StatusCode::INTERNAL_SERVER_ERROR,
-                "DISPATCH_FAILED",
-                format!("the dispatch thread stopped: {e}"),
-            )
-        })?;
+        .map_err(|e| ApiFailure::new(StatusCode::INTERNAL_SERVER_ERROR, "DISPATCH_FAILED", e))?;
     if outcome.output.error_code() == Some(codes::APPROVAL_REQUIRED) {
         if let Some(approval_id) = &outcome.approval_id {
             announce_approval(state, caller, name, approval_id, &outcome.output).await;

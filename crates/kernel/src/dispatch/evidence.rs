@@ -30,6 +30,31 @@ pub struct Stored {
     pub reference: String,
 }
 
+impl Stored {
+    fn of(digest: &Sha256Digest) -> Stored {
+        Stored {
+            hash: digest.to_string(),
+            reference: format!("inputs/{}", digest.hex()),
+        }
+    }
+}
+
+/// What [`EvidenceStore::lookup`] found.
+#[derive(Debug)]
+pub enum Lookup {
+    /// Stored before by this process: nothing to write.
+    Known(Stored),
+    /// Not known here: [`EvidenceStore::write`] stores it.
+    New(NewBlob),
+}
+
+/// A value's canonical bytes and digest, not yet known to be on disk.
+#[derive(Debug)]
+pub struct NewBlob {
+    bytes: Vec<u8>,
+    digest: Sha256Digest,
+}
+
 #[derive(Debug, Clone)]
 pub struct EvidenceStore {
     root: PathBuf,
@@ -53,17 +78,38 @@ impl EvidenceStore {
     /// Store `value` (idempotent: an existing blob with the same digest is left as is). A new
     /// blob is fsync'd before this returns, so a receipt never points at a blob a crash lost.
     pub fn put(&self, value: &Value) -> std::io::Result<Stored> {
+        match self.lookup(value) {
+            Lookup::Known(stored) => Ok(stored),
+            Lookup::New(blob) => self.write(blob),
+        }
+    }
+
+    /// The first half of [`EvidenceStore::put`], without I/O: `value`'s canonical form and
+    /// digest, and whether this process already stored or saw that blob. Async callers write a
+    /// [`Lookup::New`] blob on a blocking thread.
+    pub fn lookup(&self, value: &Value) -> Lookup {
         let bytes = to_canonical_vec(value);
         let digest = Sha256Digest::of(&bytes);
-        let hex = digest.hex();
-        let reference = format!("inputs/{hex}");
-        let already = self
+        let known = self
             .known
             .lock()
             .map(|k| k.contains(digest.as_bytes()))
             .unwrap_or(false);
-        let path = self.root.join(&reference);
-        if !already && !path.exists() {
+        if known {
+            Lookup::Known(Stored::of(&digest))
+        } else {
+            Lookup::New(NewBlob { bytes, digest })
+        }
+    }
+
+    /// The second half of [`EvidenceStore::put`]: write a blob [`EvidenceStore::lookup`] did not
+    /// know (unless it is on disk already), fsync'd with its folder.
+    pub fn write(&self, blob: NewBlob) -> std::io::Result<Stored> {
+        let NewBlob { bytes, digest } = blob;
+        let stored = Stored::of(&digest);
+        let path = self.root.join(&stored.reference);
+        if !path.exists() {
+            let hex = digest.hex();
             // Each writer has its own temp file: two threads (or processes) storing the same new
             // blob at once must not truncate or rename away each other's file.
             let n = TMP_COUNTER.fetch_add(1, Ordering::Relaxed);
@@ -88,18 +134,13 @@ impl EvidenceStore {
             }
             fs::File::open(self.root.join("inputs"))?.sync_all()?;
         }
-        if !already {
-            if let Ok(mut k) = self.known.lock() {
-                if k.len() > 100_000 {
-                    k.clear();
-                }
-                k.insert(*digest.as_bytes());
+        if let Ok(mut k) = self.known.lock() {
+            if k.len() > 100_000 {
+                k.clear();
             }
+            k.insert(*digest.as_bytes());
         }
-        Ok(Stored {
-            hash: digest.to_string(),
-            reference,
-        })
+        Ok(stored)
     }
 
     /// Read a stored value back and check it still has its digest.

@@ -12,10 +12,12 @@
 //! Receipts are records of the kernel's hash-chained event log, so they share its group commit:
 //! the caller sees a result only after its receipts are fsync'd.
 
+mod async_path;
 pub mod events_out;
 pub mod evidence;
 mod liveness;
 pub mod open;
+mod phases;
 mod prepared;
 mod reconcile;
 pub mod registry;
@@ -41,6 +43,7 @@ use crate::workspace::WorkspaceSpec;
 pub use events_out::RuntimeEvents;
 pub use evidence::EvidenceStore;
 pub use liveness::LOCK_FILE as DISPATCHERS_LOCK_FILE;
+use phases::{Admitted, Blocking, Checked, MayBlock, Refused};
 pub use prepared::PreparedCache;
 pub use reconcile::RECONCILED_FILE;
 pub use registry::{BuiltinCall, BuiltinFn, Implementation, RegisteredTool, ToolRegistry};
@@ -349,7 +352,7 @@ impl Runtime {
     pub(crate) fn dispatch_at_depth(&self, req: CallRequest, depth: u8) -> CallOutcome {
         let outcome = if depth > MAX_NESTED_DEPTH {
             let draft = self.draft(&req);
-            self.refuse(
+            let refused = self.refusal(
                 draft,
                 codes::TOOL_EXECUTION_FAILED,
                 format!(
@@ -359,9 +362,11 @@ impl Runtime {
                 vec![],
                 false,
                 None,
-            )
+            );
+            self.write_refusal(refused)
         } else {
-            self.dispatch_checked(&req, depth)
+            let input = self.evidence.put(&req.input).map_err(|e| e.to_string());
+            self.dispatch_with_input(&req, &input, depth)
         };
         if let Some(events) = &self.events {
             events.tool_called(&req.tool, &req.input, &outcome);
@@ -393,47 +398,85 @@ impl Runtime {
         }
     }
 
-    fn dispatch_checked(&self, req: &CallRequest, depth: u8) -> CallOutcome {
+    /// A call whose input is already evidence (or could not be stored), on a thread that may
+    /// block: checks, the started receipt, the tool, the finished receipt.
+    fn dispatch_with_input(
+        &self,
+        req: &CallRequest,
+        input: &Result<evidence::Stored, String>,
+        depth: u8,
+    ) -> CallOutcome {
+        let Ok(checked) = self.check::<MayBlock>(req, input);
+        let mut admitted = match checked {
+            Checked::Refused(refused) => return self.write_refusal(refused),
+            Checked::Admitted(admitted) => admitted,
+        };
+        if let Err(e) = self.log.append(admitted.take_started()) {
+            return admitted.not_started(e);
+        }
+        let (output, sandbox) = self.execute(
+            req,
+            &admitted.tool,
+            &admitted.prepared.effective,
+            &admitted.draft.receipt_id,
+            &admitted.draft.run_id,
+            depth,
+        );
+        let output = self.check_output(&admitted.tool, output);
+        let output_evidence = self.output_evidence(&output);
+        let (finished, outcome) = self.finish(req, admitted, output, sandbox, output_evidence);
+        let recorded = self.log.append(finished).is_ok();
+        CallOutcome {
+            recorded,
+            ..outcome
+        }
+    }
+
+    /// Steps 1 to 6 and the started receipt's content: refused (both receipts to write in one
+    /// commit) or admitted (the started receipt to make durable before the tool runs). With
+    /// `B = Inline`, stops with [`WouldBlock`] before the first check that may block.
+    fn check<B: Blocking>(
+        &self,
+        req: &CallRequest,
+        input: &Result<evidence::Stored, String>,
+    ) -> Result<Checked, B::Stop> {
         let mut draft = self.draft(req);
 
         // Inputs are evidence even when the call is refused.
-        match self.evidence.put(&req.input) {
+        let input_hash = match input {
             Ok(stored) => {
-                draft.record.insert("input_hash".into(), stored.hash.into());
                 draft
                     .record
-                    .insert("input_ref".into(), stored.reference.into());
+                    .insert("input_hash".into(), stored.hash.clone().into());
+                draft
+                    .record
+                    .insert("input_ref".into(), stored.reference.clone().into());
+                stored.hash.as_str()
             }
             Err(e) => {
-                return self.refuse(
+                return Ok(self.refused(
                     draft,
                     codes::RECORD_FAILED,
                     format!("cannot store the call's input as evidence: {e}"),
                     vec![],
                     false,
                     None,
-                );
+                ));
             }
-        }
-        let input_hash = draft
-            .record
-            .get("input_hash")
-            .and_then(Value::as_str)
-            .unwrap_or("")
-            .to_string();
+        };
 
         // 1. Lookup. Internal tools do not exist for remote callers.
-        let tool = match self.registry.get(&req.tool) {
+        let tool = match self.registry.get_shared(&req.tool) {
             Some(t) if !(t.manifest.is_internal() && req.surface != Surface::Cli) => t,
             _ => {
-                return self.refuse(
+                return Ok(self.refused(
                     draft,
                     codes::TOOL_NOT_FOUND,
                     format!("Tool \"{}\" is not registered", req.tool),
                     vec![],
                     false,
                     None,
-                );
+                ));
             }
         };
         draft
@@ -458,14 +501,14 @@ impl Runtime {
 
         // 2. Input.
         let Value::Object(input_map) = &req.input else {
-            return self.refuse(
+            return Ok(self.refused(
                 draft,
                 codes::INVALID_INPUT,
                 "tool input must be a JSON object".into(),
                 vec![],
                 false,
                 None,
-            );
+            ));
         };
         if let Some(schema) = &tool.input_schema {
             if let Err(issues) = schema.validate(&req.input) {
@@ -474,7 +517,7 @@ impl Runtime {
                     .map(|i| i.to_string())
                     .collect::<Vec<_>>()
                     .join("; ");
-                return self.refuse(
+                return Ok(self.refused(
                     draft,
                     codes::INVALID_INPUT,
                     format!(
@@ -484,44 +527,47 @@ impl Runtime {
                     vec![],
                     false,
                     None,
-                );
+                ));
             }
         }
 
         // 3. Task state.
         let task = match (&req.task_id, &self.tasks) {
-            (Some(id), Some(tasks)) => match tasks.check_callable(id) {
-                Ok(facts) => Some(facts),
-                Err((code, message)) => {
-                    return self.refuse(draft, &code, message, vec![], false, None);
+            (Some(id), Some(tasks)) => {
+                B::about_to_block()?;
+                match tasks.check_callable(id) {
+                    Ok(facts) => Some(facts),
+                    Err((code, message)) => {
+                        return Ok(self.refused(draft, &code, message, vec![], false, None));
+                    }
                 }
-            },
+            }
             (Some(id), None) => {
-                return self.refuse(
+                return Ok(self.refused(
                     draft,
                     codes::TASK_STATE,
                     format!("task `{id}` cannot be checked: this runtime has no task store"),
                     vec![],
                     false,
                     None,
-                );
+                ));
             }
             (None, _) => None,
         };
 
         // 4. Scopes: workspace ∩ lane ∩ task ∩ tool; without a task, the lane and task layers
         // are the workspace's (they cannot widen anything).
-        let prepared = match self.cache.get_or_prepare(self, tool, task.as_ref()) {
+        let prepared = match self.cache.get_or_prepare(self, &tool, task.as_ref()) {
             Ok(p) => p,
             Err(refusal) => {
-                return self.refuse(
+                return Ok(self.refused(
                     draft,
                     codes::SCOPE_DENIED,
                     refusal.message,
                     vec![scope_decision(refusal.policy_id, &refusal.reason)],
                     false,
                     None,
-                );
+                ));
             }
         };
         let effective = &prepared.effective;
@@ -540,7 +586,7 @@ impl Runtime {
                 .insert("scope_notes".into(), json!(effective.notes));
         }
         if effective.is_empty() {
-            return self.refuse(
+            return Ok(self.refused(
                 draft,
                 codes::SCOPE_DENIED,
                 "Scope intersection denied: no allowed scopes remain after intersection.".into(),
@@ -550,24 +596,28 @@ impl Runtime {
                 )],
                 effective.narrowed,
                 None,
-            );
+            ));
         }
-        let checked = self.cache.root(&self.workspace_dir).and_then(|root| {
-            let slugs: Vec<&str> = tool.state_slugs.iter().map(String::as_str).collect();
-            prepared.check_input_paths(&root, input_map, &slugs)
-        });
-        if let Err(message) = checked {
-            return self.refuse(
-                draft,
-                codes::SCOPE_DENIED,
-                message,
-                vec![scope_decision(
-                    "kernel.scope.path",
-                    "input path outside the effective scopes",
-                )],
-                effective.narrowed,
-                None,
-            );
+        if prepared::has_input_paths(input_map) {
+            // Paths are resolved on disk (symlinks).
+            B::about_to_block()?;
+            let checked = self.cache.root(&self.workspace_dir).and_then(|root| {
+                let slugs: Vec<&str> = tool.state_slugs.iter().map(String::as_str).collect();
+                prepared.check_input_paths(&root, input_map, &slugs)
+            });
+            if let Err(message) = checked {
+                return Ok(self.refused(
+                    draft,
+                    codes::SCOPE_DENIED,
+                    message,
+                    vec![scope_decision(
+                        "kernel.scope.path",
+                        "input path outside the effective scopes",
+                    )],
+                    effective.narrowed,
+                    None,
+                ));
+            }
         }
 
         // 5. Rules.
@@ -585,14 +635,14 @@ impl Runtime {
             policy::tool_call_decisions(&prepared.policy_layers, &ctx, ToolCallOptions::default());
         let verdict = policy::reduce(&decisions);
         if verdict == policy::Effect::Deny {
-            return self.refuse(
+            return Ok(self.refused(
                 draft,
                 codes::POLICY_DENIED,
                 deny_message(&decisions),
                 decisions,
                 effective.narrowed,
                 None,
-            );
+            ));
         }
 
         // 6. Approvals: from a rule or from the tool's own required_approvals.
@@ -601,8 +651,10 @@ impl Runtime {
             || !tool.manifest.required_approvals.is_empty()
         {
             let Some(gate) = &self.approvals else {
-                return self.refuse(draft, codes::APPROVAL_REQUIRED, "Tool execution requires human approval, and this runtime has no approval provider".into(), decisions, effective.narrowed, None);
+                return Ok(self.refused(draft, codes::APPROVAL_REQUIRED, "Tool execution requires human approval, and this runtime has no approval provider".into(), decisions, effective.narrowed, None));
             };
+            // A durable store, or an operator's decision.
+            B::about_to_block()?;
             let reasons: Vec<String> = decisions
                 .iter()
                 .filter(|d| d.decision == policy::Effect::ApprovalRequired)
@@ -610,27 +662,23 @@ impl Runtime {
                 .collect();
             match gate.gate(ApprovalAsk {
                 tool: &tool.name,
-                input_hash: &input_hash,
+                input_hash,
                 task_id: req.task_id.as_deref(),
                 run_id: &draft.run_id,
                 requested_by: &req.caller,
-                reasons: reasons.clone(),
+                reasons,
                 required_approval_ids: tool.manifest.required_approvals.clone(),
             }) {
                 Ok(id) => approval_id = Some(id),
                 Err(refusal) => {
-                    let out = self.refuse(
+                    return Ok(self.refused(
                         draft,
                         &refusal.code,
                         refusal.message,
                         decisions,
                         effective.narrowed,
-                        refusal.approval_id.clone(),
-                    );
-                    return CallOutcome {
-                        approval_id: refusal.approval_id,
-                        ..out
-                    };
+                        refusal.approval_id,
+                    ));
                 }
             }
         }
@@ -638,38 +686,39 @@ impl Runtime {
             draft.record.insert("approval_id".into(), id.clone().into());
         }
 
-        // 7. The started receipt, durable before anything runs.
+        // 7. The started receipt's last field; the caller makes it durable before anything runs.
         let sandbox_label = match &tool.implementation {
             Implementation::Builtin(_) => "in-process",
             Implementation::Subprocess { .. } => "pending",
         };
         draft.record.insert("sandbox".into(), sandbox_label.into());
-        if let Err(e) = self.log.append(std::mem::take(&mut draft.record)) {
-            return CallOutcome {
-                output: ToolOutput::fail(
-                    codes::RECORD_FAILED,
-                    format!(
-                        "the started receipt could not be written, so the tool did not run: {e}"
-                    ),
-                ),
-                run_id: draft.run_id,
-                receipt_id: draft.receipt_id,
-                policy_decisions: decisions,
-                approval_id,
-                scope_narrowed: effective.narrowed,
-                recorded: false,
-            };
-        }
+        Ok(Checked::Admitted(Admitted {
+            draft,
+            tool,
+            prepared,
+            decisions,
+            approval_id,
+        }))
+    }
 
-        // 8. Execute.
-        let (mut output, sandbox) = match &tool.implementation {
+    /// Step 8, execute: a built-in function, or a subprocess through the sandbox runner.
+    fn execute(
+        &self,
+        req: &CallRequest,
+        tool: &RegisteredTool,
+        effective: &EffectiveScopes,
+        receipt_id: &str,
+        run_id: &str,
+        depth: u8,
+    ) -> (ToolOutput, &'static str) {
+        match &tool.implementation {
             Implementation::Builtin(f) => {
                 let call = BuiltinCall {
                     input: &req.input,
                     workspace_dir: &self.workspace_dir,
                     effective,
-                    receipt_id: &draft.receipt_id,
-                    run_id: &draft.run_id,
+                    receipt_id,
+                    run_id,
                     task_id: req.task_id.as_deref(),
                     caller: &req.caller,
                     surface: req.surface,
@@ -709,8 +758,8 @@ impl Runtime {
                         workspace_dir: &self.workspace_dir,
                         effective,
                         env,
-                        receipt_id: &draft.receipt_id,
-                        run_id: &draft.run_id,
+                        receipt_id,
+                        run_id,
                         task_id: req.task_id.as_deref(),
                         timeout: self.options.default_timeout,
                         max_output_bytes: self.options.max_output_bytes,
@@ -718,29 +767,63 @@ impl Runtime {
                     (result.output, result.sandbox)
                 }
             },
-        };
+        }
+    }
 
-        // 9. Output.
-        if output.success {
-            if let (Some(schema), Some(data)) = (&tool.output_schema, &output.data) {
-                if let Err(issues) = schema.validate(data) {
-                    let text = issues
-                        .iter()
-                        .map(|i| i.to_string())
-                        .collect::<Vec<_>>()
-                        .join("; ");
-                    output = ToolOutput::fail(
-                        codes::INVALID_OUTPUT,
-                        format!(
-                            "output of `{}` does not match its output_schema: {text}",
-                            tool.name
-                        ),
-                    );
-                }
+    /// Step 9, output: a successful result must match the tool's `output_schema`.
+    fn check_output(&self, tool: &RegisteredTool, output: ToolOutput) -> ToolOutput {
+        if !output.success {
+            return output;
+        }
+        let (Some(schema), Some(data)) = (&tool.output_schema, &output.data) else {
+            return output;
+        };
+        match schema.validate(data) {
+            Ok(()) => output,
+            Err(issues) => {
+                let text = issues
+                    .iter()
+                    .map(|i| i.to_string())
+                    .collect::<Vec<_>>()
+                    .join("; ");
+                ToolOutput::fail(
+                    codes::INVALID_OUTPUT,
+                    format!(
+                        "output of `{}` does not match its output_schema: {text}",
+                        tool.name
+                    ),
+                )
             }
         }
+    }
 
-        // 10. The finished receipt.
+    /// The output as evidence, when there is one and it could be stored (a receipt without
+    /// `output_ref` says it could not).
+    fn output_evidence(&self, output: &ToolOutput) -> Option<evidence::Stored> {
+        output
+            .data
+            .as_ref()
+            .and_then(|data| self.evidence.put(data).ok())
+    }
+
+    /// Step 10: the finished receipt of an admitted call, and the outcome to return once it
+    /// is written.
+    fn finish(
+        &self,
+        req: &CallRequest,
+        admitted: Admitted,
+        output: ToolOutput,
+        sandbox: &'static str,
+        output_evidence: Option<evidence::Stored>,
+    ) -> (Map<String, Value>, CallOutcome) {
+        let Admitted {
+            draft,
+            prepared,
+            decisions,
+            approval_id,
+            ..
+        } = admitted;
+        let narrowed = prepared.effective.narrowed;
         let mut finished = obj(json!({
             "kind": TOOL_CALL_FINISHED,
             "receipt_id": draft.receipt_id,
@@ -749,7 +832,7 @@ impl Runtime {
             "policy_decisions": decisions,
             "artifacts_written": output.artifacts_written(),
             "sandbox": sandbox,
-            "scope_narrowed": effective.narrowed,
+            "scope_narrowed": narrowed,
         }));
         if let Some(code) = output.error_code() {
             finished.insert("error_code".into(), code.into());
@@ -758,26 +841,37 @@ impl Runtime {
         if let Some(task) = &req.task_id {
             finished.insert("task_id".into(), task.clone().into());
         }
-        if let Some(data) = &output.data {
-            if let Ok(stored) = self.evidence.put(data) {
-                finished.insert("output_hash".into(), stored.hash.into());
-                finished.insert("output_ref".into(), stored.reference.into());
-            }
+        if let Some(stored) = output_evidence {
+            finished.insert("output_hash".into(), stored.hash.into());
+            finished.insert("output_ref".into(), stored.reference.into());
         }
-        let recorded = self.log.append(finished).is_ok();
-        CallOutcome {
+        let outcome = CallOutcome {
             output,
             run_id: draft.run_id,
             receipt_id: draft.receipt_id,
             policy_decisions: decisions,
             approval_id,
-            scope_narrowed: effective.narrowed,
-            recorded,
-        }
+            scope_narrowed: narrowed,
+            recorded: false,
+        };
+        (finished, outcome)
     }
 
-    /// A refused call: started + finished (`denied` or `failure`) in one commit.
-    fn refuse(
+    /// [`Runtime::refusal`] as the result of the checks.
+    fn refused(
+        &self,
+        draft: Draft,
+        code: &str,
+        message: String,
+        decisions: Vec<PolicyDecision>,
+        narrowed: bool,
+        approval_id: Option<String>,
+    ) -> Checked {
+        Checked::Refused(self.refusal(draft, code, message, decisions, narrowed, approval_id))
+    }
+
+    /// A refused call: started + finished (`denied` or `failure`), to be written in one commit.
+    fn refusal(
         &self,
         mut draft: Draft,
         code: &str,
@@ -785,7 +879,7 @@ impl Runtime {
         decisions: Vec<PolicyDecision>,
         narrowed: bool,
         approval_id: Option<String>,
-    ) -> CallOutcome {
+    ) -> Refused {
         let output = ToolOutput::fail(code, message);
         let result = match code {
             codes::INVALID_INPUT | codes::RECORD_FAILED => "failure",
@@ -794,7 +888,7 @@ impl Runtime {
         if let Some(id) = &approval_id {
             draft.record.insert("approval_id".into(), id.clone().into());
         }
-        let finished = obj(json!({
+        let mut finished = obj(json!({
             "kind": TOOL_CALL_FINISHED,
             "receipt_id": draft.receipt_id,
             "result": result,
@@ -804,19 +898,28 @@ impl Runtime {
             "error_code": code,
             "scope_narrowed": narrowed,
         }));
-        let mut finished = finished;
         if let Some(task) = draft.record.get("task_id").filter(|t| !t.is_null()) {
             finished.insert("task_id".into(), task.clone());
         }
-        let recorded = self.log.append_batch(vec![draft.record, finished]).is_ok();
+        Refused {
+            records: vec![draft.record, finished],
+            outcome: CallOutcome {
+                output,
+                run_id: draft.run_id,
+                receipt_id: draft.receipt_id,
+                policy_decisions: decisions,
+                approval_id,
+                scope_narrowed: narrowed,
+                recorded: false,
+            },
+        }
+    }
+
+    fn write_refusal(&self, refused: Refused) -> CallOutcome {
+        let recorded = self.log.append_batch(refused.records).is_ok();
         CallOutcome {
-            output,
-            run_id: draft.run_id,
-            receipt_id: draft.receipt_id,
-            policy_decisions: decisions,
-            approval_id,
-            scope_narrowed: narrowed,
             recorded,
+            ..refused.outcome
         }
     }
 

@@ -186,21 +186,7 @@ impl Prepared {
         state_slugs: &[&str],
     ) -> Result<(), String> {
         let access = self.access;
-        let mut paths: Vec<(&str, &str)> = Vec::new();
-        for (key, value) in input {
-            let is_path = key == "path" || key.ends_with("_path");
-            let is_paths = key == "paths" || key.ends_with("_paths");
-            match value {
-                Value::String(s) if is_path => paths.push((key, s)),
-                Value::Array(items) if is_paths => paths.extend(
-                    items
-                        .iter()
-                        .filter_map(Value::as_str)
-                        .map(|s| (key.as_str(), s)),
-                ),
-                _ => {}
-            }
-        }
+        let paths = input_paths(input);
         if paths.is_empty() {
             return Ok(());
         }
@@ -242,6 +228,31 @@ impl Prepared {
         }
         Ok(())
     }
+}
+
+/// The path-like fields of an input (`path`, `*_path`, `paths`, `*_paths`): `(field, path)`.
+fn input_paths(input: &Map<String, Value>) -> Vec<(&str, &str)> {
+    let mut paths: Vec<(&str, &str)> = Vec::new();
+    for (key, value) in input {
+        let is_path = key == "path" || key.ends_with("_path");
+        let is_paths = key == "paths" || key.ends_with("_paths");
+        match value {
+            Value::String(s) if is_path => paths.push((key, s)),
+            Value::Array(items) if is_paths => paths.extend(
+                items
+                    .iter()
+                    .filter_map(Value::as_str)
+                    .map(|s| (key.as_str(), s)),
+            ),
+            _ => {}
+        }
+    }
+    paths
+}
+
+/// Whether [`Prepared::check_input_paths`] has paths to look up on disk.
+pub(crate) fn has_input_paths(input: &Map<String, Value>) -> bool {
+    !input_paths(input).is_empty()
 }
 
 /// Most symlinks a path may pass through, as the kernel's `MAXSYMLINKS`.

@@ -246,7 +246,7 @@ impl RegistryError {
 
 #[derive(Clone, Default)]
 pub struct ToolRegistry {
-    tools: BTreeMap<String, RegisteredTool>,
+    tools: BTreeMap<String, Arc<RegisteredTool>>,
 }
 
 impl ToolRegistry {
@@ -262,17 +262,23 @@ impl ToolRegistry {
                 second: tool.pack_id,
             });
         }
-        self.tools.insert(tool.name.clone(), tool);
+        self.tools.insert(tool.name.clone(), Arc::new(tool));
         Ok(())
     }
 
     pub fn get(&self, name: &str) -> Option<&RegisteredTool> {
-        self.tools.get(name)
+        self.tools.get(name).map(|t| &**t)
+    }
+
+    /// [`ToolRegistry::get`] as a shared handle, for a call that outlives the borrow (the
+    /// async dispatch path hands the tool to a blocking thread).
+    pub fn get_shared(&self, name: &str) -> Option<Arc<RegisteredTool>> {
+        self.tools.get(name).cloned()
     }
 
     /// Every tool, sorted by name.
     pub fn tools(&self) -> impl Iterator<Item = &RegisteredTool> {
-        self.tools.values()
+        self.tools.values().map(|t| &**t)
     }
 
     /// The tools of loaded packs. Built-in packs take their functions from `builtins` (by tool
