@@ -346,18 +346,43 @@ mod tests {
     use super::*;
     use std::sync::atomic::{AtomicUsize, Ordering};
 
+    /// A commit function for the tests: answers `r * 2`, remembering what it committed.
+    #[derive(Default)]
+    struct Recorder {
+        commits: AtomicUsize,
+        committed: Mutex<Vec<usize>>,
+    }
+
+    impl Recorder {
+        fn commit(&self, requests: &[usize]) -> Vec<Result<usize, String>> {
+            self.commits.fetch_add(1, Ordering::SeqCst);
+            std::thread::sleep(std::time::Duration::from_millis(1));
+            lock(&self.committed).extend_from_slice(requests);
+            requests.iter().map(|r| Ok(r * 2)).collect()
+        }
+
+        /// `threads` submitters sent requests `t * 100 + i` for `i` in `0..20`: each was
+        /// committed exactly once, and fewer commits than requests means groups formed.
+        fn assert_committed_once_and_shared(&self, threads: usize) {
+            let mut all = lock(&self.committed).clone();
+            all.sort_unstable();
+            let expected: Vec<usize> = (0..threads)
+                .flat_map(|t| (0..20).map(move |i| t * 100 + i))
+                .collect();
+            assert_eq!(all, expected, "each request committed exactly once");
+            assert!(
+                self.commits.load(Ordering::SeqCst) < threads * 20,
+                "concurrent requests share commits"
+            );
+        }
+    }
+
     #[test]
     fn every_request_is_answered_once_and_groups_form_under_load() {
         let group: GroupCommit<usize, usize, String> = GroupCommit::default();
-        let commits = AtomicUsize::new(0);
-        let committed = Mutex::new(Vec::new());
+        let recorder = Recorder::default();
         let size = |_: &usize| 1;
-        let commit = |requests: &[usize]| -> Vec<Result<usize, String>> {
-            commits.fetch_add(1, Ordering::SeqCst);
-            std::thread::sleep(std::time::Duration::from_millis(1));
-            lock(&committed).extend_from_slice(requests);
-            requests.iter().map(|r| Ok(r * 2)).collect()
-        };
+        let commit = |requests: &[usize]| recorder.commit(requests);
         let interrupted = || "interrupted".to_string();
         std::thread::scope(|s| {
             for t in 0..32usize {
@@ -376,16 +401,7 @@ mod tests {
                 });
             }
         });
-        let mut all = lock(&committed).clone();
-        all.sort_unstable();
-        let expected: Vec<usize> = (0..32)
-            .flat_map(|t| (0..20).map(move |i| t * 100 + i))
-            .collect();
-        assert_eq!(all, expected, "each request committed exactly once");
-        assert!(
-            commits.load(Ordering::SeqCst) < 640,
-            "concurrent requests share commits"
-        );
+        recorder.assert_committed_once_and_shared(32);
     }
 
     #[test]
@@ -434,15 +450,9 @@ mod tests {
     #[test]
     fn async_and_thread_submitters_share_commits_led_by_threads_or_the_helper() {
         let group: Arc<GroupCommit<usize, usize, String>> = Arc::default();
-        let commits = AtomicUsize::new(0);
-        let committed = Mutex::new(Vec::new());
+        let recorder = Recorder::default();
         let size = |_: &usize| 1;
-        let commit = |requests: &[usize]| -> Vec<Result<usize, String>> {
-            commits.fetch_add(1, Ordering::SeqCst);
-            std::thread::sleep(std::time::Duration::from_millis(1));
-            lock(&committed).extend_from_slice(requests);
-            requests.iter().map(|r| Ok(r * 2)).collect()
-        };
+        let commit = |requests: &[usize]| recorder.commit(requests);
         let interrupted = || "interrupted".to_string();
         let signal = group.helper_signal();
         std::thread::scope(|s| {
@@ -478,16 +488,7 @@ mod tests {
             // Stop the helper: the group stays alive, so close its signal by hand.
             group.helper.close();
         });
-        let mut all = lock(&committed).clone();
-        all.sort_unstable();
-        let expected: Vec<usize> = (0..16)
-            .flat_map(|t| (0..20).map(move |i| t * 100 + i))
-            .collect();
-        assert_eq!(all, expected, "each request committed exactly once");
-        assert!(
-            commits.load(Ordering::SeqCst) < 320,
-            "requests share commits"
-        );
+        recorder.assert_committed_once_and_shared(16);
     }
 
     #[test]

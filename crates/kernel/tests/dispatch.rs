@@ -13,72 +13,14 @@ use lumenflow_kernel::dispatch::{
     Implementation, RegisteredTool, Runtime, Surface, TaskFacts, TaskGate, ToolRegistry,
     RECONCILED_FILE,
 };
-use lumenflow_kernel::eventlog::{self, EventLog, LogOptions, ReplayFilter};
+use lumenflow_kernel::eventlog::{self, ReplayFilter};
 use lumenflow_kernel::manifest::parse_manifest;
 use lumenflow_kernel::workspace::parse_workspace;
 use serde_json::{json, Value};
 
-const WS: &str = r#"id: ws
-name: Test
-packs: []
-lanes:
-  - id: core
-    title: Core
-    allowed_scopes:
-      - {type: path, pattern: "reports/**", access: write}
-      - {type: path, pattern: "**", access: read}
-security:
-  allowed_scopes:
-    - {type: path, pattern: "**", access: read}
-    - {type: path, pattern: "reports/**", access: write}
-    - {type: path, pattern: ".lumenflow/state/notes-pack/**", access: write}
-    - {type: network, posture: allowlist, allowlist_entries: ["api.example.com:443"]}
-memory_namespace: m
-event_namespace: e
-"#;
+mod notes_pack;
 
-const PACK: &str = r#"id: notes-pack
-version: 1.0.0
-task_types: [task]
-tools:
-  - name: notes:read
-    entry: tools/read.py
-    permission: read
-    required_scopes: [{type: path, pattern: "**", access: read}]
-    input_schema:
-      type: object
-      properties: {path: {type: string, minLength: 1}}
-      required: [path]
-  - name: notes:write
-    entry: tools/write.py
-    permission: write
-    required_scopes: [{type: path, pattern: "reports/**", access: write}]
-    output_schema:
-      type: object
-      properties: {bytes: {type: integer}}
-      required: [bytes]
-  - name: notes:state
-    entry: tools/state.py
-    permission: write
-    required_scopes: [{type: path, pattern: ".lumenflow/state/notes-pack/**", access: write}]
-  - name: notes:kernel-write
-    entry: tools/k.py
-    permission: write
-    required_scopes: [{type: path, pattern: ".lumenflow/kernel/**", access: write}]
-  - name: notes:fetch
-    entry: tools/fetch.py
-    permission: read
-    required_scopes: [{type: network, posture: full}]
-  - name: notes:internal
-    entry: tools/i.py
-    internal_only: true
-    required_scopes: [{type: path, pattern: "**", access: read}]
-  - name: notes:risky
-    entry: tools/r.py
-    permission: write
-    required_approvals: [notes:publish]
-    required_scopes: [{type: path, pattern: "reports/**", access: write}]
-"#;
+use notes_pack::{PACK, WS};
 
 struct Fixture {
     _dir: tempfile::TempDir,
@@ -95,42 +37,16 @@ fn counting(calls: Arc<AtomicUsize>, out: Value) -> BuiltinFn {
 }
 
 fn fixture(extra_ws: &str) -> Fixture {
-    let dir = tempfile::tempdir().expect("tmp");
-    let root = dir.path().canonicalize().expect("canon");
-    fs::create_dir_all(root.join("reports")).expect("mkdir");
-    fs::create_dir_all(root.join("secrets")).expect("mkdir");
-    fs::write(root.join("secrets/prod.env"), "TOKEN=1").expect("w");
-    let doc = parse_workspace(
-        SourceFile::new("workspace.yaml", format!("{WS}{extra_ws}")),
-        &root,
-    )
-    .expect("workspace");
-    let manifest = parse_manifest(SourceFile::new("manifest.yaml", PACK))
-        .expect("manifest")
-        .manifest;
+    let (dir, root) = notes_pack::workspace_dir();
     let calls = Arc::new(AtomicUsize::new(0));
-    let mut registry = ToolRegistry::new();
-    for tool in &manifest.tools {
-        let data = if tool.name == "notes:write" {
+    let runtime = notes_pack::runtime(&root, extra_ws, |tool| {
+        let data = if tool == "notes:write" {
             json!({"bytes": 3})
         } else {
             json!({"ok": true})
         };
-        registry
-            .register(
-                RegisteredTool::builtin(
-                    &manifest,
-                    "dev",
-                    &tool.name,
-                    counting(calls.clone(), data),
-                )
-                .expect("tool"),
-            )
-            .expect("register");
-    }
-    let log = EventLog::open(&eventlog::default_path(&root), LogOptions::default()).expect("log");
-    let evidence = EvidenceStore::open(&root.join(".lumenflow/kernel/evidence")).expect("evidence");
-    let runtime = Runtime::new(&root, &doc, registry, vec![manifest], log, evidence);
+        counting(calls.clone(), data)
+    });
     Fixture {
         _dir: dir,
         root,

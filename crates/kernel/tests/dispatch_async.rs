@@ -3,38 +3,23 @@
 //! refusal, while its receipts are awaited rather than waited for by a blocked thread.
 
 use std::collections::HashMap;
-use std::fs;
 use std::path::{Path, PathBuf};
 use std::sync::atomic::{AtomicUsize, Ordering};
 use std::sync::Arc;
 use std::time::Duration;
 
 use lumenflow_contracts::tool_output::ToolOutput;
-use lumenflow_kernel::diagnostics::SourceFile;
 use lumenflow_kernel::dispatch::{
-    ApprovalAsk, ApprovalGate, ApprovalRefusal, BuiltinFn, CallOutcome, CallRequest, EvidenceStore,
-    RegisteredTool, Runtime, Surface, TaskFacts, TaskGate, ToolRegistry,
+    ApprovalAsk, ApprovalGate, ApprovalRefusal, BuiltinFn, CallOutcome, CallRequest, Runtime,
+    Surface, TaskFacts, TaskGate,
 };
 use lumenflow_kernel::eventlog::{self, EventLog, LogOptions, LogRecord, ReplayFilter};
-use lumenflow_kernel::manifest::parse_manifest;
-use lumenflow_kernel::workspace::parse_workspace;
 use serde_json::{json, Map, Value};
 
-const WS: &str = r#"id: ws
-name: Test
-packs: []
-lanes:
-  - id: core
-    title: Core
-    allowed_scopes:
-      - {type: path, pattern: "**", access: read}
-security:
-  allowed_scopes:
-    - {type: path, pattern: "**", access: read}
-    - {type: network, posture: allowlist, allowlist_entries: ["api.example.com:443"]}
-memory_namespace: m
-event_namespace: e
-policies:
+mod notes_pack;
+
+/// Added to the shared workspace: a rule the policy-deny case trips.
+const POLICY: &str = r#"policies:
   rules:
     - id: ws.no-secrets
       trigger: on_tool_request
@@ -44,52 +29,6 @@ policies:
         tool: "notes:list"
         input:
           /mode: {starts_with: secret}
-"#;
-
-const PACK: &str = r#"id: notes-pack
-version: 1.0.0
-task_types: [task]
-tools:
-  - name: notes:read
-    entry: tools/read.py
-    permission: read
-    required_scopes: [{type: path, pattern: "**", access: read}]
-    input_schema:
-      type: object
-      properties: {path: {type: string, minLength: 1}}
-      required: [path]
-  - name: notes:list
-    entry: tools/list.py
-    permission: read
-    required_scopes: [{type: path, pattern: "**", access: read}]
-    input_schema:
-      type: object
-      properties: {mode: {type: string}, n: {type: integer}}
-  - name: notes:fetch
-    entry: tools/fetch.py
-    permission: read
-    required_scopes: [{type: network, posture: full}]
-  - name: notes:internal
-    entry: tools/i.py
-    internal_only: true
-    required_scopes: [{type: path, pattern: "**", access: read}]
-  - name: notes:risky
-    entry: tools/r.py
-    permission: read
-    required_approvals: [notes:publish]
-    required_scopes: [{type: path, pattern: "**", access: read}]
-  - name: notes:bad-output
-    entry: tools/b.py
-    permission: read
-    required_scopes: [{type: path, pattern: "**", access: read}]
-    output_schema:
-      type: object
-      properties: {bytes: {type: integer}}
-      required: [bytes]
-  - name: notes:slow
-    entry: tools/s.py
-    permission: read
-    required_scopes: [{type: path, pattern: "**", access: read}]
 "#;
 
 struct Fixture {
@@ -144,24 +83,9 @@ fn builtin(calls: Arc<AtomicUsize>, name: &str) -> BuiltinFn {
 }
 
 fn fixture() -> Fixture {
-    let dir = tempfile::tempdir().expect("tmp");
-    let root = dir.path().canonicalize().expect("canon");
-    fs::create_dir_all(root.join("reports")).expect("mkdir");
-    let doc = parse_workspace(SourceFile::new("workspace.yaml", WS), &root).expect("workspace");
-    let manifest = parse_manifest(SourceFile::new("manifest.yaml", PACK))
-        .expect("manifest")
-        .manifest;
+    let (dir, root) = notes_pack::workspace_dir();
     let calls = Arc::new(AtomicUsize::new(0));
-    let mut registry = ToolRegistry::new();
-    for tool in &manifest.tools {
-        let f = builtin(calls.clone(), &tool.name);
-        registry
-            .register(RegisteredTool::builtin(&manifest, "dev", &tool.name, f).expect("tool"))
-            .expect("register");
-    }
-    let log = EventLog::open(&eventlog::default_path(&root), LogOptions::default()).expect("log");
-    let evidence = EvidenceStore::open(&root.join(".lumenflow/kernel/evidence")).expect("evidence");
-    let mut runtime = Runtime::new(&root, &doc, registry, vec![manifest], log, evidence);
+    let mut runtime = notes_pack::runtime(&root, POLICY, |tool| builtin(calls.clone(), tool));
     runtime.approvals = Some(Arc::new(NoGrants));
     let mut tasks = HashMap::new();
     tasks.insert(

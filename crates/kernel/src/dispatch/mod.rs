@@ -293,6 +293,27 @@ struct Draft {
     record: Map<String, Value>,
 }
 
+impl Draft {
+    /// What the call returns, before its receipts are known to be written.
+    fn outcome(
+        self,
+        output: ToolOutput,
+        policy_decisions: Vec<PolicyDecision>,
+        approval_id: Option<String>,
+        scope_narrowed: bool,
+    ) -> CallOutcome {
+        CallOutcome {
+            output,
+            run_id: self.run_id,
+            receipt_id: self.receipt_id,
+            policy_decisions,
+            approval_id,
+            scope_narrowed,
+            recorded: false,
+        }
+    }
+}
+
 impl Runtime {
     /// A runtime over already-opened parts, with no sandbox runner, approval gate or task store
     /// (a call that needs one is refused) and default options. [`open::open`] builds the full
@@ -845,16 +866,10 @@ impl Runtime {
             finished.insert("output_hash".into(), stored.hash.into());
             finished.insert("output_ref".into(), stored.reference.into());
         }
-        let outcome = CallOutcome {
-            output,
-            run_id: draft.run_id,
-            receipt_id: draft.receipt_id,
-            policy_decisions: decisions,
-            approval_id,
-            scope_narrowed: narrowed,
-            recorded: false,
-        };
-        (finished, outcome)
+        (
+            finished,
+            draft.outcome(output, decisions, approval_id, narrowed),
+        )
     }
 
     /// [`Runtime::refusal`] as the result of the checks.
@@ -901,17 +916,10 @@ impl Runtime {
         if let Some(task) = draft.record.get("task_id").filter(|t| !t.is_null()) {
             finished.insert("task_id".into(), task.clone());
         }
+        let started = std::mem::take(&mut draft.record);
         Refused {
-            records: vec![draft.record, finished],
-            outcome: CallOutcome {
-                output,
-                run_id: draft.run_id,
-                receipt_id: draft.receipt_id,
-                policy_decisions: decisions,
-                approval_id,
-                scope_narrowed: narrowed,
-                recorded: false,
-            },
+            records: vec![started, finished],
+            outcome: draft.outcome(output, decisions, approval_id, narrowed),
         }
     }
 

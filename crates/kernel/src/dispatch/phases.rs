@@ -68,17 +68,14 @@ impl Admitted {
 
     /// The started receipt could not be written, so the tool does not run.
     pub(super) fn not_started(self, e: LogError) -> CallOutcome {
-        CallOutcome {
-            output: ToolOutput::fail(
-                codes::RECORD_FAILED,
-                format!("the started receipt could not be written, so the tool did not run: {e}"),
-            ),
-            run_id: self.draft.run_id,
-            receipt_id: self.draft.receipt_id,
-            policy_decisions: self.decisions,
-            approval_id: self.approval_id,
-            scope_narrowed: self.prepared.effective.narrowed,
-            recorded: false,
-        }
+        let message =
+            format!("the started receipt could not be written, so the tool did not run: {e}");
+        let narrowed = self.prepared.effective.narrowed;
+        self.draft.outcome(
+            ToolOutput::fail(codes::RECORD_FAILED, message),
+            self.decisions,
+            self.approval_id,
+            narrowed,
+        )
     }
 }
