@@ -105,6 +105,13 @@ fn event_row(
     index: usize,
     text: &str,
 ) -> CloudResult<EventRow> {
+    // Nearly every event is v2: parse it straight into its envelope. Anything else (v1, a bad
+    // event) is probed for its version first, so its error names what was wrong.
+    if let Ok(event) = serde_json::from_str::<KernelEventV2>(text) {
+        if event.schema_version == 2 {
+            return v2_row_parsed(workspace_id, subject, subject_text, index, text, event);
+        }
+    }
     let version = match serde_json::from_str::<VersionProbe>(text) {
         Ok(probe) => probe.schema_version,
         // Not an object: it has no schema_version either.
@@ -133,10 +140,22 @@ fn v2_row(
     index: usize,
     text: &str,
 ) -> CloudResult<EventRow> {
-    let invalid =
-        |e: &dyn std::fmt::Display| CloudError::EventInvalid(format!("events[{index}]: {e}"));
-    let event: KernelEventV2 = serde_json::from_str(text).map_err(|e| invalid(&e))?;
-    event.check().map_err(|e| invalid(&e))?;
+    let event: KernelEventV2 = serde_json::from_str(text)
+        .map_err(|e| CloudError::EventInvalid(format!("events[{index}]: {e}")))?;
+    v2_row_parsed(workspace_id, subject, subject_text, index, text, event)
+}
+
+fn v2_row_parsed(
+    workspace_id: &str,
+    subject: &Subject,
+    subject_text: &str,
+    index: usize,
+    text: &str,
+    event: KernelEventV2,
+) -> CloudResult<EventRow> {
+    event
+        .check()
+        .map_err(|e| CloudError::EventInvalid(format!("events[{index}]: {e}")))?;
     let raw = text.to_string();
     let allowed = match subject {
         Subject::Phone { .. } => event.from == subject_text,
@@ -316,6 +335,12 @@ mod tests {
         .unwrap_err();
         assert_eq!(e.code(), "EVENT_SCHEMA_VERSION_UNSUPPORTED");
         assert!(e.to_string().contains("events[1]"));
+        // A v2 event that does not parse as one is refused for what is wrong with it, not
+        // for its version (it takes the slower probing path).
+        let e =
+            batch_rows("ws-1", &ws(), vec![json!({"schema_version": 2, "kind": 7})]).unwrap_err();
+        assert_eq!(e.code(), "EVENT_INVALID", "{e}");
+        assert!(e.to_string().contains("events[0]"), "{e}");
         let e = batch_rows("ws-1", &ws(), vec![v2("ws-2")]).unwrap_err();
         assert_eq!(e.code(), "EVENT_FROM_MISMATCH");
         assert!(batch_rows("ws-1", &ws(), vec![v2("ws-1:phone:p1")]).is_ok());
