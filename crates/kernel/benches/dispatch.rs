@@ -6,6 +6,11 @@
 //! excluded (the same runtime with its log and evidence on tmpfs, where fsync costs nothing,
 //! minus the tmpfs baseline).
 //!
+//! Also: 64 callers of a tool whose input has no path, once as 64 threads calling
+//! `Runtime::dispatch` and once as 64 tasks on a 2-worker tokio runtime calling
+//! `Runtime::dispatch_async` (the sidecar's way in, which awaits receipts instead of holding a
+//! thread per call).
+//!
 //! `LUMENFLOW_BENCH_DIR` picks the disk folder (default: a temp folder under `target/`).
 
 use std::fs::OpenOptions;
@@ -26,7 +31,7 @@ use lumenflow_kernel::workspace::parse_workspace;
 use serde_json::json;
 
 const WS: &str = "id: bench\nname: Bench\npacks: []\nlanes: []\nsecurity:\n  allowed_scopes:\n    - {type: path, pattern: \"**\", access: read}\n    - {type: path, pattern: \"out/**\", access: write}\nmemory_namespace: m\nevent_namespace: e\n";
-const PACK: &str = "id: bench-pack\nversion: 1.0.0\ntask_types: [task]\ntools:\n  - name: bench:noop\n    entry: noop.rs\n    permission: read\n    required_scopes: [{type: path, pattern: \"data/**\", access: read}]\n    input_schema: {type: object, properties: {path: {type: string}}, required: [path]}\n";
+const PACK: &str = "id: bench-pack\nversion: 1.0.0\ntask_types: [task]\ntools:\n  - name: bench:noop\n    entry: noop.rs\n    permission: read\n    required_scopes: [{type: path, pattern: \"data/**\", access: read}]\n    input_schema: {type: object, properties: {path: {type: string}}, required: [path]}\n  - name: bench:plain\n    entry: noop.rs\n    permission: read\n    required_scopes: [{type: path, pattern: \"data/**\", access: read}]\n    input_schema: {type: object, properties: {note: {type: string}}}\n";
 
 fn noop(_: &BuiltinCall<'_>) -> ToolOutput {
     ToolOutput::ok(json!({"ok": true}))
@@ -38,11 +43,13 @@ fn runtime(dir: &Path) -> Runtime {
         .expect("manifest")
         .manifest;
     let mut registry = ToolRegistry::new();
-    registry
-        .register(
-            RegisteredTool::builtin(&manifest, "dev", "bench:noop", Arc::new(noop)).expect("tool"),
-        )
-        .expect("register");
+    for name in ["bench:noop", "bench:plain"] {
+        registry
+            .register(
+                RegisteredTool::builtin(&manifest, "dev", name, Arc::new(noop)).expect("tool"),
+            )
+            .expect("register");
+    }
     Runtime::new(
         dir,
         &doc,
@@ -59,6 +66,37 @@ fn governed(rt: &Runtime) {
         json!({"path": "data/x.csv"}),
     ));
     assert!(out.output.success && out.recorded, "{out:?}");
+}
+
+fn plain() -> CallRequest {
+    CallRequest::local("bench:plain", json!({"note": "bench"}))
+}
+
+/// `calls` calls of `bench:plain` by `tasks` concurrent tasks on a 2-worker tokio runtime.
+fn async_throughput(rt: &Arc<Runtime>, tasks: usize, per_task: usize) -> f64 {
+    let tokio = tokio::runtime::Builder::new_multi_thread()
+        .worker_threads(2)
+        .enable_all()
+        .build()
+        .expect("tokio");
+    let start = Instant::now();
+    tokio.block_on(async {
+        let handles: Vec<_> = (0..tasks)
+            .map(|_| {
+                let rt = rt.clone();
+                tokio::spawn(async move {
+                    for _ in 0..per_task {
+                        let out = rt.clone().dispatch_async(plain()).await.expect("task");
+                        assert!(out.output.success && out.recorded, "{out:?}");
+                    }
+                })
+            })
+            .collect();
+        for h in handles {
+            h.await.expect("join");
+        }
+    });
+    (tasks * per_task) as f64 / start.elapsed().as_secs_f64()
 }
 
 /// The raw tool call plus one plain fsync'd append of a line the size of two receipts.
@@ -142,6 +180,12 @@ fn bench(c: &mut Criterion) {
     let b1 = throughput(1, 400, || baseline.call());
     let t64 = throughput(64, 60, || governed(&rt));
     let b64 = throughput(64, 60, || baseline.call());
+    let rt = Arc::new(rt);
+    let threads64 = throughput(64, 60, || {
+        let out = rt.dispatch(plain());
+        assert!(out.output.success && out.recorded, "{out:?}");
+    });
+    let tasks64 = async_throughput(&rt, 64, 60);
 
     let rt_mem = runtime(shm.path());
     let baseline_mem = Baseline::new(&shm.path().join("baseline.jsonl"));
@@ -168,6 +212,10 @@ fn bench(c: &mut Criterion) {
     println!(
         "  64 callers: {t64:>9.0} calls/s   baseline {b64:>9.0}/s   ratio {:.2}x",
         t64 / b64
+    );
+    println!(
+        "  64 callers, no input path: threads (dispatch) {threads64:>9.0} calls/s   tasks (dispatch_async) {tasks64:>9.0} calls/s   ratio {:.2}x",
+        tasks64 / threads64
     );
     println!("  1 caller latency: p50 {p50:?} p99 {p99:?}   baseline p50 {bp50:?} p99 {bp99:?}");
     println!(
