@@ -101,6 +101,26 @@ pub fn write_canonical_str(out: &mut String, text: &str) {
     write_string(out, text);
 }
 
+/// The canonical JSON text of an object given as its map, appended to `out`: the same bytes as
+/// [`write_canonical`] of `Value::Object(map.clone())`, without the clone.
+pub fn write_canonical_object(out: &mut String, map: &Map<String, Value>) {
+    write_object(out, map, NonFinite::WriteNull);
+}
+
+/// RFC 8785 member order (§3.2.3): by the UTF-16 code units of the names. Where two names first
+/// differ in an ASCII byte, that byte decides (UTF-8 and UTF-16 agree on it), so the common
+/// case never re-encodes either name.
+pub fn utf16_key_order(a: &str, b: &str) -> std::cmp::Ordering {
+    let (x, y) = (a.as_bytes(), b.as_bytes());
+    match x.iter().zip(y).position(|(p, q)| p != q) {
+        // One is a prefix of the other (or they are equal): the shorter comes first, in any
+        // encoding.
+        None => x.len().cmp(&y.len()),
+        Some(i) if x[i] < 0x80 && y[i] < 0x80 => x[i].cmp(&y[i]),
+        Some(_) => a.encode_utf16().cmp(b.encode_utf16()),
+    }
+}
+
 /// [`to_canonical_string`] as UTF-8 bytes, the form that is hashed or signed.
 pub fn to_canonical_vec(value: &Value) -> Vec<u8> {
     to_canonical_string(value).into_bytes()
@@ -175,23 +195,26 @@ fn write_value(out: &mut String, value: &Value, non_finite: NonFinite) -> bool {
             }
             out.push(']');
         }
-        Value::Object(members) => {
-            let mut sorted: Vec<(&String, &Value)> = members.iter().collect();
-            sorted.sort_by(|(a, _), (b, _)| a.encode_utf16().cmp(b.encode_utf16()));
-            out.push('{');
-            for (index, (name, member)) in sorted.into_iter().enumerate() {
-                if index > 0 {
-                    out.push(',');
-                }
-                write_string(out, name);
-                out.push(':');
-                if !write_value(out, member, non_finite) {
-                    return false;
-                }
-            }
-            out.push('}');
+        Value::Object(members) => return write_object(out, members, non_finite),
+    }
+    true
+}
+
+fn write_object(out: &mut String, members: &Map<String, Value>, non_finite: NonFinite) -> bool {
+    let mut sorted: Vec<(&String, &Value)> = members.iter().collect();
+    sorted.sort_by(|(a, _), (b, _)| utf16_key_order(a, b));
+    out.push('{');
+    for (index, (name, member)) in sorted.into_iter().enumerate() {
+        if index > 0 {
+            out.push(',');
+        }
+        write_string(out, name);
+        out.push(':');
+        if !write_value(out, member, non_finite) {
+            return false;
         }
     }
+    out.push('}');
     true
 }
 

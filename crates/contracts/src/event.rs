@@ -14,7 +14,8 @@ use std::fmt;
 use serde::{Deserialize, Serialize};
 use serde_json::{json, Map, Value};
 
-use crate::canonical_json::canonical_hash;
+use crate::canonical_json;
+use crate::digest::sha256_hex;
 use crate::time::Timestamp;
 
 pub const SCHEMA_VERSION: u8 = 2;
@@ -143,17 +144,33 @@ pub fn compute_event_id(
     payload: &Map<String, Value>,
     idempotency_key: Option<&str>,
 ) -> String {
-    let basis = match idempotency_key {
-        Some(key) => json!({"kind": kind, "from": from, "idempotency_key": key}),
-        None => json!({
-            "schema_version": SCHEMA_VERSION,
-            "kind": kind,
-            "from": from,
-            "timestamp": timestamp,
-            "payload": payload,
-        }),
-    };
-    format!("{EVENT_ID_PREFIX}{}", canonical_hash(&basis))
+    // The canonical JSON of `{kind, from, idempotency_key}` or of `{schema_version, kind, from,
+    // timestamp, payload}`, written member by member in RFC 8785 order (the names are ASCII:
+    // from < idempotency_key < kind < payload < schema_version < timestamp) rather than built as
+    // a `Value`, which cloned the whole payload for every id.
+    let mut basis = String::with_capacity(128);
+    basis.push_str("{\"from\":");
+    canonical_json::write_canonical_str(&mut basis, from);
+    match idempotency_key {
+        Some(key) => {
+            basis.push_str(",\"idempotency_key\":");
+            canonical_json::write_canonical_str(&mut basis, key);
+            basis.push_str(",\"kind\":");
+            canonical_json::write_canonical_str(&mut basis, kind);
+        }
+        None => {
+            basis.push_str(",\"kind\":");
+            canonical_json::write_canonical_str(&mut basis, kind);
+            basis.push_str(",\"payload\":");
+            canonical_json::write_canonical_object(&mut basis, payload);
+            basis.push_str(",\"schema_version\":");
+            basis.push_str(&SCHEMA_VERSION.to_string());
+            basis.push_str(",\"timestamp\":");
+            canonical_json::write_canonical_str(&mut basis, timestamp);
+        }
+    }
+    basis.push('}');
+    format!("{EVENT_ID_PREFIX}{}", sha256_hex(basis.as_bytes()))
 }
 
 /// Build a v2 event from a flat record (Q5): `kind`, `from` and an optional `timestamp` are

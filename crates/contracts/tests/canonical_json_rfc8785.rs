@@ -538,3 +538,22 @@ proptest! {
         let _ = canonicalize_str(&text);
     }
 }
+
+proptest! {
+    #![proptest_config(ProptestConfig::with_cases(2048))]
+
+    /// The member-order shortcut agrees with comparing UTF-16 code units, for names that share
+    /// prefixes and mix ASCII, BMP and astral characters (where UTF-8 and UTF-16 orders differ).
+    #[test]
+    fn key_order_shortcut_matches_utf16_order(
+        prefix in "[a-z\u{e9}\u{ff5e}\u{1f600}]{0,3}",
+        a in "[a-z\u{e000}\u{ffff}\u{10000}\u{1f600}]{0,4}",
+        b in "[a-z\u{e000}\u{ffff}\u{10000}\u{1f600}]{0,4}",
+    ) {
+        let (a, b) = (format!("{prefix}{a}"), format!("{prefix}{b}"));
+        prop_assert_eq!(
+            lumenflow_contracts::canonical_json::utf16_key_order(&a, &b),
+            a.encode_utf16().cmp(b.encode_utf16())
+        );
+    }
+}

@@ -205,3 +205,37 @@ proptest! {
         prop_assert_eq!(&back, &event);
     }
 }
+
+proptest! {
+    #![proptest_config(ProptestConfig::with_cases(512))]
+
+    /// The id is written member by member; it must equal the definition (EVT-04, EVT-05): the
+    /// RFC 8785 canonical JSON of the basis object, hashed, for any payload, key and strings
+    /// that need escaping.
+    #[test]
+    fn the_id_is_the_hash_of_the_canonical_basis(
+        entries in entries(),
+        odd_key in "\\PC{0,6}",
+        odd_value in json_value(),
+        kind in "\\PC{0,12}",
+        from in "\\PC{0,12}",
+        timestamp in "\\PC{0,24}",
+        key in proptest::option::of("\\PC{0,12}"),
+    ) {
+        use lumenflow_contracts::canonical_json::canonical_hash;
+        use lumenflow_contracts::event::compute_event_id;
+        let mut payload = map_of(&entries);
+        payload.insert(odd_key, odd_value);
+        let basis = match &key {
+            Some(k) => serde_json::json!({"kind": kind, "from": from, "idempotency_key": k}),
+            None => serde_json::json!({
+                "schema_version": 2, "kind": kind, "from": from,
+                "timestamp": timestamp, "payload": payload,
+            }),
+        };
+        prop_assert_eq!(
+            compute_event_id(&kind, &from, &timestamp, &payload, key.as_deref()),
+            format!("evt_{}", canonical_hash(&basis))
+        );
+    }
+}

@@ -282,10 +282,7 @@ fn seq_text(seq: u64) -> String {
 
 /// RFC 8785 member order: by the UTF-16 code units of the names.
 fn key_cmp(a: &str, b: &str) -> Ordering {
-    if a.is_ascii() && b.is_ascii() {
-        return a.cmp(b);
-    }
-    a.encode_utf16().cmp(b.encode_utf16())
+    lumenflow_contracts::canonical_json::utf16_key_order(a, b)
 }
 
 /// Refuse integers a double cannot hold: they would hash like their rounded neighbours.
