@@ -24,6 +24,8 @@ impl Runtime {
     /// [`super::RuntimeEvents`] should have no ledger of its own and a sink that hands events
     /// off without waiting for the disk (the sidecar's stamps them on a thread of its own).
     pub async fn dispatch_async(self: Arc<Self>, req: CallRequest) -> Result<CallOutcome, String> {
+        // Shared, not cloned, with the blocking threads that may need it: an input can be large.
+        let req = Arc::new(req);
         let task = tokio::spawn(async move {
             let outcome = self.run_async(&req).await?;
             if let Some(events) = &self.events {
@@ -35,7 +37,7 @@ impl Runtime {
             .map_err(|e| format!("the dispatch task stopped: {e}"))?
     }
 
-    async fn run_async(self: &Arc<Self>, req: &CallRequest) -> Result<CallOutcome, String> {
+    async fn run_async(self: &Arc<Self>, req: &Arc<CallRequest>) -> Result<CallOutcome, String> {
         let input = match self.evidence.lookup(&req.input) {
             Lookup::Known(stored) => Ok(stored),
             Lookup::New(blob) => {
@@ -48,7 +50,7 @@ impl Runtime {
         let checked = match self.check::<Inline>(req, &input) {
             Ok(checked) => checked,
             Err(WouldBlock) => {
-                let (rt, req) = (Arc::clone(self), req.clone());
+                let (rt, req) = (Arc::clone(self), Arc::clone(req));
                 return on_blocking_thread(move || rt.dispatch_with_input(&req, &input, 0)).await;
             }
         };
@@ -67,7 +69,7 @@ impl Runtime {
         }
         let job = Execution {
             runtime: Arc::clone(self),
-            req: req.clone(),
+            req: Arc::clone(req),
             tool: Arc::clone(&admitted.tool),
             prepared: Arc::clone(&admitted.prepared),
             receipt_id: admitted.draft.receipt_id.clone(),
@@ -95,7 +97,7 @@ impl Runtime {
 /// What the async path hands to a blocking thread to run an admitted call's tool.
 struct Execution {
     runtime: Arc<Runtime>,
-    req: CallRequest,
+    req: Arc<CallRequest>,
     tool: Arc<RegisteredTool>,
     prepared: Arc<prepared::Prepared>,
     receipt_id: String,

@@ -8,10 +8,11 @@
 use std::sync::Arc;
 
 use lumenflow_contracts::canonical_json;
+use lumenflow_contracts::digest::sha256_hex;
 use lumenflow_contracts::event::{build_event, BuildOptions, KernelEventV2};
 use lumenflow_contracts::kinds::AgentRuntimeKind;
 use lumenflow_contracts::tool_output::codes;
-use serde_json::{json, Map, Value};
+use serde_json::{Map, Value};
 
 use crate::events::emit::{EmitError, EventSink, PackEmitter};
 use crate::events::ledger::Ledger;
@@ -56,8 +57,7 @@ impl RuntimeEvents {
     /// is dropped; the ledger stamp and the receipts in the event log remain.
     pub(crate) fn tool_called(&self, tool_name: &str, input: &Value, call: &super::CallOutcome) {
         let output = &call.output;
-        let envelope = json!({"tool_name": tool_name, "input": input});
-        let envelope_hash = format!("sha256:{}", canonical_json::canonical_hash(&envelope));
+        let envelope_hash = envelope_hash(tool_name, input);
         let code = output.error_code();
         let outcome = match code {
             None if output.success => "success",
@@ -106,5 +106,53 @@ impl RuntimeEvents {
         self.emitter_for(manifest)
             .emit(kind, payload, options)
             .map_err(|(_, e)| e)
+    }
+}
+
+/// Q40's `envelope_hash`: `sha256:` and the hex SHA-256 of the canonical JSON of
+/// `{"tool_name": ..., "input": ...}`. Written member by member in RFC 8785 order (`input` before
+/// `tool_name`): building it as a `Value` copied the whole input for every call.
+fn envelope_hash(tool_name: &str, input: &Value) -> String {
+    let mut envelope = String::with_capacity(64);
+    envelope.push_str("{\"input\":");
+    canonical_json::write_canonical(&mut envelope, input);
+    envelope.push_str(",\"tool_name\":");
+    canonical_json::write_canonical_str(&mut envelope, tool_name);
+    envelope.push('}');
+    format!("sha256:{}", sha256_hex(envelope.as_bytes()))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use proptest::prelude::*;
+    use serde_json::json;
+
+    fn json_value() -> impl Strategy<Value = Value> {
+        let leaf = prop_oneof![
+            Just(Value::Null),
+            any::<bool>().prop_map(Value::Bool),
+            any::<i64>().prop_map(|n| Value::Number(n.into())),
+            "\\PC{0,8}".prop_map(Value::String),
+        ];
+        leaf.prop_recursive(3, 24, 4, |inner| {
+            prop_oneof![
+                prop::collection::vec(inner.clone(), 0..4).prop_map(Value::Array),
+                prop::collection::btree_map("\\PC{1,6}", inner, 0..4)
+                    .prop_map(|m| Value::Object(m.into_iter().collect())),
+            ]
+        })
+    }
+
+    proptest! {
+        /// Q40: the hash is that of the canonical envelope object, whatever the input and name.
+        #[test]
+        fn envelope_hash_is_the_hash_of_the_canonical_envelope(
+            tool in "\\PC{0,16}",
+            input in json_value(),
+        ) {
+            let expected = canonical_json::canonical_hash(&json!({"tool_name": tool, "input": input}));
+            prop_assert_eq!(envelope_hash(&tool, &input), format!("sha256:{expected}"));
+        }
     }
 }
