@@ -58,5 +58,7 @@ pub mod resolver;
 pub mod sandbox;
 pub mod scope;
 pub mod tasks;
+#[cfg(test)]
+mod test_values;
 pub mod workspace;
 pub mod yaml;

@@ -125,24 +125,9 @@ fn envelope_hash(tool_name: &str, input: &Value) -> String {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::test_values::json_value;
     use proptest::prelude::*;
     use serde_json::json;
-
-    fn json_value() -> impl Strategy<Value = Value> {
-        let leaf = prop_oneof![
-            Just(Value::Null),
-            any::<bool>().prop_map(Value::Bool),
-            any::<i64>().prop_map(|n| Value::Number(n.into())),
-            "\\PC{0,8}".prop_map(Value::String),
-        ];
-        leaf.prop_recursive(3, 24, 4, |inner| {
-            prop_oneof![
-                prop::collection::vec(inner.clone(), 0..4).prop_map(Value::Array),
-                prop::collection::btree_map("\\PC{1,6}", inner, 0..4)
-                    .prop_map(|m| Value::Object(m.into_iter().collect())),
-            ]
-        })
-    }
 
     proptest! {
         /// Q40: the hash is that of the canonical envelope object, whatever the input and name.

@@ -1,5 +1,7 @@
 //! The one dispatch path (KRN-10). Every tool call, from the CLI, the sidecar, MCP or an agent
-//! turn, is [`Runtime::dispatch`]; nothing else in the product executes a tool.
+//! turn, is [`Runtime::dispatch`] or, for async callers (the sidecar's HTTP and MCP surfaces),
+//! [`Runtime::dispatch_async`], which runs the same stages (`phases`) awaiting its receipts;
+//! nothing else in the product executes a tool.
 //!
 //! Order of a call: lookup (`TOOL_NOT_FOUND`) → input validated against `input_schema`
 //! (`INVALID_INPUT`) → task state (`TASK_STATE_INVALID`) → scopes (`SCOPE_DENIED`: the four layers

@@ -423,6 +423,7 @@ fn bad(field: &'static str, reason: &str) -> LineProblem {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::test_values::json_value;
     use proptest::prelude::*;
 
     fn encode_one(record: Map<String, Value>, seq: u64, prev: &str) -> (String, String) {
@@ -477,23 +478,6 @@ mod tests {
             let err = Prepared::new(record).expect_err(needle);
             assert!(err.contains(needle), "{err} should mention {needle}");
         }
-    }
-
-    fn json_value() -> impl Strategy<Value = Value> {
-        let leaf = prop_oneof![
-            Just(Value::Null),
-            any::<bool>().prop_map(Value::from),
-            (-(1i64 << 53) + 1..(1i64 << 53)).prop_map(Value::from),
-            (-1e300f64..1e300).prop_map(Value::from),
-            "\\PC{0,8}".prop_map(Value::from),
-        ];
-        leaf.prop_recursive(3, 24, 4, |inner| {
-            prop_oneof![
-                prop::collection::vec(inner.clone(), 0..4).prop_map(Value::Array),
-                prop::collection::btree_map("\\PC{0,6}", inner, 0..4)
-                    .prop_map(|m| Value::Object(m.into_iter().collect())),
-            ]
-        })
     }
 
     proptest! {
