@@ -1562,3 +1562,142 @@ fn serve_with_no_flags_uses_an_sqlite_file_in_the_current_folder() {
     let (status, health) = get(&format!("{}/healthz", server.url), None);
     assert_eq!((status, health["backend"].as_str()), (200, Some("sqlite")));
 }
+
+/// The code and message of a command that must fail with `--json`.
+fn refused(dir: &Path, args: &[&str]) -> (String, String) {
+    let mut all = args.to_vec();
+    all.push("--json");
+    let out = run(dir, &all);
+    assert!(
+        !out.status.success(),
+        "lumenflow {} succeeded",
+        args.join(" ")
+    );
+    let v: Value = serde_json::from_slice(&out.stdout).unwrap();
+    (
+        v["error"]["code"].as_str().unwrap().to_string(),
+        v["error"]["message"].as_str().unwrap().to_string(),
+    )
+}
+
+#[test]
+fn administration_commands_never_create_a_database_or_key_of_their_own() {
+    // Run in the wrong folder, `enroll-code` used to create an empty database there and print a
+    // code the running server had never heard of; `operator-token` signed with a new key.
+    let home = TempDir::new().unwrap();
+    let elsewhere = TempDir::new().unwrap();
+    for args in [
+        &["cloud", "enroll-code", "--workspace-id", "ws-a"][..],
+        &["cloud", "operator-token"],
+        &["cloud", "audit", "--workspace-id", "ws-a"],
+        &["cloud", "approvals", "list", "--workspace-id", "ws-a"],
+        &["cloud", "operator", "list"],
+    ] {
+        let (code, message) = refused(elsewhere.path(), args);
+        assert_eq!(code, "CONTROL_PLANE_NOT_INITIALIZED", "{args:?}: {message}");
+        let expected = elsewhere.path().join("lumenflow-cloud.db");
+        assert!(
+            message.contains(&format!("`{}`", expected.display()))
+                && message.contains("--database"),
+            "{args:?}: the message names the file it looked for and the way out: {message}"
+        );
+    }
+    let left: Vec<_> = std::fs::read_dir(elsewhere.path()).unwrap().collect();
+    assert!(left.is_empty(), "nothing was created: {left:?}");
+
+    // A file that is not a control-plane database is refused, not migrated into one.
+    std::fs::write(home.path().join("other.db"), b"").unwrap();
+    let (code, message) = refused(
+        home.path(),
+        &[
+            "cloud",
+            "audit",
+            "--workspace-id",
+            "ws-a",
+            "--database",
+            "other.db",
+        ],
+    );
+    assert_eq!(code, "CONTROL_PLANE_NOT_INITIALIZED");
+    assert!(
+        message.contains("holds no control-plane tables"),
+        "{message}"
+    );
+    assert_eq!(
+        std::fs::metadata(home.path().join("other.db"))
+            .unwrap()
+            .len(),
+        0
+    );
+
+    // `cloud init` sets a control plane up before its first start; it is idempotent, and the
+    // server then uses the same database and key.
+    let init = ok_json(home.path(), &["cloud", "init"]);
+    assert_eq!(init["backend"], "sqlite");
+    let key = std::fs::read(home.path().join("lumenflow-cloud.key")).unwrap();
+    ok_json(home.path(), &["cloud", "init"]);
+    assert_eq!(
+        std::fs::read(home.path().join("lumenflow-cloud.key")).unwrap(),
+        key
+    );
+    let code = ok_json(
+        home.path(),
+        &["cloud", "enroll-code", "--workspace-id", "ws-a"],
+    );
+    let token = ok(home.path(), &["cloud", "operator-token"])
+        .trim()
+        .to_string();
+    let server = Server::start(
+        home.path(),
+        "sqlite://lumenflow-cloud.db",
+        &home.path().join("lumenflow-cloud.key"),
+    );
+    assert_eq!(
+        enroll(&server, code["code"].as_str().unwrap(), None).workspace_id,
+        "ws-a"
+    );
+    let (status, _) = get(&format!("{}/api/v1/audit", server.url), Some(&token));
+    assert_eq!(
+        status, 200,
+        "the operator token minted before the start is accepted"
+    );
+
+    // A key path that does not exist is refused and not created.
+    let (code, message) = refused(
+        home.path(),
+        &["cloud", "operator-token", "--key", "nowhere/cloud.key"],
+    );
+    assert_eq!(code, "CONTROL_PLANE_NOT_INITIALIZED");
+    assert!(
+        message.contains("no control-plane signing key"),
+        "{message}"
+    );
+    assert!(!home.path().join("nowhere").exists());
+}
+
+#[test]
+fn administration_commands_refuse_a_postgres_schema_without_the_control_plane() {
+    let home = Home::postgres();
+    let (code, message) = refused(
+        home.path(),
+        &[
+            "cloud",
+            "enroll-code",
+            "--workspace-id",
+            "ws-a",
+            "--database",
+            &home.database,
+        ],
+    );
+    assert_eq!(code, "CONTROL_PLANE_NOT_INITIALIZED");
+    assert!(
+        message.contains("holds no control-plane tables"),
+        "{message}"
+    );
+    ok_json(
+        home.path(),
+        &["cloud", "init", "--database", &home.database],
+    );
+    let issued = home.cli(&["cloud", "enroll-code", "--workspace-id", "ws-a"]);
+    assert!(issued["code"].as_str().unwrap().starts_with("lfe_"));
+}

@@ -107,6 +107,19 @@ fn enroll_discover_invoke_ingest_with_the_real_sidecar() {
         &["enroll", "--control-plane", &cp.url, "--code", &code],
     );
     assert_eq!(enrolled["subject"], WS);
+    // An enrolled workspace's tokens come from its control plane; it has no key of its
+    // own to mint with, and says so instead of failing on the missing key file.
+    let out = sidecar_support::run(&root, &["token", "mint", "--scope", "workspace", "--json"]);
+    assert!(!out.status.success());
+    let refusal: Value = serde_json::from_slice(&out.stdout).unwrap();
+    assert_eq!(refusal["error"]["code"], "NOT_STANDALONE", "{refusal}");
+    assert!(
+        refusal["error"]["message"]
+            .as_str()
+            .unwrap()
+            .contains("standalone mode only"),
+        "{refusal}"
+    );
     let sidecar = Sidecar::spawn(&root, &["--backoff-base-ms", "50"]);
     let (s, _) = post(
         &format!("{}/api/v1/workspaces/{WS}/sidecar", cp.url),

@@ -101,6 +101,30 @@ impl Authority {
         Ok(Authority::from_key(key))
     }
 
+    /// The key a control plane already signs with; refuses to create one (a token signed by a
+    /// new key would be refused by the running server).
+    pub fn load(path: &Path) -> CloudResult<Authority> {
+        if !path.exists() {
+            return Err(CloudError::NotInitialized(format!(
+                "no control-plane signing key at `{}`: tokens are signed with the key \
+                 `lumenflow cloud serve` uses (`--key PATH`, default beside an SQLite database, \
+                 or `{KEY_FILE_NAME}` in the working folder for PostgreSQL); pass it with `--key`, \
+                 or create it with `lumenflow cloud init`",
+                std::env::current_dir()
+                    .map(|cwd| cwd.join(path))
+                    .unwrap_or_else(|_| path.to_path_buf())
+                    .display()
+            )));
+        }
+        let key = KeyPair::load(path).map_err(|e| {
+            CloudError::Internal(format!(
+                "cannot load the control-plane key `{}`: {e}",
+                path.display()
+            ))
+        })?;
+        Ok(Authority::from_key(key))
+    }
+
     pub fn from_key(key: KeyPair) -> Authority {
         let public = key.public();
         Authority {

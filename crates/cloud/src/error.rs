@@ -62,6 +62,9 @@ pub enum CloudError {
     /// Too many failed attempts; try again later.
     #[error("{0}")]
     RateLimited(String),
+    /// An administration command named a database or signing key no control plane has created.
+    #[error("{0}")]
+    NotInitialized(String),
     /// The database failed.
     #[error("storage error: {0}")]
     Storage(String),
@@ -92,6 +95,7 @@ impl CloudError {
             CloudError::LoginFailed(_) => "LOGIN_FAILED",
             CloudError::CsrfRejected(_) => "CSRF_REJECTED",
             CloudError::RateLimited(_) => "RATE_LIMITED",
+            CloudError::NotInitialized(_) => "CONTROL_PLANE_NOT_INITIALIZED",
             CloudError::Storage(_) => "STORAGE_ERROR",
             CloudError::Internal(_) => "INTERNAL_ERROR",
         }
@@ -117,7 +121,9 @@ impl CloudError {
             CloudError::EnrollmentCodeUsed(_) | CloudError::Conflict(_) => StatusCode::CONFLICT,
             CloudError::NotFound(_) => StatusCode::NOT_FOUND,
             CloudError::Sidecar(_) => StatusCode::BAD_GATEWAY,
-            CloudError::Storage(_) | CloudError::Internal(_) => StatusCode::INTERNAL_SERVER_ERROR,
+            CloudError::NotInitialized(_) | CloudError::Storage(_) | CloudError::Internal(_) => {
+                StatusCode::INTERNAL_SERVER_ERROR
+            }
         }
     }
 

@@ -68,6 +68,15 @@ pub enum CloudCommand {
         #[arg(long, default_value_t = 60, value_name = "SECS")]
         registry_refresh: u64,
     },
+    /// Create the database (or bring its schema up to date) and the signing key, then exit:
+    /// what `serve` does on start, for setting a control plane up before its first start.
+    Init {
+        #[command(flatten)]
+        db: DbArgs,
+        /// The Ed25519 signing key (created 0600 when missing; default beside the database).
+        #[arg(long, value_name = "PATH")]
+        key: Option<PathBuf>,
+    },
     /// Create a one-time enrollment code for a workspace (printed once; only its hash is kept).
     EnrollCode {
         #[command(flatten)]
@@ -250,8 +259,9 @@ fn workspace_id(ctx: &Context, arg: &WorkspaceIdArg) -> Result<String, CliError>
     Ok(ws)
 }
 
+/// The database `serve` created: administration commands never create one.
 async fn open(db: &DbArgs) -> Result<Store, CliError> {
-    Store::open(&db.url()).await.map_err(cloud_error)
+    Store::open_existing(&db.url()).await.map_err(cloud_error)
 }
 
 fn ts(ms: i64) -> String {
@@ -283,6 +293,28 @@ pub fn run(ctx: &Context, command: CloudCommand) -> Result<(), CliError> {
                 let _ = std::io::stdout().flush();
             }))
             .map_err(cloud_error)
+        }
+        CloudCommand::Init { db, key } => {
+            let url = db.url();
+            let key_path = key.unwrap_or_else(|| server::default_key_path(&url));
+            let backend = rt.block_on(async {
+                let store = Store::open(&url).await.map_err(cloud_error)?;
+                let backend = store.backend_name();
+                store.close().await;
+                Ok::<_, CliError>(backend)
+            })?;
+            Authority::load_or_create(&key_path).map_err(cloud_error)?;
+            print_ok(
+                ctx.json,
+                &json!({"database": redact(&url), "backend": backend,
+                        "key": key_path.display().to_string()}),
+                &format!(
+                    "database ready: {} ({backend})\nsigning key: {}\n",
+                    redact(&url),
+                    key_path.display()
+                ),
+            );
+            Ok(())
         }
         CloudCommand::EnrollCode {
             ws,
@@ -316,7 +348,7 @@ pub fn run(ctx: &Context, command: CloudCommand) -> Result<(), CliError> {
             let key_path = key.unwrap_or_else(|| server::default_key_path(&db.url()));
             let (token, claims) = rt.block_on(async {
                 let store = open(&db).await?;
-                let authority = Authority::load_or_create(&key_path).map_err(cloud_error)?;
+                let authority = Authority::load(&key_path).map_err(cloud_error)?;
                 authority
                     .mint_operator_token(&store, &name, ttl)
                     .await

@@ -267,9 +267,14 @@ pub fn token(ctx: &Context, cmd: TokenCommand) -> Result<(), CliError> {
     // Only a standalone workspace is its own issuer: a token signed by the workspace key would
     // not verify against a control plane's key.
     let e = enrollment::load(&dir).map_err(enrollment_error)?;
-    let key = KeyPair::load(&enrollment::workspace_key_path(&dir))
-        .map_err(|err| CliError::new(err.code(), err.to_string()))?;
-    if key.public().to_pem().trim() != e.issuer_public_key_pem.trim() {
+    let key_path = enrollment::workspace_key_path(&dir);
+    // An enrolled workspace has no key of its own: that is the refusal below, not an I/O error.
+    let key = if key_path.exists() {
+        Some(KeyPair::load(&key_path).map_err(|err| CliError::new(err.code(), err.to_string()))?)
+    } else {
+        None
+    };
+    if key.is_none_or(|k| k.public().to_pem().trim() != e.issuer_public_key_pem.trim()) {
         return Err(CliError::new(
             "NOT_STANDALONE",
             format!(

@@ -381,6 +381,51 @@ fn parse_json(text: &str, what: &str) -> CloudResult<Value> {
         .map_err(|e| CloudError::Storage(format!("stored {what} is not valid JSON: {e}")))
 }
 
+/// The file of an SQLite `url` (`None` for PostgreSQL and in-memory databases).
+fn sqlite_file(url: &str) -> CloudResult<Option<std::path::PathBuf>> {
+    let in_memory = url.contains(":memory:") || url.contains("mode=memory");
+    if in_memory || url.starts_with("postgres://") || url.starts_with("postgresql://") {
+        return Ok(None);
+    }
+    let options = if url.starts_with("sqlite:") {
+        SqliteConnectOptions::from_str(url).map_err(|e| {
+            CloudError::Storage(format!("`{}` is not an SQLite URL: {e}", redact(url)))
+        })?
+    } else {
+        SqliteConnectOptions::new().filename(url)
+    };
+    Ok(Some(options.get_filename().to_path_buf()))
+}
+
+/// Whether the SQLite file at `path` has been migrated by a control plane, opened read-only.
+async fn sqlite_has_schema(path: &std::path::Path) -> CloudResult<bool> {
+    use sqlx::{ConnectOptions, Connection};
+    let shown = path.display();
+    let mut conn = SqliteConnectOptions::new()
+        .filename(path)
+        .read_only(true)
+        .connect()
+        .await
+        .map_err(|e| CloudError::Storage(format!("cannot open `{shown}`: {e}")))?;
+    let tables: i64 = sqlx::query(
+        "SELECT COUNT(*) FROM sqlite_master WHERE type = 'table' \
+         AND name = 'lf_schema_migrations'",
+    )
+    .fetch_one(&mut conn)
+    .await
+    .map_err(|e| CloudError::Storage(format!("`{shown}` is not a readable SQLite database: {e}")))?
+    .try_get(0)?;
+    let _ = conn.close().await;
+    Ok(tables > 0)
+}
+
+/// `path` from the filesystem root, for messages (the working directory is the usual surprise).
+fn absolute(path: &std::path::Path) -> std::path::PathBuf {
+    std::env::current_dir()
+        .map(|cwd| cwd.join(path))
+        .unwrap_or_else(|_| path.to_path_buf())
+}
+
 /// The status an approval reads as at `now_ms`: a pending one past its expiry is `expired`.
 pub fn effective_status(status: &str, expires_at_ms: Option<i64>, now_ms: i64) -> String {
     match expires_at_ms {
@@ -398,8 +443,58 @@ impl Store {
         Ok(store)
     }
 
-    /// Connect without migrating.
+    /// Open the database a control plane already uses (its schema brought up to date), and
+    /// refuse one that does not exist or holds no control-plane tables: administration commands
+    /// run in the wrong folder would otherwise create an empty database beside the real one,
+    /// and an enrollment code or operator minted there is unknown to the running server.
+    pub async fn open_existing(url: &str) -> CloudResult<Store> {
+        let missing = |what: String| {
+            CloudError::NotInitialized(format!(
+                "{what}: administration commands work on the database `lumenflow cloud serve` \
+                 uses; run them in its folder, pass `--database URL` (or set \
+                 LUMENFLOW_CLOUD_DATABASE), or create it with `lumenflow cloud init`"
+            ))
+        };
+        let display = redact(url);
+        let no_tables = || missing(format!("`{display}` holds no control-plane tables"));
+        if let Some(path) = sqlite_file(url)? {
+            if !path.exists() {
+                return Err(missing(format!(
+                    "no control-plane database at `{}`",
+                    absolute(&path).display()
+                )));
+            }
+            // Looked at read-only first: the writer's settings (WAL, page size) would already
+            // change a file that turns out not to be ours.
+            if !sqlite_has_schema(&path).await? {
+                return Err(no_tables());
+            }
+        }
+        let store = Store::connect_with(url, false).await?;
+        if let Backend::Postgres(pool) = &store.backend {
+            let tables: i64 = sqlx::query(
+                "SELECT COUNT(*) FROM pg_catalog.pg_tables \
+                 WHERE tablename = 'lf_schema_migrations' \
+                 AND schemaname = ANY (current_schemas(false))",
+            )
+            .fetch_one(pool)
+            .await?
+            .try_get(0)?;
+            if tables == 0 {
+                store.close().await;
+                return Err(no_tables());
+            }
+        }
+        store.migrate().await?;
+        Ok(store)
+    }
+
+    /// Connect without migrating (creating an SQLite file when missing).
     pub async fn connect(url: &str) -> CloudResult<Store> {
+        Store::connect_with(url, true).await
+    }
+
+    async fn connect_with(url: &str, create: bool) -> CloudResult<Store> {
         let display = redact(url);
         let storage = |e: sqlx::Error| CloudError::Storage(format!("cannot open `{display}`: {e}"));
         let backend = if url.starts_with("postgres://") || url.starts_with("postgresql://") {
@@ -418,7 +513,7 @@ impl Store {
                 SqliteConnectOptions::new().filename(url)
             };
             let options = options
-                .create_if_missing(true)
+                .create_if_missing(create)
                 // 8 KiB pages measured best for the random-insert dedupe index (only takes
                 // effect when the file is created).
                 .page_size(8192)
