@@ -1803,3 +1803,119 @@ fn every_command_prints_one_json_document_on_success() {
     assert_eq!(get["value"], 30);
     check(&["demo", "quickstart", "--dir", "q"], "steps");
 }
+
+/// KRN-04: the loader's local roots end with the packs built into the binary, so `pack install
+/// --source local` of a built-in id with no folder in the workspace pins that pack with its real
+/// hash (nothing copied) instead of failing on a missing folder: the way to enable
+/// software-delivery or agent-runtime without hand-editing workspace.yaml or pinning `dev`.
+#[test]
+fn install_of_a_built_in_pack_pins_it_with_its_hash() {
+    let ws_dir = workspace();
+    let ws = ws_dir.path();
+    let install = |extra: &[&str]| {
+        let mut args = vec![
+            "pack",
+            "install",
+            "--id",
+            "software-delivery",
+            "--version",
+            "0.1.0",
+            "--source",
+            "local",
+            "--json",
+        ];
+        args.extend_from_slice(extra);
+        run(ws, &args, None)
+    };
+    let before = std::fs::read(ws.join("workspace.yaml")).unwrap();
+
+    // Refusals leave workspace.yaml alone: a wrong version, a wrong expected hash.
+    let wrong_version = run(
+        ws,
+        &[
+            "pack",
+            "install",
+            "--id",
+            "software-delivery",
+            "--version",
+            "9.9.9",
+            "--source",
+            "local",
+            "--json",
+        ],
+        None,
+    );
+    assert_eq!(
+        wrong_version.error_code(),
+        "MANIFEST_MISMATCH",
+        "{wrong_version}"
+    );
+    let wrong_hash = install(&["--integrity", &format!("sha256:{}", "0".repeat(64))]);
+    assert_eq!(
+        wrong_hash.error_code(),
+        "INTEGRITY_MISMATCH",
+        "{wrong_hash}"
+    );
+    assert_eq!(std::fs::read(ws.join("workspace.yaml")).unwrap(), before);
+
+    let out = install(&[]);
+    assert!(out.success(), "{out}");
+    let expected = ok(
+        ws,
+        &["pack", "hash", "--builtin", "software-delivery", "--json"],
+    )
+    .json()["integrity"]
+        .as_str()
+        .unwrap()
+        .to_string();
+    assert!(is_sha256_prefixed(&expected));
+    let v = out.json();
+    assert_eq!(v["hash"], expected.as_str());
+    assert_eq!(v["unchanged"], false);
+    let pinned = pin(ws, "software-delivery");
+    assert_eq!(pinned["integrity"], expected);
+    assert_eq!(pinned["source"], "local");
+    assert_eq!(pinned["version"], "0.1.0");
+    assert!(
+        !ws.join("packs/software-delivery").exists(),
+        "nothing is copied"
+    );
+    assert_no_staging_leftovers(ws);
+
+    // The pin loads (verified, not dev) and the pack's tools are there.
+    let list = ok(ws, &["pack", "list"]);
+    assert!(list.stdout.contains("ok (verified)"), "{list}");
+    let tools = ok(ws, &["tool", "list"]);
+    assert!(
+        tools.stdout.contains("software-delivery:wu_claim"),
+        "{tools}"
+    );
+
+    // Again: the same pin, reported unchanged.
+    let again = install(&[]);
+    assert!(again.success(), "{again}");
+    assert_eq!(again.json()["unchanged"], true);
+
+    // A named folder is never replaced by the built-in pack, and an unknown id says what is
+    // built in.
+    let named = install(&["--pack-root", "nowhere/software-delivery"]);
+    assert_eq!(named.error_code(), "SOURCE_NOT_FOUND", "{named}");
+    let unknown = fails(
+        ws,
+        &[
+            "pack",
+            "install",
+            "--id",
+            "nope",
+            "--version",
+            "1.0.0",
+            "--source",
+            "local",
+        ],
+    );
+    assert!(
+        unknown.stderr.contains("no built-in pack is called `nope`")
+            && unknown.stderr.contains("software-delivery"),
+        "{unknown}"
+    );
+}

@@ -17,6 +17,7 @@ use lumenflow_contracts::digest::Sha256Digest;
 use serde_json::Value;
 use sha2::{Digest, Sha256};
 
+use crate::builtin::EmbeddedPack;
 use crate::diagnostics::{Diagnostics, SourceFile};
 use crate::integrity::{self, PackHash};
 use crate::pack_report::{self, PackReport};
@@ -235,48 +236,9 @@ pub fn install(
             &source_label(&req.source),
         ));
     }
-    let manifest = report
-        .manifest
-        .as_ref()
-        .map(|m| m.manifest.clone())
-        .ok_or_else(|| InstallError::Source("validation passed without a manifest".into()))?;
-    if manifest.id != req.id {
-        return Err(InstallError::Mismatch {
-            field: "id",
-            expected: req.id.clone(),
-            actual: manifest.id,
-        });
-    }
-    if manifest.version != req.version {
-        return Err(InstallError::Mismatch {
-            field: "version",
-            expected: req.version.clone(),
-            actual: manifest.version,
-        });
-    }
-
+    check_identity(&report, &req.id, &req.version)?;
     progress(InstallStep::Hashing);
-    let hash = report
-        .hash
-        .clone()
-        .ok_or_else(|| InstallError::Source("validation passed without a hash".into()))?;
-    if let Some(expected) = &req.expected_integrity {
-        let expected_hex = match Integrity::parse(expected) {
-            Ok(Integrity::Sha256(hex)) => hex,
-            _ => {
-                return Err(InstallError::Source(format!(
-                    "--integrity `{expected}`: expected sha256:<64-hex>"
-                )))
-            }
-        };
-        if expected_hex != hash.hex() {
-            return Err(InstallError::IntegrityMismatch {
-                id: req.id.clone(),
-                expected: expected_hex,
-                actual: hash.hex(),
-            });
-        }
-    }
+    let hash = checked_hash(&report, &req.id, req.expected_integrity.as_deref())?;
 
     // Move into place, keeping the old folder until the pin is written.
     let mut replaced = false;
@@ -313,11 +275,7 @@ pub fn install(
     let pin = PackPin {
         id: req.id.clone(),
         version: req.version.clone(),
-        integrity: if req.dev {
-            Integrity::Dev
-        } else {
-            Integrity::Sha256(hash.hex())
-        },
+        integrity: pin_integrity(req.dev, &hash),
         source: match req.source {
             InstallSource::Local { .. } => PackSource::Local,
             InstallSource::Git { .. } => PackSource::Git,
@@ -347,6 +305,120 @@ pub fn install(
             }
             Err(e)
         }
+    }
+}
+
+/// Pin a pack built into this binary: the last of the local roots the loader looks in (KRN-04:
+/// `<ws>/packs/<id>`, `<ws>/packages/@lumenflow/packs/<id>`, then the built-in packs). Nothing
+/// is copied; the embedded files get the same checks and hash as a folder, and the pin is
+/// `source: local`, so a folder of that id put in the workspace later takes precedence (and must
+/// match the pin).
+pub fn pin_builtin(
+    doc: &WorkspaceDocument,
+    pack: &EmbeddedPack,
+    version: &str,
+    expected_integrity: Option<&str>,
+    dev: bool,
+    progress: &mut dyn FnMut(InstallStep),
+) -> Result<InstallOutcome, InstallError> {
+    if !crate::manifest::is_semver(version) {
+        return Err(InstallError::BadVersion(version.to_string()));
+    }
+    let id = pack.id;
+    progress(InstallStep::Validating);
+    let report = crate::pack_report::validate_embedded(pack);
+    let label = format!("<built-in>/{}", pack.id);
+    if !report.passed() {
+        return Err(validation_error(id, &report, Path::new(&label), &label));
+    }
+    check_identity(&report, id, version)?;
+    progress(InstallStep::Hashing);
+    let hash = checked_hash(&report, id, expected_integrity)?;
+    progress(InstallStep::Pinning);
+    let unchanged = doc.spec.packs.iter().any(|p| {
+        p.id == id
+            && p.version == version
+            && p.source == PackSource::Local
+            && p.integrity == pin_integrity(dev, &hash)
+    });
+    let pin = PackPin {
+        id: id.to_string(),
+        version: version.to_string(),
+        integrity: pin_integrity(dev, &hash),
+        source: PackSource::Local,
+        url: None,
+        rev: None,
+        registry_url: None,
+    };
+    let preserved_layout = write_pin(doc, &pin)?;
+    Ok(InstallOutcome {
+        pin,
+        dest: PathBuf::from(label),
+        hash,
+        replaced: false,
+        unchanged,
+        preserved_layout,
+        report,
+    })
+}
+
+/// The validated manifest names the requested id and version.
+fn check_identity(report: &PackReport, id: &str, version: &str) -> Result<(), InstallError> {
+    let manifest = report
+        .manifest
+        .as_ref()
+        .map(|m| &m.manifest)
+        .ok_or_else(|| InstallError::Source("validation passed without a manifest".into()))?;
+    for (field, expected, actual) in [
+        ("id", id, &manifest.id),
+        ("version", version, &manifest.version),
+    ] {
+        if expected != actual {
+            return Err(InstallError::Mismatch {
+                field,
+                expected: expected.to_string(),
+                actual: actual.clone(),
+            });
+        }
+    }
+    Ok(())
+}
+
+/// The pack's hash, checked against `--integrity` when given.
+fn checked_hash(
+    report: &PackReport,
+    id: &str,
+    expected: Option<&str>,
+) -> Result<PackHash, InstallError> {
+    let hash = report
+        .hash
+        .clone()
+        .ok_or_else(|| InstallError::Source("validation passed without a hash".into()))?;
+    if let Some(expected) = expected {
+        let expected_hex = match Integrity::parse(expected) {
+            Ok(Integrity::Sha256(hex)) => hex,
+            _ => {
+                return Err(InstallError::Source(format!(
+                    "--integrity `{expected}`: expected sha256:<64-hex>"
+                )))
+            }
+        };
+        if expected_hex != hash.hex() {
+            return Err(InstallError::IntegrityMismatch {
+                id: id.to_string(),
+                expected: expected_hex,
+                actual: hash.hex(),
+            });
+        }
+    }
+    Ok(hash)
+}
+
+fn pin_integrity(dev: bool, hash: &PackHash) -> Integrity {
+    if dev {
+        Integrity::Dev
+    } else {
+        Integrity::Sha256(hash.hex())
     }
 }
 

@@ -197,7 +197,157 @@ pub fn install(ctx: &Context, mut a: InstallArgs) -> Result<(), CliError> {
     // Downloads land here and are removed when the install ends, whatever the outcome.
     let download_dir = tempfile::tempdir()
         .map_err(|e| CliError::new("IO_ERROR", format!("cannot create a temporary folder: {e}")))?;
-    let source = match a.source {
+    let plan = match builtin_fallback(&doc, &a) {
+        Some(pack) => Plan::Builtin(pack),
+        None => Plan::Source(install_source(ctx, &doc, &mut a, &download_dir)?),
+    };
+    let from_binary = matches!(plan, Plan::Builtin(_));
+    let spinner = progress::spinner("installing", ctx.json);
+    let mut step = |s: InstallStep| {
+        spinner.set_message(match s {
+            InstallStep::Fetching => "fetching",
+            InstallStep::Validating => "validating",
+            InstallStep::Hashing => "hashing",
+            InstallStep::Pinning => "pinning",
+        })
+    };
+    let result = match plan {
+        Plan::Builtin(pack) => install::pin_builtin(
+            &doc,
+            pack,
+            &a.version,
+            a.integrity.as_deref(),
+            a.dev,
+            &mut step,
+        ),
+        Plan::Source(source) => {
+            let req = InstallRequest {
+                id: a.id.clone(),
+                version: a.version.clone(),
+                source,
+                expected_integrity: a.integrity.clone(),
+                force: a.force,
+                dev: a.dev,
+            };
+            install::install(&doc, &req, &mut step, None)
+        }
+    };
+    spinner.finish_and_clear();
+    let outcome = result.map_err(|e| match e {
+        install::InstallError::Workspace(d) => CliError::from(d),
+        install::InstallError::Validation {
+            ref diagnostics,
+            ref errors,
+            ..
+        } => {
+            let mut message = e.to_string();
+            for line in errors {
+                message.push_str(&format!("\n  {line}"));
+            }
+            let diags = lumenflow_kernel::diagnostics::Diagnostics(diagnostics.clone());
+            let mut err = CliError::from_diagnostics(e.code(), message, diags);
+            err.help = Some(
+                "fix the pack, check it with `lumenflow pack validate`, then install again".into(),
+            );
+            err
+        }
+        other => {
+            let err = CliError::new(other.code(), other.to_string());
+            let unnamed = a.pack_root.is_none() && a.packs_root.is_none();
+            if other.code() == "SOURCE_NOT_FOUND" && a.source == "local" && unnamed {
+                let known: Vec<&str> = lumenflow_packs::builtin_packs()
+                    .iter()
+                    .map(|p| p.id)
+                    .collect();
+                err.with_help(format!(
+                    "no built-in pack is called `{}` either (built in: {}); name a folder with \
+                     --pack-root",
+                    a.id,
+                    known.join(", ")
+                ))
+            } else {
+                err
+            }
+        }
+    })?;
+    if !outcome.preserved_layout {
+        warn(ctx.json, "workspace.yaml was re-emitted: its comments and layout could not be kept for this change");
+    }
+    if a.dev {
+        warn(ctx.json, "pinned with integrity: dev; the pack will not be verified at load and is refused in production");
+    }
+    let verb = if from_binary {
+        if outcome.unchanged {
+            "Already pinned: the built-in pack"
+        } else {
+            "Pinned the built-in pack"
+        }
+    } else if outcome.unchanged {
+        "Pinned (already installed, identical)"
+    } else if outcome.replaced {
+        "Replaced and pinned"
+    } else {
+        "Installed and pinned"
+    };
+    let human = format!(
+        "{verb} {}@{} in {}\n  integrity: {}\n  source:    {}\n",
+        outcome.pin.id,
+        outcome.pin.version,
+        display_path(&outcome.dest),
+        outcome.pin.integrity,
+        outcome.pin.source.as_str(),
+    );
+    print_ok(
+        ctx.json,
+        &json!({
+            "pin": outcome.pin,
+            "path": outcome.dest,
+            "hash": outcome.hash.prefixed(),
+            "replaced": outcome.replaced,
+            "unchanged": outcome.unchanged,
+            "preserved_layout": outcome.preserved_layout,
+        }),
+        &human,
+    );
+    Ok(())
+}
+
+/// What `pack install` does: fetch a source into the workspace, or pin a built-in pack.
+enum Plan {
+    Builtin(&'static lumenflow_kernel::builtin::EmbeddedPack),
+    Source(InstallSource),
+}
+
+/// `--source local` with no folder named, when neither local root the loader looks in first
+/// holds the pack: the last root is the packs built into this binary (KRN-04), so pin that one
+/// instead of failing on a missing folder.
+fn builtin_fallback(
+    doc: &workspace::WorkspaceDocument,
+    a: &InstallArgs,
+) -> Option<&'static lumenflow_kernel::builtin::EmbeddedPack> {
+    if a.source != "local" || a.pack_root.is_some() || a.packs_root.is_some() {
+        return None;
+    }
+    let folders = [
+        doc.dir.join("packs").join(&a.id),
+        doc.dir.join("packages/@lumenflow/packs").join(&a.id),
+    ];
+    if folders.iter().any(|f| f.exists()) {
+        return None;
+    }
+    lumenflow_packs::builtin_packs()
+        .iter()
+        .find(|p| p.id == a.id)
+}
+
+/// The source `pack install` fetches from (downloads land in `download_dir`).
+fn install_source(
+    ctx: &Context,
+    doc: &workspace::WorkspaceDocument,
+    a: &mut InstallArgs,
+    download_dir: &tempfile::TempDir,
+) -> Result<InstallSource, CliError> {
+    Ok(match a.source {
         "local" => {
             let root = match (&a.pack_root, &a.packs_root) {
                 (Some(p), _) => p.clone(),
@@ -264,80 +414,7 @@ pub fn install(ctx: &Context, mut a: InstallArgs) -> Result<(), CliError> {
                 registry_url: a.registry_url.clone(),
             }
         }
-    };
-    let req = InstallRequest {
-        id: a.id.clone(),
-        version: a.version.clone(),
-        source,
-        expected_integrity: a.integrity.clone(),
-        force: a.force,
-        dev: a.dev,
-    };
-    let spinner = progress::spinner("installing", ctx.json);
-    let mut step = |s: InstallStep| {
-        spinner.set_message(match s {
-            InstallStep::Fetching => "fetching",
-            InstallStep::Validating => "validating",
-            InstallStep::Hashing => "hashing",
-            InstallStep::Pinning => "pinning",
-        })
-    };
-    let result = install::install(&doc, &req, &mut step, None);
-    spinner.finish_and_clear();
-    let outcome = result.map_err(|e| match e {
-        install::InstallError::Workspace(d) => CliError::from(d),
-        install::InstallError::Validation {
-            ref diagnostics,
-            ref errors,
-            ..
-        } => {
-            let mut message = e.to_string();
-            for line in errors {
-                message.push_str(&format!("\n  {line}"));
-            }
-            let diags = lumenflow_kernel::diagnostics::Diagnostics(diagnostics.clone());
-            let mut err = CliError::from_diagnostics(e.code(), message, diags);
-            err.help = Some(
-                "fix the pack, check it with `lumenflow pack validate`, then install again".into(),
-            );
-            err
-        }
-        other => CliError::new(other.code(), other.to_string()),
-    })?;
-    if !outcome.preserved_layout {
-        warn(ctx.json, "workspace.yaml was re-emitted: its comments and layout could not be kept for this change");
-    }
-    if a.dev {
-        warn(ctx.json, "pinned with integrity: dev; the pack will not be verified at load and is refused in production");
-    }
-    let verb = if outcome.unchanged {
-        "Pinned (already installed, identical)"
-    } else if outcome.replaced {
-        "Replaced and pinned"
-    } else {
-        "Installed and pinned"
-    };
-    let human = format!(
-        "{verb} {}@{} in {}\n  integrity: {}\n  source:    {}\n",
-        outcome.pin.id,
-        outcome.pin.version,
-        display_path(&outcome.dest),
-        outcome.pin.integrity,
-        outcome.pin.source.as_str(),
-    );
-    print_ok(
-        ctx.json,
-        &json!({
-            "pin": outcome.pin,
-            "path": outcome.dest,
-            "hash": outcome.hash.prefixed(),
-            "replaced": outcome.replaced,
-            "unchanged": outcome.unchanged,
-            "preserved_layout": outcome.preserved_layout,
-        }),
-        &human,
-    );
-    Ok(())
+    })
 }
 
 pub fn list(ctx: &Context) -> Result<(), CliError> {
