@@ -1701,3 +1701,16 @@ fn administration_commands_refuse_a_postgres_schema_without_the_control_plane() 
     let issued = home.cli(&["cloud", "enroll-code", "--workspace-id", "ws-a"]);
     assert!(issued["code"].as_str().unwrap().starts_with("lfe_"));
 }
+
+#[test]
+fn serve_on_a_busy_port_fails_with_listen_failed() {
+    let home = TempDir::new().unwrap();
+    let busy = TcpListener::bind("127.0.0.1:0").unwrap();
+    let addr = busy.local_addr().unwrap().to_string();
+    let (code, message) = refused(home.path(), &["cloud", "serve", "--listen", &addr]);
+    assert_eq!(code, "LISTEN_FAILED", "{message}");
+    assert!(
+        message.contains(&addr),
+        "the message names the address: {message}"
+    );
+}

@@ -62,6 +62,9 @@ pub enum CloudError {
     /// Too many failed attempts; try again later.
     #[error("{0}")]
     RateLimited(String),
+    /// The listen address cannot be bound (in use, not local, no permission).
+    #[error("{0}")]
+    ListenFailed(String),
     /// An administration command named a database or signing key no control plane has created.
     #[error("{0}")]
     NotInitialized(String),
@@ -95,6 +98,7 @@ impl CloudError {
             CloudError::LoginFailed(_) => "LOGIN_FAILED",
             CloudError::CsrfRejected(_) => "CSRF_REJECTED",
             CloudError::RateLimited(_) => "RATE_LIMITED",
+            CloudError::ListenFailed(_) => "LISTEN_FAILED",
             CloudError::NotInitialized(_) => "CONTROL_PLANE_NOT_INITIALIZED",
             CloudError::Storage(_) => "STORAGE_ERROR",
             CloudError::Internal(_) => "INTERNAL_ERROR",
@@ -121,9 +125,10 @@ impl CloudError {
             CloudError::EnrollmentCodeUsed(_) | CloudError::Conflict(_) => StatusCode::CONFLICT,
             CloudError::NotFound(_) => StatusCode::NOT_FOUND,
             CloudError::Sidecar(_) => StatusCode::BAD_GATEWAY,
-            CloudError::NotInitialized(_) | CloudError::Storage(_) | CloudError::Internal(_) => {
-                StatusCode::INTERNAL_SERVER_ERROR
-            }
+            CloudError::ListenFailed(_)
+            | CloudError::NotInitialized(_)
+            | CloudError::Storage(_)
+            | CloudError::Internal(_) => StatusCode::INTERNAL_SERVER_ERROR,
         }
     }
 

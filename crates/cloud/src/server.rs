@@ -132,7 +132,9 @@ pub async fn open_state(config: &ServeConfig, bound: SocketAddr) -> CloudResult<
 pub async fn serve(config: ServeConfig, ready: impl FnOnce(SocketAddr)) -> CloudResult<()> {
     let listener = tokio::net::TcpListener::bind(config.listen)
         .await
-        .map_err(|e| CloudError::Internal(format!("cannot listen on {}: {e}", config.listen)))?;
+        .map_err(|e| {
+            CloudError::ListenFailed(format!("cannot listen on {}: {e}", config.listen))
+        })?;
     let bound = listener
         .local_addr()
         .map_err(|e| CloudError::Internal(format!("cannot read the bound address: {e}")))?;
