@@ -825,10 +825,24 @@ fn tokens_never_leak_into_output() {
         ],
     );
     assert!(out.status.success());
-    assert!(out.stderr.is_empty());
+    assert!(out.stderr.is_empty(), "known scopes mint without a warning");
     let token = String::from_utf8(out.stdout).unwrap();
     assert_eq!(token.trim().split('.').count(), 3);
     assert_eq!(token.lines().count(), 1);
+
+    // A scope no tool or route of the workspace uses (a typo) is still minted, with a warning
+    // on stderr that lists the scopes its packs do use; stdout stays the token alone.
+    let out = run(&root, &["token", "mint", "--scope", "worksapce"]);
+    assert!(out.status.success());
+    let warning = String::from_utf8_lossy(&out.stderr);
+    assert!(
+        warning.contains("scope `worksapce` opens no tool or route")
+            && warning.contains("agent:execute-turn, workspace"),
+        "{warning}"
+    );
+    let token = String::from_utf8(out.stdout).unwrap();
+    assert_eq!(token.lines().count(), 1);
+    assert!(!warning.contains(token.trim()));
 }
 
 /// `/mcp` (streamable HTTP) on the sidecar: bearer token required, the same filtered tools.

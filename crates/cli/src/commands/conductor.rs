@@ -14,14 +14,14 @@ use lumenflow_conductor::control_plane::ControlPlane;
 use lumenflow_conductor::delivery::DeliveryOptions;
 use lumenflow_conductor::enrollment::{self, MintRequest};
 use lumenflow_conductor::{Sidecar, SidecarOptions};
-use lumenflow_contracts::identity::Enrollment;
+use lumenflow_contracts::identity::{Enrollment, SCOPE_EXECUTE_TURN, SCOPE_WORKSPACE};
 use lumenflow_contracts::wire::EnrollRequest;
 use lumenflow_kernel::dispatch::RuntimeOptions;
 use lumenflow_proof::keys::KeyPair;
 use serde_json::json;
 
 use super::Context;
-use crate::output::{print_ok, CliError};
+use crate::output::{print_ok, warn, CliError};
 
 #[derive(Args, Debug)]
 pub struct EnrollArgs {
@@ -148,6 +148,26 @@ fn workspace_id(dir: &std::path::Path) -> Result<String, CliError> {
 
 fn enrollment_error(e: enrollment::EnrollmentError) -> CliError {
     CliError::new(e.code(), e.to_string())
+}
+
+/// Every token scope that opens something in the workspace: the sidecar's own routes and the
+/// scope each tool of its pinned packs asks for. `None` when the packs cannot be read (the
+/// check is a typo guard; loading errors are reported where packs are used).
+fn scopes_in_use(dir: &std::path::Path) -> Option<std::collections::BTreeSet<String>> {
+    let doc = lumenflow_kernel::workspace::read_workspace(dir).ok()?;
+    let loader =
+        lumenflow_kernel::loader::PackLoader::for_workspace(&doc, lumenflow_packs::builtin_packs());
+    let mut known: std::collections::BTreeSet<String> = [SCOPE_WORKSPACE, SCOPE_EXECUTE_TURN]
+        .iter()
+        .map(|s| s.to_string())
+        .collect();
+    for pin in &doc.spec.packs {
+        let pack = loader.load(&doc.spec, &pin.id).ok()?;
+        for tool in &pack.manifest.manifest.tools {
+            known.insert(lumenflow_conductor::auth::required_token_scope(tool).to_string());
+        }
+    }
+    Some(known)
 }
 
 fn scopes(args: &[String]) -> Vec<String> {
@@ -299,12 +319,27 @@ pub fn token(ctx: &Context, cmd: TokenCommand) -> Result<(), CliError> {
         },
         Err(_) => None,
     };
+    let scopes = scopes(&scope);
+    if let Some(known) = scopes_in_use(&dir) {
+        for s in scopes.iter().filter(|s| !known.contains(s.as_str())) {
+            let mut all: Vec<&str> = known.iter().map(String::as_str).collect();
+            all.sort_unstable();
+            warn(
+                ctx.json,
+                &format!(
+                    "scope `{s}` opens no tool or route of this workspace (its packs use: {}); \
+                     the token carries it anyway",
+                    all.join(", ")
+                ),
+            );
+        }
+    }
     let (token, claims) = enrollment::mint_standalone(
         &dir,
         &ws_id,
         &MintRequest {
             subject,
-            scopes: scopes(&scope),
+            scopes,
             ttl,
             device_name,
         },
