@@ -1714,3 +1714,46 @@ fn serve_on_a_busy_port_fails_with_listen_failed() {
         "the message names the address: {message}"
     );
 }
+
+#[test]
+fn a_database_that_cannot_be_opened_is_named_with_the_cause() {
+    let home = TempDir::new().unwrap();
+    // A port nothing listens on: the cause (refused), not the pool's "timed out" after 30 s.
+    let free = TcpListener::bind("127.0.0.1:0")
+        .unwrap()
+        .local_addr()
+        .unwrap()
+        .port();
+    let unreachable = format!("postgres://postgres@127.0.0.1:{free}/test");
+    let missing_dir = home.path().join("no-such-folder/cloud.db");
+    let missing_dir = missing_dir.to_str().unwrap();
+    for (database, code, expected) in [
+        (unreachable.as_str(), "STORAGE_ERROR", "Connection refused"),
+        (
+            missing_dir,
+            "STORAGE_ERROR",
+            "no-such-folder` does not exist",
+        ),
+        (
+            "mysql://db.example/lf",
+            "BAD_REQUEST",
+            "scheme `mysql` is not supported",
+        ),
+    ] {
+        let (got, message) = refused(
+            home.path(),
+            &[
+                "cloud",
+                "serve",
+                "--listen",
+                "127.0.0.1:0",
+                "--database",
+                database,
+            ],
+        );
+        assert_eq!(got, code, "{database}: {message}");
+        assert!(message.contains(expected), "{database}: {message}");
+    }
+    let left: Vec<_> = std::fs::read_dir(home.path()).unwrap().collect();
+    assert!(left.is_empty(), "nothing was created: {left:?}");
+}

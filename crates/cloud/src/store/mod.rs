@@ -381,6 +381,22 @@ fn parse_json(text: &str, what: &str) -> CloudResult<Value> {
         .map_err(|e| CloudError::Storage(format!("stored {what} is not valid JSON: {e}")))
 }
 
+/// Refuse a URL whose scheme is neither SQLite nor PostgreSQL (it would otherwise be taken for
+/// an SQLite file name).
+fn check_scheme(url: &str) -> CloudResult<()> {
+    let Some((scheme, _)) = url.split_once("://") else {
+        return Ok(());
+    };
+    if matches!(scheme, "sqlite" | "postgres" | "postgresql") {
+        return Ok(());
+    }
+    Err(CloudError::BadRequest(format!(
+        "`{}`: the database URL scheme `{scheme}` is not supported; expected `sqlite://PATH`, \
+         a file path, or `postgres://USER@HOST/DB`",
+        redact(url)
+    )))
+}
+
 /// The file of an SQLite `url` (`None` for PostgreSQL and in-memory databases).
 fn sqlite_file(url: &str) -> CloudResult<Option<std::path::PathBuf>> {
     let in_memory = url.contains(":memory:") || url.contains("mode=memory");
@@ -497,8 +513,23 @@ impl Store {
     async fn connect_with(url: &str, create: bool) -> CloudResult<Store> {
         let display = redact(url);
         let storage = |e: sqlx::Error| CloudError::Storage(format!("cannot open `{display}`: {e}"));
+        check_scheme(url)?;
         let backend = if url.starts_with("postgres://") || url.starts_with("postgresql://") {
             let options = PgConnectOptions::from_str(url).map_err(storage)?;
+            // One plain connection first: the pool retries a refused connection until its
+            // acquire timeout and then reports only "pool timed out", hiding the cause.
+            let probe = tokio::time::timeout(
+                Duration::from_secs(30),
+                sqlx::ConnectOptions::connect(&options),
+            )
+            .await
+            .map_err(|_| {
+                CloudError::Storage(format!(
+                    "cannot open `{display}`: no answer from the server within 30 s"
+                ))
+            })?
+            .map_err(storage)?;
+            let _ = sqlx::Connection::close(probe).await;
             let pool = PgPoolOptions::new()
                 .max_connections(16)
                 .acquire_timeout(Duration::from_secs(30))
@@ -512,6 +543,19 @@ impl Store {
             } else {
                 SqliteConnectOptions::new().filename(url)
             };
+            if create {
+                if let Some(parent) = sqlite_file(url)?
+                    .as_deref()
+                    .and_then(std::path::Path::parent)
+                {
+                    if !parent.as_os_str().is_empty() && !parent.is_dir() {
+                        return Err(CloudError::Storage(format!(
+                            "cannot open `{display}`: the folder `{}` does not exist",
+                            absolute(parent).display()
+                        )));
+                    }
+                }
+            }
             let options = options
                 .create_if_missing(create)
                 // 8 KiB pages measured best for the random-insert dedupe index (only takes
