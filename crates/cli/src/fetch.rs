@@ -1,6 +1,7 @@
 //! Downloads for `pack install --source registry`. The kernel speaks no HTTP; the binary fetches
 //! bytes and hands the kernel a file.
 
+use lumenflow_contracts::error_text::with_causes;
 use std::io::Write;
 use std::path::Path;
 use std::time::Duration;
@@ -56,10 +57,12 @@ fn client() -> Result<reqwest::blocking::Client, CliError> {
 
 pub fn download(url: &str, dest: &Path) -> Result<(), CliError> {
     let parsed = check_url(url)?;
-    let mut resp = client()?
-        .get(parsed)
-        .send()
-        .map_err(|e| CliError::new("HTTP_ERROR", format!("cannot fetch `{url}`: {e}")))?;
+    let mut resp = client()?.get(parsed).send().map_err(|e| {
+        CliError::new(
+            "HTTP_ERROR",
+            format!("cannot fetch `{url}`: {}", with_causes(&e)),
+        )
+    })?;
     if !resp.status().is_success() {
         let status = resp.status();
         let body = resp.text().unwrap_or_default();
@@ -84,8 +87,12 @@ pub fn download(url: &str, dest: &Path) -> Result<(), CliError> {
         )
     })?;
     let mut limited = std::io::Read::take(&mut resp, MAX_TARBALL_BYTES + 1);
-    let n = std::io::copy(&mut limited, &mut file)
-        .map_err(|e| CliError::new("HTTP_ERROR", format!("download of `{url}` failed: {e}")))?;
+    let n = std::io::copy(&mut limited, &mut file).map_err(|e| {
+        CliError::new(
+            "HTTP_ERROR",
+            format!("download of `{url}` failed: {}", with_causes(&e)),
+        )
+    })?;
     if n > MAX_TARBALL_BYTES {
         return Err(CliError::new(
             "HTTP_ERROR",
@@ -115,7 +122,7 @@ pub fn resolve_registry(registry: &str, id: &str, version: &str) -> Result<Resol
     let resp = client()?.get(&meta_url).send().map_err(|e| {
         CliError::new(
             "HTTP_ERROR",
-            format!("cannot reach registry `{meta_url}`: {e}"),
+            format!("cannot reach registry `{meta_url}`: {}", with_causes(&e)),
         )
     })?;
     let status = resp.status();

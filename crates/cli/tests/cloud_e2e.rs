@@ -423,3 +423,38 @@ fn control_plane_approvals_gate_the_sidecar_and_flow_back_once() {
     let (s, out) = waiting.join().unwrap();
     assert_eq!(s, 200, "the waiting call ran after the decision: {out}");
 }
+
+/// A control plane that is not running: the enrollment says so with the cause a person can act
+/// on (connection refused), and installs nothing.
+#[test]
+fn enroll_against_a_stopped_control_plane_names_the_cause() {
+    let (_tmp, root) = workspace();
+    let port = std::net::TcpListener::bind("127.0.0.1:0")
+        .unwrap()
+        .local_addr()
+        .unwrap()
+        .port();
+    let url = format!("http://127.0.0.1:{port}");
+    let out = sidecar_support::run(
+        &root,
+        &[
+            "enroll",
+            "--control-plane",
+            &url,
+            "--code",
+            "lfe_0",
+            "--json",
+        ],
+    );
+    assert!(!out.status.success());
+    let refusal: Value = serde_json::from_slice(&out.stdout).unwrap();
+    assert_eq!(
+        refusal["error"]["code"], "CONTROL_PLANE_UNREACHABLE",
+        "{refusal}"
+    );
+    let message = refusal["error"]["message"].as_str().unwrap();
+    assert!(message.contains("Connection refused"), "{message}");
+    assert!(!root
+        .join(".lumenflow/state/conductor/enrollment.json")
+        .exists());
+}

@@ -8,6 +8,7 @@
 //! (which carries its audit line) committed; live consumers are told after commit through a
 //! broadcast channel that feeds the server-sent-events stream of this process.
 
+use lumenflow_contracts::error_text::with_causes;
 use std::net::SocketAddr;
 use std::path::PathBuf;
 use std::sync::Arc;
@@ -943,10 +944,9 @@ pub async fn refresh_tools(
     if let Some(etag) = previous.as_ref().and_then(|p| p.etag.clone()) {
         req = req.header(reqwest::header::IF_NONE_MATCH, etag);
     }
-    let resp = req
-        .send()
-        .await
-        .map_err(|e| CloudError::Sidecar(format!("GET {sidecar}/tools failed: {e}")))?;
+    let resp = req.send().await.map_err(|e| {
+        CloudError::Sidecar(format!("GET {sidecar}/tools failed: {}", with_causes(&e)))
+    })?;
     if resp.status() == reqwest::StatusCode::NOT_MODIFIED && previous.is_some() {
         store.touch_tools(ws).await?;
         return Ok("not_modified");
@@ -967,7 +967,7 @@ pub async fn refresh_tools(
     let text = resp
         .text()
         .await
-        .map_err(|e| CloudError::Sidecar(format!("GET {sidecar}/tools: {e}")))?;
+        .map_err(|e| CloudError::Sidecar(format!("GET {sidecar}/tools: {}", with_causes(&e))))?;
     let listing: ToolListing = serde_json::from_str(&text).map_err(|e| {
         CloudError::Sidecar(format!("GET {sidecar}/tools returned no tool listing: {e}"))
     })?;
@@ -1132,7 +1132,7 @@ async fn invoke_tool(
             .body(bytes.to_vec())
             .send()
             .await
-            .map_err(|e| CloudError::Sidecar(format!("POST {url} failed: {e}")))?;
+            .map_err(|e| CloudError::Sidecar(format!("POST {url} failed: {}", with_causes(&e))))?;
         let status =
             StatusCode::from_u16(resp.status().as_u16()).unwrap_or(StatusCode::BAD_GATEWAY);
         let content_type = resp
@@ -1143,7 +1143,7 @@ async fn invoke_tool(
         let body = resp
             .bytes()
             .await
-            .map_err(|e| CloudError::Sidecar(format!("POST {url}: {e}")))?;
+            .map_err(|e| CloudError::Sidecar(format!("POST {url}: {}", with_causes(&e))))?;
         audit.entry.detail = Some(format!("tool {name} -> {status}"));
         Ok((
             status,

@@ -9,6 +9,7 @@
 //! lets exactly one execution through even if the control plane is asked again. Anything that
 //! goes wrong talking to the control plane is a refusal, never a pass (fail closed).
 
+use lumenflow_contracts::error_text::with_causes;
 use std::fs;
 use std::io::Write;
 use std::path::{Path, PathBuf};
@@ -95,7 +96,7 @@ impl CloudApprovalGate {
             let resp = request
                 .send()
                 .await
-                .map_err(|e| format!("POST {url}: {e}"))?;
+                .map_err(|e| format!("POST {url}: {}", with_causes(&e)))?;
             read_json(resp, &url).await
         })
     }
@@ -107,7 +108,7 @@ impl CloudApprovalGate {
             let resp = request
                 .send()
                 .await
-                .map_err(|e| format!("GET {url}: {e}"))?;
+                .map_err(|e| format!("GET {url}: {}", with_causes(&e)))?;
             read_json(resp, &url).await
         })
     }

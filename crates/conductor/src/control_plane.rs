@@ -4,6 +4,7 @@
 //! Every request authenticates with the enrollment token as a bearer credential; the token never
 //! appears in a log line or an error message (errors name the URL path and the status only).
 
+use lumenflow_contracts::error_text::with_causes;
 use std::time::Duration;
 
 use lumenflow_contracts::identity::Enrollment;
@@ -90,7 +91,7 @@ impl ControlPlane {
         let resp = resp.map_err(|e| ControlPlaneError::Unreachable {
             url: format!("{}{path}", self.base),
             // Without the URL: reqwest's messages may echo it, never the headers.
-            reason: e.without_url().to_string(),
+            reason: with_causes(&e.without_url()),
         })?;
         let status = resp.status();
         let bytes = resp
@@ -98,7 +99,7 @@ impl ControlPlane {
             .await
             .map_err(|e| ControlPlaneError::Unreachable {
                 url: format!("{}{path}", self.base),
-                reason: e.without_url().to_string(),
+                reason: with_causes(&e.without_url()),
             })?;
         if !status.is_success() {
             let (code, message) = match serde_json::from_slice::<ApiError>(&bytes) {

@@ -4,6 +4,7 @@
 //! comparable across implementations:
 //!
 //! - [`canonical_json`]: RFC 8785 (JCS) canonical JSON, the only serialization we ever hash;
+//! - [`error_text`]: error messages that carry their causes (the part a person can act on);
 //! - [`digest`]: SHA-256 helpers and the `sha256:<hex>` form used wherever a digest is shown;
 //! - [`scope`]: the tool scope types (`path` and `network`) that manifests, workspaces, tasks and
 //!   tokens are written in;
@@ -23,6 +24,7 @@
 
 pub mod canonical_json;
 pub mod digest;
+pub mod error_text;
 pub mod event;
 pub mod identity;
 pub mod kinds;

@@ -16,6 +16,7 @@
 //! server). The request runs on its own thread, so a caller inside an async runtime (the
 //! sidecar) cannot trip over the blocking client.
 
+use lumenflow_contracts::error_text::with_causes;
 use std::collections::HashMap;
 use std::time::Duration;
 
@@ -231,9 +232,9 @@ fn describe_transport(e: &reqwest::Error) -> String {
     if e.is_timeout() {
         "the request timed out".into()
     } else if e.is_connect() {
-        format!("cannot connect: {e}")
+        format!("cannot connect: {}", with_causes(e))
     } else {
-        e.to_string()
+        with_causes(e)
     }
 }
 

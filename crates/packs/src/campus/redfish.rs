@@ -12,6 +12,7 @@
 //! A service that times out, answers with an error status or with malformed JSON fails the
 //! whole poll with the URL in the error, and nothing of that poll is written.
 
+use lumenflow_contracts::error_text::with_causes;
 use std::collections::BTreeMap;
 use std::path::Path;
 use std::time::Duration;
@@ -162,7 +163,7 @@ impl Client {
         } else {
             RedfishError::Transport {
                 url: url.to_string(),
-                reason: e.to_string(),
+                reason: with_causes(&e),
             }
         }
     }

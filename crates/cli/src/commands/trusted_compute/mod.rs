@@ -15,6 +15,7 @@ mod records;
 mod scratch;
 mod upload;
 
+use lumenflow_contracts::error_text::with_causes;
 use std::collections::BTreeMap;
 use std::io::IsTerminal;
 use std::path::{Path, PathBuf};
@@ -129,14 +130,19 @@ impl Operator {
         req: reqwest::blocking::RequestBuilder,
         what: &str,
     ) -> Result<(u16, Value), CliError> {
-        let resp = req
-            .bearer_auth(&self.token)
-            .send()
-            .map_err(|e| CliError::new("CONTROL_PLANE_UNREACHABLE", format!("{what}: {e}")))?;
+        let resp = req.bearer_auth(&self.token).send().map_err(|e| {
+            CliError::new(
+                "CONTROL_PLANE_UNREACHABLE",
+                format!("{what}: {}", with_causes(&e)),
+            )
+        })?;
         let status = resp.status().as_u16();
-        let text = resp
-            .text()
-            .map_err(|e| CliError::new("CONTROL_PLANE_UNREACHABLE", format!("{what}: {e}")))?;
+        let text = resp.text().map_err(|e| {
+            CliError::new(
+                "CONTROL_PLANE_UNREACHABLE",
+                format!("{what}: {}", with_causes(&e)),
+            )
+        })?;
         let body: Value = serde_json::from_str(&text).unwrap_or(Value::String(text));
         Ok((status, body))
     }

@@ -2,6 +2,7 @@
 //! workspace's own token: the workspace produced the evidence, and the control plane verifies
 //! it on arrival so operators see the run's proof (and a download) in the console.
 
+use lumenflow_contracts::error_text::with_causes;
 use std::collections::BTreeMap;
 use std::path::Path;
 
@@ -44,11 +45,19 @@ pub(super) fn upload_bundle(
         .bearer_auth(token)
         .json(&json!({"workspace_id": workspace_id, "files": files}))
         .send()
-        .map_err(|e| CliError::new("CONTROL_PLANE_UNREACHABLE", format!("{what}: {e}")))?;
+        .map_err(|e| {
+            CliError::new(
+                "CONTROL_PLANE_UNREACHABLE",
+                format!("{what}: {}", with_causes(&e)),
+            )
+        })?;
     let status = resp.status().as_u16();
-    let text = resp
-        .text()
-        .map_err(|e| CliError::new("CONTROL_PLANE_UNREACHABLE", format!("{what}: {e}")))?;
+    let text = resp.text().map_err(|e| {
+        CliError::new(
+            "CONTROL_PLANE_UNREACHABLE",
+            format!("{what}: {}", with_causes(&e)),
+        )
+    })?;
     let body: Value = serde_json::from_str(&text).unwrap_or(Value::String(text));
     if !(200..300).contains(&status) {
         return Err(http_error(&what, status, &body));
