@@ -174,6 +174,24 @@ fn sandboxed_pack_tools_run_through_the_dispatch_path_and_refuse_escapes() {
             .contains("line 3"),
         "{e}"
     );
+    assert_eq!(e["error"]["code"], "LOG_CORRUPT", "{e}");
+    assert!(
+        e["error"]["help"]
+            .as_str()
+            .is_some_and(|h| h.contains("changed after it was written")),
+        "{e}"
+    );
+
+    // A removed log is not reported as a clean chain: it cannot be told from one never written.
+    std::fs::remove_file(&log).expect("remove");
+    let e = json_err(ws, &["audit", "verify"]);
+    assert_eq!(e["error"]["code"], "LOG_MISSING", "{e}");
+    assert!(
+        e["error"]["message"]
+            .as_str()
+            .is_some_and(|m| m.contains("or the log was removed")),
+        "{e}"
+    );
 }
 
 #[test]

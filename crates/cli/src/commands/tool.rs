@@ -136,6 +136,21 @@ pub fn run_audit(ctx: &Context, cmd: AuditCommand) -> Result<(), CliError> {
         AuditCommand::Verify => {
             let dir = ctx.workspace_dir()?;
             let path = eventlog::default_path(&dir);
+            if !path.exists() {
+                // Not "ok": a log that was deleted looks the same as one never written.
+                return Err(CliError::new(
+                    "LOG_MISSING",
+                    format!(
+                        "there is no kernel event log at `{}`: either no tool call has run in \
+                         this workspace yet, or the log was removed",
+                        path.display()
+                    ),
+                )
+                .with_help(
+                    "if calls have run here, restore the log from a backup \
+                     (docs/workspace-layout.md); there is nothing to verify",
+                ));
+            }
             match eventlog::verify(&path) {
                 Ok(summary) => {
                     print_ok(
@@ -148,13 +163,18 @@ pub fn run_audit(ctx: &Context, cmd: AuditCommand) -> Result<(), CliError> {
                     );
                     Ok(())
                 }
-                Err(e) => Err(CliError::new(
-                    e.code(),
-                    format!("{}: {}", path.display(), e.short()),
-                )
-                .with_help(
-                    "the log was changed after it was written; keep the file for investigation",
-                )),
+                Err(e) => {
+                    let err = CliError::new(e.code(), format!("{}: {}", path.display(), e.short()));
+                    // Only a bad line is evidence of tampering; an unreadable file is not.
+                    Err(if e.line().is_some() {
+                        err.with_help(
+                            "the log was changed after it was written; keep the file for \
+                             investigation",
+                        )
+                    } else {
+                        err
+                    })
+                }
             }
         }
     }
