@@ -84,6 +84,20 @@ pub enum LoadError {
         expected: String,
         actual: String,
     },
+    /// The pin resolves to a pack built into the binary, and this build's pack differs from the
+    /// pinned one (the binary was upgraded or rebuilt): not tampering on disk, but still refused
+    /// until someone re-pins it deliberately.
+    #[error(
+        "Pack integrity mismatch for {id}: expected {expected}, got {actual} (the pack built \
+         into this lumenflow binary is not the one pinned; after reviewing the change, re-pin it \
+         with `lumenflow pack install --id {id} --version {version} --source local`)"
+    )]
+    BuiltinChanged {
+        id: String,
+        version: String,
+        expected: String,
+        actual: String,
+    },
     #[error("Pack {id}@{version} uses integrity: dev is not allowed in production.")]
     DevInProduction { id: String, version: String },
     #[error("{0}")]
@@ -104,7 +118,9 @@ impl LoadError {
             LoadError::EntryInvalid { .. } => "ENTRY_INVALID",
             LoadError::ImportBoundary(_) => "IMPORT_BOUNDARY_VIOLATION",
             LoadError::Hash { .. } => "PACK_HASH_FAILED",
-            LoadError::IntegrityMismatch { .. } => "INTEGRITY_MISMATCH",
+            LoadError::IntegrityMismatch { .. } | LoadError::BuiltinChanged { .. } => {
+                "INTEGRITY_MISMATCH"
+            }
             LoadError::DevInProduction { .. } => "DEV_INTEGRITY_IN_PRODUCTION",
             LoadError::Workspace(_) => "WORKSPACE_INVALID",
             LoadError::Conductor(_) => "MANIFEST_CONDUCTOR_FIELDS",
@@ -246,10 +262,20 @@ impl<'a> PackLoader<'a> {
             }
             Integrity::Sha256(expected) => {
                 if *expected != hash.hex() {
-                    return Err(LoadError::IntegrityMismatch {
-                        id: pin.id.clone(),
-                        expected: expected.clone(),
-                        actual: hash.hex().to_string(),
+                    let (id, expected, actual) =
+                        (pin.id.clone(), expected.clone(), hash.hex().to_string());
+                    return Err(match location {
+                        PackLocation::Builtin(_) => LoadError::BuiltinChanged {
+                            id,
+                            version: pin.version.clone(),
+                            expected,
+                            actual,
+                        },
+                        PackLocation::Dir(_) => LoadError::IntegrityMismatch {
+                            id,
+                            expected,
+                            actual,
+                        },
                     });
                 }
             }

@@ -241,6 +241,29 @@ fn resolution_order_is_packs_then_monorepo_then_builtin() {
         .load(&doc.spec, "software-delivery")
         .expect("builtin loads with a sha256 pin");
     assert_eq!(pack.hash, disk_hash);
+
+    // A binary whose built-in pack differs from the pin (upgraded, rebuilt) is refused with the
+    // same code, and the message says how to re-pin it on purpose.
+    let doc = ws_with(
+        tmp2.path(),
+        &sd_pin(&format!("sha256:{}", "0".repeat(64)), "1.0.0"),
+        "",
+    );
+    let err = l2
+        .load(&doc.spec, "software-delivery")
+        .expect_err("another build's pin");
+    assert_eq!(err.code(), "INTEGRITY_MISMATCH");
+    let text = err.to_string();
+    assert!(
+        text.starts_with("Pack integrity mismatch for software-delivery"),
+        "{text}"
+    );
+    assert!(
+        text.contains(
+            "lumenflow pack install --id software-delivery --version 1.0.0 --source local"
+        ),
+        "{text}"
+    );
 }
 
 #[test]
