@@ -68,8 +68,10 @@ pub enum CloudCommand {
         #[arg(long, default_value_t = 60, value_name = "SECS")]
         registry_refresh: u64,
     },
-    /// Create the database (or bring its schema up to date) and the signing key, then exit:
-    /// what `serve` does on start, for setting a control plane up before its first start.
+    /// Create or migrate the database and create the signing key, then exit.
+    ///
+    /// What `serve` does on start, for setting a control plane up before its first start
+    /// (provisioning scripts, migrations as a deploy step). Safe to run again.
     Init {
         #[command(flatten)]
         db: DbArgs,
