@@ -89,15 +89,17 @@ pub fn hash_code(code: &str) -> String {
     hex::encode(Sha256::digest(code.trim().as_bytes()))
 }
 
+fn key_error(path: &Path, e: impl std::fmt::Display) -> CloudError {
+    CloudError::Internal(format!(
+        "cannot load the control-plane key `{}`: {e}",
+        path.display()
+    ))
+}
+
 impl Authority {
     /// Load the key at `path`, creating it (0600) when missing.
     pub fn load_or_create(path: &Path) -> CloudResult<Authority> {
-        let key = KeyPair::load_or_create(path).map_err(|e| {
-            CloudError::Internal(format!(
-                "cannot load the control-plane key `{}`: {e}",
-                path.display()
-            ))
-        })?;
+        let key = KeyPair::load_or_create(path).map_err(|e| key_error(path, e))?;
         Ok(Authority::from_key(key))
     }
 
@@ -110,18 +112,10 @@ impl Authority {
                  `lumenflow cloud serve` uses (`--key PATH`, default beside an SQLite database, \
                  or `{KEY_FILE_NAME}` in the working folder for PostgreSQL); pass it with `--key`, \
                  or create it with `lumenflow cloud init`",
-                std::env::current_dir()
-                    .map(|cwd| cwd.join(path))
-                    .unwrap_or_else(|_| path.to_path_buf())
-                    .display()
+                crate::store::absolute(path).display()
             )));
         }
-        let key = KeyPair::load(path).map_err(|e| {
-            CloudError::Internal(format!(
-                "cannot load the control-plane key `{}`: {e}",
-                path.display()
-            ))
-        })?;
+        let key = KeyPair::load(path).map_err(|e| key_error(path, e))?;
         Ok(Authority::from_key(key))
     }
 

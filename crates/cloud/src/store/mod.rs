@@ -436,7 +436,7 @@ async fn sqlite_has_schema(path: &std::path::Path) -> CloudResult<bool> {
 }
 
 /// `path` from the filesystem root, for messages (the working directory is the usual surprise).
-fn absolute(path: &std::path::Path) -> std::path::PathBuf {
+pub(crate) fn absolute(path: &std::path::Path) -> std::path::PathBuf {
     std::env::current_dir()
         .map(|cwd| cwd.join(path))
         .unwrap_or_else(|_| path.to_path_buf())
