@@ -1757,3 +1757,42 @@ fn a_database_that_cannot_be_opened_is_named_with_the_cause() {
     let left: Vec<_> = std::fs::read_dir(home.path()).unwrap().collect();
     assert!(left.is_empty(), "nothing was created: {left:?}");
 }
+
+/// SIGTERM (systemd, a container runtime) stops the server cleanly: live streams end instead of
+/// holding the process, it exits 0, and the store is closed (SQLite's WAL folded back in).
+#[test]
+fn sigterm_ends_live_streams_and_closes_the_store() {
+    let home = Home::sqlite();
+    let mut server = home.serve();
+    let token = home.operator_token();
+    let (events, connected) = sse(
+        format!("{}/api/v1/events/stream?workspace_id=ws-a", server.url),
+        token,
+        None,
+        1,
+    );
+    assert!(connected.load(Ordering::SeqCst), "the stream opened");
+    let pid = server.child.id().to_string();
+    let status = Command::new("kill").args(["-TERM", &pid]).status().unwrap();
+    assert!(status.success());
+    // The stream ends (its reader sees end of file) rather than waiting for an event.
+    match events.recv_timeout(Duration::from_secs(60)) {
+        Err(mpsc::RecvTimeoutError::Disconnected) => {}
+        other => panic!("the live stream should have ended: {other:?}"),
+    }
+    let deadline = Instant::now() + Duration::from_secs(60);
+    let exit = loop {
+        if let Some(exit) = server.child.try_wait().unwrap() {
+            break exit;
+        }
+        assert!(Instant::now() < deadline, "the server did not stop");
+        std::thread::sleep(Duration::from_millis(50));
+    };
+    assert!(exit.success(), "exit status {exit:?}");
+    let log = std::fs::read_to_string(home.path().join("server.log")).unwrap();
+    assert!(log.contains("lumenflow cloud stopped"), "{log}");
+    assert!(
+        !home.path().join("cloud.db-wal").exists(),
+        "the store was closed: SQLite removes its WAL when the last connection closes"
+    );
+}

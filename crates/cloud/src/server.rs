@@ -34,7 +34,7 @@ use lumenflow_contracts::wire::{
 use serde::de::DeserializeOwned;
 use serde::Deserialize;
 use serde_json::{json, Value};
-use tokio::sync::broadcast;
+use tokio::sync::{broadcast, watch};
 
 use crate::auth::{self, Allow, Authority, Caller};
 use crate::error::{CloudError, CloudResult};
@@ -77,6 +77,8 @@ pub struct AppState {
     pub http: reqwest::Client,
     /// The web console's in-memory state (failed-login counters).
     pub console: crate::console::ConsoleState,
+    /// Set once when the server starts stopping: live streams end so connections can drain.
+    pub stopping: watch::Sender<bool>,
 }
 
 pub(crate) type Shared = Arc<AppState>;
@@ -126,11 +128,24 @@ pub async fn open_state(config: &ServeConfig, bound: SocketAddr) -> CloudResult<
         live,
         http,
         console: crate::console::ConsoleState::default(),
+        stopping: watch::Sender::new(false),
     }))
 }
 
-/// Serve until the process ends. `ready` is called with the bound address once listening.
-pub async fn serve(config: ServeConfig, ready: impl FnOnce(SocketAddr)) -> CloudResult<()> {
+/// How long a stopping server waits for requests in flight (a tool call forwarded to a sidecar,
+/// an ingest batch being committed) before it exits anyway.
+pub const SHUTDOWN_GRACE: Duration = Duration::from_secs(10);
+
+/// Serve until `shutdown` completes. `ready` is called with the bound address once listening.
+///
+/// Stopping: no new connection is accepted, live event streams end, and requests in flight get
+/// up to [`SHUTDOWN_GRACE`] to finish; then the store is closed (SQLite checkpoints its WAL).
+/// Nothing acknowledged is at risk either way: a batch is acknowledged only after its commit.
+pub async fn serve(
+    config: ServeConfig,
+    ready: impl FnOnce(SocketAddr),
+    shutdown: impl std::future::Future<Output = ()> + Send + 'static,
+) -> CloudResult<()> {
     let listener = tokio::net::TcpListener::bind(config.listen)
         .await
         .map_err(|e| {
@@ -143,10 +158,32 @@ pub async fn serve(config: ServeConfig, ready: impl FnOnce(SocketAddr)) -> Cloud
     spawn_registry_refresher(state.clone(), config.registry_refresh);
     ready(bound);
     // With the peer address: the console limits failed logins per client address.
-    let app = router(state).into_make_service_with_connect_info::<SocketAddr>();
-    axum::serve(listener, app)
-        .await
-        .map_err(|e| CloudError::Internal(format!("the server stopped: {e}")))
+    let app = router(state.clone()).into_make_service_with_connect_info::<SocketAddr>();
+    let signalled = state.clone();
+    let graceful = axum::serve(listener, app).with_graceful_shutdown(async move {
+        shutdown.await;
+        tracing::info!("stopping: no new connections; live streams end");
+        signalled.stopping.send_replace(true);
+    });
+    let mut stopping = state.stopping.subscribe();
+    let drained = tokio::select! {
+        served = std::future::IntoFuture::into_future(graceful) => {
+            served.map_err(|e| CloudError::Internal(format!("the server stopped: {e}")))?;
+            true
+        }
+        _ = async {
+            let _ = stopping.wait_for(|s| *s).await;
+            tokio::time::sleep(SHUTDOWN_GRACE).await;
+        } => false,
+    };
+    if !drained {
+        tracing::warn!(
+            grace_seconds = SHUTDOWN_GRACE.as_secs(),
+            "requests were still open when the grace period ended; stopping anyway"
+        );
+    }
+    state.store.close().await;
+    Ok(())
 }
 
 /// Every route.
@@ -849,6 +886,7 @@ async fn stream_events(
             wake: state.live.subscribe(),
             buffer: std::collections::VecDeque::new(),
             first: true,
+            stopping: state.stopping.subscribe(),
         };
         Ok(Sse::new(tail_stream(tail))
             .keep_alive(KeepAlive::new().interval(Duration::from_secs(15)))
@@ -879,11 +917,16 @@ struct Tail {
     wake: broadcast::Receiver<Arc<LiveEvent>>,
     buffer: std::collections::VecDeque<crate::store::StoredEvent>,
     first: bool,
+    /// The server is stopping: the stream ends (a client reconnects elsewhere with its cursor).
+    stopping: watch::Receiver<bool>,
 }
 
 fn tail_stream(tail: Tail) -> impl Stream<Item = Result<SseEvent, std::convert::Infallible>> {
     futures_util::stream::unfold(tail, |mut t| async move {
         loop {
+            if *t.stopping.borrow() {
+                return None;
+            }
             if let Some(e) = t.buffer.pop_front() {
                 let event = SseEvent::default()
                     .id(e.cursor.to_string())
@@ -899,6 +942,7 @@ fn tail_stream(tail: Tail) -> impl Stream<Item = Result<SseEvent, std::convert::
                         }
                     }
                     _ = tokio::time::sleep(TAIL_POLL) => {}
+                    _ = t.stopping.changed() => continue,
                 }
             }
             t.first = false;

@@ -288,13 +288,19 @@ pub fn run(ctx: &Context, command: CloudCommand) -> Result<(), CliError> {
                 registry_refresh: Duration::from_secs(registry_refresh),
             };
             let database = config.database.clone();
-            rt.block_on(server::serve(config, |addr| {
-                use std::io::Write;
-                println!("lumenflow cloud listening on http://{addr}");
-                eprintln!("database: {}", redact(&database));
-                let _ = std::io::stdout().flush();
-            }))
-            .map_err(cloud_error)
+            rt.block_on(server::serve(
+                config,
+                |addr| {
+                    use std::io::Write;
+                    println!("lumenflow cloud listening on http://{addr}");
+                    eprintln!("database: {}", redact(&database));
+                    let _ = std::io::stdout().flush();
+                },
+                super::shutdown_signal(),
+            ))
+            .map_err(cloud_error)?;
+            eprintln!("lumenflow cloud stopped");
+            Ok(())
         }
         CloudCommand::Init { db, key } => {
             let url = db.url();

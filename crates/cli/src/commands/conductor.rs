@@ -400,28 +400,6 @@ fn runtime_options() -> RuntimeOptions {
     }
 }
 
-async fn shutdown_signal() {
-    #[cfg(unix)]
-    {
-        use tokio::signal::unix::{signal, SignalKind};
-        match signal(SignalKind::terminate()) {
-            Ok(mut term) => {
-                tokio::select! {
-                    _ = tokio::signal::ctrl_c() => {}
-                    _ = term.recv() => {}
-                }
-            }
-            Err(_) => {
-                let _ = tokio::signal::ctrl_c().await;
-            }
-        }
-    }
-    #[cfg(not(unix))]
-    {
-        let _ = tokio::signal::ctrl_c().await;
-    }
-}
-
 pub fn sidecar(ctx: &Context, args: SidecarArgs) -> Result<(), CliError> {
     init_logging();
     let dir = workspace_dir(ctx, args.dir)?;
@@ -466,7 +444,7 @@ pub fn sidecar(ctx: &Context, args: SidecarArgs) -> Result<(), CliError> {
         }
         tracing::info!(%addr, subject = %sidecar.state.subject, "sidecar ready");
         sidecar
-            .serve(listener, shutdown_signal())
+            .serve(listener, super::shutdown_signal())
             .await
             .map_err(sidecar_error)
     })

@@ -24,7 +24,7 @@ use lumenflow_contracts::identity::check_id;
 use lumenflow_contracts::time::Timestamp;
 use serde::Deserialize;
 use serde_json::json;
-use tokio::sync::broadcast;
+use tokio::sync::{broadcast, watch};
 
 use super::session::Operator;
 use crate::error::{CloudError, CloudResult};
@@ -124,6 +124,7 @@ async fn stream(
         session_hash: op.session_hash,
         session_checked: Instant::now(),
         ended: false,
+        stopping: state.stopping.subscribe(),
     };
     Ok(Sse::new(tail_stream(tail))
         .keep_alive(KeepAlive::new().interval(Duration::from_secs(15)))
@@ -142,6 +143,8 @@ struct Tail {
     session_checked: Instant,
     /// The session ended and the stream said so: nothing more is sent.
     ended: bool,
+    /// The server is stopping: the stream ends (the page reconnects).
+    stopping: watch::Receiver<bool>,
 }
 
 impl Tail {
@@ -190,7 +193,7 @@ fn message(e: &StoredEvent) -> SseEvent {
 fn tail_stream(tail: Tail) -> impl Stream<Item = Result<SseEvent, std::convert::Infallible>> {
     futures_util::stream::unfold(tail, |mut t| async move {
         loop {
-            if t.ended {
+            if t.ended || *t.stopping.borrow() {
                 return None;
             }
             if !t.session_stands().await {
@@ -207,6 +210,7 @@ fn tail_stream(tail: Tail) -> impl Stream<Item = Result<SseEvent, std::convert::
                     }
                 }
                 _ = tokio::time::sleep(POLL) => {}
+                _ = t.stopping.changed() => continue,
             }
             match t
                 .store
