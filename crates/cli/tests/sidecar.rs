@@ -928,4 +928,47 @@ fn mcp_over_http_needs_a_token_and_serves_the_same_tools() {
         (started["surface"].as_str(), started["caller"].as_str()),
         (Some("mcp"), Some(WS))
     );
+
+    // An open session's event stream does not hold a stopping sidecar: SIGTERM ends the
+    // session, the stream reaches its end, and the process exits 0 (it used to wait forever).
+    let stream = http()
+        .get(&url)
+        .bearer_auth(&token)
+        .header("accept", "text/event-stream")
+        .header("mcp-session-id", session.unwrap_or_default())
+        .send()
+        .unwrap();
+    assert!(stream.status().is_success(), "{}", stream.status());
+    let (ended_tx, ended) = std::sync::mpsc::channel();
+    std::thread::spawn(move || {
+        let mut stream = stream;
+        let mut body = String::new();
+        let read = std::io::Read::read_to_string(&mut stream, &mut body);
+        let _ = ended_tx.send(read.is_ok());
+    });
+    let mut sidecar = sidecar;
+    let pid = sidecar.child.id().to_string();
+    assert!(std::process::Command::new("kill")
+        .args(["-TERM", &pid])
+        .status()
+        .unwrap()
+        .success());
+    assert_eq!(
+        ended.recv_timeout(Duration::from_secs(60)),
+        Ok(true),
+        "the session's stream ends cleanly"
+    );
+    let deadline = std::time::Instant::now() + Duration::from_secs(60);
+    let exit = loop {
+        if let Some(exit) = sidecar.child.try_wait().unwrap() {
+            break exit;
+        }
+        assert!(
+            std::time::Instant::now() < deadline,
+            "the sidecar did not stop:\n{}",
+            sidecar.log()
+        );
+        std::thread::sleep(Duration::from_millis(50));
+    };
+    assert!(exit.success(), "exit status {exit:?}\n{}", sidecar.log());
 }

@@ -26,6 +26,7 @@ use rmcp::transport::streamable_http_server::session::local::LocalSessionManager
 use rmcp::transport::streamable_http_server::{StreamableHttpServerConfig, StreamableHttpService};
 use rmcp::{ErrorData as McpError, RoleServer, ServerHandler, ServiceExt};
 use serde_json::{json, Map, Value};
+use tokio_util::sync::CancellationToken;
 
 use crate::auth::Caller;
 use crate::server::{governed_call, parse_call_body, Shared};
@@ -71,8 +72,10 @@ impl McpServer {
     }
 }
 
-/// The `/mcp` streamable HTTP service over the sidecar's state.
-pub fn http_service(state: Shared) -> McpHttpService {
+/// The `/mcp` streamable HTTP service over the sidecar's state. Cancelling `stop` ends every
+/// session (an open session's event stream would otherwise hold a stopping server forever).
+pub fn http_service(state: Shared, stop: CancellationToken) -> McpHttpService {
+    let config = StreamableHttpServerConfig::default().with_cancellation_token(stop);
     StreamableHttpService::new(
         move || {
             Ok(McpServer {
@@ -81,7 +84,7 @@ pub fn http_service(state: Shared) -> McpHttpService {
             })
         },
         Arc::new(LocalSessionManager::default()),
-        StreamableHttpServerConfig::default(),
+        config,
     )
 }
 

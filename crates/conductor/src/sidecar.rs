@@ -199,7 +199,13 @@ async fn announce_surface(state: &Shared) {
 pub struct Sidecar {
     pub state: Shared,
     tasks: Vec<JoinHandle<()>>,
+    /// Cancelled when serving stops: ends the `/mcp` sessions.
+    mcp_stop: tokio_util::sync::CancellationToken,
 }
+
+/// How long a stopping sidecar waits for requests in flight before it exits anyway. A tool call
+/// cut there keeps its started receipt without a finished one, as after a crash.
+pub const SHUTDOWN_GRACE: std::time::Duration = std::time::Duration::from_secs(30);
 
 impl Drop for Sidecar {
     fn drop(&mut self) {
@@ -384,25 +390,48 @@ impl Sidecar {
             events: Some(server::EventsOut { sink }),
         });
         announce_surface(&state).await;
-        Ok(Sidecar { state, tasks })
+        Ok(Sidecar {
+            state,
+            tasks,
+            mcp_stop: tokio_util::sync::CancellationToken::new(),
+        })
     }
 
     /// The HTTP router, `/mcp` included.
     pub fn router(&self) -> axum::Router {
-        let mcp = crate::mcp::http_service(self.state.clone());
+        let mcp = crate::mcp::http_service(self.state.clone(), self.mcp_stop.clone());
         server::router(self.state.clone(), Some(mcp))
     }
 
-    /// Serve HTTP on `listener` until `shutdown` resolves.
+    /// Serve HTTP on `listener` until `shutdown` resolves; then stop accepting, end the `/mcp`
+    /// sessions, and give requests in flight up to [`SHUTDOWN_GRACE`].
     pub async fn serve(
         &self,
         listener: tokio::net::TcpListener,
         shutdown: impl std::future::Future<Output = ()> + Send + 'static,
     ) -> Result<(), SidecarError> {
-        axum::serve(listener, self.router())
-            .with_graceful_shutdown(shutdown)
-            .await
-            .map_err(SidecarError::Listen)
+        let (stopping_tx, mut stopping) = tokio::sync::watch::channel(false);
+        let mcp_stop = self.mcp_stop.clone();
+        let graceful = axum::serve(listener, self.router()).with_graceful_shutdown(async move {
+            shutdown.await;
+            mcp_stop.cancel();
+            stopping_tx.send_replace(true);
+        });
+        tokio::select! {
+            served = std::future::IntoFuture::into_future(graceful) => {
+                served.map_err(SidecarError::Listen)
+            }
+            _ = async {
+                let _ = stopping.wait_for(|s| *s).await;
+                tokio::time::sleep(SHUTDOWN_GRACE).await;
+            } => {
+                tracing::warn!(
+                    grace_seconds = SHUTDOWN_GRACE.as_secs(),
+                    "requests were still open when the grace period ended; stopping anyway"
+                );
+                Ok(())
+            }
+        }
     }
 
     /// Authenticate a token for a stdio MCP session (the same checks as a bearer header).
