@@ -1164,6 +1164,20 @@ fn revoked_tokens_are_refused_and_listed_for_the_sidecar() {
         &json!({"workspace_id": "ws-v", "jti": claims.jti}),
     );
     assert_eq!(status, 403, "a workspace cannot revoke");
+    // A jti never issued for the workspace (a typo, another workspace's token) is not listed as
+    // revoked: the operator would believe a token revoked that is not.
+    for (ws, jti) in [("ws-v", "not-a-jti"), ("ws-other", claims.jti.as_str())] {
+        let (status, body) = post(
+            &format!("{}/api/v1/revoke", server.url),
+            Some(&op),
+            &json!({"workspace_id": ws, "jti": jti}),
+        );
+        assert_eq!(
+            (status, code_of(&body)),
+            (404, "NOT_FOUND"),
+            "{ws} {jti}: {body}"
+        );
+    }
     let (status, body) = post(
         &format!("{}/api/v1/revoke", server.url),
         Some(&op),

@@ -664,6 +664,12 @@ async fn revocation_and_devices(store: &Store) {
     assert_eq!(store.tokens("ws").await.unwrap().len(), 3);
     assert!(store.revoke("ws", "j1", Some("lost laptop")).await.unwrap());
     assert!(!store.revoke("ws", "j1", None).await.unwrap());
+    // Only a token issued for the workspace can be revoked through it.
+    for (ws, jti) in [("ws", "never-issued"), ("other", "j2")] {
+        let refused = store.revoke(ws, jti, None).await.unwrap_err();
+        assert_eq!(refused.code(), "NOT_FOUND", "{ws} {jti}: {refused}");
+    }
+    assert!(!store.is_revoked("never-issued").await.unwrap());
     assert!(store.is_revoked("j1").await.unwrap());
     assert!(!store.is_revoked("j2").await.unwrap());
     // Only unexpired tokens need revoking.

@@ -902,12 +902,28 @@ impl Store {
     }
 
     /// Revoke one token by `jti`. Returns whether it was newly revoked.
+    /// Revoke one token issued for `workspace_id`; `false` when it already was. A `jti` this
+    /// control plane never issued for the workspace (a typo, another workspace's token) is
+    /// refused rather than listed: the operator would believe a token revoked that is not.
     pub async fn revoke(
         &self,
         workspace_id: &str,
         jti: &str,
         reason: Option<&str>,
     ) -> CloudResult<bool> {
+        let issued = with_pool!(self, pool => {
+            sqlx::query("SELECT 1 FROM tokens WHERE jti = $1 AND workspace_id = $2")
+                .bind(jti)
+                .bind(workspace_id)
+                .fetch_optional(pool)
+                .await?
+                .is_some()
+        });
+        if !issued {
+            return Err(CloudError::NotFound(format!(
+                "no token with jti `{jti}` was issued for `{workspace_id}`; nothing was revoked"
+            )));
+        }
         with_pool!(self, pool => {
             let done = sqlx::query(
                 "INSERT INTO revocations (jti, workspace_id, reason, revoked_at_ms) VALUES ($1, $2, $3, $4) \
