@@ -426,7 +426,19 @@ fn enroll_ingest_query_and_every_attack_on_sqlite() {
     );
     assert_eq!((status, code_of(&body)), (401, "ENROLLMENT_CODE_INVALID"));
 
-    let e2 = enroll(&server, &home.code("ws-2", None), None);
+    // A code for ws-2 presented by ws-1 (the wrong folder) is refused and stays usable.
+    let code2 = home.code("ws-2", None);
+    let (status, body) = post(
+        &format!("{}/api/v1/enroll", server.url),
+        None,
+        &json!({"code": code2, "workspace_id": "ws-1"}),
+    );
+    assert_eq!(
+        (status, code_of(&body)),
+        (409, "ENROLLMENT_WORKSPACE_MISMATCH"),
+        "{body}"
+    );
+    let e2 = enroll(&server, &code2, None);
     let events_url = format!("{}/api/v1/events", server.url);
     let t = &e1.token;
 

@@ -102,6 +102,51 @@ fn enroll_discover_invoke_ingest_with_the_real_sidecar() {
         .unwrap()
         .to_string();
     let (_tmp, root) = workspace();
+    // A code for another workspace, exchanged in this folder by mistake, is refused by the
+    // control plane before it is used up.
+    let other = cli_json(
+        home,
+        &[
+            "cloud",
+            "enroll-code",
+            "--workspace-id",
+            "ws-other",
+            "--database",
+            db,
+        ],
+    )["code"]
+        .as_str()
+        .unwrap()
+        .to_string();
+    let out = sidecar_support::run(
+        &root,
+        &[
+            "enroll",
+            "--control-plane",
+            &cp.url,
+            "--code",
+            &other,
+            "--json",
+        ],
+    );
+    let refusal: Value = serde_json::from_slice(&out.stdout).unwrap();
+    assert!(
+        refusal["error"]["message"]
+            .as_str()
+            .unwrap()
+            .contains("ENROLLMENT_WORKSPACE_MISMATCH"),
+        "{refusal}"
+    );
+    assert!(!root
+        .join(".lumenflow/state/conductor/enrollment.json")
+        .exists());
+    let (s, _) = post(
+        &format!("{}/api/v1/enroll", cp.url),
+        None,
+        &json!({"code": other}),
+    );
+    assert_eq!(s, 200, "the code was not used up by the refused attempt");
+
     let enrolled = cli_json(
         &root,
         &["enroll", "--control-plane", &cp.url, "--code", &code],

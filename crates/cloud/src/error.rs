@@ -39,6 +39,9 @@ pub enum CloudError {
     /// An enrollment code that was already exchanged.
     #[error("{0}")]
     EnrollmentCodeUsed(String),
+    /// An enrollment code for another workspace than the caller expects (not used up).
+    #[error("{0}")]
+    EnrollmentWorkspaceMismatch(String),
     #[error("{0}")]
     NotFound(String),
     /// The state does not allow the change (e.g. an approval already decided).
@@ -90,6 +93,7 @@ impl CloudError {
             CloudError::FromMismatch(_) => "EVENT_FROM_MISMATCH",
             CloudError::EnrollmentCodeInvalid(_) => "ENROLLMENT_CODE_INVALID",
             CloudError::EnrollmentCodeUsed(_) => "ENROLLMENT_CODE_USED",
+            CloudError::EnrollmentWorkspaceMismatch(_) => "ENROLLMENT_WORKSPACE_MISMATCH",
             CloudError::NotFound(_) => "NOT_FOUND",
             CloudError::Conflict(_) => "CONFLICT",
             CloudError::DigestMismatch(_) => "RECEIPT_DIGEST_MISMATCH",
@@ -122,7 +126,9 @@ impl CloudError {
             CloudError::WrongWorkspace(_)
             | CloudError::ScopeDenied(_)
             | CloudError::FromMismatch(_) => StatusCode::FORBIDDEN,
-            CloudError::EnrollmentCodeUsed(_) | CloudError::Conflict(_) => StatusCode::CONFLICT,
+            CloudError::EnrollmentCodeUsed(_)
+            | CloudError::EnrollmentWorkspaceMismatch(_)
+            | CloudError::Conflict(_) => StatusCode::CONFLICT,
             CloudError::NotFound(_) => StatusCode::NOT_FOUND,
             CloudError::Sidecar(_) => StatusCode::BAD_GATEWAY,
             CloudError::ListenFailed(_)

@@ -431,6 +431,19 @@ async fn enroll_inner(state: &AppState, audit: &mut Audit, body: Body) -> CloudR
         }
     }
     let hash = auth::hash_code(&req.code);
+    if let Some(expected) = &req.workspace_id {
+        // Checked before the code is redeemed: enrolling the wrong folder must not use it up.
+        if let Some(ws) = state.store.code_workspace(&hash).await? {
+            if &ws != expected {
+                audit.workspace(&ws);
+                return Err(CloudError::EnrollmentWorkspaceMismatch(format!(
+                    "this enrollment code is for workspace `{ws}`, but the caller is workspace \
+                     `{expected}`; the code was not used (enroll from `{ws}`, or ask for a code \
+                     for `{expected}`)"
+                )));
+            }
+        }
+    }
     let (ws, device_id) = match state
         .store
         .redeem_enrollment_code(&hash, req.sidecar_url.as_deref())

@@ -94,6 +94,10 @@ pub struct EnrollRequest {
     /// Where the control plane reaches this workspace's sidecar (registry refresh and invoke).
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub sidecar_url: Option<String>,
+    /// The workspace the caller expects the code to enroll. When given, a code for another
+    /// workspace is refused without being used up (optional: the original's clients omit it).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub workspace_id: Option<String>,
 }
 
 /// `GET /api/v1/revocations?workspace_id=..`: the `jti`s of revoked tokens the sidecar refuses.

@@ -251,6 +251,7 @@ pub fn enroll(ctx: &Context, args: EnrollArgs) -> Result<(), CliError> {
         let request = EnrollRequest {
             code,
             sidecar_url: args.sidecar_url,
+            workspace_id: Some(ws_id.clone()),
         };
         let mut e = tokio_runtime()?
             .block_on(client.enroll(&request))
