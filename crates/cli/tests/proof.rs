@@ -99,6 +99,22 @@ fn a_bundle_signed_by_another_key_fails_when_pinned() {
     let out = lumenflow(&["proof", "verify", "/definitely/not/here"]);
     assert!(!out.status.success());
     assert!(String::from_utf8_lossy(&out.stderr).contains("is not a folder"));
+
+    // A pinned key that cannot be read names the flag it came from.
+    let missing = dir.path().join("no-such-key.pem");
+    let out = lumenflow(&[
+        "proof",
+        "verify",
+        "--pubkey",
+        path(&missing),
+        path(dir.path()),
+    ]);
+    assert!(!out.status.success());
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert!(
+        stderr.contains("--pubkey") && stderr.contains("no-such-key.pem"),
+        "{stderr}"
+    );
 }
 
 #[test]

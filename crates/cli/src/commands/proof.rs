@@ -90,8 +90,12 @@ fn export(
         .map_err(|e| CliError::new("INTERNAL_ERROR", e.to_string()))?;
     match out {
         Some(path) => {
-            std::fs::write(&path, format!("{text}\n"))
-                .map_err(|e| CliError::new("IO_ERROR", format!("{}: {e}", path.display())))?;
+            std::fs::write(&path, format!("{text}\n")).map_err(|e| {
+                CliError::new(
+                    "IO_ERROR",
+                    format!("--pubkey `{}`: cannot read the key: {e}", path.display()),
+                )
+            })?;
             print_ok(
                 ctx.json,
                 &json!({"ok": true, "envelope": path, "subjects": manifest.artifact_hashes.len()}),
@@ -116,8 +120,12 @@ fn verify(ctx: &Context, dir: PathBuf, pubkey: Option<PathBuf>) -> Result<(), Cl
     }
     let pinned = match &pubkey {
         Some(path) => {
-            let pem = std::fs::read_to_string(path)
-                .map_err(|e| CliError::new("IO_ERROR", format!("{}: {e}", path.display())))?;
+            let pem = std::fs::read_to_string(path).map_err(|e| {
+                CliError::new(
+                    "IO_ERROR",
+                    format!("--pubkey `{}`: cannot read the key: {e}", path.display()),
+                )
+            })?;
             Some(
                 PublicKey::from_pem(&pem, &path.display().to_string())
                     .map_err(|e| CliError::new(e.code(), e.to_string()))?,
