@@ -901,7 +901,6 @@ impl Store {
         })
     }
 
-    /// Revoke one token by `jti`. Returns whether it was newly revoked.
     /// Revoke one token issued for `workspace_id`; `false` when it already was. A `jti` this
     /// control plane never issued for the workspace (a typo, another workspace's token) is
     /// refused rather than listed: the operator would believe a token revoked that is not.
