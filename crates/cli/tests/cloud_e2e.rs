@@ -70,6 +70,24 @@ fn cloud(dir: &Path) -> Cloud {
     }
 }
 
+/// A one-time enrollment code for `ws`, from the operator CLI on the control plane's database.
+fn enroll_code(home: &Path, db: &str, ws: &str) -> String {
+    cli_json(
+        home,
+        &[
+            "cloud",
+            "enroll-code",
+            "--workspace-id",
+            ws,
+            "--database",
+            db,
+        ],
+    )["code"]
+        .as_str()
+        .unwrap()
+        .to_string()
+}
+
 fn cli_json(dir: &Path, args: &[&str]) -> Value {
     let mut all = args.to_vec();
     all.push("--json");
@@ -87,37 +105,11 @@ fn enroll_discover_invoke_ingest_with_the_real_sidecar() {
         .to_string();
 
     // Enroll: a one-time code from the operator, exchanged by the real `lumenflow enroll`.
-    let code = cli_json(
-        home,
-        &[
-            "cloud",
-            "enroll-code",
-            "--workspace-id",
-            WS,
-            "--database",
-            db,
-        ],
-    )["code"]
-        .as_str()
-        .unwrap()
-        .to_string();
+    let code = enroll_code(home, db, WS);
     let (_tmp, root) = workspace();
     // A code for another workspace, exchanged in this folder by mistake, is refused by the
     // control plane before it is used up.
-    let other = cli_json(
-        home,
-        &[
-            "cloud",
-            "enroll-code",
-            "--workspace-id",
-            "ws-other",
-            "--database",
-            db,
-        ],
-    )["code"]
-        .as_str()
-        .unwrap()
-        .to_string();
+    let other = enroll_code(home, db, "ws-other");
     let out = sidecar_support::run(
         &root,
         &[
@@ -287,20 +279,7 @@ fn control_plane_approvals_gate_the_sidecar_and_flow_back_once() {
     let home = home.path();
     let cp = cloud(home);
     let db = cp.database.as_str();
-    let code = cli_json(
-        home,
-        &[
-            "cloud",
-            "enroll-code",
-            "--workspace-id",
-            WS,
-            "--database",
-            db,
-        ],
-    )["code"]
-        .as_str()
-        .unwrap()
-        .to_string();
+    let code = enroll_code(home, db, WS);
     let (_tmp, root) = workspace();
     cli_json(
         &root,
