@@ -322,15 +322,18 @@ pub fn token(ctx: &Context, cmd: TokenCommand) -> Result<(), CliError> {
     };
     let scopes = scopes(&scope);
     if let Some(known) = scopes_in_use(&dir) {
+        // A BTreeSet: already in the order the warning lists them.
+        let listed = known
+            .iter()
+            .map(String::as_str)
+            .collect::<Vec<_>>()
+            .join(", ");
         for s in scopes.iter().filter(|s| !known.contains(s.as_str())) {
-            let mut all: Vec<&str> = known.iter().map(String::as_str).collect();
-            all.sort_unstable();
             warn(
                 ctx.json,
                 &format!(
-                    "scope `{s}` opens no tool or route of this workspace (its packs use: {}); \
-                     the token carries it anyway",
-                    all.join(", ")
+                    "scope `{s}` opens no tool or route of this workspace (its packs use: \
+                     {listed}); the token carries it anyway"
                 ),
             );
         }
