@@ -110,7 +110,8 @@ struct PackLocator {
     /// The pack folder.
     #[arg(long, value_name = "DIR", conflicts_with_all = ["id", "builtin"])]
     pack_root: Option<PathBuf>,
-    /// A pack id, looked up under --packs-root.
+    /// A pack id, looked up under --packs-root; without --packs-root, where the loader looks:
+    /// packs/<id>, packages/@lumenflow/packs/<id>, then the pack built into this binary.
     #[arg(long, conflicts_with = "builtin")]
     id: Option<String>,
     /// Folder holding packs by id (default: <workspace>/packs, else ./packs).

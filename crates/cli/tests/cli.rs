@@ -1891,6 +1891,44 @@ fn install_of_a_built_in_pack_pins_it_with_its_hash() {
         "{tools}"
     );
 
+    // `--id` finds what the loader loads: with no folder of that id, the built-in pack, so
+    // `pack hash --id` prints the pin's value and `pack validate --id` checks that pack.
+    let by_id = ok(ws, &["pack", "hash", "--id", "software-delivery", "--json"]).json();
+    assert_eq!(by_id["integrity"], expected.as_str(), "{by_id}");
+    assert_eq!(by_id["pack_root"], "<built-in>/software-delivery");
+    let validated = ok(ws, &["pack", "validate", "--id", "software-delivery"]);
+    assert!(
+        validated.stdout.contains("ALL CHECKS PASSED"),
+        "{validated}"
+    );
+    // A vendored copy under packages/@lumenflow/packs/ is what the loader loads instead, so it
+    // is what `--id` hashes; an explicit --packs-root never falls back to the binary.
+    let vendored = ws.join("packages/@lumenflow/packs/acme-demo");
+    std::fs::create_dir_all(&vendored).unwrap();
+    std::fs::write(vendored.join("manifest.yaml"), "id: acme-demo\n").unwrap();
+    let vendored_hash = ok(ws, &["pack", "hash", "--id", "acme-demo", "--json"]).json();
+    assert!(
+        vendored_hash["pack_root"]
+            .as_str()
+            .unwrap()
+            .ends_with("packages/@lumenflow/packs/acme-demo"),
+        "{vendored_hash}"
+    );
+    std::fs::remove_dir_all(ws.join("packages")).unwrap();
+    let explicit = fails(
+        ws,
+        &[
+            "pack",
+            "hash",
+            "--id",
+            "software-delivery",
+            "--packs-root",
+            "packs",
+            "--json",
+        ],
+    );
+    assert_eq!(explicit.error_code(), "PACK_NOT_FOUND", "{explicit}");
+
     // Again: the same pin, reported unchanged.
     let again = install(&[]);
     assert!(again.success(), "{again}");

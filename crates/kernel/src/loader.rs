@@ -240,10 +240,7 @@ impl<'a> PackLoader<'a> {
                     }
                 })?
             }
-            PackLocation::Builtin(pack) => integrity::hash_files_in_memory(
-                pack.files.iter().copied(),
-                integrity::DEFAULT_EXCLUSIONS,
-            ),
+            PackLocation::Builtin(pack) => pack.hash(),
         };
 
         let mut warnings = Vec::new();

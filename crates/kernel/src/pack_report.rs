@@ -273,8 +273,7 @@ pub fn validate_embedded(pack: &EmbeddedPack) -> PackReport {
             (Check::from_diagnostics(TOOL_ENTRIES, missing), lint)
         }
     };
-    let hash =
-        integrity::hash_files_in_memory(pack.files.iter().copied(), integrity::DEFAULT_EXCLUSIONS);
+    let hash = pack.hash();
     PackReport {
         pack_root: format!("<built-in>/{}", pack.id),
         checks: vec![

@@ -62,6 +62,22 @@ fn resolve(ctx: &Context, l: &Locator) -> Result<Target, CliError> {
             )
         })?;
     if !root.is_dir() {
+        // `--id` with no folder of that name means the built-in pack, as for the loader and
+        // `pack install --source local`, so `pack hash --id software-delivery` prints the hash
+        // a pin of the built-in pack holds.
+        if let (Some(id), None) = (&l.id, &l.packs_root) {
+            let ws_dir = match ctx.optional_workspace() {
+                Some(ws) => ws,
+                None => ctx.cwd()?,
+            };
+            let vendored = ws_dir.join(VENDORED_PACKS).join(id);
+            if vendored.is_dir() {
+                return Ok(Target::Dir(vendored));
+            }
+            if let Some(p) = builtin_unless_folder(&ws_dir, id) {
+                return Ok(Target::Builtin(*p));
+            }
+        }
         return Err(CliError::new(
             "PACK_NOT_FOUND",
             format!("pack folder `{}` does not exist", display_path(&root)),
@@ -126,10 +142,7 @@ pub fn validate(ctx: &Context, l: &Locator) -> Result<(), CliError> {
 pub fn hash(ctx: &Context, l: &Locator) -> Result<(), CliError> {
     let target = resolve(ctx, l)?;
     let (hash, root_shown) = match &target {
-        Target::Builtin(p) => (
-            integrity::hash_files_in_memory(p.files.iter().copied(), integrity::DEFAULT_EXCLUSIONS),
-            format!("<built-in>/{}", p.id),
-        ),
+        Target::Builtin(p) => (p.hash(), format!("<built-in>/{}", p.id)),
         Target::Dir(root) => {
             let files = integrity::list_pack_files(root, integrity::DEFAULT_EXCLUSIONS)
                 .map_err(|e| CliError::new(e.code(), e.to_string()))?;
@@ -328,16 +341,26 @@ fn builtin_fallback(
     if a.source != "local" || a.pack_root.is_some() || a.packs_root.is_some() {
         return None;
     }
+    builtin_unless_folder(&doc.dir, &a.id)
+}
+
+/// The second local root the loader looks in, after `packs/` (KRN-04).
+const VENDORED_PACKS: &str = "packages/@lumenflow/packs";
+
+/// The built-in pack `id`, unless the workspace in `ws_dir` has a folder of that id in one of
+/// the loader's local roots (which the loader would load instead).
+fn builtin_unless_folder(
+    ws_dir: &Path,
+    id: &str,
+) -> Option<&'static lumenflow_kernel::builtin::EmbeddedPack> {
     let folders = [
-        doc.dir.join("packs").join(&a.id),
-        doc.dir.join("packages/@lumenflow/packs").join(&a.id),
+        ws_dir.join("packs").join(id),
+        ws_dir.join(VENDORED_PACKS).join(id),
     ];
     if folders.iter().any(|f| f.exists()) {
         return None;
     }
-    lumenflow_packs::builtin_packs()
-        .iter()
-        .find(|p| p.id == a.id)
+    lumenflow_packs::builtin_packs().iter().find(|p| p.id == id)
 }
 
 /// The source `pack install` fetches from (downloads land in `download_dir`).
