@@ -148,6 +148,29 @@ fn happy_mode_runs_the_chain_through_an_approval_tcd_07() {
         "the PR ran on the grant"
     );
 
+    // The session names the exact pack code that governed the run: real pins, the hashes
+    // `lumenflow pack hash` computes for the built-in packs, never `integrity: dev`.
+    let session = json(&bundle.join("node-session.json"));
+    let packs = session["packs"].as_array().expect("packs");
+    assert_eq!(packs.len(), 2, "{session}");
+    for pin in packs {
+        let id = pin["id"].as_str().expect("id");
+        let out = Command::new(env!("CARGO_BIN_EXE_lumenflow"))
+            .args(["--json", "pack", "hash", "--id", id])
+            .current_dir(root.path().join("work/workspace"))
+            .output()
+            .expect("pack hash");
+        assert!(
+            out.status.success(),
+            "{}",
+            String::from_utf8_lossy(&out.stderr)
+        );
+        let hashed: Value = serde_json::from_slice(&out.stdout).expect("json");
+        assert_eq!(pin["integrity"], hashed["integrity"], "{pin}");
+    }
+    let yaml = fs::read_to_string(root.path().join("work/workspace/workspace.yaml")).expect("read");
+    assert!(!yaml.contains("integrity: dev"), "{yaml}");
+
     let diff = fs::read_to_string(bundle.join("file-diff.patch")).expect("read");
     assert!(diff.contains("+  echo $(( $1 + $2 ))"), "{diff}");
     let tests = json(&bundle.join("test-results.json"));

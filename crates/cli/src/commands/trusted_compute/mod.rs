@@ -884,7 +884,7 @@ fn write_bundle(
         "token_expires_at": b.enrollment.get("expires_at"),
         "runtime": {"name": "lumenflow", "version": env!("CARGO_PKG_VERSION"), "os": std::env::consts::OS, "arch": std::env::consts::ARCH},
         "repository": {"head": scratch.head, "branch": "main"},
-        "packs": ["software-delivery", "agent-runtime"],
+        "packs": scratch.pins,
         "started_at": b.submitted_at,
         "ended_at": Timestamp::now().to_rfc3339(),
         "tool_calls": calls.len(),

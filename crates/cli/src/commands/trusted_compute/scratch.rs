@@ -42,15 +42,48 @@ const SCOPES: &str = r#"      - {type: path, pattern: "**", access: read}
       - {type: path, pattern: ".lumenflow/state/agent-runtime/**", access: write}
 "#;
 
-fn workspace_yaml() -> String {
+/// The packs the demo pins, built into the binary.
+const PACKS: [&str; 2] = ["software-delivery", "agent-runtime"];
+const PACK_VERSION: &str = "0.1.0";
+
+/// The pins of [`PACKS`] with their real hashes, so the demo loads exactly as production would
+/// (an `integrity: dev` pin skips verification and is refused there): `{id, version, integrity}`.
+fn pins() -> Result<Vec<Value>, CliError> {
+    PACKS
+        .iter()
+        .map(|id| {
+            let pack = lumenflow_packs::builtin_packs()
+                .iter()
+                .find(|p| p.id == *id)
+                .ok_or_else(|| {
+                    CliError::new(
+                        "INTERNAL_ERROR",
+                        format!("the built-in pack `{id}` the demo needs is not in this binary"),
+                    )
+                })?;
+            Ok(json!({"id": id, "version": PACK_VERSION, "integrity": pack.hash().prefixed()}))
+        })
+        .collect()
+}
+
+fn workspace_yaml(pins: &[Value]) -> String {
+    let packs: String = pins
+        .iter()
+        .map(|p| {
+            format!(
+                "  - {{id: {}, version: {}, integrity: \"{}\", source: local}}\n",
+                p["id"].as_str().unwrap_or_default(),
+                p["version"].as_str().unwrap_or_default(),
+                p["integrity"].as_str().unwrap_or_default()
+            )
+        })
+        .collect();
     format!(
         r#"# The trusted-compute demo's scratch workspace (written by `lumenflow demo trusted-compute`).
 id: {WORKSPACE_ID}
 name: Trusted compute demo
 packs:
-  - {{id: software-delivery, version: 0.1.0, integrity: dev, source: local}}
-  - {{id: agent-runtime, version: 0.1.0, integrity: dev, source: local}}
-lanes:
+{packs}lanes:
   - id: site-comms
     title: "{LANE}"
     allowed_scopes:
@@ -108,6 +141,8 @@ pub struct Scratch {
     pub head: String,
     /// The project's test run before any change: the failing test the Ask is about.
     pub baseline_test: Value,
+    /// The packs pinned in `workspace.yaml`: `{id, version, integrity}`.
+    pub pins: Vec<Value>,
 }
 
 /// Create the workspace in `root` (which must not exist or be empty).
@@ -124,6 +159,7 @@ pub fn create(root: &Path) -> Result<Scratch, CliError> {
         ));
     }
     let root = root.canonicalize().map_err(io)?;
+    let pins = pins()?;
     for (name, body) in [
         ("calc.sh", CALC),
         ("test.sh", TEST),
@@ -132,7 +168,7 @@ pub fn create(root: &Path) -> Result<Scratch, CliError> {
             "# calc\n\nA tiny shell library with one test (`sh test.sh`).\n",
         ),
         (".gitignore", ".lumenflow/\nworktrees/\n"),
-        ("workspace.yaml", &workspace_yaml()),
+        ("workspace.yaml", &workspace_yaml(&pins)),
     ] {
         fs::write(root.join(name), body).map_err(io)?;
     }
@@ -158,5 +194,6 @@ pub fn create(root: &Path) -> Result<Scratch, CliError> {
         root,
         head,
         baseline_test,
+        pins,
     })
 }
