@@ -1673,6 +1673,14 @@ fn administration_commands_never_create_a_database_or_key_of_their_own() {
     let token = ok(home.path(), &["cloud", "operator-token"])
         .trim()
         .to_string();
+    // Each command closed the database: SQLite's write-ahead log was checkpointed and removed,
+    // so the folder holds only what an operator backs up.
+    for leftover in ["lumenflow-cloud.db-wal", "lumenflow-cloud.db-shm"] {
+        assert!(
+            !home.path().join(leftover).exists(),
+            "{leftover} left behind by an administration command"
+        );
+    }
     let server = Server::start(
         home.path(),
         "sqlite://lumenflow-cloud.db",

@@ -261,9 +261,16 @@ fn workspace_id(ctx: &Context, arg: &WorkspaceIdArg) -> Result<String, CliError>
     Ok(ws)
 }
 
-/// The database `serve` created: administration commands never create one.
-async fn open(db: &DbArgs) -> Result<Store, CliError> {
-    Store::open_existing(&db.url()).await.map_err(cloud_error)
+/// Run `f` on the database `serve` created (administration commands never create one), then
+/// close it, so an SQLite database is checkpointed and its `-wal`/`-shm` files removed.
+async fn with_store<T>(
+    db: &DbArgs,
+    f: impl AsyncFnOnce(&Store) -> Result<T, CliError>,
+) -> Result<T, CliError> {
+    let store = Store::open_existing(&db.url()).await.map_err(cloud_error)?;
+    let result = f(&store).await;
+    store.close().await;
+    result
 }
 
 fn ts(ms: i64) -> String {
@@ -331,12 +338,11 @@ pub fn run(ctx: &Context, command: CloudCommand) -> Result<(), CliError> {
             db,
         } => {
             let ws = workspace_id(ctx, &ws)?;
-            let issued = rt.block_on(async {
-                let store = open(&db).await?;
-                server::issue_enrollment_code(&store, &ws, device.as_deref(), Some(ttl))
+            let issued = rt.block_on(with_store(&db, async |store| {
+                server::issue_enrollment_code(store, &ws, device.as_deref(), Some(ttl))
                     .await
                     .map_err(cloud_error)
-            })?;
+            }))?;
             let code = issued.get("code").and_then(Value::as_str).unwrap_or("");
             let expires = issued
                 .get("expires_at")
@@ -354,14 +360,13 @@ pub fn run(ctx: &Context, command: CloudCommand) -> Result<(), CliError> {
         }
         CloudCommand::OperatorToken { name, ttl, db, key } => {
             let key_path = key.unwrap_or_else(|| server::default_key_path(&db.url()));
-            let (token, claims) = rt.block_on(async {
-                let store = open(&db).await?;
+            let (token, claims) = rt.block_on(with_store(&db, async |store| {
                 let authority = Authority::load(&key_path).map_err(cloud_error)?;
                 authority
-                    .mint_operator_token(&store, &name, ttl)
+                    .mint_operator_token(store, &name, ttl)
                     .await
                     .map_err(cloud_error)
-            })?;
+            }))?;
             // The token is the output: stdout only, nothing else on it.
             print_ok(
                 ctx.json,
@@ -387,13 +392,12 @@ pub fn run(ctx: &Context, command: CloudCommand) -> Result<(), CliError> {
                     "--name must not be empty",
                 ));
             }
-            let d = rt.block_on(async {
-                let store = open(&db).await?;
+            let d = rt.block_on(with_store(&db, async |store| {
                 store
                     .add_device(&ws, &device, name.trim())
                     .await
                     .map_err(cloud_error)
-            })?;
+            }))?;
             print_ok(
                 ctx.json,
                 &json!({"workspace_id": d.workspace_id, "device_id": d.device_id, "name": d.name,
@@ -407,10 +411,9 @@ pub fn run(ctx: &Context, command: CloudCommand) -> Result<(), CliError> {
         }
         CloudCommand::Device(DeviceCommand::List { ws, db }) => {
             let ws = workspace_id(ctx, &ws)?;
-            let devices = rt.block_on(async {
-                let store = open(&db).await?;
+            let devices = rt.block_on(with_store(&db, async |store| {
                 store.devices(&ws).await.map_err(cloud_error)
-            })?;
+            }))?;
             let mut human = String::new();
             for d in &devices {
                 human.push_str(&format!(
@@ -451,8 +454,7 @@ pub fn run(ctx: &Context, command: CloudCommand) -> Result<(), CliError> {
                     ))
                 }
             };
-            let list = rt.block_on(async {
-                let store = open(&db).await?;
+            let list = rt.block_on(with_store(&db, async |store| {
                 store
                     .list_approvals(&ApprovalListInput {
                         workspace_id: ws.clone(),
@@ -463,7 +465,7 @@ pub fn run(ctx: &Context, command: CloudCommand) -> Result<(), CliError> {
                     })
                     .await
                     .map_err(cloud_error)
-            })?;
+            }))?;
             let mut human = String::new();
             for a in &list.approvals {
                 human.push_str(&format!(
@@ -500,24 +502,21 @@ pub fn run(ctx: &Context, command: CloudCommand) -> Result<(), CliError> {
             db,
         } => {
             let ws = workspace_id(ctx, &ws)?;
-            let revoked = rt.block_on(async {
-                let store = open(&db).await?;
-                match (jti, all) {
-                    (Some(jti), false) => store
-                        .revoke(&ws, &jti, reason.as_deref())
-                        .await
-                        .map(u64::from)
-                        .map_err(cloud_error),
-                    (None, true) => store
-                        .revoke_workspace(&ws, reason.as_deref())
-                        .await
-                        .map_err(cloud_error),
-                    _ => Err(CliError::new(
-                        "INVALID_ARGUMENT",
-                        "give exactly one of --jti JTI or --all",
-                    )),
-                }
-            })?;
+            let revoked = rt.block_on(with_store(&db, async |store| match (jti, all) {
+                (Some(jti), false) => store
+                    .revoke(&ws, &jti, reason.as_deref())
+                    .await
+                    .map(u64::from)
+                    .map_err(cloud_error),
+                (None, true) => store
+                    .revoke_workspace(&ws, reason.as_deref())
+                    .await
+                    .map_err(cloud_error),
+                _ => Err(CliError::new(
+                    "INVALID_ARGUMENT",
+                    "give exactly one of --jti JTI or --all",
+                )),
+            }))?;
             print_ok(
                 ctx.json,
                 &json!({"workspace_id": ws, "revoked": revoked}),
@@ -530,13 +529,12 @@ pub fn run(ctx: &Context, command: CloudCommand) -> Result<(), CliError> {
                 (None, None) => None,
                 _ => Some(workspace_id(ctx, &ws)?),
             };
-            let lines = rt.block_on(async {
-                let store = open(&db).await?;
+            let lines = rt.block_on(with_store(&db, async |store| {
                 store
                     .audit_log(ws.as_deref(), limit)
                     .await
                     .map_err(cloud_error)
-            })?;
+            }))?;
             let mut human = String::new();
             let mut list = Vec::new();
             for r in &lines {
@@ -574,8 +572,7 @@ fn decide(
     reason: Option<String>,
     reviewer: &str,
 ) -> Result<(), CliError> {
-    let record: ApprovalRecord = rt.block_on(async {
-        let store = open(db).await?;
+    let record: ApprovalRecord = rt.block_on(with_store(db, async |store| {
         let current = store
             .approval(id)
             .await
@@ -603,7 +600,7 @@ fn decide(
                 format!("approval `{id}` is already {s}"),
             )),
         }
-    })?;
+    }))?;
     let value = serde_json::to_value(&record)
         .map_err(|e| CliError::new("INTERNAL_ERROR", e.to_string()))?;
     print_ok(ctx.json, &value, &format!("approval `{id}` {decision}\n"));
@@ -677,10 +674,9 @@ fn operator(
             password::check_policy(&secret)
                 .map_err(|e| CliError::new("INVALID_ARGUMENT", e.to_string()))?;
             let phc = password::hash(&secret).map_err(cloud_error)?;
-            rt.block_on(async {
-                let store = open(&db).await?;
+            rt.block_on(with_store(&db, async |store| {
                 store.add_operator(&name, &phc).await.map_err(cloud_error)
-            })?;
+            }))?;
             print_ok(
                 ctx.json,
                 &json!({"name": name, "added": true}),
@@ -690,8 +686,7 @@ fn operator(
         }
         OperatorCommand::List { db } => {
             let now = lumenflow_cloud::store::now_ms();
-            let rows = rt.block_on(async {
-                let store = open(&db).await?;
+            let rows = rt.block_on(with_store(&db, async |store| {
                 let mut rows = Vec::new();
                 for o in store.operators().await.map_err(cloud_error)? {
                     let sessions = store
@@ -701,7 +696,7 @@ fn operator(
                     rows.push((o, sessions));
                 }
                 Ok::<_, CliError>(rows)
-            })?;
+            }))?;
             let mut human = String::new();
             let mut list = Vec::new();
             for (o, sessions) in &rows {
@@ -722,10 +717,9 @@ fn operator(
             Ok(())
         }
         OperatorCommand::Remove { name, db } => {
-            let (existed, ended) = rt.block_on(async {
-                let store = open(&db).await?;
+            let (existed, ended) = rt.block_on(with_store(&db, async |store| {
                 store.remove_operator(&name).await.map_err(cloud_error)
-            })?;
+            }))?;
             if !existed {
                 return Err(CliError::new(
                     "NOT_FOUND",
@@ -751,13 +745,12 @@ fn set_disabled(
     db: &DbArgs,
     disabled: bool,
 ) -> Result<(), CliError> {
-    let found = rt.block_on(async {
-        let store = open(db).await?;
+    let found = rt.block_on(with_store(db, async |store| {
         store
             .set_operator_disabled(name, disabled)
             .await
             .map_err(cloud_error)
-    })?;
+    }))?;
     if !found {
         return Err(CliError::new(
             "NOT_FOUND",
