@@ -18,6 +18,36 @@ use crate::yaml::FieldPath;
 /// Code of every diagnostic about a task spec (YAML syntax errors keep `YAML_SYNTAX`).
 pub const SPEC_INVALID: &str = "TASK_SPEC_INVALID";
 
+/// The keys every task spec has (the fields of [`TaskSpec`] without a default).
+const REQUIRED_KEYS: [&str; 12] = [
+    "id",
+    "workspace_id",
+    "lane_id",
+    "domain",
+    "title",
+    "description",
+    "acceptance",
+    "declared_scopes",
+    "risk",
+    "type",
+    "priority",
+    "created",
+];
+
+/// A complete spec to start from, shown when keys are missing.
+const EXAMPLE: &str = "  id: WU-1
+  workspace_id: <the id in workspace.yaml>
+  lane_id: <a lane of workspace.yaml>
+  domain: software-delivery
+  title: Fix the failing test
+  description: add() subtracts; make it add.
+  acceptance: [sh test.sh passes]
+  declared_scopes: []        # may narrow the lane's scopes for this task
+  risk: low                  # low, medium, high, critical
+  type: bug
+  priority: P2               # P0 to P3
+  created: 2026-01-31";
+
 /// Longest accepted task id (it is a file name, with `.yaml` appended).
 pub const MAX_TASK_ID_LEN: usize = 200;
 
@@ -326,6 +356,30 @@ fn blank_items(at: &FieldPath, items: &[String], out: &mut Vec<SpecProblem>) {
     }
 }
 
+/// One diagnostic naming every key in `missing`, with [`EXAMPLE`] as help (the workspace's id
+/// and first lane filled in when known).
+fn missing_keys(
+    src: &SourceFile,
+    root: &crate::yaml::Node,
+    missing: &[&str],
+    workspace: Option<&WorkspaceSpec>,
+) -> FileDiagnostic {
+    let names: Vec<String> = missing.iter().map(|k| format!("`{k}`")).collect();
+    let message = match names.as_slice() {
+        [one] => format!("missing required field {one}"),
+        many => format!("missing required fields {}", many.join(", ")),
+    };
+    let mut example = EXAMPLE.to_string();
+    if let Some(ws) = workspace {
+        example = example.replace("<the id in workspace.yaml>", &ws.id);
+        if let Some(lane) = ws.lanes.first() {
+            example = example.replace("<a lane of workspace.yaml>", &lane.id);
+        }
+    }
+    FileDiagnostic::at_field(SPEC_INVALID, src, root, &FieldPath::root(), false, message)
+        .with_help(format!("a complete task spec, to start from:\n{example}"))
+}
+
 /// Parse and validate a task spec file: YAML syntax, the schema (unknown keys refused with a
 /// did-you-mean, types not coerced) and [`TaskSpec::problems`]. Every diagnostic names the file,
 /// line and field. `workspace`, when given, adds [`TaskSpec::workspace_problems`].
@@ -348,7 +402,26 @@ pub fn parse_task_spec(
         )
         .into());
     }
-    let spec: TaskSpec = diagnostics::from_yaml(src, &root, SPEC_INVALID)?;
+    // Every missing key at once, with a complete spec to copy: the schema reader stops at the
+    // first, which made writing a first spec a dozen round trips.
+    let missing: Vec<&str> = REQUIRED_KEYS
+        .into_iter()
+        .filter(|k| root.get(k).is_none())
+        .collect();
+    let spec: TaskSpec = match diagnostics::from_yaml(src, &root, SPEC_INVALID) {
+        Ok(spec) => spec,
+        Err(found) if missing.is_empty() => return Err(found.into()),
+        Err(found) => {
+            // Keep what the reader found besides a missing key (an unknown `titel` with its
+            // did-you-mean comes first), then one diagnostic naming every missing key.
+            let mut out = Diagnostics::default();
+            if !found.message.starts_with("missing required field") {
+                out.push(found);
+            }
+            out.push(missing_keys(src, &root, &missing, workspace));
+            return Err(out);
+        }
+    };
     let mut problems = spec.problems();
     if let Some(ws) = workspace {
         problems.extend(spec.workspace_problems(ws));
@@ -361,4 +434,83 @@ pub fn parse_task_spec(
     }
     out.into_result()?;
     Ok(spec)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// [`EXAMPLE`] as a file, its placeholders filled in.
+    fn example() -> String {
+        EXAMPLE
+            .lines()
+            .map(|l| l.strip_prefix("  ").unwrap_or(l))
+            .collect::<Vec<_>>()
+            .join("\n")
+            .replace("<the id in workspace.yaml>", "ws")
+            .replace("<a lane of workspace.yaml>", "default")
+    }
+
+    #[test]
+    fn the_example_shown_for_missing_keys_is_a_valid_spec_with_exactly_the_required_keys() {
+        let spec = parse_task_spec(&SourceFile::new("t.yaml", example()), None).expect("valid");
+        // With no optional field set, the serialized spec holds exactly the required keys: a
+        // field added to `TaskSpec` without a default must be added to REQUIRED_KEYS too.
+        let mut keys: Vec<String> = spec
+            .to_json()
+            .as_object()
+            .expect("object")
+            .keys()
+            .cloned()
+            .collect();
+        keys.sort();
+        let mut required: Vec<String> = REQUIRED_KEYS.iter().map(|k| k.to_string()).collect();
+        required.sort();
+        assert_eq!(keys, required);
+    }
+
+    #[test]
+    fn every_missing_key_is_reported_at_once_with_the_example() {
+        let err = parse_task_spec(&SourceFile::new("t.yaml", "id: WU-1\ntitle: t\n"), None)
+            .expect_err("incomplete");
+        assert_eq!(err.0.len(), 1, "{err:?}");
+        let d = &err.0[0];
+        assert_eq!((d.code, d.file.as_str()), (SPEC_INVALID, "t.yaml"));
+        let named: Vec<String> = REQUIRED_KEYS
+            .iter()
+            .filter(|k| !["id", "title"].contains(k))
+            .map(|k| format!("`{k}`"))
+            .collect();
+        assert_eq!(
+            d.message,
+            format!("missing required fields {}", named.join(", "))
+        );
+        let help = d.help.as_deref().unwrap_or_default();
+        assert!(
+            help.contains("workspace_id: <the id in workspace.yaml>"),
+            "{help}"
+        );
+
+        // One key missing from a complete spec: exactly that one is named.
+        for key in REQUIRED_KEYS {
+            let text: String = example()
+                .lines()
+                .filter(|l| !l.starts_with(&format!("{key}:")))
+                .collect::<Vec<_>>()
+                .join("\n");
+            let err = parse_task_spec(&SourceFile::new("t.yaml", text), None).expect_err(key);
+            assert_eq!(err.0.len(), 1, "{key}");
+            assert_eq!(err.0[0].message, format!("missing required field `{key}`"));
+        }
+
+        // A misspelt key keeps its did-you-mean first; the key it replaces is named as missing.
+        let typo = example().replace("title:", "titel:");
+        let err = parse_task_spec(&SourceFile::new("t.yaml", typo), None).expect_err("typo");
+        let messages: Vec<&str> = err.0.iter().map(|d| d.message.as_str()).collect();
+        assert!(
+            messages[0].contains("unknown field `titel`"),
+            "{messages:?}"
+        );
+        assert_eq!(messages[1..], ["missing required field `title`"]);
+    }
 }
