@@ -111,10 +111,10 @@ pub fn print_error(err: &CliError, json_mode: bool) {
         return;
     }
     if json_mode {
-        println!(
-            "{}",
-            serde_json::to_string_pretty(&err.to_json()).unwrap_or_default()
-        );
+        // Not `stdout_line`: a reader that went away must not turn the failure into status 0.
+        use std::io::Write;
+        let text = serde_json::to_string_pretty(&err.to_json()).unwrap_or_default();
+        let _ = writeln!(std::io::stdout(), "{text}");
         return;
     }
     let terminal = std::io::stderr().is_terminal();
@@ -132,15 +132,33 @@ pub fn print_error(err: &CliError, json_mode: bool) {
 /// Print a success: the JSON document with `--json`, else the human text.
 pub fn print_ok(json_mode: bool, value: &Value, human: &str) {
     if json_mode {
-        println!(
-            "{}",
-            serde_json::to_string_pretty(value).unwrap_or_default()
-        );
+        stdout_line(&serde_json::to_string_pretty(value).unwrap_or_default());
     } else if !human.is_empty() {
-        print!("{human}");
+        stdout_text(human);
         if !human.ends_with('\n') {
-            println!();
+            stdout_text("\n");
         }
+    }
+}
+
+/// `text` and a newline on stdout, as [`stdout_text`].
+pub fn stdout_line(text: &str) {
+    stdout_text(&format!("{text}\n"));
+}
+
+/// Write `text` to stdout and flush. `print!` panics when the reader has gone (`lumenflow …
+/// | head`); here a closed pipe ends the process quietly with status 0, as grep or ripgrep do,
+/// since everything the reader wanted was written. Any other failure to write is reported on
+/// stderr with status 1.
+pub fn stdout_text(text: &str) {
+    use std::io::Write;
+    let mut out = std::io::stdout().lock();
+    if let Err(e) = out.write_all(text.as_bytes()).and_then(|()| out.flush()) {
+        if e.kind() == std::io::ErrorKind::BrokenPipe {
+            std::process::exit(0);
+        }
+        eprintln!("error[IO_ERROR]: cannot write to stdout: {e}");
+        std::process::exit(1);
     }
 }
 

@@ -1957,3 +1957,31 @@ fn install_of_a_built_in_pack_pins_it_with_its_hash() {
         "{unknown}"
     );
 }
+
+/// A reader that stops early (`lumenflow … | head`) must not make the CLI panic ("failed
+/// printing to stdout: Broken pipe"): output to a closed pipe ends the command quietly, with
+/// status 0 after a success, 1 after a failure whose JSON error could not be delivered.
+#[test]
+fn a_closed_stdout_ends_the_command_quietly_instead_of_panicking() {
+    let ws_dir = workspace();
+    for (args, status) in [
+        (&["pack", "list"][..], 0),
+        (&["--json", "pack", "list"], 0),
+        (&["--json", "approvals", "list"], 0),
+        (&["pack", "validate", "--id", "software-delivery"], 0),
+        (&["--json", "task", "show", "WU-404"], 1),
+    ] {
+        let (reader, writer) = std::io::pipe().expect("pipe");
+        drop(reader);
+        let out = Command::new(env!("CARGO_BIN_EXE_lumenflow"))
+            .args(args)
+            .current_dir(ws_dir.path())
+            .stdout(writer)
+            .stderr(std::process::Stdio::piped())
+            .output()
+            .expect("run");
+        let stderr = String::from_utf8_lossy(&out.stderr);
+        assert!(!stderr.contains("panicked"), "{args:?}: {stderr}");
+        assert_eq!(out.status.code(), Some(status), "{args:?}: {stderr}");
+    }
+}

@@ -299,7 +299,11 @@ pub fn run(ctx: &Context, command: CloudCommand) -> Result<(), CliError> {
                 config,
                 |addr| {
                     use std::io::Write;
-                    println!("lumenflow cloud listening on http://{addr}");
+                    // Ignored when stdout is gone: the server runs on without its reader.
+                    let _ = writeln!(
+                        std::io::stdout(),
+                        "lumenflow cloud listening on http://{addr}"
+                    );
                     eprintln!("database: {}", redact(&database));
                     let _ = std::io::stdout().flush();
                 },

@@ -79,7 +79,7 @@ fn resolve_file(
     let result = resolve(&request, &policy);
     let text = serde_json::to_string_pretty(&result)
         .map_err(|e| CliError::new("INTERNAL", format!("cannot render the result: {e}")))?;
-    println!("{text}");
+    crate::output::stdout_line(&text);
     match &result {
         ComputeResolveResult::Refused { reason, .. } => {
             if !ctx.json {

@@ -117,7 +117,7 @@ pub fn validate(ctx: &Context, l: &Locator) -> Result<(), CliError> {
     if ctx.json {
         print_ok(true, &report.to_json(), "");
     } else {
-        print!("{}", report.render_text());
+        crate::output::stdout_text(&report.render_text());
         for check in &report.checks {
             for d in &check.diagnostics {
                 eprintln!(

@@ -106,7 +106,7 @@ fn export(
                 ),
             );
         }
-        None => println!("{text}"),
+        None => crate::output::stdout_line(&text),
     }
     Ok(())
 }
@@ -159,10 +159,9 @@ fn verify(ctx: &Context, dir: PathBuf, pubkey: Option<PathBuf>) -> Result<(), Cl
             .map(|c| c.name)
             .collect();
         if ctx.json {
-            println!(
-                "{}",
-                serde_json::to_string_pretty(&json!({"ok": false, "verification": v}))
-                    .unwrap_or_default()
+            crate::output::stdout_line(
+                &serde_json::to_string_pretty(&json!({"ok": false, "verification": v}))
+                    .unwrap_or_default(),
             );
         } else {
             eprint!("{human}");
