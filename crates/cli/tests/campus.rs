@@ -83,3 +83,82 @@ fn facilities_are_registered_readings_ingested_and_bad_rows_named() {
     let after = fs::read_to_string(ws.join(".lumenflow/state/conductor/events.jsonl")).expect("l");
     assert_eq!(before, after, "nothing of a refused file is written");
 }
+
+/// The documented `campus.attestation` block is accepted by the kernel (its config schema, as
+/// the loader checks it for every command) and by `campus attest`: the schema used to declare
+/// `expected_measurements` with a schema-valued `additionalProperties`, which the kernel's
+/// subset (as the original's) treats as strict, so every measurement name was an unknown
+/// property and no workspace could have both attestation and the campus tools.
+#[test]
+fn an_attestation_policy_with_measurements_passes_the_pack_config_schema() {
+    let tmp = tempfile::tempdir().expect("tmp");
+    let ws = tmp.path();
+    ok(ws, &["init", "--id", "campus-ws", "--name", "Campus"]);
+    ok(
+        ws,
+        &[
+            "pack",
+            "install",
+            "--id",
+            "campus-telemetry",
+            "--version",
+            "0.1.0",
+            "--source",
+            "local",
+        ],
+    );
+    ok(ws, &["campus", "facility", "add", "--id", "campus-fac-001"]);
+    let key = lumenflow_proof::keys::KeyPair::generate();
+    let pem = key.public().to_pem();
+    let policy = |measurement: &str| {
+        format!(
+            "campus:\n  attestation:\n    verifiers:\n      - id: attestation-service-a\n        issuer: https://attest.example\n        algorithm: EdDSA\n        public_key_pem: {}\n    expected_measurements:\n      firmware: {measurement}\n",
+            serde_json::to_string(&pem).expect("json")
+        )
+    };
+    let base = fs::read_to_string(ws.join("workspace.yaml")).expect("read");
+    fs::write(
+        ws.join("workspace.yaml"),
+        format!("{base}{}", policy("\"sha256:1111\"")),
+    )
+    .expect("write");
+
+    let tools = ok(ws, &["tool", "list"]);
+    assert!(tools.contains("campus:"), "{tools}");
+    let challenge = ok(
+        ws,
+        &[
+            "--json",
+            "campus",
+            "attest",
+            "challenge",
+            "--facility",
+            "campus-fac-001",
+            "--node",
+            "node-a",
+        ],
+    );
+    assert!(challenge.contains("nonce"), "{challenge}");
+
+    // A measurement that is not a string is named by `campus attest`, key and all.
+    fs::write(ws.join("workspace.yaml"), format!("{base}{}", policy("42"))).expect("write");
+    let out = lumenflow(
+        ws,
+        &[
+            "campus",
+            "attest",
+            "challenge",
+            "--facility",
+            "campus-fac-001",
+            "--node",
+            "node-a",
+        ],
+    );
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert!(!out.status.success());
+    assert!(
+        stderr.contains("CONFIG_INVALID")
+            && stderr.contains("`campus.attestation.expected_measurements.firmware`"),
+        "{stderr}"
+    );
+}

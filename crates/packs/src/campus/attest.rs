@@ -107,6 +107,17 @@ impl Policy {
     }
 
     pub fn from_value(value: Value) -> Result<Policy, AttestError> {
+        // Checked here, not by the config schema (see config.schema.json), and per key, so the
+        // message names the measurement.
+        if let Some(Value::Object(expected)) = value.get("expected_measurements") {
+            for (name, v) in expected {
+                if v.as_str().is_none_or(str::is_empty) {
+                    return Err(AttestError::Config(format!(
+                        "`campus.attestation.expected_measurements.{name}`: expected a non-empty string (the value the token must report), found {v}"
+                    )));
+                }
+            }
+        }
         let policy: Policy = serde_json::from_value(value)
             .map_err(|e| AttestError::Config(format!("`campus.attestation`: {e}")))?;
         if policy.verifiers.is_empty() {
