@@ -615,6 +615,63 @@ fn bad_rows_are_refused_with_their_line_and_nothing_is_written() {
     assert!(errors[0].contains("overlapping window"), "{errors:?}");
 }
 
+/// A misspelt field is refused with a did-you-mean, never read as absent: `pue_aplied` would
+/// otherwise default `pue_applied` to false and defeat the double-counting guard, `regoin` would
+/// lose the region. JSON errors name the JSON field (`curtailment_window.end`), not the CSV
+/// column it stands for.
+#[test]
+fn misspelt_fields_and_columns_are_refused_by_name() {
+    let ws = Ws::with_facility();
+    let before = ws.state_snapshot();
+    let row = |extra: &str| {
+        energy_row(
+            "2026-06-13T14:00:00.000Z",
+            "2026-06-13T14:15:00.000Z",
+            "10",
+            "pdu",
+        )
+        .replace('}', &format!(",{extra}}}"))
+    };
+    let lines = [
+        row(r#""pue":1.4,"pue_aplied":true"#),
+        row(r#""regoin":"eu-west-1""#).replace("14:", "15:"),
+        row(r#""curtailment_window":{"start":"2026-06-13T16:01:00.000Z"}"#).replace("14:", "16:"),
+        row(r#""curtailment_window":{"start":"2026-06-13T17:01:00.000Z","ende":"x"}"#)
+            .replace("14:", "17:"),
+    ];
+    let path = ws.write("typos.jsonl", &(lines.join("\n") + "\n"));
+    let errors = bad_rows(ws.ingest(&path, false).unwrap_err());
+    let expect = [
+        "line 1: `pue_aplied`: unknown field; did you mean `pue_applied`?",
+        "line 2: `regoin`: unknown field; did you mean `region`?",
+        "line 3: `curtailment_window.end`: required with `curtailment_window.start`",
+        "line 4: `curtailment_window.ende`: unknown field",
+    ];
+    assert_eq!(errors.len(), expect.len(), "{errors:#?}");
+    for (want, got) in expect.iter().zip(&errors) {
+        assert!(got.starts_with(want), "{got}\nexpected {want}");
+    }
+    assert_eq!(ws.state_snapshot(), before);
+
+    // A CSV column that is no field refuses the file at its header, whatever --skip-bad-rows.
+    let csv = ws.write(
+        "typo.csv",
+        "type,facility_id,source,valid_from,valid_to,quantity_joules,energy_source,energy_provenance,regoin\n\
+         energy,campus-fac-001,m-2,2026-06-13T15:00:00.000Z,2026-06-13T15:15:00.000Z,1,pdu,measured,eu\n",
+    );
+    for skip in [false, true] {
+        let errors = bad_rows(ws.ingest(&csv, skip).unwrap_err());
+        assert_eq!(errors.len(), 1, "{errors:?}");
+        assert!(
+            errors[0].starts_with("line 1:")
+                && errors[0].contains("`regoin`: unknown column; did you mean `region`?"),
+            "{}",
+            errors[0]
+        );
+    }
+    assert_eq!(ws.state_snapshot(), before);
+}
+
 #[test]
 fn duplicate_points_and_nodes_are_refused() {
     let ws = Ws::with_facility();

@@ -24,8 +24,8 @@ use serde_json::{Map, Value};
 
 use super::events::{Recorder, LEDGER_BATCH};
 use super::model::{
-    parse_json_line, parse_row, split_csv_line, valid_id, CsvRow, EnergyWindow, Facility, Node,
-    PowerSignal, PueSample, Reading, RowError,
+    check_field_name, parse_json_line, parse_row, split_csv_line, valid_id, CsvRow, EnergyWindow,
+    Facility, Node, PowerSignal, PueSample, Reading, RowError,
 };
 use super::store::{Series, Store, StoreError};
 
@@ -119,8 +119,18 @@ pub fn parse_text(text: &str, format: Format) -> (Vec<(usize, Reading)>, Vec<Row
             let Some((line, header_line)) = lines.next() else {
                 return (Vec::new(), Vec::new(), 0);
             };
-            match split_csv_line(header_line) {
-                Ok(cells) => Some(cells.iter().map(|c| c.trim().to_string()).collect()),
+            let checked = split_csv_line(header_line).and_then(|cells| {
+                let columns: Vec<String> = cells.iter().map(|c| c.trim().to_string()).collect();
+                match columns
+                    .iter()
+                    .find_map(|c| check_field_name(c, line, "column").err())
+                {
+                    Some(e) => Err(format!("`{}`: {}", e.field.unwrap_or_default(), e.message)),
+                    None => Ok(columns),
+                }
+            });
+            match checked {
+                Ok(columns) => Some(columns),
                 Err(m) => {
                     return (
                         Vec::new(),
@@ -275,6 +285,14 @@ pub fn ingest_file(
     })?;
     let format = options.format.unwrap_or_else(|| Format::from_path(path));
     let (rows, errors, count) = parse_text(&text, format);
+    if count == 0 && !errors.is_empty() {
+        // The file itself is unreadable as rows (a bad CSV header): there are no good rows to
+        // keep, so --skip-bad-rows must not turn it into an empty success.
+        return Err(IngestError::BadRows {
+            path: path.to_path_buf(),
+            errors,
+        });
+    }
     ingest_rows(
         store,
         recorder,

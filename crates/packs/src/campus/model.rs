@@ -377,6 +377,54 @@ pub fn split_csv_line(line: &str) -> Result<Vec<Cow<'_, str>>, String> {
     }
 }
 
+/// Every field a row may have, as CSV columns and JSON keys (JSON also takes
+/// `curtailment_window: {start, end}` for the two `curtailment_*` fields). Anything else is
+/// refused: a misspelt `pue_aplied` silently read as absent would defeat the double-counting
+/// guard, and a misspelt `regoin` would lose the region.
+pub const ROW_FIELDS: [&str; 26] = [
+    "type",
+    "facility_id",
+    "source",
+    "valid_from",
+    "valid_to",
+    "quantity_joules",
+    "energy_source",
+    "energy_provenance",
+    "region",
+    "pue",
+    "pue_applied",
+    "grid_carbon_intensity_gco2e_per_kwh",
+    "price_per_kwh",
+    "currency",
+    "curtailment_start",
+    "curtailment_end",
+    "sensor_ref",
+    "coefficient_ref",
+    "compute_assignment_run_id",
+    "sampled_at",
+    "watts",
+    "observed_at",
+    "node_id",
+    "capability_tier",
+    "accelerator_count",
+    "accelerator_class",
+];
+
+/// `Err` naming `name` (a JSON key or CSV column, `noun`) when it is not a row field.
+pub fn check_field_name(name: &str, line: usize, noun: &str) -> Result<(), RowError> {
+    if ROW_FIELDS.contains(&name) {
+        return Ok(());
+    }
+    Err(RowError::new(
+        line,
+        Some(name),
+        format!(
+            "unknown {noun}; {}",
+            lumenflow_kernel::yaml::de::suggest(name, &ROW_FIELDS, "fields")
+        ),
+    ))
+}
+
 struct Reader<'r, F: RowFields> {
     row: &'r F,
     line: usize,
@@ -590,6 +638,7 @@ fn curtailment<F: RowFields>(r: &Reader<'_, F>) -> Result<Option<Curtailment>, R
 /// [`parse_json_line`]; any row it cannot read, such as a field of the wrong type, goes through
 /// the general reader, which names the field).
 #[derive(Deserialize, Default)]
+#[serde(deny_unknown_fields)]
 struct FastRow<'a> {
     #[serde(borrow, rename = "type")]
     kind: Option<Cow<'a, str>>,
@@ -637,6 +686,7 @@ struct FastRow<'a> {
 }
 
 #[derive(Deserialize)]
+#[serde(deny_unknown_fields)]
 struct FastWindow<'a> {
     #[serde(borrow)]
     start: Option<Cow<'a, str>>,
@@ -698,17 +748,30 @@ impl RowFields for FastRow<'_> {
 /// Parse one JSON Lines row, including a nested `curtailment_window` object.
 pub fn parse_json_line(text: &str, line: usize) -> Result<Reading, RowError> {
     if let Ok(row) = serde_json::from_str::<FastRow<'_>>(text) {
-        return parse_row(&row, line);
+        let nested = row.curtailment_window.is_some();
+        return parse_row(&row, line).map_err(|e| json_names(e, nested));
     }
     let value: Value = serde_json::from_str(text)
         .map_err(|e| RowError::new(line, None, format!("not valid JSON: {e}")))?;
     let Value::Object(mut map) = value else {
         return Err(RowError::new(line, None, "a row must be a JSON object"));
     };
-    if let Some(window) = map.remove("curtailment_window") {
+    let window = map.remove("curtailment_window");
+    for key in map.keys() {
+        check_field_name(key, line, "field")?;
+    }
+    let nested = matches!(window, Some(Value::Object(_)));
+    if let Some(window) = window {
         match window {
             Value::Null => {}
             Value::Object(w) => {
+                if let Some(key) = w.keys().find(|k| !["start", "end"].contains(&k.as_str())) {
+                    return Err(RowError::new(
+                        line,
+                        Some(&format!("curtailment_window.{key}")),
+                        "unknown field; a curtailment window has `start` and `end`",
+                    ));
+                }
                 for (from, to) in [("start", "curtailment_start"), ("end", "curtailment_end")] {
                     if let Some(v) = w.get(from) {
                         map.insert(to.into(), v.clone());
@@ -724,5 +787,22 @@ pub fn parse_json_line(text: &str, line: usize) -> Result<Reading, RowError> {
             }
         }
     }
-    parse_row(&JsonRow(&map), line)
+    parse_row(&JsonRow(&map), line).map_err(|e| json_names(e, nested))
+}
+
+/// `e` naming the JSON fields a row with a `curtailment_window` object has, not the CSV
+/// columns they stand for.
+fn json_names(mut e: RowError, nested: bool) -> RowError {
+    if nested {
+        e.field = match e.field.as_deref() {
+            Some("curtailment_start") => Some("curtailment_window.start".into()),
+            Some("curtailment_end") => Some("curtailment_window.end".into()),
+            _ => e.field,
+        };
+        e.message = e
+            .message
+            .replace("`curtailment_start`", "`curtailment_window.start`")
+            .replace("`curtailment_end`", "`curtailment_window.end`");
+    }
+    e
 }
