@@ -410,3 +410,69 @@ fn krn09_approvals_need_a_workspace() {
     );
     assert!(ok(ws.path(), &["approvals", "list"]).contains("no pending approvals"));
 }
+
+/// `tool call`'s help follows the approval's state: while it waits, how to grant it; once the
+/// call ran on it and the tool itself failed, that the approval is spent (the help used to
+/// suggest granting the spent approval again).
+#[test]
+fn a_failed_call_on_a_spent_grant_does_not_suggest_granting_it_again() {
+    let dir = workspace();
+    let ws = dir.path();
+    for pack in ["campus-telemetry", "tenant-evidence"] {
+        ok(
+            ws,
+            &[
+                "pack",
+                "install",
+                "--id",
+                pack,
+                "--version",
+                "0.1.0",
+                "--source",
+                "local",
+            ],
+        );
+    }
+    // Without `approvals` in the input the tool refuses by itself, after the kernel's grant.
+    let input = r#"{"tenant_id":"tenant-a","bundle_id":"b-1","records":[{"record_kind":"checkpoint","record_id":"cp-1"}]}"#;
+    let call = || {
+        run(
+            ws,
+            &[
+                "tool",
+                "call",
+                "proof:export_attested_bundle",
+                "--input",
+                input,
+            ],
+        )
+    };
+
+    let first = call();
+    let stderr = String::from_utf8_lossy(&first.stderr).to_string();
+    assert_eq!(first.status.code(), Some(1), "{stderr}");
+    let id = ids(&ok_json(ws, &["approvals", "list"]))
+        .pop()
+        .expect("a pending approval");
+    assert!(
+        stderr.contains(&format!("lumenflow approvals grant {id}")),
+        "{stderr}"
+    );
+
+    ok(ws, &["approvals", "grant", &id, "--reason", "test"]);
+    let second = call();
+    let stderr = String::from_utf8_lossy(&second.stderr).to_string();
+    assert_eq!(second.status.code(), Some(1), "{stderr}");
+    assert!(
+        stderr.contains("APPROVAL_REQUIRED"),
+        "the tool's own refusal: {stderr}"
+    );
+    assert!(
+        !stderr.contains("approvals grant"),
+        "a spent approval is not offered again: {stderr}"
+    );
+    assert!(
+        stderr.contains(&format!("the call ran on approval {id}, which is now used")),
+        "{stderr}"
+    );
+}

@@ -121,13 +121,34 @@ pub fn run_tool(ctx: &Context, cmd: ToolCommand) -> Result<(), CliError> {
                 let mut err =
                     CliError::new(code, format!("{message} (receipt {})", outcome.receipt_id));
                 if let Some(id) = &outcome.approval_id {
-                    err = err.with_help(format!(
-                        "an operator can grant it with `lumenflow approvals grant {id} --reason \"...\"`, then call again"
-                    ));
+                    if let Some(help) = approval_help(&dir, id) {
+                        err = err.with_help(help);
+                    }
                 }
                 Err(err)
             }
         }
+    }
+}
+
+/// What to do about approval `id` of a failed call: grant it while it waits; once used, the
+/// call ran on it and the failure is the tool's own, so granting is no longer the way on (the
+/// help used to name the spent approval).
+fn approval_help(workspace_dir: &std::path::Path, id: &str) -> Option<String> {
+    use lumenflow_kernel::approvals::{ApprovalProvider, ApprovalStatus, LocalApprovals};
+    let now = lumenflow_contracts::time::Timestamp::now();
+    match LocalApprovals::open(workspace_dir).get(id) {
+        Ok(a) => match a.status(now) {
+            ApprovalStatus::Pending => Some(format!(
+                "an operator can grant it with `lumenflow approvals grant {id} --reason \"...\"`, then call again"
+            )),
+            ApprovalStatus::Consumed => Some(format!(
+                "the call ran on approval {id}, which is now used: the failure above is the tool's own; a new call with the same input asks for a new approval"
+            )),
+            ApprovalStatus::Granted | ApprovalStatus::Denied | ApprovalStatus::Expired => None,
+        },
+        // Not in the workspace's store (decided elsewhere, or unreadable): nothing to suggest.
+        Err(_) => None,
     }
 }
 
