@@ -145,16 +145,20 @@ enum SourceKind {
 
 #[derive(Args, Debug)]
 struct InstallArgs {
+    /// The pack id (its manifest's `id`).
     #[arg(long)]
     id: String,
+    /// The version to pin (its manifest's `version`); `latest` with --registry-url.
     #[arg(long)]
     version: String,
+    /// Where the pack comes from; `local` falls back to the pack built into this binary when
+    /// the workspace has no folder of that id.
     #[arg(long, value_enum)]
     source: SourceKind,
     /// local: the pack folder (default: <packs-root>/<id>).
     #[arg(long, value_name = "DIR")]
     pack_root: Option<PathBuf>,
-    /// local: folder holding packs by id (default: ./packs).
+    /// local: folder holding packs by id (default: <workspace>/packs).
     #[arg(long, value_name = "DIR")]
     packs_root: Option<PathBuf>,
     /// git: repository URL (or path) whose root is the pack.

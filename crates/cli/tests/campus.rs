@@ -162,3 +162,66 @@ fn an_attestation_policy_with_measurements_passes_the_pack_config_schema() {
         "{stderr}"
     );
 }
+
+/// `campus poll` with a facility that is not registered stops at once with the way out, instead
+/// of warning every interval forever; a zero interval or timeout is refused, not raised to 1 s.
+#[test]
+fn poll_refuses_an_unregistered_facility_and_zero_intervals_up_front() {
+    let tmp = tempfile::tempdir().expect("tmp");
+    let ws = tmp.path();
+    ok(ws, &["init", "--id", "campus-ws", "--name", "Campus"]);
+    let mut child = Command::new(env!("CARGO_BIN_EXE_lumenflow"))
+        .args([
+            "campus",
+            "poll",
+            "--redfish",
+            "http://127.0.0.1:9",
+            "--facility",
+            "nope",
+            "--interval",
+            "1",
+        ])
+        .current_dir(ws)
+        .stdout(std::process::Stdio::piped())
+        .stderr(std::process::Stdio::piped())
+        .spawn()
+        .expect("spawn");
+    let deadline = std::time::Instant::now() + std::time::Duration::from_secs(20);
+    let status = loop {
+        if let Some(status) = child.try_wait().expect("wait") {
+            break status;
+        }
+        if std::time::Instant::now() > deadline {
+            let _ = child.kill();
+            panic!("`campus poll` kept running for an unregistered facility");
+        }
+        std::thread::sleep(std::time::Duration::from_millis(50));
+    };
+    let out = child.wait_with_output().expect("output");
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert_eq!(status.code(), Some(1), "{stderr}");
+    assert!(
+        stderr.contains("FACILITY_NOT_FOUND")
+            && stderr.contains("lumenflow campus facility add --id nope"),
+        "{stderr}"
+    );
+
+    for flag in ["--interval", "--timeout"] {
+        let out = lumenflow(
+            ws,
+            &[
+                "campus",
+                "poll",
+                "--redfish",
+                "http://127.0.0.1:9",
+                "--facility",
+                "nope",
+                flag,
+                "0",
+            ],
+        );
+        let stderr = String::from_utf8_lossy(&out.stderr);
+        assert!(!out.status.success());
+        assert!(stderr.contains(flag) && stderr.contains('0'), "{stderr}");
+    }
+}

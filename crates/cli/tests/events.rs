@@ -159,6 +159,20 @@ fn tail_of_a_workspace_without_events_prints_nothing_and_succeeds() {
     assert!(out.status.success());
     assert!(out.stdout.is_empty());
     assert!(String::from_utf8_lossy(&out.stderr).contains("no events in"));
+
+    // With --kind over a ledger that has events, the message says which kind found none.
+    sample(ws.path());
+    let out = run(
+        ws.path(),
+        &["events", "tail", "--kind", "acme-demo:never_emitted"],
+    );
+    assert!(out.status.success());
+    assert!(out.stdout.is_empty());
+    assert!(
+        String::from_utf8_lossy(&out.stderr).contains("no `acme-demo:never_emitted` events in"),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
 }
 
 #[test]

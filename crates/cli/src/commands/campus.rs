@@ -41,15 +41,19 @@ pub enum CampusCommand {
 pub enum AttestCommand {
     /// Issue a fresh nonce for a node (the attestation service echoes it in `eat_nonce`).
     Challenge {
+        /// The registered facility the node belongs to.
         #[arg(long)]
         facility: String,
+        /// The node (GPU host) that will present the token.
         #[arg(long)]
         node: String,
     },
     /// Verify an attestation token (EAT, RFC 9711, JWT form) and record it if it passes.
     Verify {
+        /// The facility given to `challenge`.
         #[arg(long)]
         facility: String,
+        /// The node given to `challenge`.
         #[arg(long)]
         node: String,
         /// The nonce `challenge` issued.
@@ -68,6 +72,7 @@ pub enum FacilityCommand {
         /// Opaque facility id, e.g. `campus-fac-001`.
         #[arg(long)]
         id: String,
+        /// A display name (default: none).
         #[arg(long)]
         name: Option<String>,
         /// Region label, e.g. `eu-west-1` (the default region of its energy windows).
@@ -105,11 +110,11 @@ pub struct PollArgs {
     /// The facility the readings belong to.
     #[arg(long)]
     facility: String,
-    /// Seconds between polls.
-    #[arg(long, default_value_t = 60)]
+    /// Seconds between polls (at least 1).
+    #[arg(long, default_value_t = 60, value_parser = clap::value_parser!(u64).range(1..))]
     interval: u64,
-    /// Seconds before a request to the service times out.
-    #[arg(long, default_value_t = 10)]
+    /// Seconds before a request to the service times out (at least 1).
+    #[arg(long, default_value_t = 10, value_parser = clap::value_parser!(u64).range(1..))]
     timeout: u64,
     /// Poll once and exit.
     #[arg(long)]
@@ -236,9 +241,23 @@ pub fn run(ctx: &Context, command: CampusCommand) -> Result<(), CliError> {
         CampusCommand::Attest(c) => attest(ctx, c),
         CampusCommand::Poll(args) => {
             let (store, recorder) = open(ctx)?;
-            let client =
-                redfish::Client::new(&args.redfish, Duration::from_secs(args.timeout.max(1)))
-                    .map_err(redfish_error)?;
+            // Checked once, up front: polling on would only repeat this warning every interval.
+            if store
+                .facility(&args.facility)
+                .map_err(|e| CliError::new(e.code(), e.to_string()))?
+                .is_none()
+            {
+                return Err(CliError::new(
+                    "FACILITY_NOT_FOUND",
+                    format!("facility `{}` is not registered", args.facility),
+                )
+                .with_help(format!(
+                    "register it first: `lumenflow campus facility add --id {}`",
+                    args.facility
+                )));
+            }
+            let client = redfish::Client::new(&args.redfish, Duration::from_secs(args.timeout))
+                .map_err(redfish_error)?;
             loop {
                 match redfish::poll_once(&store, &recorder, &client, &args.facility) {
                     Ok(report) => {
@@ -263,7 +282,7 @@ pub fn run(ctx: &Context, command: CampusCommand) -> Result<(), CliError> {
                 if args.once {
                     return Ok(());
                 }
-                std::thread::sleep(Duration::from_secs(args.interval.max(1)));
+                std::thread::sleep(Duration::from_secs(args.interval));
             }
         }
     }

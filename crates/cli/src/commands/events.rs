@@ -38,7 +38,10 @@ pub fn tail(ctx: &Context, args: TailArgs) -> Result<(), CliError> {
     }
     if !args.follow {
         if events.is_empty() && !ctx.json {
-            eprintln!("no events in {}", display_path(&path));
+            match kind {
+                Some(kind) => eprintln!("no `{kind}` events in {}", display_path(&path)),
+                None => eprintln!("no events in {}", display_path(&path)),
+            }
         }
         return Ok(());
     }
