@@ -482,3 +482,102 @@ fn enroll_against_a_stopped_control_plane_names_the_cause() {
         .join(".lumenflow/state/conductor/enrollment.json")
         .exists());
 }
+
+/// Commands that emit outside a sidecar (`campus facility add|ingest`, `tool call`) deliver
+/// their events as the sidecar would (Q34, BKP-02): stamped in the ledger, ephemeral kinds sent
+/// once to the control plane of an enrolled workspace, numbered on their own channel, `from` =
+/// the enrollment subject. They used to keep only the ledger stamp, so campus telemetry an
+/// operator ingested never reached the console's Energy page. With the control plane down the
+/// command still succeeds, says what was not delivered, and the stamps remain.
+#[test]
+fn commands_outside_a_sidecar_deliver_their_events_to_the_control_plane() {
+    const CMD_WS: &str = "ws-commands";
+    let home = tempfile::tempdir().unwrap();
+    let home = home.path();
+    let mut cp = cloud(home);
+    let db = cp.database.clone();
+    let operator = ok(home, &["cloud", "operator-token", "--database", &db])
+        .trim()
+        .to_string();
+    let ws_dir = tempfile::tempdir().unwrap();
+    let ws = ws_dir.path();
+    ok(ws, &["init", "--id", CMD_WS, "--name", "Commands"]);
+    ok(
+        ws,
+        &[
+            "pack",
+            "install",
+            "--id",
+            "campus-telemetry",
+            "--version",
+            "0.1.0",
+            "--source",
+            "local",
+        ],
+    );
+    let code = enroll_code(home, &db, CMD_WS);
+    cli_json(ws, &["enroll", "--control-plane", &cp.url, "--code", &code]);
+
+    let readings =
+        Path::new(env!("CARGO_MANIFEST_DIR")).join("../../fixtures/campus/readings.jsonl");
+    ok(
+        ws,
+        &[
+            "campus",
+            "facility",
+            "add",
+            "--id",
+            "campus-fac-001",
+            "--region",
+            "eu-west-1",
+        ],
+    );
+    ok(
+        ws,
+        &["campus", "ingest", "--file", readings.to_str().unwrap()],
+    );
+    ok(ws, &["tool", "call", "campus:list_facilities"]);
+
+    // Delivered before each command exited: no waiting.
+    let (s, body) = get(
+        &format!("{}/api/v1/events?workspace_id={CMD_WS}&limit=1000", cp.url),
+        Some(&operator),
+    );
+    assert_eq!(s, 200, "{body}");
+    let events = body["events"].as_array().cloned().unwrap_or_default();
+    let kinds: Vec<&str> = events.iter().filter_map(|e| e["kind"].as_str()).collect();
+    for kind in [
+        "campus:facility_registered",
+        "campus:node_inventory_updated",
+        "campus:pue_sampled",
+        "agent-runtime:tool_called",
+    ] {
+        assert!(kinds.contains(&kind), "{kind} missing: {kinds:?}");
+    }
+    let ledger =
+        std::fs::read_to_string(ws.join(".lumenflow/state/conductor/events.jsonl")).unwrap();
+    assert_eq!(
+        ledger.lines().count(),
+        events.len(),
+        "every stamped event was delivered once"
+    );
+    for e in &events {
+        assert_eq!(e["from"], CMD_WS, "{e}");
+        assert!(e["seq"].as_u64().is_some_and(|n| n > 0), "numbered: {e}");
+    }
+
+    // The control plane stops: the command succeeds, says what was not delivered; the stamp stays.
+    let _ = cp.child.kill();
+    let _ = cp.child.wait();
+    let out = sidecar_support::run(ws, &["campus", "facility", "add", "--id", "campus-fac-002"]);
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert!(out.status.success(), "{stderr}");
+    assert!(
+        stderr.contains("1 event(s) not delivered to the control plane")
+            && stderr.contains("stay in the local ledger"),
+        "{stderr}"
+    );
+    let ledger =
+        std::fs::read_to_string(ws.join(".lumenflow/state/conductor/events.jsonl")).unwrap();
+    assert_eq!(ledger.lines().count(), events.len() + 1);
+}

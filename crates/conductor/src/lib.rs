@@ -25,6 +25,7 @@
 
 pub mod auth;
 pub mod cloud_approvals;
+pub mod command_delivery;
 pub mod control_plane;
 pub mod delivery;
 pub mod enrollment;

@@ -9,9 +9,11 @@
 //! enrollment subject, else the workspace id). None of them writes to a device.
 
 use std::path::PathBuf;
+use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 use clap::{Args, Subcommand, ValueEnum};
+use lumenflow_kernel::events::ledger::Ledger;
 use lumenflow_packs::campus::attest::{self, AttestError, Policy};
 use lumenflow_packs::campus::events::Recorder;
 use lumenflow_packs::campus::ingest::{self, Format, IngestError, IngestOptions};
@@ -19,6 +21,7 @@ use lumenflow_packs::campus::redfish::{self, RedfishError};
 use lumenflow_packs::campus::store::Store;
 use serde_json::{json, Value};
 
+use super::delivery::CommandEvents;
 use super::{display_path, Context};
 use crate::output::{print_ok, warn, CliError};
 
@@ -134,11 +137,15 @@ fn identity(ctx: &Context) -> Result<(PathBuf, String), CliError> {
     }
 }
 
-fn open(ctx: &Context) -> Result<(Store, Recorder), CliError> {
+/// The pack's state, a recorder stamping its events in the ledger and handing them on (to the
+/// control plane of an enrolled workspace), and the delivery to hold until the command ends.
+fn open(ctx: &Context) -> Result<(Store, Recorder, CommandEvents), CliError> {
     let (dir, identity) = identity(ctx)?;
-    let recorder =
-        Recorder::open(&dir, &identity).map_err(|e| CliError::new(e.code(), e.to_string()))?;
-    Ok((Store::new(&dir), recorder))
+    let events = CommandEvents::open(&dir, &[lumenflow_packs::campus::manifest()], ctx.json)?;
+    let ledger = Ledger::open(&lumenflow_kernel::events::ledger_path(&dir))
+        .map_err(|e| CliError::new("LEDGER_UNAVAILABLE", e.to_string()))?;
+    let recorder = Recorder::new(identity, Some(Arc::new(ledger)), Some(events.sink()));
+    Ok((Store::new(&dir), recorder, events))
 }
 
 fn ingest_error(e: IngestError) -> CliError {
@@ -166,7 +173,7 @@ fn ingest_error(e: IngestError) -> CliError {
 pub fn run(ctx: &Context, command: CampusCommand) -> Result<(), CliError> {
     match command {
         CampusCommand::Facility(FacilityCommand::Add { id, name, region }) => {
-            let (store, recorder) = open(ctx)?;
+            let (store, recorder, _events) = open(ctx)?;
             let f =
                 ingest::add_facility(&store, &recorder, &id, name.as_deref(), region.as_deref())
                     .map_err(ingest_error)?;
@@ -199,7 +206,7 @@ pub fn run(ctx: &Context, command: CampusCommand) -> Result<(), CliError> {
             Ok(())
         }
         CampusCommand::Ingest(args) => {
-            let (store, recorder) = open(ctx)?;
+            let (store, recorder, _events) = open(ctx)?;
             let started = Instant::now();
             let report = ingest::ingest_file(
                 &store,
@@ -240,7 +247,7 @@ pub fn run(ctx: &Context, command: CampusCommand) -> Result<(), CliError> {
         }
         CampusCommand::Attest(c) => attest(ctx, c),
         CampusCommand::Poll(args) => {
-            let (store, recorder) = open(ctx)?;
+            let (store, recorder, _events) = open(ctx)?;
             // Checked once, up front: polling on would only repeat this warning every interval.
             if store
                 .facility(&args.facility)
@@ -295,7 +302,7 @@ fn attest_error(e: AttestError) -> CliError {
 fn attest(ctx: &Context, command: AttestCommand) -> Result<(), CliError> {
     let (dir, _) = identity(ctx)?;
     let policy = Policy::load(&dir).map_err(attest_error)?;
-    let (store, recorder) = open(ctx)?;
+    let (store, recorder, _events) = open(ctx)?;
     match command {
         AttestCommand::Challenge { facility, node } => {
             let c = attest::issue_nonce(&store, &policy, &facility, &node).map_err(attest_error)?;

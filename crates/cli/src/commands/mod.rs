@@ -7,6 +7,7 @@ pub mod cloud;
 pub mod compute;
 pub mod conductor;
 pub mod config;
+pub mod delivery;
 pub mod demo;
 pub mod events;
 pub mod init;

@@ -2,12 +2,15 @@
 //! and the check of the hash-chained log it writes to.
 
 use std::collections::HashMap;
+use std::sync::Arc;
 
 use clap::Subcommand;
 use lumenflow_kernel::dispatch::{self, CallRequest, RuntimeOptions, Surface};
 use lumenflow_kernel::eventlog;
+use lumenflow_kernel::events::ledger::Ledger;
 use serde_json::{json, Value};
 
+use super::delivery::CommandEvents;
 use super::Context;
 use crate::output::{print_ok, CliError};
 
@@ -44,7 +47,7 @@ fn caller() -> String {
 pub fn run_tool(ctx: &Context, cmd: ToolCommand) -> Result<(), CliError> {
     let dir = ctx.workspace_dir()?;
     let builtin_tools: HashMap<String, dispatch::BuiltinFn> = lumenflow_packs::builtin_tools();
-    let runtime = dispatch::open::open(
+    let mut runtime = dispatch::open::open(
         &dir,
         lumenflow_packs::builtin_packs(),
         &builtin_tools,
@@ -83,6 +86,20 @@ pub fn run_tool(ctx: &Context, cmd: ToolCommand) -> Result<(), CliError> {
             Ok(())
         }
         ToolCommand::Call { name, input, task } => {
+            // The events the call emits (its pack's and `agent-runtime:tool_called`) are stamped
+            // in the ledger and routed as the sidecar routes them (Q34).
+            let events = CommandEvents::open(&dir, &runtime.pack_manifests, ctx.json)?;
+            let ledger = Ledger::open(&lumenflow_kernel::events::ledger_path(&dir))
+                .map_err(|e| CliError::new("LEDGER_UNAVAILABLE", e.to_string()))?;
+            let identity = match lumenflow_conductor::enrollment::load(&dir) {
+                Ok(e) => e.subject,
+                Err(_) => runtime.spec.id.clone(),
+            };
+            runtime.events = Some(Arc::new(dispatch::RuntimeEvents::new(
+                identity,
+                events.sink(),
+                Some(Arc::new(ledger)),
+            )));
             let input: Value = serde_json::from_str(&input).map_err(|e| {
                 CliError::new(
                     "INVALID_ARGUMENT",
