@@ -25,7 +25,9 @@ pub enum ComputeCommand {
         #[arg(long, value_name = "FILE")]
         request: PathBuf,
         /// Operator decision: permit a reviewer of the author's own provider family when no
-        /// other family qualifies (audited with a warning). Off by default.
+        /// other family qualifies. The result is then `permitted-with-warning`, its
+        /// `audit_warning` naming the relaxation for whoever records the placement. Off by
+        /// default.
         #[arg(long)]
         allow_same_family_reviewer: bool,
     },
