@@ -24,7 +24,7 @@ use lumenflow_kernel::manifest::PackManifest;
 use serde_json::Value;
 
 use crate::control_plane::ControlPlane;
-use crate::delivery::ClassTable;
+use crate::delivery::{numbered, ClassTable};
 use crate::enrollment::{self, EnrollmentError};
 use crate::outbox::{self, Outbox};
 use crate::seq::{self, SeqCounter};
@@ -173,14 +173,8 @@ impl EventSink for CommandSink {
             .order
             .lock()
             .map_err(|_| "the delivery order lock is poisoned".to_string())?;
-        let first = self
-            .seq
-            .take(events.len() as u64)
-            .map_err(|e| e.to_string())?;
         let (mut queued, mut ephemeral) = (Vec::new(), Vec::new());
-        for (i, event) in events.iter().enumerate() {
-            let mut event = event.clone();
-            event.seq = Some(first + i as u64);
+        for event in numbered(&self.seq, events)? {
             match self.classes.class(&event.kind) {
                 DeliveryClass::Queue => queued.push(event),
                 DeliveryClass::Ephemeral => ephemeral.push(event),

@@ -262,19 +262,7 @@ impl ConductorSink {
                 .order
                 .lock()
                 .map_err(|_| "the delivery order lock is poisoned".to_string())?;
-            let first = self
-                .seq
-                .take(events.len() as u64)
-                .map_err(|e| e.to_string())?;
-            events
-                .iter()
-                .enumerate()
-                .map(|(i, e)| {
-                    let mut e = e.clone();
-                    e.seq = Some(first + i as u64);
-                    e
-                })
-                .collect::<Vec<_>>()
+            numbered(&self.seq, events)?
         };
         let numbered = Numbered {
             stamp: events.to_vec(),
@@ -316,14 +304,8 @@ impl EventSink for ConductorSink {
             .order
             .lock()
             .map_err(|_| "the delivery order lock is poisoned".to_string())?;
-        let first = self
-            .seq
-            .take(events.len() as u64)
-            .map_err(|e| e.to_string())?;
         let mut queued = Vec::new();
-        for (i, event) in events.iter().enumerate() {
-            let mut event = event.clone();
-            event.seq = Some(first + i as u64);
+        for event in numbered(&self.seq, events)? {
             match self.classes.class(&event.kind) {
                 DeliveryClass::Queue => queued.push(event),
                 DeliveryClass::Ephemeral => {
@@ -338,6 +320,23 @@ impl EventSink for ConductorSink {
         }
         Ok(())
     }
+}
+
+/// `events` with the next consecutive numbers of `seq`, in order (Q8).
+pub(crate) fn numbered(
+    seq: &SeqCounter,
+    events: &[KernelEventV2],
+) -> Result<Vec<KernelEventV2>, String> {
+    let first = seq.take(events.len() as u64).map_err(|e| e.to_string())?;
+    Ok(events
+        .iter()
+        .enumerate()
+        .map(|(i, e)| {
+            let mut e = e.clone();
+            e.seq = Some(first + i as u64);
+            e
+        })
+        .collect())
 }
 
 /// Who delivery talks to, as whom.
