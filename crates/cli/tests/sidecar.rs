@@ -401,6 +401,28 @@ fn bad_tokens_are_refused_and_recorded_and_nothing_runs() {
         log.iter().all(|r| r["kind"] != "tool_call_started"),
         "nothing was dispatched"
     );
+    // A token for turns only cannot reach a `workspace` tool by naming it in a turn's plan
+    // (Q16 through a turn): the step is refused in the kernel, with its receipt.
+    let turn_only = cloud.token(WS, "agent:execute-turn");
+    let (_, body) = post(
+        &format!("{url}/tools/agent:execute-turn"),
+        Some(&turn_only),
+        &json!({"goal": "claim", "plan": {"steps": [{"tool": "software-delivery:wu_claim",
+            "input": {"wu_id": "WU-190", "lane": "Content: Site Comms"}}]}}),
+    );
+    assert!(
+        body.to_string().contains("TOKEN_SCOPE_DENIED"),
+        "the turn's step was refused: {body}"
+    );
+    assert!(
+        !root
+            .join(".lumenflow/state/software-delivery/claims/WU-190.json")
+            .exists(),
+        "the claim ran through the turn"
+    );
+    assert!(kernel_log(&root)
+        .iter()
+        .any(|r| r["kind"] == "tool_call_finished" && r["error_code"] == "TOKEN_SCOPE_DENIED"));
     // The same workspace-only token works for a tool its scope covers.
     let (s, out) = post(
         &format!("{url}/tools/software-delivery:wu_claim"),

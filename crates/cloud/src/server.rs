@@ -25,7 +25,9 @@ use base64::Engine as _;
 use futures_util::stream::Stream;
 use lumenflow_contracts::canonical_json::to_canonical_string;
 use lumenflow_contracts::digest::sha256_hex;
-use lumenflow_contracts::identity::{check_id, Enrollment, Subject, SCOPE_WORKSPACE};
+use lumenflow_contracts::identity::{
+    check_id, Enrollment, Subject, SCOPE_EXECUTE_TURN, SCOPE_WORKSPACE,
+};
 use lumenflow_contracts::time::Timestamp;
 use lumenflow_contracts::wire::{
     Accepted, ApprovalListInput, ApprovalRecord, ApprovalRequestInput, ApprovalResolveInput,
@@ -1213,17 +1215,35 @@ async fn invoke_tool(
     state.finish(audit, result).await
 }
 
-/// The token scope a tool needs, from the stored listing (`workspace` when unknown).
+/// The scopes of the token an operator's call of `name` is forwarded with, from the stored
+/// listing: the tool's own (`workspace` when unknown). An agent turn runs other tools on the
+/// operator's behalf and the sidecar checks each of its steps against this token (Q16), so a
+/// turn's token also carries the scope of every tool the operator could call directly.
 async fn tool_scope(store: &Store, ws: &str, name: &str) -> String {
-    let Ok(Some(row)) = store.tools(ws).await else {
+    let listing = match store.tools(ws).await {
+        Ok(Some(row)) => serde_json::from_str::<ToolListing>(&row.listing).ok(),
+        _ => None,
+    };
+    let Some(listing) = listing else {
         return SCOPE_WORKSPACE.to_string();
     };
-    serde_json::from_str::<ToolListing>(&row.listing)
-        .ok()
-        .and_then(|l| l.tools.into_iter().find(|t| t.name == name))
-        .map(|t| t.token_scope)
-        .filter(|s| !s.trim().is_empty())
-        .unwrap_or_else(|| SCOPE_WORKSPACE.to_string())
+    let scope_of = |t: &lumenflow_contracts::wire::ToolDescriptor| {
+        Some(t.token_scope.trim().to_string()).filter(|s| !s.is_empty())
+    };
+    let own = listing
+        .tools
+        .iter()
+        .find(|t| t.name == name)
+        .and_then(scope_of)
+        .unwrap_or_else(|| SCOPE_WORKSPACE.to_string());
+    if own != SCOPE_EXECUTE_TURN {
+        return own;
+    }
+    let mut scopes: Vec<String> = listing.tools.iter().filter_map(scope_of).collect();
+    scopes.push(own);
+    scopes.sort();
+    scopes.dedup();
+    scopes.join(" ")
 }
 
 /// Percent-encode a path segment (colons stay, Q15).

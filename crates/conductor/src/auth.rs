@@ -14,7 +14,7 @@ use std::collections::{HashMap, HashSet};
 use std::path::{Path, PathBuf};
 use std::sync::{Mutex, PoisonError, RwLock};
 
-use lumenflow_contracts::identity::{Subject, TokenClaims, SCOPE_EXECUTE_TURN, SCOPE_WORKSPACE};
+use lumenflow_contracts::identity::{Subject, TokenClaims};
 use lumenflow_kernel::manifest::ToolManifest;
 use lumenflow_proof::keys::PublicKey;
 use lumenflow_proof::token::{self, TokenError};
@@ -22,7 +22,7 @@ use lumenflow_proof::token::{self, TokenError};
 use crate::fsio::{self, Mode};
 
 pub const TOKEN_INVALID: &str = "TOKEN_INVALID";
-pub const TOKEN_SCOPE_DENIED: &str = "TOKEN_SCOPE_DENIED";
+pub const TOKEN_SCOPE_DENIED: &str = lumenflow_contracts::tool_output::codes::TOKEN_SCOPE_DENIED;
 
 /// The tool whose name alone implies the `agent:execute-turn` token scope (Q16).
 pub const EXECUTE_TURN_TOOL: &str = "agent:execute-turn";
@@ -90,11 +90,7 @@ impl Caller {
 
 /// The token scope a remote caller needs to see and call `tool` (Q16).
 pub fn required_token_scope(tool: &ToolManifest) -> &str {
-    match &tool.token_scope {
-        Some(scope) => scope,
-        None if tool.name == EXECUTE_TURN_TOOL => SCOPE_EXECUTE_TURN,
-        None => SCOPE_WORKSPACE,
-    }
+    tool.required_token_scope()
 }
 
 /// May `caller` invoke `tool`? The same answer hides a tool from `GET /tools` (Q17).

@@ -447,6 +447,7 @@ pub async fn governed_call(
         run_id: parsed.run_id,
         caller: caller.identity(),
         surface,
+        token_scopes: Some(caller.claims.scopes().map(str::to_string).collect()),
     };
     let outcome = state
         .runtime

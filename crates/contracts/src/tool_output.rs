@@ -77,6 +77,8 @@ pub mod codes {
     pub const TOOL_NOT_FOUND: &str = "TOOL_NOT_FOUND";
     pub const INVALID_INPUT: &str = "INVALID_INPUT";
     pub const SCOPE_DENIED: &str = "SCOPE_DENIED";
+    /// The caller's bearer token does not open the tool (Q16).
+    pub const TOKEN_SCOPE_DENIED: &str = "TOKEN_SCOPE_DENIED";
     pub const POLICY_DENIED: &str = "POLICY_DENIED";
     pub const APPROVAL_REQUIRED: &str = "APPROVAL_REQUIRED";
     pub const TASK_STATE: &str = "TASK_STATE_INVALID";

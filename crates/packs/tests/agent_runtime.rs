@@ -564,6 +564,53 @@ fn a_step_that_needs_approval_waits_and_resumes_without_rerunning_earlier_steps(
     assert_eq!(f.counters.get("test:append"), 2);
 }
 
+/// Q16 through a turn: the steps of a turn started with a bearer token may use only the tools
+/// that token opens. A token for `agent:execute-turn` alone used to reach every `workspace` tool
+/// by naming it in the plan.
+#[test]
+fn a_turn_cannot_use_tools_its_callers_token_does_not_open() {
+    let f = fixture(None);
+    let turn = |scopes: &[&str], line: &str| {
+        f.runtime.dispatch(CallRequest {
+            caller: "ws-test".into(),
+            surface: lumenflow_kernel::dispatch::Surface::Http,
+            token_scopes: Some(scopes.iter().map(|s| s.to_string()).collect()),
+            ..CallRequest::local(
+                TOOL_NAME,
+                json!({"goal": "append", "plan": plan(json!([
+                    {"tool": "test:append", "input": {"path": "out/log.txt", "line": line}},
+                ]))}),
+            )
+        })
+    };
+    let out = turn(&["agent:execute-turn"], "escalated");
+    assert_eq!(
+        out.output.error_code(),
+        Some("TURN_ABORTED"),
+        "{:?}",
+        out.output
+    );
+    let result = data(&out);
+    assert_eq!(result["error_code"], "TOKEN_SCOPE_DENIED", "{result}");
+    assert_eq!(f.counters.get("test:append"), 0, "the step never ran");
+    let refused = result["steps"][0]["receipt_id"].as_str().unwrap();
+    let receipt = f.finished(refused);
+    assert_eq!(receipt["error_code"], "TOKEN_SCOPE_DENIED");
+    assert_eq!(receipt["result"], "denied");
+    assert!(
+        result["reason"]
+            .as_str()
+            .unwrap_or_default()
+            .contains("requires token scope `workspace`"),
+        "{result}"
+    );
+
+    // With both scopes the same plan runs; a local caller (no token) is not limited.
+    let out = turn(&["agent:execute-turn", "workspace"], "allowed");
+    assert!(out.output.success, "{:?}", out.output);
+    assert_eq!(f.lines("out/log.txt"), vec!["allowed"]);
+}
+
 #[test]
 fn a_denied_action_ends_the_turn_with_a_refused_call_and_a_receipt() {
     let f = fixture(None);

@@ -113,6 +113,7 @@ pub fn run_tool(ctx: &Context, cmd: ToolCommand) -> Result<(), CliError> {
                 run_id: None,
                 caller: caller(),
                 surface: Surface::Cli,
+                token_scopes: None,
             });
             let value = serde_json::to_value(&outcome).unwrap_or(Value::Null);
             if outcome.output.success {

@@ -73,6 +73,11 @@ pub struct CallRequest {
     /// The authenticated identity (token subject, or the local user); never a body field.
     pub caller: String,
     pub surface: Surface,
+    /// The scopes of the bearer token the call came with (HTTP, MCP); `None` for a local
+    /// caller. The calls a tool makes in turn (an agent turn's steps) carry them too, and may
+    /// use only the tools they open (Q16): a token for `agent:execute-turn` alone cannot reach
+    /// `workspace` tools through a turn.
+    pub token_scopes: Option<Vec<String>>,
 }
 
 impl CallRequest {
@@ -84,6 +89,7 @@ impl CallRequest {
             run_id: None,
             caller: "local".into(),
             surface: Surface::Cli,
+            token_scopes: None,
         }
     }
 }
@@ -502,6 +508,24 @@ impl Runtime {
                 ));
             }
         };
+        // Checked here too, not only by the sidecar in front: a nested call never passes it.
+        if let Some(scopes) = &req.token_scopes {
+            let required = tool.manifest.required_token_scope();
+            if !scopes.iter().any(|s| s == required) {
+                return Ok(self.refused(
+                    draft,
+                    codes::TOKEN_SCOPE_DENIED,
+                    format!(
+                        "the caller's token (scopes: {}) does not open tool `{}`, which requires token scope `{required}`",
+                        if scopes.is_empty() { "none".to_string() } else { scopes.join(" ") },
+                        req.tool
+                    ),
+                    vec![],
+                    false,
+                    None,
+                ));
+            }
+        }
         draft
             .record
             .insert("execution_mode".into(), tool.implementation.mode().into());
@@ -745,6 +769,7 @@ impl Runtime {
                     task_id: req.task_id.as_deref(),
                     caller: &req.caller,
                     surface: req.surface,
+                    token_scopes: req.token_scopes.as_deref(),
                     tool,
                     runtime: self,
                     depth,

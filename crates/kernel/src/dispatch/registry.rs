@@ -35,6 +35,7 @@ pub struct BuiltinCall<'a> {
     pub(in crate::dispatch) task_id: Option<&'a str>,
     pub(in crate::dispatch) caller: &'a str,
     pub(in crate::dispatch) surface: super::Surface,
+    pub(in crate::dispatch) token_scopes: Option<&'a [String]>,
     pub(in crate::dispatch) tool: &'a RegisteredTool,
     pub(in crate::dispatch) runtime: &'a super::Runtime,
     pub(in crate::dispatch) depth: u8,
@@ -129,6 +130,7 @@ impl<'a> BuiltinCall<'a> {
                 run_id: Some(self.run_id.to_string()),
                 caller: self.caller.to_string(),
                 surface: super::Surface::Agent,
+                token_scopes: self.token_scopes.map(<[String]>::to_vec),
             },
             self.depth + 1,
         )

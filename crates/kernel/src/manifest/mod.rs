@@ -134,6 +134,17 @@ impl ToolManifest {
     pub fn is_internal(&self) -> bool {
         self.internal_only.unwrap_or(false)
     }
+
+    /// The bearer-token scope a remote caller needs to see and call this tool (Q16): its
+    /// `token_scope`, else `agent:execute-turn` for the tool of that name, else `workspace`.
+    pub fn required_token_scope(&self) -> &str {
+        use lumenflow_contracts::identity::{SCOPE_EXECUTE_TURN, SCOPE_WORKSPACE};
+        match &self.token_scope {
+            Some(scope) => scope,
+            None if self.name == SCOPE_EXECUTE_TURN => SCOPE_EXECUTE_TURN,
+            None => SCOPE_WORKSPACE,
+        }
+    }
 }
 
 #[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Hash, Serialize, Deserialize)]
