@@ -100,9 +100,13 @@ struct Ws {
 
 impl Ws {
     fn new(gates: &str) -> Ws {
+        Ws::with_yaml(&workspace_yaml(gates))
+    }
+
+    fn with_yaml(yaml: &str) -> Ws {
         let dir = tempfile::tempdir().unwrap();
         let root = dir.path().canonicalize().unwrap();
-        fs::write(root.join("workspace.yaml"), workspace_yaml(gates)).unwrap();
+        fs::write(root.join("workspace.yaml"), yaml).unwrap();
         fs::write(root.join("README.md"), "# site\n\nhello\n").unwrap();
         fs::write(root.join(".gitignore"), ".lumenflow/\nworktrees/\n").unwrap();
         git(&root, &["init", "--quiet", "--initial-branch=main"]);
@@ -931,6 +935,75 @@ fn a_tool_output_failure_is_never_a_panic() {
     let out = ws.call("git:diff", json!({"against": "base"}));
     assert_eq!(code(&out), "INVALID_INPUT");
     let _ = software_delivery::tools();
+}
+
+/// What a patch writes is decided by its content, so every file it names is checked: against the
+/// call's write scopes (a task may open single files of a worktree; the whole worktree folder
+/// used to be required, so such a task could apply nothing) and against the workspace's deny
+/// overlays (a patch could create `deploy/key.pem` although the sandbox hides `**/*.pem`).
+#[test]
+fn each_file_a_patch_writes_is_held_to_the_scopes_and_the_deny_overlays() {
+    let yaml = workspace_yaml(GATES).replace(
+        "memory_namespace: m",
+        "  deny_overlays: [\"**/*.pem\"]\nmemory_namespace: m",
+    );
+    let ws = Ws::with_yaml(&yaml);
+    ws.claim();
+    let wt = "worktrees/content-site-comms-wu-042";
+    let key = "diff --git a/deploy/key.pem b/deploy/key.pem\nnew file mode 100644\n--- /dev/null\n+++ b/deploy/key.pem\n@@ -0,0 +1 @@\n+-----BEGIN PRIVATE KEY-----\n";
+    let out = ws.call(
+        "software-delivery:apply_patch",
+        json!({"wu_id": "WU-042", "patch": key}),
+    );
+    assert_eq!(code(&out), "SCOPE_DENIED", "{:?}", out.output.error);
+    assert!(
+        out.output
+            .error
+            .as_ref()
+            .unwrap()
+            .message
+            .contains("deny_overlays"),
+        "{:?}",
+        out.output.error
+    );
+    assert_receipt(&ws, &out, "SCOPE_DENIED");
+    assert!(!ws.root.join(wt).join("deploy/key.pem").exists());
+
+    // A task that opens only the worktree's README: that file applies, a new file does not.
+    let tasks = TaskStore::open(&ws.root, ws.runtime.log.clone())
+        .unwrap()
+        .with_packs(ws.runtime.pack_manifests.clone());
+    let spec = "id: WU-042\nworkspace_id: ws-test\nlane_id: site-comms\ndomain: software-delivery\ntitle: Site comms\ndescription: README only\nacceptance:\n  - README says hello, world\ndeclared_scopes:\n  - {type: path, pattern: \"**\", access: read}\n  - {type: path, pattern: \"worktrees/*/README.md\", access: write}\nrisk: low\ntype: feature\npriority: P1\ncreated: 2026-04-20\n";
+    tasks
+        .create_from_source(&SourceFile::new("WU-042.yaml", spec))
+        .unwrap_or_else(|e| panic!("create: {e}"));
+    tasks
+        .claim(
+            "WU-042",
+            ClaimRequest {
+                by: "agent".into(),
+                session_id: "s1".into(),
+                ..ClaimRequest::default()
+            },
+        )
+        .unwrap();
+    let out = ws.call_in_task(
+        "software-delivery:apply_patch",
+        json!({"wu_id": "WU-042", "patch": PATCH_NEW_FILE}),
+        "WU-042",
+    );
+    assert_eq!(code(&out), "SCOPE_DENIED", "{:?}", out.output.error);
+    assert!(!ws.root.join(wt).join("src/page.md").exists());
+    let out = ws.call_in_task(
+        "software-delivery:apply_patch",
+        json!({"wu_id": "WU-042", "patch": PATCH_README}),
+        "WU-042",
+    );
+    assert!(out.output.success, "{:?}", out.output);
+    assert_eq!(
+        fs::read_to_string(ws.root.join(wt).join("README.md")).unwrap(),
+        "# site\n\nhello, world\n"
+    );
 }
 
 #[test]

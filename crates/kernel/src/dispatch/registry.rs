@@ -48,6 +48,15 @@ impl<'a> BuiltinCall<'a> {
     pub fn workspace_dir(&self) -> &'a std::path::Path {
         self.workspace_dir
     }
+    /// `Err` naming the pattern's problem, or whether the workspace's `security.deny_overlays`
+    /// cover the workspace-relative `rel` (the files the sandbox hides from subprocess tools).
+    pub fn deny_overlay_covers(&self, rel: &str) -> Result<bool, String> {
+        crate::sandbox::deny_overlay_covers(
+            &self.runtime.spec.security.deny_overlays,
+            self.workspace_dir,
+            rel,
+        )
+    }
     /// The effective scopes the call was admitted with (a tool touching a path it was not
     /// given must refuse).
     pub fn effective(&self) -> &'a EffectiveScopes {

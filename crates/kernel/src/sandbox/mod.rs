@@ -154,7 +154,7 @@ use std::time::{Duration, Instant};
 
 use crate::scope::{AllowEntry, NetworkGrant};
 
-pub use plan::{static_prefix, DENY_SCAN_LIMIT, ETC_HIDDEN};
+pub use plan::{deny_overlay_covers, static_prefix, DENY_SCAN_LIMIT, ETC_HIDDEN};
 
 /// The `PATH` every sandboxed tool gets.
 pub const SANDBOX_PATH: &str = "/usr/local/bin:/usr/bin:/bin";

@@ -517,10 +517,27 @@ fn overlay_globs(
     profile: &SandboxProfile,
     ws: &Path,
 ) -> Result<Option<(GlobSet, Option<usize>)>, SandboxError> {
+    overlay_globs_of(&profile.deny_overlays, ws)
+}
+
+/// Whether the workspace-relative `rel` is hidden by one of the deny overlays `patterns` of
+/// the workspace `ws`, as the sandbox hides it from a subprocess tool. For in-process tools
+/// that write what an agent chose (a patch), so such a file is not writable that way either.
+pub fn deny_overlay_covers(patterns: &[String], ws: &Path, rel: &str) -> Result<bool, String> {
+    match overlay_globs_of(patterns, ws).map_err(|e| e.to_string())? {
+        Some((globs, _)) => Ok(globs.is_match(rel)),
+        None => Ok(false),
+    }
+}
+
+fn overlay_globs_of(
+    patterns: &[String],
+    ws: &Path,
+) -> Result<Option<(GlobSet, Option<usize>)>, SandboxError> {
     let mut builder = GlobSetBuilder::new();
     let mut any = false;
     let mut max_depth = Some(0usize);
-    for raw in &profile.deny_overlays {
+    for raw in patterns {
         let pattern = raw.trim();
         let rel = if pattern.starts_with('/') {
             match Path::new(pattern).strip_prefix(ws) {
@@ -567,7 +584,7 @@ fn overlay_globs(
         return Ok(None);
     }
     let set = builder.build().map_err(|e| SandboxError::InvalidScope {
-        pattern: profile.deny_overlays.join(", "),
+        pattern: patterns.join(", "),
         reason: format!("deny overlay: {e}"),
     })?;
     Ok(Some((set, max_depth)))

@@ -14,7 +14,7 @@
 use std::path::Path;
 
 use lumenflow_contracts::scope::PathAccess;
-use lumenflow_contracts::tool_output::ToolOutput;
+use lumenflow_contracts::tool_output::{codes, ToolOutput};
 use lumenflow_kernel::dispatch::BuiltinCall;
 use serde_json::json;
 
@@ -31,11 +31,33 @@ fn inner(call: &BuiltinCall<'_>) -> ToolResult<ToolOutput> {
     let patch = common::req_str(input, "patch")?;
     let ws = common::repo_root(call)?;
     let (claim, worktree) = Claim::require(&ws, &wu_id)?;
-    require(call, &claim.worktree, PathAccess::Write)?;
 
     let files = patch_paths(patch)?;
+    if files.is_empty() {
+        require(call, &claim.worktree, PathAccess::Write)?;
+    }
     for file in &files {
         check_inside(&worktree, file)?;
+        // Each file against the call's write scopes (a task may open single files of the
+        // worktree) and the workspace's deny overlays (`.env`, `**/*.pem`): the patch's content
+        // decides what is written, so what it names is checked, not only the worktree folder.
+        let rel = format!("{}/{file}", claim.worktree);
+        require(call, &rel, PathAccess::Write)?;
+        match call.deny_overlay_covers(&rel) {
+            Ok(false) => {}
+            Ok(true) => {
+                return Err(fail(
+                    codes::SCOPE_DENIED,
+                    format!("the patch writes `{rel}`, which the workspace's `security.deny_overlays` hide from tools"),
+                ))
+            }
+            Err(e) => {
+                return Err(fail(
+                    codes::SCOPE_DENIED,
+                    format!("cannot check `{rel}` against `security.deny_overlays`: {e}"),
+                ))
+            }
+        }
     }
     // Declared writes (`paths`) were checked against the scopes by the kernel; hold the patch
     // to them so the declaration cannot understate what it touches.
