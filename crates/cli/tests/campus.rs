@@ -225,3 +225,40 @@ fn poll_refuses_an_unregistered_facility_and_zero_intervals_up_front() {
         assert!(stderr.contains(flag) && stderr.contains('0'), "{stderr}");
     }
 }
+
+/// Outside a sidecar, a standalone workspace (enrolled, no control plane) keeps its events'
+/// ledger stamps and says nothing about delivery: there is no control plane to deliver to, so a
+/// "not delivered" warning on every call would be noise (it was, briefly).
+#[test]
+fn a_standalone_workspace_stamps_command_events_without_delivery_warnings() {
+    let tmp = tempfile::tempdir().expect("tmp");
+    let ws = tmp.path();
+    ok(ws, &["init", "--id", "campus-ws", "--name", "Campus"]);
+    ok(
+        ws,
+        &[
+            "pack",
+            "install",
+            "--id",
+            "campus-telemetry",
+            "--version",
+            "0.1.0",
+            "--source",
+            "local",
+        ],
+    );
+    ok(ws, &["enroll", "--standalone"]);
+    for args in [
+        &["campus", "facility", "add", "--id", "campus-fac-001"][..],
+        &["tool", "call", "campus:list_facilities"],
+    ] {
+        let out = lumenflow(ws, args);
+        let stderr = String::from_utf8_lossy(&out.stderr);
+        assert!(out.status.success(), "{args:?}: {stderr}");
+        assert!(!stderr.contains("not delivered"), "{args:?}: {stderr}");
+    }
+    let ledger =
+        fs::read_to_string(ws.join(".lumenflow/state/conductor/events.jsonl")).expect("ledger");
+    assert!(ledger.contains("campus:facility_registered"), "{ledger}");
+    assert!(ledger.contains("agent-runtime:tool_called"), "{ledger}");
+}

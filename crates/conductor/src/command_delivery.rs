@@ -78,6 +78,8 @@ struct CommandSink {
     outbox: Outbox,
     /// `None` without a control plane, and once [`CommandDelivery::finish`] ran.
     ephemeral: Mutex<Option<SyncSender<Vec<KernelEventV2>>>>,
+    /// Without one (standalone), an ephemeral event's stamp is all it gets: not a failure.
+    has_control_plane: bool,
     /// Numbering and enqueueing under one lock, so outbox order is `seq` order.
     order: Mutex<()>,
     queued: std::sync::atomic::AtomicU64,
@@ -123,6 +125,7 @@ impl CommandDelivery {
                 classes: ClassTable::from_manifests(manifests),
                 seq,
                 outbox,
+                has_control_plane: ephemeral.is_some(),
                 ephemeral: Mutex::new(ephemeral),
                 order: Mutex::new(()),
                 queued: 0.into(),
@@ -184,7 +187,7 @@ impl EventSink for CommandSink {
             let added = self.outbox.enqueue(&queued).map_err(|e| e.to_string())?;
             self.queued.fetch_add(added as u64, Ordering::Relaxed);
         }
-        if !ephemeral.is_empty() {
+        if !ephemeral.is_empty() && self.has_control_plane {
             let n = ephemeral.len() as u64;
             let tx = self
                 .ephemeral
