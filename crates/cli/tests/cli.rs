@@ -1985,3 +1985,69 @@ fn a_closed_stdout_ends_the_command_quietly_instead_of_panicking() {
         assert_eq!(out.status.code(), Some(status), "{args:?}: {stderr}");
     }
 }
+
+/// `tool call` in text mode shows what a failing tool put beside its message (here the
+/// `recovery_action` of a missing worktree); it used to appear only with --json.
+#[test]
+fn a_failed_tool_calls_details_are_shown_in_text_mode() {
+    let ws_dir = workspace();
+    let ws = ws_dir.path();
+    let git = |args: &[&str]| {
+        let out = Command::new("git")
+            .args(args)
+            .current_dir(ws)
+            .env("GIT_CONFIG_GLOBAL", "/dev/null")
+            .env("GIT_AUTHOR_NAME", "t")
+            .env("GIT_AUTHOR_EMAIL", "t@example.invalid")
+            .env("GIT_COMMITTER_NAME", "t")
+            .env("GIT_COMMITTER_EMAIL", "t@example.invalid")
+            .output()
+            .expect("git");
+        assert!(out.status.success(), "git {args:?}: {out:?}");
+    };
+    git(&["init", "--quiet", "--initial-branch=main"]);
+    write(&ws.join("README.md"), "hi\n");
+    git(&["add", "-A"]);
+    git(&["commit", "--quiet", "-m", "init"]);
+    ok(
+        ws,
+        &[
+            "pack",
+            "install",
+            "--id",
+            "software-delivery",
+            "--version",
+            "0.1.0",
+            "--source",
+            "local",
+        ],
+    );
+    ok(
+        ws,
+        &[
+            "tool",
+            "call",
+            "software-delivery:wu_claim",
+            "--input",
+            r#"{"wu_id":"WU-1","lane":"Default"}"#,
+        ],
+    );
+    std::fs::remove_dir_all(ws.join("worktrees/default-wu-1")).unwrap();
+    let out = fails(
+        ws,
+        &[
+            "tool",
+            "call",
+            "git:status",
+            "--input",
+            r#"{"wu_id":"WU-1"}"#,
+        ],
+    );
+    assert!(
+        out.stderr.contains("WORKTREE_MISSING")
+            && out
+                .stderr
+                .contains("recovery_action: lumenflow tool call software-delivery:wu_recover"),
+        "{out}"
+    );
+}

@@ -643,6 +643,14 @@ fn gates_run_real_commands_with_timeouts_evidence_and_events() {
         "the hanging gate must be killed at its 1 s timeout"
     );
     assert_eq!(code(&out), "GATE_FAILED");
+    // One line names what to look at: lint (no LINT_OK), test (exit 1), coverage (timeout).
+    assert!(
+        out.output.error.as_ref().unwrap().message.ends_with(
+            "3 gate(s) of `WU-042` did not pass (2 failed, 1 timed out): `lint` exited 1, `test` exited 1, `coverage` timed out"
+        ),
+        "{:?}",
+        out.output.error
+    );
     let d = out
         .output
         .data

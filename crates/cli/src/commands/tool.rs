@@ -136,8 +136,27 @@ pub fn run_tool(ctx: &Context, cmd: ToolCommand) -> Result<(), CliError> {
                     print_ok(true, &value, "");
                     return Err(CliError::new(code, message).already_reported(true));
                 }
-                let mut err =
-                    CliError::new(code, format!("{message} (receipt {})", outcome.receipt_id));
+                // Details a tool gives beside its message (a `recovery_action`, ...) are part
+                // of what a person needs; text mode used to show them only with --json.
+                let details: String = outcome
+                    .output
+                    .error
+                    .as_ref()
+                    .and_then(|e| e.details.as_ref())
+                    .and_then(Value::as_object)
+                    .map(|d| {
+                        d.iter()
+                            .map(|(k, v)| match v.as_str() {
+                                Some(s) => format!("\n  {k}: {s}"),
+                                None => format!("\n  {k}: {v}"),
+                            })
+                            .collect()
+                    })
+                    .unwrap_or_default();
+                let mut err = CliError::new(
+                    code,
+                    format!("{message} (receipt {}){details}", outcome.receipt_id),
+                );
                 if let Some(id) = &outcome.approval_id {
                     if let Some(help) = approval_help(&dir, id) {
                         err = err.with_help(help);

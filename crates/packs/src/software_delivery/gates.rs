@@ -304,19 +304,35 @@ fn inner(call: &BuiltinCall<'_>) -> ToolResult<ToolOutput> {
     if failed == 0 && timed_out == 0 {
         return Ok(common::success(data, &artifacts, &emit_errors));
     }
+    // Named in the message, so a person reading one line knows which gate to look at; the
+    // results (with each run's evidence) are the data.
+    let not_passed: Vec<String> = results
+        .iter()
+        .filter_map(|r| {
+            let name = r["name"].as_str().unwrap_or_default();
+            match (r["status"].as_str(), r["exit_code"].as_i64()) {
+                (Some("timed_out"), _) => Some(format!("`{name}` timed out")),
+                (Some("failed"), Some(code)) => Some(format!("`{name}` exited {code}")),
+                (Some("failed"), None) => Some(format!("`{name}` failed")),
+                _ => None,
+            }
+        })
+        .collect();
     let (code, message) = if failed == 0 {
         (
             errors::GATE_TIMEOUT,
             format!(
-                "{timed_out} gate(s) of `{wu_id}` timed out (their process groups were killed)"
+                "{timed_out} gate(s) of `{wu_id}` timed out (their process groups were killed): {}",
+                not_passed.join(", ")
             ),
         )
     } else {
         (
             errors::GATE_FAILED,
             format!(
-                "{} gate(s) of `{wu_id}` did not pass ({failed} failed, {timed_out} timed out)",
-                failed + timed_out
+                "{} gate(s) of `{wu_id}` did not pass ({failed} failed, {timed_out} timed out): {}",
+                failed + timed_out,
+                not_passed.join(", ")
             ),
         )
     };
