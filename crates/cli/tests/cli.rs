@@ -2051,3 +2051,40 @@ fn a_failed_tool_calls_details_are_shown_in_text_mode() {
         "{out}"
     );
 }
+
+/// `config set` may leave a pack's block incomplete (built one key at a time), and then says
+/// what that means: until it is complete, commands that load the workspace refuse it.
+#[test]
+fn an_incomplete_config_block_warns_that_the_workspace_is_refused_until_complete() {
+    let ws_dir = workspace();
+    let ws = ws_dir.path();
+    ok(
+        ws,
+        &[
+            "pack",
+            "install",
+            "--id",
+            "agent-runtime",
+            "--version",
+            "0.1.0",
+            "--source",
+            "local",
+        ],
+    );
+    let set = |key: &str, value: &str| ok(ws, &["config", "set", "--key", key, "--value", value]);
+    let out = set("agent_runtime.provider.base_url", "http://127.0.0.1:9/v1");
+    assert!(
+        out.stderr.contains("missing required property `model`")
+            && out
+                .stderr
+                .contains("commands that load the workspace refuse it (WORKSPACE_INVALID)"),
+        "{out}"
+    );
+    assert_eq!(
+        fails(ws, &["tool", "list", "--json"]).error_code(),
+        "WORKSPACE_INVALID"
+    );
+    let out = set("agent_runtime.provider.model", "local-model");
+    assert!(!out.stderr.contains("not complete"), "{out}");
+    ok(ws, &["tool", "list"]);
+}

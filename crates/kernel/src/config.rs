@@ -404,8 +404,12 @@ pub fn set(
                         "Validation failed for {key}={raw}: {text}"
                     )));
                 }
+                // Written all the same, so a block can be built one key at a time; but until it
+                // is complete the loader refuses the workspace, which the user must know now.
                 for i in missing {
-                    warnings.push(format!("`{root}` is not complete yet: {i}"));
+                    warnings.push(format!(
+                        "`{root}` is not complete yet: {i}; until it is, commands that load the workspace refuse it (WORKSPACE_INVALID)"
+                    ));
                 }
             }
             let declared = declared_env(&owner.manifest.manifest);

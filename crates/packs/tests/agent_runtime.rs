@@ -636,10 +636,13 @@ fn a_denied_action_ends_the_turn_with_a_refused_call_and_a_receipt() {
     );
     // The first step changed the workspace and stays: partial, with prose.
     assert_eq!(result["cleanup_status"], "partial");
-    assert!(result["recovery_action"]
-        .as_str()
-        .unwrap()
-        .contains("test:append"));
+    assert!(
+        result["recovery_action"]
+            .as_str()
+            .unwrap()
+            .starts_with("Step 1 `test:append` changed the workspace and was kept"),
+        "{result}"
+    );
     assert_eq!(f.counters.get("test:write"), 0);
     assert_eq!(f.lines("out/log.txt"), vec!["claimed"]);
     assert!(!f.root.join("out/secrets/prod.env").exists());

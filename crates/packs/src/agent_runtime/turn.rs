@@ -863,12 +863,18 @@ pub fn cleanup_for(state: &TurnState) -> Cleanup {
         .map(|s| format!("{} `{}`", s.index, s.tool))
         .collect::<Vec<_>>()
         .join(", ");
+    let (steps, verb) = if mutated.len() == 1 {
+        ("Step", "changed the workspace and was kept")
+    } else {
+        ("Steps", "changed the workspace and were kept")
+    };
     let mut prose = format!(
-        "Steps {list} changed the workspace and were kept (nothing was rolled back); the rest of the goal was not done. Review their receipts, then start a new turn for what remains."
+        "{steps} {list} {verb} (nothing was rolled back); the rest of the goal was not done. Review the receipts, then start a new turn for what remains."
     );
+    // wu_recover repairs a work unit's claim and worktree; no tool abandons one.
     if let Some(wu) = work_unit(mutated.into_iter()) {
         prose.push_str(&format!(
-            " To abandon the work unit instead, the operator can run: {}",
+            " If the work unit's worktree is missing or damaged, the operator can repair it with: {}",
             wu_recover_command(&wu)
         ));
     }
