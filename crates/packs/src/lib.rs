@@ -61,12 +61,18 @@ pub fn on_runtime_start(runtime: &lumenflow_kernel::dispatch::Runtime) -> Vec<St
         (Some(events), Some(manifest)) => Some(events.emitter_for(manifest)),
         _ => None,
     };
-    match agent_runtime::reconcile_interrupted_turns(&runtime.workspace_dir, emitter.as_ref()) {
-        Ok(_) => Vec::new(),
-        Err(e) => vec![format!(
+    let mut notes: Vec<String> = software_delivery::orphans::reap(&runtime.workspace_dir)
+        .into_iter()
+        .map(|r| format!("software-delivery: killed a gate run whose runtime died: {r}"))
+        .collect();
+    if let Err(e) =
+        agent_runtime::reconcile_interrupted_turns(&runtime.workspace_dir, emitter.as_ref())
+    {
+        notes.push(format!(
             "agent-runtime: interrupted turns not reconciled: {e}"
-        )],
+        ));
     }
+    notes
 }
 
 fn agent_runtime_manifest(

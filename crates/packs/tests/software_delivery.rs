@@ -719,6 +719,110 @@ fn gates_run_real_commands_with_timeouts_evidence_and_events() {
     assert_eq!(code(&slow), "GATE_TIMEOUT");
 }
 
+const GATE_RUNNER_ENV: &str = "LUMENFLOW_SD_GATE_RUNNER";
+
+/// The runtime [`a_gate_whose_runtime_was_killed_is_reaped_by_the_next_gates_call`] kills:
+/// runs the workspace's slow `coverage` gate; does nothing unless the parent set
+/// [`GATE_RUNNER_ENV`].
+#[test]
+fn child_gate_runner() {
+    let Some(root) = std::env::var_os(GATE_RUNNER_ENV) else {
+        return;
+    };
+    let runtime = open(
+        Path::new(&root),
+        lumenflow_packs::builtin_packs(),
+        &lumenflow_packs::builtin_tools(),
+        RuntimeOptions::default(),
+    )
+    .unwrap_or_else(|e| panic!("open: {e}"));
+    runtime.dispatch(CallRequest::local(
+        "software-delivery:gates",
+        json!({"wu_id": "WU-042", "gates": ["coverage"]}),
+    ));
+}
+
+/// The pids whose environment carries gate run `run_id`.
+fn gate_processes(run_id: &str) -> Vec<String> {
+    let needle = format!("LUMENFLOW_GATE_RUN={run_id}");
+    fs::read_dir("/proc")
+        .unwrap()
+        .flatten()
+        .filter_map(|e| e.file_name().to_str().map(str::to_string))
+        .filter(|p| p.bytes().all(|b| b.is_ascii_digit()))
+        .filter(|p| {
+            fs::read(format!("/proc/{p}/environ"))
+                .map(|env| env.split(|b| *b == 0).any(|v| v == needle.as_bytes()))
+                .unwrap_or(false)
+        })
+        .collect()
+}
+
+/// A runtime killed (SIGKILL) while a gate runs leaves the gate's processes with nobody to
+/// enforce their timeout; the next `gates` call kills exactly those processes (found by the
+/// run id in their environment, never by a pid that may have been reused) and says so.
+#[test]
+fn a_gate_whose_runtime_was_killed_is_reaped_by_the_next_gates_call() {
+    let gates = "software_delivery:\n  gates:\n    lint: {command: \"true\", timeout_seconds: 10}\n    coverage: {command: \"sleep 60\", timeout_seconds: 120}\n";
+    let ws = Ws::new(gates);
+    ws.claim();
+    let mut child = Command::new(std::env::current_exe().unwrap())
+        .args(["--exact", "child_gate_runner", "--nocapture"])
+        .env(GATE_RUNNER_ENV, &ws.root)
+        .stdout(std::process::Stdio::null())
+        .stderr(std::process::Stdio::null())
+        .spawn()
+        .unwrap();
+    let running = ws.root.join(".lumenflow/state/software-delivery/running");
+    let deadline = Instant::now() + Duration::from_secs(30);
+    let run_id = loop {
+        let record = fs::read_dir(&running)
+            .ok()
+            .and_then(|mut d| d.next())
+            .and_then(|e| e.ok())
+            .and_then(|e| fs::read(e.path()).ok())
+            .and_then(|b| serde_json::from_slice::<Value>(&b).ok());
+        if let Some(run_id) = record.and_then(|r| r["run_id"].as_str().map(str::to_string)) {
+            if !gate_processes(&run_id).is_empty() {
+                break run_id;
+            }
+        }
+        assert!(Instant::now() < deadline, "the gate never started");
+        std::thread::sleep(Duration::from_millis(50));
+    };
+    child.kill().unwrap();
+    child.wait().unwrap();
+    std::thread::sleep(Duration::from_millis(200));
+    assert!(
+        !gate_processes(&run_id).is_empty(),
+        "the gate outlives its killed runtime"
+    );
+
+    let out = ws.call(
+        "software-delivery:gates",
+        json!({"wu_id": "WU-042", "gates": ["lint"]}),
+    );
+    let d = data(&out);
+    assert_eq!(d["reaped_orphans"].as_array().map(Vec::len), Some(1), "{d}");
+    assert!(
+        d["reaped_orphans"][0]
+            .as_str()
+            .unwrap()
+            .starts_with("WU-042/coverage: "),
+        "{d}"
+    );
+    let deadline = Instant::now() + Duration::from_secs(10);
+    while !gate_processes(&run_id).is_empty() {
+        assert!(Instant::now() < deadline, "the orphaned gate still runs");
+        std::thread::sleep(Duration::from_millis(50));
+    }
+    assert_eq!(
+        fs::read_dir(&running).unwrap().count(),
+        0,
+        "records removed"
+    );
+}
+
 #[test]
 fn a_failed_gate_refuses_task_completion_until_it_passes() {
     // KRN-08: the pack's on_completion gate policies follow the gate results.

@@ -35,6 +35,7 @@ use serde_json::{json, Map, Value};
 
 pub use super::common::GATE_ENV_PASSTHROUGH;
 use super::common::{self, errors, fail, require, Claim, ToolResult, STATE_REL};
+use super::orphans;
 use super::{GATE_FAILED, GATE_PASSED, ID};
 
 /// The gates, in the order they run.
@@ -155,6 +156,7 @@ fn inner(call: &BuiltinCall<'_>) -> ToolResult<ToolOutput> {
     require(call, &facts_rel, PathAccess::Write)?;
     require(call, &results_rel, PathAccess::Write)?;
     let config = configured(&common::pack_config(&ws)?)?;
+    let reaped = orphans::reap(&ws);
     // Every requested gate's configuration is checked before any of them runs.
     let mut plan = Vec::new();
     for name in &names {
@@ -175,13 +177,17 @@ fn inner(call: &BuiltinCall<'_>) -> ToolResult<ToolOutput> {
             );
             continue;
         };
+        let run_id = format!("{}-{name}", call.receipt_id());
         let mut cmd = Command::new("/bin/sh");
         common::gate_env(&mut cmd);
         cmd.arg("-c")
             .arg(&gate.command)
             .current_dir(&worktree)
             .env("LUMENFLOW_WU_ID", &wu_id)
-            .env("LUMENFLOW_GATE", name);
+            .env("LUMENFLOW_GATE", name)
+            .env(orphans::RUN_ENV, &run_id);
+        // Recorded while it runs, so a later runtime can kill it if this one dies first.
+        let _tracked = orphans::track(&ws, &run_id, &wu_id, name);
         let captured = common::run(cmd, None, gate.timeout, OUTPUT_CAP).map_err(|e| {
             fail(
                 errors::GATE_FAILED,
@@ -293,13 +299,17 @@ fn inner(call: &BuiltinCall<'_>) -> ToolResult<ToolOutput> {
         &json!({"wu_id": wu_id, "facts_key": facts_key, "gates": all_gates}),
     )?;
 
-    let data = json!({
+    let mut data = json!({
         "wu_id": wu_id,
         "worktree_path": worktree.to_string_lossy(),
         "all_passed": failed == 0 && timed_out == 0,
         "facts_key": facts_key,
         "results": results,
     });
+    if !reaped.is_empty() {
+        // Gate runs of a runtime that died, killed before these ran.
+        data["reaped_orphans"] = json!(reaped);
+    }
     let artifacts = [facts_rel, results_rel];
     if failed == 0 && timed_out == 0 {
         return Ok(common::success(data, &artifacts, &emit_errors));

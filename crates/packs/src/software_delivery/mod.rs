@@ -40,6 +40,7 @@
 pub mod common;
 pub mod gates;
 pub mod git;
+pub mod orphans;
 pub mod patch;
 pub mod pr;
 pub mod workunit;
@@ -85,6 +86,7 @@ pub const PACK: EmbeddedPack = EmbeddedPack {
         ("git.rs", include_bytes!("git.rs")),
         ("manifest.yaml", include_bytes!("manifest.yaml")),
         ("mod.rs", include_bytes!("mod.rs")),
+        ("orphans.rs", include_bytes!("orphans.rs")),
         ("patch.rs", include_bytes!("patch.rs")),
         ("pr.rs", include_bytes!("pr.rs")),
         ("workunit.rs", include_bytes!("workunit.rs")),
