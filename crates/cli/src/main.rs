@@ -83,6 +83,10 @@ enum Command {
     /// Serve the workspace's governed HTTP surface (GET /tools, POST /tools/NAME, /events, /mcp).
     Sidecar(commands::conductor::SidecarArgs),
     /// Serve the workspace's governed tools over MCP on stdin/stdout.
+    ///
+    /// The caller is the bearer token in LUMENFLOW_TOKEN, else the workspace's enrollment token;
+    /// its scopes decide which tools are listed and callable (mint one with `agent:execute-turn`
+    /// to offer agent turns).
     Mcp(commands::conductor::McpArgs),
     /// Internal: the network relay helper bubblewrap runs inside a tool sandbox.
     #[command(name = "__sandbox-init", hide = true, disable_help_flag = true)]

@@ -459,6 +459,18 @@ fn a_failed_call_on_a_spent_grant_does_not_suggest_granting_it_again() {
         "{stderr}"
     );
 
+    // The operator sees what they approve: the exact input, read back from the call's evidence.
+    let shown = ok(ws, &["approvals", "show", &id]);
+    assert!(
+        shown.contains("input:") && shown.contains("\"bundle_id\": \"b-1\""),
+        "{shown}"
+    );
+    let shown = ok_json(ws, &["approvals", "show", &id]);
+    assert_eq!(
+        shown["approval"]["input"],
+        serde_json::from_str::<Value>(input).unwrap()
+    );
+
     ok(ws, &["approvals", "grant", &id, "--reason", "test"]);
     let second = call();
     let stderr = String::from_utf8_lossy(&second.stderr).to_string();

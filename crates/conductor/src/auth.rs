@@ -44,7 +44,7 @@ pub enum AuthError {
     )]
     RevocationsUnknown { path: String, reason: String },
     #[error(
-        "the token's scopes (`{scopes}`) do not include `{required}`, which `{target}` requires"
+        "the token's scopes (`{scopes}`) do not include `{required}`, which {target} requires"
     )]
     ScopeDenied {
         target: String,

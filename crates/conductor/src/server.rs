@@ -594,7 +594,7 @@ async fn post_event(
             return auth_failure(&e).into_response();
         }
     };
-    if let Err(e) = auth::authorize_scope(&caller, SCOPE_WORKSPACE, "POST /events") {
+    if let Err(e) = auth::authorize_scope(&caller, SCOPE_WORKSPACE, "`POST /events`") {
         record_refusal(&state, "events", None, &e, Some(&caller)).await;
         return auth_failure(&e).into_response();
     }

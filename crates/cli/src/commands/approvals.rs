@@ -234,12 +234,45 @@ pub fn show(ctx: &Context, id: &str) -> Result<(), CliError> {
     let store = store(ctx)?;
     let now = Timestamp::now();
     let approval = store.get(id).map_err(error)?;
-    print_ok(
-        ctx.json,
-        &json!({"approval": to_json(&approval, now)}),
-        &describe(&approval, now),
-    );
+    // What the operator is asked to approve: the exact input, from the evidence the call stored
+    // (its digest is the approval's input hash, so it cannot be another input).
+    let input = stored_input(&ctx.workspace_dir()?, &approval.input_hash);
+    let mut human = describe(&approval, now);
+    match &input {
+        Some(value) => {
+            let pretty = serde_json::to_string_pretty(value).unwrap_or_default();
+            human.push_str("\ninput:\n");
+            for line in pretty.lines().take(INPUT_LINES) {
+                human.push_str(&format!("  {line}\n"));
+            }
+            if pretty.lines().count() > INPUT_LINES {
+                human.push_str("  … (the whole input: --json)\n");
+            }
+        }
+        None => human.push_str("\ninput:         not in the evidence store\n"),
+    }
+    let mut value = to_json(&approval, now);
+    if let Some(input) = input {
+        value["input"] = input;
+    }
+    print_ok(ctx.json, &json!({ "approval": value }), &human);
     Ok(())
+}
+
+/// Lines of the input `approvals show` prints (the rest is in `--json`).
+const INPUT_LINES: usize = 60;
+
+/// The input whose digest is `input_hash`, as the dispatch path stored it as evidence.
+fn stored_input(workspace_dir: &std::path::Path, input_hash: &str) -> Option<Value> {
+    let hex = input_hash.strip_prefix("sha256:")?;
+    let root = lumenflow_kernel::dispatch::evidence::default_root(workspace_dir);
+    if !root.is_dir() {
+        return None;
+    }
+    lumenflow_kernel::dispatch::evidence::EvidenceStore::open(&root)
+        .ok()?
+        .get(&format!("inputs/{hex}"))
+        .ok()
 }
 
 fn describe(a: &ApprovalRequest, now: Timestamp) -> String {

@@ -168,17 +168,17 @@ pub fn run_tool(ctx: &Context, cmd: ToolCommand) -> Result<(), CliError> {
     }
 }
 
-/// What to do about approval `id` of a failed call: grant it while it waits; once used, the
-/// call ran on it and the failure is the tool's own, so granting is no longer the way on (the
-/// help used to name the spent approval).
+/// What to do about approval `id` of a failed call. While it waits, the kernel's message says
+/// how to grant it; once used, the call ran on it and the failure is the tool's own, so granting
+/// is no longer the way on (the help used to name the spent approval, and repeated the message's
+/// grant advice for a waiting one).
 fn approval_help(workspace_dir: &std::path::Path, id: &str) -> Option<String> {
     use lumenflow_kernel::approvals::{ApprovalProvider, ApprovalStatus, LocalApprovals};
     let now = lumenflow_contracts::time::Timestamp::now();
     match LocalApprovals::open(workspace_dir).get(id) {
         Ok(a) => match a.status(now) {
-            ApprovalStatus::Pending => Some(format!(
-                "an operator can grant it with `lumenflow approvals grant {id} --reason \"...\"`, then call again"
-            )),
+            // The kernel's message already says how to grant it.
+            ApprovalStatus::Pending => None,
             ApprovalStatus::Consumed => Some(format!(
                 "the call ran on approval {id}, which is now used: the failure above is the tool's own; a new call with the same input asks for a new approval"
             )),
