@@ -341,7 +341,9 @@ fn the_embedded_files_are_exactly_the_files_of_the_pack_folder() {
 #[test]
 fn claiming_wu_042_returns_the_resolved_worktree_path_and_is_idempotent() {
     // INV-08: POST /tools/software-delivery:wu_claim {wu_id: WU-042, lane: "Content: Site Comms"}.
-    let ws = Ws::new(GATES);
+    let second_lane =
+        format!("  - id: backend\n    title: Backend\n    allowed_scopes:\n{SCOPES}security:");
+    let ws = Ws::with_yaml(&workspace_yaml(GATES).replacen("security:", &second_lane, 1));
     let first = ws.claim();
     let path = PathBuf::from(first["worktree_path"].as_str().unwrap());
     assert!(path.is_absolute());
@@ -380,6 +382,12 @@ fn claiming_wu_042_returns_the_resolved_worktree_path_and_is_idempotent() {
     );
     assert_eq!(code(&other), "WU_ALREADY_CLAIMED");
     assert_receipt(&ws, &other, "WU_ALREADY_CLAIMED");
+    // The lane's id names the same lane as its title: the same claim, not a conflict.
+    let by_id = ws.call(
+        "software-delivery:wu_claim",
+        json!({"wu_id": "WU-042", "lane": "site-comms"}),
+    );
+    assert_eq!(data(&by_id)["created"], false, "{:?}", by_id.output);
 }
 
 /// Set by [`claims_from_several_processes_each_succeed_once`] for its peers: the workspace.
@@ -622,6 +630,33 @@ fn bad_input_ends_in_a_clear_refusal_never_a_crash() {
         json!({"wu_id": "WU-1", "lane": "::: ---"}),
     );
     assert_eq!(code(&out), "LANE_INVALID");
+    // A lane workspace.yaml does not declare is a typo, refused with the declared ones; the
+    // lane's id works as well as its title.
+    let out = ws.call(
+        "software-delivery:wu_claim",
+        json!({"wu_id": "WU-1", "lane": "Content: Site Coms"}),
+    );
+    assert_eq!(code(&out), "LANE_INVALID");
+    assert!(
+        out.output
+            .error
+            .as_ref()
+            .unwrap()
+            .message
+            .ends_with("its lanes (title or id): `Content: Site Comms` (site-comms)"),
+        "{:?}",
+        out.output.error
+    );
+    assert!(!ws
+        .root
+        .join("worktrees")
+        .join("content-site-coms-wu-1")
+        .exists());
+    let out = ws.call(
+        "software-delivery:wu_claim",
+        json!({"wu_id": "WU-1", "lane": "site-comms"}),
+    );
+    assert!(out.output.success, "{:?}", out.output);
     let out = ws.call(
         "software-delivery:gates",
         json!({"wu_id": "WU-1", "gates": ["deploy"]}),

@@ -48,6 +48,10 @@ impl<'a> BuiltinCall<'a> {
     pub fn workspace_dir(&self) -> &'a std::path::Path {
         self.workspace_dir
     }
+    /// The workspace's `workspace.yaml`, as the runtime loaded it.
+    pub fn workspace(&self) -> &'a crate::workspace::WorkspaceSpec {
+        &self.runtime.spec
+    }
     /// `Err` naming the pattern's problem, or whether the workspace's `security.deny_overlays`
     /// cover the workspace-relative `rel` (the files the sandbox hides from subprocess tools).
     pub fn deny_overlay_covers(&self, rel: &str) -> Result<bool, String> {

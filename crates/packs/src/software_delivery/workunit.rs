@@ -159,7 +159,26 @@ pub fn wu_claim(call: &BuiltinCall<'_>) -> ToolOutput {
 fn claim_inner(call: &BuiltinCall<'_>) -> ToolResult<ToolOutput> {
     let input = common::input(call)?;
     let wu_id = common::wu_id(input)?;
-    let lane = common::req_str(input, "lane")?.trim().to_string();
+    let mut lane = common::req_str(input, "lane")?.trim().to_string();
+    // A lane the workspace does not declare is a typo, not a new lane: its claim would have
+    // none of the lane's scopes or policies behind it. A lane named by its id is recorded by
+    // its title, so both name the same claim.
+    let lanes = &call.workspace().lanes;
+    if let Some(declared) = lanes.iter().find(|l| l.title == lane || l.id == lane) {
+        lane = declared.title.clone();
+    } else if !lanes.is_empty() {
+        let declared: Vec<String> = lanes
+            .iter()
+            .map(|l| format!("`{}` ({})", l.title, l.id))
+            .collect();
+        return Err(fail(
+            errors::LANE_INVALID,
+            format!(
+                "lane `{lane}` is not declared in workspace.yaml; its lanes (title or id): {}",
+                declared.join(", ")
+            ),
+        ));
+    }
     let ws = common::repo_root(call)?;
     // The paths first (without base): the scopes are checked before anything is touched.
     let planned = Claim::for_wu(&wu_id, &lane, String::new(), String::new())?;
