@@ -2087,4 +2087,39 @@ fn an_incomplete_config_block_warns_that_the_workspace_is_refused_until_complete
     let out = set("agent_runtime.provider.model", "local-model");
     assert!(!out.stderr.contains("not complete"), "{out}");
     ok(ws, &["tool", "list"]);
+
+    // A list the schema wants, where there is none yet, is started from `a, b` (the original's
+    // coercion only appends to an existing one); later values append as before.
+    set("agent_runtime.allow_tools", "git:status, git:diff");
+    set("agent_runtime.allow_tools", "software-delivery:gates");
+    let got = ok(
+        ws,
+        &[
+            "config",
+            "get",
+            "--key",
+            "agent_runtime.allow_tools",
+            "--json",
+        ],
+    )
+    .json();
+    assert_eq!(
+        got["value"],
+        serde_json::json!(["git:status", "git:diff", "software-delivery:gates"]),
+        "{got}"
+    );
+    // A plain string where the schema wants one stays a string.
+    set("agent_runtime.provider.model", "a, b");
+    let got = ok(
+        ws,
+        &[
+            "config",
+            "get",
+            "--key",
+            "agent_runtime.provider.model",
+            "--json",
+        ],
+    )
+    .json();
+    assert_eq!(got["value"], "a, b");
 }

@@ -50,7 +50,7 @@ pub struct PackConfigOwner {
 pub enum ConfigError {
     #[error("--key must not be empty")]
     EmptyKey,
-    #[error("Key \"{root}\" is managed by a dedicated command: {hint}")]
+    #[error("Key \"{root}\" is not written by `config set`: {hint}")]
     Managed { root: String, hint: &'static str },
     #[error("Unknown root key \"{root}\".{suggestion} Valid root keys: control_plane, memory_namespace, event_namespace, or a pack config_key ({keys}).")]
     UnknownRoot {
@@ -277,6 +277,18 @@ pub fn coerce_value(raw: &str, existing: Option<&Value>) -> Result<Value, Config
     Ok(Value::String(raw.to_string()))
 }
 
+/// Issues of `block` other than a missing required property (which `set` only warns about: a
+/// block may be built one key at a time).
+fn real_issues(schema: &CompiledSchema, block: &Value) -> usize {
+    match schema.validate(block) {
+        Ok(()) => 0,
+        Err(issues) => issues
+            .iter()
+            .filter(|i| !i.message.starts_with("missing required property"))
+            .count(),
+    }
+}
+
 /// Validate and write `key = raw` into the workspace. Nothing is written unless the whole new
 /// workspace parses and validates.
 pub fn set(
@@ -385,11 +397,30 @@ pub fn set(
                     "Unknown config key(s) rejected for pack \"{pack_id}\": {root}.{unknown}.{hint}"
                 )));
             }
-            let value = coerce_value(raw, previous.as_ref())?;
-            let mut block =
+            let mut value = coerce_value(raw, previous.as_ref())?;
+            let current =
                 workspace::root_value(doc, root).unwrap_or(Value::Object(Default::default()));
+            let mut block = current.clone();
             yaml::edit::set_in_json(&mut block, &rest, value.clone())
                 .map_err(ConfigError::Invalid)?;
+            // The original's coercion appends to an existing list but cannot start one: when
+            // the schema wants a list where there is none yet, `a, b` is that list.
+            if previous.is_none() && value.is_string() && real_issues(schema, &block) > 0 {
+                let list = Value::Array(
+                    raw.split(',')
+                        .map(str::trim)
+                        .filter(|s| !s.is_empty())
+                        .map(|s| Value::String(s.to_string()))
+                        .collect(),
+                );
+                let mut as_list = current;
+                yaml::edit::set_in_json(&mut as_list, &rest, list.clone())
+                    .map_err(ConfigError::Invalid)?;
+                if real_issues(schema, &as_list) == 0 {
+                    value = list;
+                    block = as_list;
+                }
+            }
             if let Err(issues) = schema.validate(&block) {
                 let (missing, real): (Vec<_>, Vec<_>) = issues
                     .into_iter()

@@ -124,6 +124,13 @@ fn routing_follows_the_original_table() {
         .expect_err("managed")
         .to_string()
         .contains("lumenflow pack install"));
+    // No command manages lanes: the message says to edit the file, and names no command.
+    assert_eq!(
+        config::route("lanes", &owners)
+            .expect_err("lanes")
+            .to_string(),
+        "Key \"lanes\" is not written by `config set`: edit `lanes` in workspace.yaml instead"
+    );
     // The original's vector: an unqualified pack key suggests the fully-qualified one.
     let err = config::route("gates.minCoverage", &owners).expect_err("unqualified");
     assert_eq!(err.code(), "CONFIG_KEY_UNKNOWN");
