@@ -24,6 +24,24 @@ fn ok(dir: &Path, args: &[&str]) -> String {
     String::from_utf8_lossy(&out.stdout).into_owned()
 }
 
+/// A workspace `campus-ws` with the built-in campus-telemetry pack pinned.
+fn campus_workspace(ws: &Path) {
+    ok(ws, &["init", "--id", "campus-ws", "--name", "Campus"]);
+    ok(
+        ws,
+        &[
+            "pack",
+            "install",
+            "--id",
+            "campus-telemetry",
+            "--version",
+            "0.1.0",
+            "--source",
+            "local",
+        ],
+    );
+}
+
 fn fixture(name: &str) -> String {
     Path::new(env!("CARGO_MANIFEST_DIR"))
         .join("../../fixtures/campus")
@@ -93,20 +111,7 @@ fn facilities_are_registered_readings_ingested_and_bad_rows_named() {
 fn an_attestation_policy_with_measurements_passes_the_pack_config_schema() {
     let tmp = tempfile::tempdir().expect("tmp");
     let ws = tmp.path();
-    ok(ws, &["init", "--id", "campus-ws", "--name", "Campus"]);
-    ok(
-        ws,
-        &[
-            "pack",
-            "install",
-            "--id",
-            "campus-telemetry",
-            "--version",
-            "0.1.0",
-            "--source",
-            "local",
-        ],
-    );
+    campus_workspace(ws);
     ok(ws, &["campus", "facility", "add", "--id", "campus-fac-001"]);
     let key = lumenflow_proof::keys::KeyPair::generate();
     let pem = key.public().to_pem();
@@ -233,20 +238,7 @@ fn poll_refuses_an_unregistered_facility_and_zero_intervals_up_front() {
 fn a_standalone_workspace_stamps_command_events_without_delivery_warnings() {
     let tmp = tempfile::tempdir().expect("tmp");
     let ws = tmp.path();
-    ok(ws, &["init", "--id", "campus-ws", "--name", "Campus"]);
-    ok(
-        ws,
-        &[
-            "pack",
-            "install",
-            "--id",
-            "campus-telemetry",
-            "--version",
-            "0.1.0",
-            "--source",
-            "local",
-        ],
-    );
+    campus_workspace(ws);
     ok(ws, &["enroll", "--standalone"]);
     for args in [
         &["campus", "facility", "add", "--id", "campus-fac-001"][..],

@@ -170,6 +170,27 @@ impl Ws {
             .unwrap();
     }
 
+    /// Task WU-042 from `spec`, created and claimed (active), and the store holding it.
+    fn active_task(&self, spec: &str) -> TaskStore {
+        let tasks = TaskStore::open(&self.root, self.runtime.log.clone())
+            .unwrap()
+            .with_packs(self.runtime.pack_manifests.clone());
+        tasks
+            .create_from_source(&SourceFile::new("WU-042.yaml", spec))
+            .unwrap_or_else(|e| panic!("create: {e}"));
+        tasks
+            .claim(
+                "WU-042",
+                ClaimRequest {
+                    by: "agent".into(),
+                    session_id: "s1".into(),
+                    ..ClaimRequest::default()
+                },
+            )
+            .unwrap();
+        tasks
+    }
+
     fn worktree(&self) -> PathBuf {
         self.root.join("worktrees/content-site-comms-wu-042")
     }
@@ -864,26 +885,11 @@ fn a_failed_gate_refuses_task_completion_until_it_passes() {
     let gates = "software_delivery:\n  gates:\n    lint: {command: \"test -f LINT_OK\", timeout_seconds: 10}\n";
     let ws = Ws::new(gates);
     ws.claim();
-    let tasks = TaskStore::open(&ws.root, ws.runtime.log.clone())
-        .unwrap()
-        .with_packs(ws.runtime.pack_manifests.clone());
     let spec = format!(
         "id: WU-042\nworkspace_id: ws-test\nlane_id: site-comms\ndomain: software-delivery\ntitle: Site comms\ndescription: Update the site\nacceptance:\n  - gates pass\ndeclared_scopes:\n{}risk: low\ntype: feature\npriority: P1\ncreated: 2026-04-20\n",
         SCOPES.replace("      - ", "  - ")
     );
-    tasks
-        .create_from_source(&SourceFile::new("WU-042.yaml", spec))
-        .unwrap_or_else(|e| panic!("create: {e}"));
-    tasks
-        .claim(
-            "WU-042",
-            ClaimRequest {
-                by: "agent".into(),
-                session_id: "s1".into(),
-                ..ClaimRequest::default()
-            },
-        )
-        .unwrap();
+    let tasks = ws.active_task(&spec);
 
     let out = ws.call_in_task(
         "software-delivery:gates",
@@ -1117,23 +1123,8 @@ fn each_file_a_patch_writes_is_held_to_the_scopes_and_the_deny_overlays() {
     assert!(!ws.root.join(wt).join("deploy/key.pem").exists());
 
     // A task that opens only the worktree's README: that file applies, a new file does not.
-    let tasks = TaskStore::open(&ws.root, ws.runtime.log.clone())
-        .unwrap()
-        .with_packs(ws.runtime.pack_manifests.clone());
     let spec = "id: WU-042\nworkspace_id: ws-test\nlane_id: site-comms\ndomain: software-delivery\ntitle: Site comms\ndescription: README only\nacceptance:\n  - README says hello, world\ndeclared_scopes:\n  - {type: path, pattern: \"**\", access: read}\n  - {type: path, pattern: \"worktrees/*/README.md\", access: write}\nrisk: low\ntype: feature\npriority: P1\ncreated: 2026-04-20\n";
-    tasks
-        .create_from_source(&SourceFile::new("WU-042.yaml", spec))
-        .unwrap_or_else(|e| panic!("create: {e}"));
-    tasks
-        .claim(
-            "WU-042",
-            ClaimRequest {
-                by: "agent".into(),
-                session_id: "s1".into(),
-                ..ClaimRequest::default()
-            },
-        )
-        .unwrap();
+    ws.active_task(spec);
     let out = ws.call_in_task(
         "software-delivery:apply_patch",
         json!({"wu_id": "WU-042", "patch": PATCH_NEW_FILE}),

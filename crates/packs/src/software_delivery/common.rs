@@ -469,12 +469,18 @@ fn reader(mut pipe: impl Read + Send + 'static, cap: usize) -> mpsc::Receiver<(V
     rx
 }
 
-/// Kill the process group `pgid` (through the system `kill`: this crate has no `unsafe`).
+/// Kill the process group `pgid`.
 fn kill_group(pgid: u32) {
+    sigkill(&format!("-{pgid}"));
+}
+
+/// SIGKILL `target` (a pid, or `-pgid` for a group) through the system `kill`: this crate has
+/// no `unsafe`.
+pub(crate) fn sigkill(target: &str) {
     for kill in ["/usr/bin/kill", "/bin/kill"] {
         if Path::new(kill).is_file() {
             let _ = Command::new(kill)
-                .args(["-9", "--", &format!("-{pgid}")])
+                .args(["-9", "--", target])
                 .env_clear()
                 .stdin(Stdio::null())
                 .stdout(Stdio::null())

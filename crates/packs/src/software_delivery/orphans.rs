@@ -9,7 +9,6 @@
 //! never makes it kill something else.
 
 use std::path::{Path, PathBuf};
-use std::process::{Command, Stdio};
 
 use serde::{Deserialize, Serialize};
 
@@ -102,7 +101,7 @@ pub fn reap(workspace_dir: &Path) -> Vec<String> {
         }
         let pids = carrying(&record.run_id);
         for pid in &pids {
-            kill(pid);
+            super::common::sigkill(pid);
         }
         let _ = std::fs::remove_file(&path);
         reaped.push(format!(
@@ -131,20 +130,4 @@ fn carrying(run_id: &str) -> Vec<String> {
                 .unwrap_or(false)
         })
         .collect()
-}
-
-/// SIGKILL `pid` through the system `kill` (this crate has no `unsafe`).
-fn kill(pid: &str) {
-    for kill in ["/usr/bin/kill", "/bin/kill"] {
-        if Path::new(kill).is_file() {
-            let _ = Command::new(kill)
-                .args(["-9", "--", pid])
-                .env_clear()
-                .stdin(Stdio::null())
-                .stdout(Stdio::null())
-                .stderr(Stdio::null())
-                .status();
-            return;
-        }
-    }
 }
