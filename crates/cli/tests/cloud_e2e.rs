@@ -566,6 +566,26 @@ fn commands_outside_a_sidecar_deliver_their_events_to_the_control_plane() {
         assert!(e["seq"].as_u64().is_some_and(|n| n > 0), "numbered: {e}");
     }
 
+    // Delivery finishes before the answer is printed: a reader that has gone away (output to a
+    // closed pipe ends the process at once) does not cut the sending short.
+    let (reader, writer) = std::io::pipe().unwrap();
+    drop(reader);
+    let status = Command::new(bin())
+        .args(["campus", "facility", "add", "--id", "campus-fac-003"])
+        .current_dir(ws)
+        .stdout(writer)
+        .stderr(Stdio::null())
+        .status()
+        .unwrap();
+    assert!(status.success());
+    let (_, body) = get(
+        &format!("{}/api/v1/events?workspace_id={CMD_WS}&limit=1000", cp.url),
+        Some(&operator),
+    );
+    let delivered = body["events"].as_array().map(Vec::len).unwrap_or(0);
+    assert_eq!(delivered, events.len() + 1, "{body}");
+    let events: Vec<Value> = body["events"].as_array().cloned().unwrap_or_default();
+
     // The control plane stops: the command succeeds, says what was not delivered; the stamp stays.
     let _ = cp.child.kill();
     let _ = cp.child.wait();

@@ -173,10 +173,12 @@ fn ingest_error(e: IngestError) -> CliError {
 pub fn run(ctx: &Context, command: CampusCommand) -> Result<(), CliError> {
     match command {
         CampusCommand::Facility(FacilityCommand::Add { id, name, region }) => {
-            let (store, recorder, _events) = open(ctx)?;
+            let (store, recorder, events) = open(ctx)?;
             let f =
                 ingest::add_facility(&store, &recorder, &id, name.as_deref(), region.as_deref())
                     .map_err(ingest_error)?;
+            // Delivered before the answer is printed (see `delivery`).
+            drop(events);
             let value = serde_json::to_value(&f).unwrap_or(Value::Null);
             print_ok(
                 ctx.json,
@@ -206,7 +208,7 @@ pub fn run(ctx: &Context, command: CampusCommand) -> Result<(), CliError> {
             Ok(())
         }
         CampusCommand::Ingest(args) => {
-            let (store, recorder, _events) = open(ctx)?;
+            let (store, recorder, events) = open(ctx)?;
             let started = Instant::now();
             let report = ingest::ingest_file(
                 &store,
@@ -221,6 +223,7 @@ pub fn run(ctx: &Context, command: CampusCommand) -> Result<(), CliError> {
                 },
             )
             .map_err(ingest_error)?;
+            drop(events);
             let elapsed = started.elapsed().as_secs_f64();
             let shown = display_path(&args.file);
             for e in &report.skipped {
@@ -302,7 +305,7 @@ fn attest_error(e: AttestError) -> CliError {
 fn attest(ctx: &Context, command: AttestCommand) -> Result<(), CliError> {
     let (dir, _) = identity(ctx)?;
     let policy = Policy::load(&dir).map_err(attest_error)?;
-    let (store, recorder, _events) = open(ctx)?;
+    let (store, recorder, events) = open(ctx)?;
     match command {
         AttestCommand::Challenge { facility, node } => {
             let c = attest::issue_nonce(&store, &policy, &facility, &node).map_err(attest_error)?;
@@ -333,6 +336,7 @@ fn attest(ctx: &Context, command: AttestCommand) -> Result<(), CliError> {
             let recorded =
                 attest::record(&store, &recorder, &policy, &facility, &node, &text, &nonce)
                     .map_err(attest_error)?;
+            drop(events);
             let value = serde_json::to_value(&recorded).unwrap_or(Value::Null);
             print_ok(
                 ctx.json,

@@ -1,7 +1,8 @@
 //! The event output of a command that emits outside a sidecar (`tool call`, the campus
-//! commands): see `lumenflow_conductor::command_delivery`. Held for the command's duration;
+//! commands): see `lumenflow_conductor::command_delivery`. Held while the command emits;
 //! dropping it sends what is still queued and warns about events the control plane did not
-//! take (they keep their ledger stamp).
+//! take (they keep their ledger stamp). Commands drop it before printing their answer: output
+//! to a closed pipe ends the process at once, which would cut the sending short.
 
 use std::path::Path;
 use std::sync::Arc;

@@ -115,6 +115,7 @@ pub fn run_tool(ctx: &Context, cmd: ToolCommand) -> Result<(), CliError> {
                 surface: Surface::Cli,
                 token_scopes: None,
             });
+            drop(events);
             let value = serde_json::to_value(&outcome).unwrap_or(Value::Null);
             if outcome.output.success {
                 let human = serde_json::to_string_pretty(&outcome.output.data).unwrap_or_default();
