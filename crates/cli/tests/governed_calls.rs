@@ -210,6 +210,7 @@ fn approvals_gate_a_risky_tool_once_per_grant() {
         1,
     );
     std::fs::write(&manifest, text).expect("write");
+    // Re-pinning an edited pack is deliberate (KRN-04): `--force`.
     ok(
         ws,
         &[
@@ -221,6 +222,7 @@ fn approvals_gate_a_risky_tool_once_per_grant() {
             "local",
             "--version",
             "1.0.0",
+            "--force",
         ],
     );
 

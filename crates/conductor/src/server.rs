@@ -448,6 +448,7 @@ pub async fn governed_call(
         caller: caller.identity(),
         surface,
         token_scopes: Some(caller.claims.scopes().map(str::to_string).collect()),
+        token_id: Some(caller.claims.jti.clone()),
     };
     let outcome = state
         .runtime

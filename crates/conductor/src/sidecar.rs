@@ -242,6 +242,9 @@ impl Sidecar {
             code: err.code(),
             message: err.to_string(),
         })?;
+        for w in &runtime.warnings {
+            tracing::warn!("{w}");
+        }
         if runtime.spec.id != e.workspace_id {
             return Err(SidecarError::WrongWorkspace {
                 enrolled: e.workspace_id,

@@ -72,6 +72,9 @@ pub struct InstallOutcome {
     /// An installed pack was replaced (`--force`), or an identical one found in place.
     pub replaced: bool,
     pub unchanged: bool,
+    /// The pin's integrity before this install, when the folder was pinned in place with
+    /// `--force` after its content had changed (`sha256:<hex>`).
+    pub previous_integrity: Option<String>,
     pub preserved_layout: bool,
     pub report: PackReport,
 }
@@ -109,11 +112,13 @@ pub enum InstallError {
         /// Problems without a file position.
         errors: Vec<String>,
     },
-    #[error("the pack's manifest says {field} `{actual}`, but `{expected}` was requested")]
+    #[error("the pack's manifest says {field} `{actual}`, but `{expected}` was requested{hint}")]
     Mismatch {
         field: &'static str,
         expected: String,
         actual: String,
+        /// Where the content came from when that explains the mismatch (with a leading `; `).
+        hint: String,
     },
     #[error("Pack integrity mismatch for {id}: expected {expected}, got {actual}")]
     IntegrityMismatch {
@@ -123,6 +128,19 @@ pub enum InstallError {
     },
     #[error("`{}` already holds a different `{id}`; pass --force to replace it", dest.display())]
     AlreadyInstalled { id: String, dest: PathBuf },
+    /// Pinning `<ws>/packs/<id>` in place when its files no longer match the workspace's pin:
+    /// re-pinning silently would bless whatever edited them.
+    #[error(
+        "`{}` no longer matches its pin: workspace.yaml pins {pinned}, the folder now hashes to \
+         {actual}; restore the pinned files, or pass --force to pin the folder as it is now",
+        dest.display()
+    )]
+    PinnedContentChanged {
+        id: String,
+        dest: PathBuf,
+        pinned: String,
+        actual: String,
+    },
     #[error("the new workspace.yaml would be invalid:\n{0}")]
     Workspace(Diagnostics),
     #[error("cannot {action} `{}`: {source}", path.display())]
@@ -146,7 +164,9 @@ impl InstallError {
             InstallError::UnsafeArchive { .. } => "UNSAFE_ARCHIVE",
             InstallError::Validation { .. } => "VALIDATION_ERROR",
             InstallError::Mismatch { .. } => "MANIFEST_MISMATCH",
-            InstallError::IntegrityMismatch { .. } => "INTEGRITY_MISMATCH",
+            InstallError::IntegrityMismatch { .. } | InstallError::PinnedContentChanged { .. } => {
+                "INTEGRITY_MISMATCH"
+            }
             InstallError::AlreadyInstalled { .. } => "PACK_ALREADY_INSTALLED",
             InstallError::Workspace(_) => "WORKSPACE_INVALID",
             InstallError::Io { .. } => "IO_ERROR",
@@ -195,6 +215,7 @@ pub fn install(
         InstallSource::Local { path } => same_dir(path, &dest),
         _ => false,
     };
+    let mut default_branch_used: Option<String> = None;
     let (pin_url, pin_rev, registry_url) = match &req.source {
         InstallSource::Local { path } => {
             if !in_place {
@@ -203,7 +224,14 @@ pub fn install(
             (None, None, None)
         }
         InstallSource::Git { url, rev } => {
-            let rev = git_clone(url, rev.as_deref(), &req.version, &staged)?;
+            let (rev, fell_back) = git_clone(url, rev.as_deref(), &req.version, &staged)?;
+            if fell_back {
+                default_branch_used = Some(format!(
+                    "; `{url}` has no tag `v{}`, so its default branch was used (name a tag, \
+                     branch or commit with --rev)",
+                    req.version
+                ));
+            }
             (Some(url.clone()), rev, None)
         }
         InstallSource::Registry {
@@ -236,15 +264,56 @@ pub fn install(
             &source_label(&req.source),
         ));
     }
-    check_identity(&report, &req.id, &req.version)?;
+    check_identity(&report, &req.id, &req.version).map_err(|e| {
+        match (e, &default_branch_used) {
+            (
+                InstallError::Mismatch {
+                    field,
+                    expected,
+                    actual,
+                    ..
+                },
+                Some(hint),
+            ) => InstallError::Mismatch {
+                field,
+                expected,
+                actual,
+                hint: hint.clone(),
+            },
+            (e, _) => e,
+        }
+    })?;
     progress(InstallStep::Hashing);
     let hash = checked_hash(&report, &req.id, req.expected_integrity.as_deref())?;
 
     // Move into place, keeping the old folder until the pin is written.
     let mut replaced = false;
     let mut unchanged = in_place;
+    let mut previous_integrity = None;
     let backup = staging.path().join("previous");
-    if !in_place {
+    if in_place {
+        let pinned = doc
+            .spec
+            .packs
+            .iter()
+            .find(|p| p.id == req.id)
+            .and_then(|p| match &p.integrity {
+                Integrity::Sha256(hex) => Some(hex.clone()),
+                Integrity::Dev => None,
+            });
+        if let Some(pinned) = pinned.filter(|hex| *hex != hash.hex()) {
+            if !req.force {
+                return Err(InstallError::PinnedContentChanged {
+                    id: req.id.clone(),
+                    dest,
+                    pinned: format!("sha256:{pinned}"),
+                    actual: hash.prefixed(),
+                });
+            }
+            unchanged = false;
+            previous_integrity = Some(format!("sha256:{pinned}"));
+        }
+    } else {
         if dest.exists() {
             let existing = integrity::compute_pack_hash(&dest).ok();
             if existing.as_ref() == Some(&hash) {
@@ -292,6 +361,7 @@ pub fn install(
             hash,
             replaced,
             unchanged,
+            previous_integrity,
             preserved_layout,
             report,
         }),
@@ -357,6 +427,7 @@ pub fn pin_builtin(
         hash,
         replaced: false,
         unchanged,
+        previous_integrity: None,
         preserved_layout,
         report,
     })
@@ -378,6 +449,7 @@ fn check_identity(report: &PackReport, id: &str, version: &str) -> Result<(), In
                 field,
                 expected: expected.to_string(),
                 actual: actual.clone(),
+                hint: String::new(),
             });
         }
     }
@@ -541,7 +613,7 @@ fn git_clone(
     rev: Option<&str>,
     version: &str,
     dst: &Path,
-) -> Result<Option<String>, InstallError> {
+) -> Result<(Option<String>, bool), InstallError> {
     let run = |args: &[&str], action: &'static str| -> Result<String, InstallError> {
         let out = Command::new("git")
             .args(args)
@@ -562,35 +634,63 @@ fn git_clone(
             })
         }
     };
+    if let Some(r) = rev {
+        // Never an option to git, whatever the caller typed.
+        if r.is_empty() || r.starts_with('-') || r.chars().any(char::is_whitespace) {
+            return Err(InstallError::Source(format!(
+                "--rev `{r}` is not a tag, branch or commit name"
+            )));
+        }
+    }
     let dst_str = dst.to_string_lossy().to_string();
     run(&["clone", "--quiet", "--", url, &dst_str], "clone")?;
     let tag = format!("v{version}");
-    let chosen = match rev {
-        Some(r) => Some(r.to_string()),
-        None => run(
+    let resolve = |name: &str| {
+        run(
             &[
                 "-C",
                 &dst_str,
                 "rev-parse",
                 "--verify",
                 "--quiet",
-                &format!("refs/tags/{tag}"),
+                "--end-of-options",
+                &format!("{name}^{{commit}}"),
             ],
             "rev-parse",
         )
-        .ok()
-        .map(|_| tag),
     };
-    if let Some(r) = &chosen {
+    let (chosen, fell_back) = match rev {
+        Some(r) => {
+            // A branch exists in the clone only as `origin/<name>`.
+            let commit = resolve(r)
+                .or_else(|_| resolve(&format!("origin/{r}")))
+                .map_err(|_| InstallError::Git {
+                    action: "checkout",
+                    url: url.to_string(),
+                    detail: format!(
+                        "revision `{r}` is not a tag, branch or commit of this repository"
+                    ),
+                })?;
+            (Some((r.to_string(), commit)), false)
+        }
+        None => match resolve(&format!("refs/tags/{tag}")) {
+            Ok(commit) => (Some((tag, commit)), false),
+            Err(_) => (None, true),
+        },
+    };
+    if let Some((_, commit)) = &chosen {
         run(
-            &["-C", &dst_str, "checkout", "--quiet", "--detach", r],
+            &["-C", &dst_str, "checkout", "--quiet", "--detach", commit],
             "checkout",
         )?;
     }
     let commit = run(&["-C", &dst_str, "rev-parse", "HEAD"], "rev-parse")?;
     let git_dir = dst.join(".git");
     fs::remove_dir_all(&git_dir).map_err(io("remove", &git_dir))?;
-    Ok(Some(chosen.unwrap_or(commit)))
+    Ok((
+        Some(chosen.map(|(name, _)| name).unwrap_or(commit)),
+        fell_back,
+    ))
 }
 
 fn verify_tarball(

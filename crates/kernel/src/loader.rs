@@ -16,7 +16,7 @@ use crate::diagnostics::{Diagnostics, SourceFile};
 use crate::import_scan;
 use crate::integrity::{self, HashOptions, IntegrityError, PackHash};
 use crate::manifest::{self, lint, parse_entry, ManifestDocument, MANIFEST_FILE_NAME};
-use crate::workspace::{self, Integrity, PackPin, WorkspaceDocument};
+use crate::workspace::{self, Integrity, PackPin, PackSource, WorkspaceDocument};
 
 /// Environment variable that marks a production runtime (`LUMENFLOW_ENV=production`).
 pub const ENV_VAR: &str = "LUMENFLOW_ENV";
@@ -78,11 +78,17 @@ pub enum LoadError {
     ImportBoundary(String),
     #[error("cannot hash pack `{id}`: {source}")]
     Hash { id: String, source: IntegrityError },
-    #[error("Pack integrity mismatch for {id}: expected {expected}, got {actual}")]
+    #[error(
+        "Pack integrity mismatch for {id}: expected {expected}, got {actual} (workspace.yaml \
+         pins sha256:{expected}; the pack's files changed since. Restore them, or after \
+         reviewing the change re-pin with `{repin}`)"
+    )]
     IntegrityMismatch {
         id: String,
         expected: String,
         actual: String,
+        /// The command that pins the pack as it is now.
+        repin: String,
     },
     /// The pin resolves to a pack built into the binary, and this build's pack differs from the
     /// pinned one (the binary was upgraded or rebuilt): not tampering on disk, but still refused
@@ -98,7 +104,11 @@ pub enum LoadError {
         expected: String,
         actual: String,
     },
-    #[error("Pack {id}@{version} uses integrity: dev is not allowed in production.")]
+    #[error(
+        "Pack {id}@{version} uses integrity: dev, and integrity: dev is not allowed in production. \
+         Pin the pack's hash (`lumenflow pack install --id {id} --source local --version \
+         {version}`), or set LUMENFLOW_ALLOW_DEV_INTEGRITY=1 to allow it deliberately."
+    )]
     DevInProduction { id: String, version: String },
     #[error("{0}")]
     Workspace(Diagnostics),
@@ -253,8 +263,10 @@ impl<'a> PackLoader<'a> {
                     });
                 }
                 warnings.push(format!(
-                    "Pack {}@{} loaded with integrity: dev (verification skipped).",
-                    pin.id, pin.version
+                    "Pack {}@{} loaded with integrity: dev (verification skipped). Pin its hash \
+                     with `lumenflow pack install --id {} --source local --version {}` to have \
+                     its files verified.",
+                    pin.id, pin.version, pin.id, pin.version
                 ));
             }
             Integrity::Sha256(expected) => {
@@ -269,6 +281,7 @@ impl<'a> PackLoader<'a> {
                             actual,
                         },
                         PackLocation::Dir(_) => LoadError::IntegrityMismatch {
+                            repin: repin_command(&pin),
                             id,
                             expected,
                             actual,
@@ -419,4 +432,27 @@ pub fn pack_dir(pack: &LoadedPack) -> Option<&Path> {
         PackLocation::Dir(d) => Some(d),
         PackLocation::Builtin(_) => None,
     }
+}
+
+/// The `pack install` line that pins `pin`'s pack as its files are now.
+fn repin_command(pin: &PackPin) -> String {
+    let mut cmd = format!(
+        "lumenflow pack install --id {} --version {}",
+        pin.id, pin.version
+    );
+    match pin.source {
+        PackSource::Local => cmd.push_str(" --source local"),
+        PackSource::Git => {
+            cmd.push_str(" --source git");
+            if let Some(url) = &pin.url {
+                cmd.push_str(&format!(" --url {url}"));
+            }
+            if let Some(rev) = &pin.rev {
+                cmd.push_str(&format!(" --rev {rev}"));
+            }
+        }
+        PackSource::Registry => cmd.push_str(" --source registry"),
+    }
+    cmd.push_str(" --force");
+    cmd
 }

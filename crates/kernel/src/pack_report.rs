@@ -106,6 +106,27 @@ impl PackReport {
         self.checks.iter().find(|c| c.name == name)
     }
 
+    /// Hold the integrity check to the workspace's pin of this pack (`pinned_hex`, bare hex),
+    /// so validating a pinned pack whose files changed does not pass: the loader would refuse
+    /// it. `fix` is the command that re-pins the folder as it is.
+    pub fn compare_with_pin(&mut self, pack_id: &str, pinned_hex: &str, fix: &str) {
+        let Some(hash) = &self.hash else {
+            return;
+        };
+        if hash.hex() == pinned_hex {
+            return;
+        }
+        let message = format!(
+            "does not match the workspace's pin: workspace.yaml pins `{pack_id}` at \
+             sha256:{pinned_hex}, these files hash to {}; the loader refuses the pack until \
+             the pinned files are restored or it is re-pinned ({fix})",
+            hash.prefixed()
+        );
+        if let Some(check) = self.checks.iter_mut().find(|c| c.name == INTEGRITY_HASH) {
+            *check = Check::fail(INTEGRITY_HASH, vec![message], Vec::new());
+        }
+    }
+
     /// The original's report layout.
     pub fn render_text(&self) -> String {
         let mut s = String::from("Pack Validation Report\n======================\n\n");

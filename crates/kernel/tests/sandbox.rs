@@ -374,6 +374,39 @@ fn deny_overlays_hide_matching_files() {
     );
 }
 
+// KRN-07, KRN-11: a glob scope confines the tool to what it matches, not to its folder:
+// `docs/**/*.md` shows `docs/readme.md` and `docs/sub/b.md`, and `docs/creds.txt` reads empty,
+// whichever input field named it (the kernel only checks fields named like paths).
+#[test]
+fn a_glob_scope_shows_only_what_it_matches() {
+    let mode = bwrap_or_skip!();
+    let ws = ws();
+    fs::write(ws.root.join("docs/creds.txt"), "db_password=hunter2").expect("write");
+    fs::create_dir_all(ws.root.join("docs/sub")).expect("mkdir");
+    fs::write(ws.root.join("docs/sub/b.md"), "nested md").expect("write");
+    fs::write(ws.root.join("docs/sub/c.json"), "{}").expect("write");
+    fs::write(ws.root.join("out/log.txt"), "written before").expect("write");
+    let p = profile(&ws, &["docs/**/*.md"], &["out/**"]);
+    let read = |path: &str| {
+        let (_, v) = call(&mode, &p, &spec(&ws, json!({"op": "read", "path": path})));
+        v["data"]["content"]
+            .as_str()
+            .unwrap_or_default()
+            .to_string()
+    };
+    assert_eq!(read("docs/readme.md"), "hello docs");
+    assert_eq!(read("docs/sub/b.md"), "nested md");
+    assert_eq!(read("docs/creds.txt"), "", "outside the glob");
+    assert_eq!(read("docs/sub/c.json"), "", "outside the glob");
+    // A folder scoped whole stays whole.
+    assert_eq!(read("out/log.txt"), "written before");
+    // The host files are untouched.
+    assert_eq!(
+        fs::read_to_string(ws.root.join("docs/creds.txt")).expect("read"),
+        "db_password=hunter2"
+    );
+}
+
 // KRN-11: a missing `.env` under a read-only workspace root does not break the call (the
 // original failed every call there).
 #[test]
@@ -567,6 +600,23 @@ fn output_is_capped() {
     assert!(out.stdout.iter().all(|b| *b == b'x'));
 }
 
+// KRN-11: a tool that logs past the cap on stderr is not stopped: its log is cut, its result
+// stands (failing it would invite a retry of a call whose effects already happened).
+#[test]
+fn stderr_past_the_cap_is_cut_not_fatal() {
+    let mode = bwrap_or_skip!();
+    let ws = ws();
+    let mut s = spec(&ws, json!({"op": "chatter", "bytes": 1024 * 1024}));
+    s.max_output_bytes = 64 * 1024;
+    let out = run(&mode, &profile(&ws, &[], &[]), &s).expect("runs");
+    assert!(!out.output_truncated, "stdout was within the cap");
+    assert!(out.stderr_truncated);
+    assert_eq!(out.stderr.len(), 64 * 1024);
+    assert_eq!(out.exit_code, Some(0));
+    let result: serde_json::Value = serde_json::from_slice(&out.stdout).expect("a ToolOutput");
+    assert_eq!(result["data"]["logged"], 1024 * 1024);
+}
+
 // KRN-11: exit codes and stderr come back as they are.
 #[test]
 fn exit_codes_and_stderr_come_back() {
@@ -576,7 +626,7 @@ fn exit_codes_and_stderr_come_back() {
     let out = run(&mode, &profile(&ws, &[], &[]), &s).expect("runs");
     assert_eq!(out.exit_code, Some(3));
     assert_eq!(String::from_utf8_lossy(&out.stderr), "exiting on request\n");
-    assert!(!out.output_truncated && !out.timed_out);
+    assert!(!out.output_truncated && !out.stderr_truncated && !out.timed_out);
 }
 
 // KRN-11: the tool is visible even when no scope covers it, and runs in the workspace.

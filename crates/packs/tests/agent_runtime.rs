@@ -575,6 +575,7 @@ fn a_turn_cannot_use_tools_its_callers_token_does_not_open() {
             caller: "ws-test".into(),
             surface: lumenflow_kernel::dispatch::Surface::Http,
             token_scopes: Some(scopes.iter().map(|s| s.to_string()).collect()),
+            token_id: None,
             ..CallRequest::local(
                 TOOL_NAME,
                 json!({"goal": "append", "plan": plan(json!([

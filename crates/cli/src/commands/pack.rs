@@ -113,7 +113,8 @@ fn run_report(ctx: &Context, target: &Target) -> PackReport {
 
 pub fn validate(ctx: &Context, l: &Locator) -> Result<(), CliError> {
     let target = resolve(ctx, l)?;
-    let report = run_report(ctx, &target);
+    let mut report = run_report(ctx, &target);
+    hold_to_pin(ctx, &target, &mut report);
     if ctx.json {
         print_ok(true, &report.to_json(), "");
     } else {
@@ -136,6 +137,45 @@ pub fn validate(ctx: &Context, l: &Locator) -> Result<(), CliError> {
         // The report above is the explanation; the error sets the exit code and gives scripts
         // the JSON error object.
         Err(CliError::new("VALIDATION_FAILED", "pack validation failed").already_reported(true))
+    }
+}
+
+/// When `target` is where the loader finds a pack the workspace pins (`packs/<id>`, the
+/// vendored folder, or the built-in pack), its integrity check compares with that pin.
+fn hold_to_pin(ctx: &Context, target: &Target, report: &mut PackReport) {
+    let Some(ws_dir) = ctx.optional_workspace() else {
+        return;
+    };
+    let Ok(doc) = workspace::read_workspace(&ws_dir) else {
+        return;
+    };
+    let Some(id) = report.manifest.as_ref().map(|m| m.manifest.id.clone()) else {
+        return;
+    };
+    let Some(pin) = doc.spec.packs.iter().find(|p| p.id == id) else {
+        return;
+    };
+    let Integrity::Sha256(pinned) = &pin.integrity else {
+        return;
+    };
+    let loaded_from_here = match target {
+        Target::Builtin(p) => p.id == id,
+        Target::Dir(root) => {
+            let here = root.canonicalize().ok();
+            [
+                ws_dir.join("packs").join(&id),
+                ws_dir.join(VENDORED_PACKS).join(&id),
+            ]
+            .iter()
+            .any(|d| d.canonicalize().ok().is_some_and(|d| Some(d) == here))
+        }
+    };
+    if loaded_from_here {
+        let fix = format!(
+            "lumenflow pack install --id {id} --source local --version {} --force",
+            pin.version
+        );
+        report.compare_with_pin(&id, pinned, &fix);
     }
 }
 
@@ -289,6 +329,14 @@ pub fn install(ctx: &Context, mut a: InstallArgs) -> Result<(), CliError> {
     if a.dev {
         warn(ctx.json, "pinned with integrity: dev; the pack will not be verified at load and is refused in production");
     }
+    if let Some(note) = outcome
+        .report
+        .manifest
+        .as_ref()
+        .and_then(|m| workspace_wide_rules(&m.manifest))
+    {
+        warn(ctx.json, &note);
+    }
     let verb = if from_binary {
         if outcome.unchanged {
             "Already pinned: the built-in pack"
@@ -297,12 +345,14 @@ pub fn install(ctx: &Context, mut a: InstallArgs) -> Result<(), CliError> {
         }
     } else if outcome.unchanged {
         "Pinned (already installed, identical)"
+    } else if outcome.previous_integrity.is_some() {
+        "Re-pinned as it is now"
     } else if outcome.replaced {
         "Replaced and pinned"
     } else {
         "Installed and pinned"
     };
-    let human = format!(
+    let mut human = format!(
         "{verb} {}@{} in {}\n  integrity: {}\n  source:    {}\n",
         outcome.pin.id,
         outcome.pin.version,
@@ -310,6 +360,11 @@ pub fn install(ctx: &Context, mut a: InstallArgs) -> Result<(), CliError> {
         outcome.pin.integrity,
         outcome.pin.source.as_str(),
     );
+    if let Some(previous) = &outcome.previous_integrity {
+        human.push_str(&format!(
+            "  was:       {previous} (the folder's files had changed)\n"
+        ));
+    }
     print_ok(
         ctx.json,
         &json!({
@@ -318,11 +373,46 @@ pub fn install(ctx: &Context, mut a: InstallArgs) -> Result<(), CliError> {
             "hash": outcome.hash.prefixed(),
             "replaced": outcome.replaced,
             "unchanged": outcome.unchanged,
+            "previous_integrity": outcome.previous_integrity,
             "preserved_layout": outcome.preserved_layout,
         }),
         &human,
     );
     Ok(())
+}
+
+/// A pack's tool-request rules that name no tool or pack apply to every call in the workspace
+/// (KRN-08's pack layer), which an installer should hear about once.
+fn workspace_wide_rules(m: &lumenflow_kernel::manifest::PackManifest) -> Option<String> {
+    use lumenflow_kernel::manifest::{PolicyDecisionKind, PolicyTrigger};
+    let wide: Vec<&str> = m
+        .policies
+        .iter()
+        .filter(|p| p.trigger == PolicyTrigger::OnToolRequest)
+        .filter(|p| p.decision != PolicyDecisionKind::Allow)
+        .filter(|p| {
+            p.when
+                .as_ref()
+                .is_none_or(|w| w.tool.is_none() && w.pack.is_none())
+        })
+        .map(|p| p.id.as_str())
+        .collect();
+    if wide.is_empty() {
+        return None;
+    }
+    Some(format!(
+        "pack `{}` adds {} rule{} ({}) that apply to the tools of every pack in this workspace, \
+         not only its own; a rule limited with `when: {{pack: {}}}` or `when: {{tool: ...}}` \
+         governs only those tools",
+        m.id,
+        wide.len(),
+        if wide.len() == 1 { "" } else { "s" },
+        wide.iter()
+            .map(|id| format!("`{id}`"))
+            .collect::<Vec<_>>()
+            .join(", "),
+        m.id
+    ))
 }
 
 /// What `pack install` does: fetch a source into the workspace, or pin a built-in pack.

@@ -61,6 +61,9 @@ pub fn run_tool(ctx: &Context, cmd: ToolCommand) -> Result<(), CliError> {
         dispatch::open::OpenError::Workspace(d) => CliError::from(d),
         other => CliError::new(other.code(), other.to_string()),
     })?;
+    for w in &runtime.warnings {
+        crate::output::warn(ctx.json, w);
+    }
     match cmd {
         ToolCommand::List => {
             let tools: Vec<Value> = runtime
@@ -114,6 +117,7 @@ pub fn run_tool(ctx: &Context, cmd: ToolCommand) -> Result<(), CliError> {
                 caller: caller(),
                 surface: Surface::Cli,
                 token_scopes: None,
+                token_id: None,
             });
             drop(events);
             let value = serde_json::to_value(&outcome).unwrap_or(Value::Null);

@@ -510,6 +510,68 @@ pub fn required_message(approval: &ApprovalRequest) -> String {
     )
 }
 
+/// The `APPROVAL_REQUIRED` message for a caller that is not the local operator (an agent over
+/// HTTP or MCP): what waits for whom, without the command that grants it. An agent with a shell
+/// as the same user could run that command itself; it is the operator's to run.
+pub fn required_message_for_agent(approval: &ApprovalRequest) -> String {
+    let why = if approval.reason.trim().is_empty() {
+        String::new()
+    } else {
+        format!(": {}", approval.reason)
+    };
+    format!(
+        "Tool execution requires human approval{why} (approval `{}`, expires {}); an operator \
+         must decide it, then call the tool again with the same input",
+        approval.id, approval.expires_at
+    )
+}
+
+/// The latest denial of a call to `tool` with this input, if the operator said no before: a
+/// caller that asks again should hear it, not only see a new request.
+pub fn last_denial(
+    provider: &dyn ApprovalProvider,
+    tool: &str,
+    input_hash: &str,
+    now: Timestamp,
+) -> Option<ApprovalRequest> {
+    let filter = ApprovalFilter {
+        status: Some(ApprovalStatus::Denied),
+        tool: Some(tool.to_string()),
+        now,
+    };
+    provider
+        .list(&filter)
+        .ok()?
+        .approvals
+        .into_iter()
+        .filter(|a| a.input_hash == input_hash)
+        .filter_map(|a| {
+            let at = match &a.decision {
+                Some(Decision::Denied { decided_at, .. }) => decided_at.unix_millis(),
+                _ => return None,
+            };
+            Some((at, a))
+        })
+        .max_by_key(|(at, _)| *at)
+        .map(|(_, a)| a)
+}
+
+/// How a previous denial reads in a new request's message.
+pub fn denial_note(denied: &ApprovalRequest) -> String {
+    match &denied.decision {
+        Some(Decision::Denied {
+            approver,
+            reason,
+            decided_at,
+        }) => format!(
+            "the same call was denied before: approval `{}` by {approver} at {decided_at}: \"{}\"",
+            denied.id,
+            short(reason, 200)
+        ),
+        _ => format!("the same call was denied before (approval `{}`)", denied.id),
+    }
+}
+
 /// At most `max` characters of `s`, for messages.
 fn short(s: &str, max: usize) -> String {
     if s.chars().count() <= max {

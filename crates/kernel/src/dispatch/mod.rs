@@ -17,6 +17,7 @@
 mod async_path;
 pub mod events_out;
 pub mod evidence;
+pub mod freshness;
 mod liveness;
 pub mod open;
 mod phases;
@@ -78,6 +79,9 @@ pub struct CallRequest {
     /// use only the tools they open (Q16): a token for `agent:execute-turn` alone cannot reach
     /// `workspace` tools through a turn.
     pub token_scopes: Option<Vec<String>>,
+    /// The `jti` of that token, recorded in the started receipt: tokens of one subject given to
+    /// different agents are told apart by it. Nested calls carry it too.
+    pub token_id: Option<String>,
 }
 
 impl CallRequest {
@@ -90,6 +94,7 @@ impl CallRequest {
             caller: "local".into(),
             surface: Surface::Cli,
             token_scopes: None,
+            token_id: None,
         }
     }
 }
@@ -210,6 +215,8 @@ pub struct ApprovalAsk<'a> {
     pub task_id: Option<&'a str>,
     pub run_id: &'a str,
     pub requested_by: &'a str,
+    /// Where the call came from: only a local operator's CLI is told how to grant it.
+    pub surface: Surface,
     pub reasons: Vec<String>,
     pub required_approval_ids: Vec<String>,
 }
@@ -261,6 +268,10 @@ pub struct Runtime {
     pub cache: PreparedCache,
     /// Where the runtime's events go (the sidecar's delivery); `None` emits nothing.
     pub events: Option<Arc<RuntimeEvents>>,
+    /// What loading the packs warned about (a `dev` pin), for the host to show its user.
+    pub warnings: Vec<String>,
+    /// The `workspace.yaml` this runtime loaded: calls stop when it changes on disk.
+    pub workspace_watch: Option<freshness::WorkspaceWatch>,
     /// This runtime's shared lock on the workspace's `dispatchers.lock`.
     liveness: liveness::Liveness,
 }
@@ -355,6 +366,8 @@ impl Runtime {
             options: RuntimeOptions::default(),
             cache: PreparedCache::default(),
             events: None,
+            warnings: Vec::new(),
+            workspace_watch: None,
         }
     }
 
@@ -409,7 +422,7 @@ impl Runtime {
             .run_id
             .clone()
             .unwrap_or_else(|| format!("run-{}", &receipt_id[5..]));
-        Draft {
+        let mut draft = Draft {
             receipt_id: receipt_id.clone(),
             run_id: run_id.clone(),
             started: Instant::now(),
@@ -424,7 +437,11 @@ impl Runtime {
                 "workspace_config_hash": self.config_hash,
                 "runtime_version": self.options.runtime_version,
             })),
+        };
+        if let Some(token) = &req.token_id {
+            draft.record.insert("token_id".into(), token.clone().into());
         }
+        draft
     }
 
     /// A call whose input is already evidence (or could not be stored), on a thread that may
@@ -493,6 +510,18 @@ impl Runtime {
                 ));
             }
         };
+
+        // 0. The rules in force are the file's, not a stale copy of them.
+        if let Some(why) = self.workspace_watch.as_ref().and_then(|w| w.changed()) {
+            return Ok(self.refused(
+                draft,
+                freshness::WORKSPACE_CHANGED,
+                why,
+                vec![],
+                false,
+                None,
+            ));
+        }
 
         // 1. Lookup. Internal tools do not exist for remote callers.
         let tool = match self.registry.get_shared(&req.tool) {
@@ -636,7 +665,7 @@ impl Runtime {
             return Ok(self.refused(
                 draft,
                 codes::SCOPE_DENIED,
-                "Scope intersection denied: no allowed scopes remain after intersection.".into(),
+                empty_intersection_message(&effective.notes),
                 vec![scope_decision(
                     "kernel.scope.boundary",
                     "empty scope intersection",
@@ -713,6 +742,7 @@ impl Runtime {
                 task_id: req.task_id.as_deref(),
                 run_id: &draft.run_id,
                 requested_by: &req.caller,
+                surface: req.surface,
                 reasons,
                 required_approval_ids: tool.manifest.required_approvals.clone(),
             }) {
@@ -770,6 +800,7 @@ impl Runtime {
                     caller: &req.caller,
                     surface: req.surface,
                     token_scopes: req.token_scopes.as_deref(),
+                    token_id: req.token_id.as_deref(),
                     tool,
                     runtime: self,
                     depth,
@@ -796,7 +827,23 @@ impl Runtime {
                     "none",
                 ),
                 Some(runner) => {
-                    let env = resolve_env(tool);
+                    let env = match resolve_env(tool) {
+                        Ok(env) => env,
+                        Err(missing) => {
+                            return (
+                                ToolOutput::fail(
+                                    REQUIRED_ENV_MISSING,
+                                    format!(
+                                        "tool `{}` declares `required_env` {}, which the process serving this call does not have; set {} in the environment the sidecar, `lumenflow mcp` or `lumenflow tool call` starts with (the tool did not run)",
+                                        tool.name,
+                                        missing.join(", "),
+                                        if missing.len() == 1 { "it" } else { "them" },
+                                    ),
+                                ),
+                                "none",
+                            )
+                        }
+                    };
                     let result = runner.run(SubprocessCall {
                         tool,
                         program,
@@ -998,13 +1045,44 @@ fn deny_message(decisions: &[PolicyDecision]) -> String {
     format!("Policy denied tool execution: {}", reasons.join("; "))
 }
 
+/// The refusal of a call whose scopes intersect to nothing, with the layer notes that say
+/// which layer took what away (they are in the receipt too).
+fn empty_intersection_message(notes: &[String]) -> String {
+    let mut message =
+        String::from("Scope intersection denied: no allowed scopes remain after intersection.");
+    if notes.is_empty() {
+        return message;
+    }
+    message.push_str(&format!(" Why: {}.", notes.join("; ")));
+    if notes.iter().any(|n| n.starts_with("network")) {
+        message.push_str(
+            " Network reaches a tool only when every layer grants it: a `{type: network, \
+             posture: allowlist, allowlist_entries: [\"host:443\"]}` entry (or `posture: full`) \
+             in `security.allowed_scopes` of workspace.yaml, and in the lane's `allowed_scopes` \
+             for calls in a task.",
+        );
+    }
+    message
+}
+
+/// A subprocess tool's `required_env` is not all set: it does not start (a tool that talks to
+/// an API without its key fails later, more confusingly, or does the wrong thing).
+pub const REQUIRED_ENV_MISSING: &str = "REQUIRED_ENV_MISSING";
+
 /// The tool's declared `required_env`, read from this process's environment (nothing else is
-/// passed into the sandbox).
-fn resolve_env(tool: &RegisteredTool) -> Vec<(String, String)> {
-    tool.manifest
-        .required_env
-        .iter()
-        .flatten()
-        .filter_map(|name| std::env::var(name).ok().map(|v| (name.clone(), v)))
-        .collect()
+/// passed into the sandbox); `Err` with the names that are unset.
+fn resolve_env(tool: &RegisteredTool) -> Result<Vec<(String, String)>, Vec<String>> {
+    let mut found = Vec::new();
+    let mut missing = Vec::new();
+    for name in tool.manifest.required_env.iter().flatten() {
+        match std::env::var(name) {
+            Ok(v) => found.push((name.clone(), v)),
+            Err(_) => missing.push(name.clone()),
+        }
+    }
+    if missing.is_empty() {
+        Ok(found)
+    } else {
+        Err(missing)
+    }
 }

@@ -10,6 +10,8 @@ use crate::eventlog::{self, EventLog, LogOptions};
 use crate::loader::{LoadError, PackLoader};
 use crate::workspace;
 
+use super::freshness;
+
 use std::sync::Arc;
 
 use lumenflow_contracts::time::Timestamp;
@@ -67,13 +69,26 @@ impl ApprovalGate for ProviderGate {
             },
             required_ids: ask.required_approval_ids,
         };
-        match approvals::gate(&*self.0, ask.tool, ask.input_hash, ctx, Timestamp::now()) {
+        let now = Timestamp::now();
+        match approvals::gate(&*self.0, ask.tool, ask.input_hash, ctx, now) {
             Ok(Gate::Proceed { approval_id, .. }) => Ok(approval_id),
-            Ok(Gate::Required { approval, .. }) => Err(ApprovalRefusal {
-                code: approvals::APPROVAL_REQUIRED.to_string(),
-                message: approvals::required_message(&approval),
-                approval_id: Some(approval.id),
-            }),
+            Ok(Gate::Required { approval, .. }) => {
+                let mut message = if ask.surface == super::Surface::Cli {
+                    approvals::required_message(&approval)
+                } else {
+                    approvals::required_message_for_agent(&approval)
+                };
+                if let Some(denied) =
+                    approvals::last_denial(&*self.0, ask.tool, ask.input_hash, now)
+                {
+                    message.push_str(&format!("; {}", approvals::denial_note(&denied)));
+                }
+                Err(ApprovalRefusal {
+                    code: approvals::APPROVAL_REQUIRED.to_string(),
+                    message,
+                    approval_id: Some(approval.id),
+                })
+            }
             // Any failure of the approvals store is a refusal, never a pass (fail closed).
             Err(e) => Err(ApprovalRefusal {
                 code: e.code().to_string(),
@@ -124,7 +139,10 @@ pub fn open(
     builtin_tools: &HashMap<String, BuiltinFn>,
     options: RuntimeOptions,
 ) -> Result<Runtime, OpenError> {
+    // Fingerprinted before it is parsed: an edit made while opening counts as a change.
+    let before_load = freshness::WorkspaceWatch::fingerprint(dir);
     let doc = workspace::read_workspace(dir).map_err(OpenError::Workspace)?;
+    let watch = before_load.map(|f| freshness::WorkspaceWatch::new(dir, f, doc.config_hash()));
     let loader = PackLoader::for_workspace(&doc, builtin_packs);
     let packs = loader.load_all(&doc)?;
     let registry = ToolRegistry::from_packs(&packs, builtin_tools)?;
@@ -149,7 +167,10 @@ pub fn open(
             .chain(KERNEL_PRIVATE.iter().map(|p| p.to_string()))
             .collect(),
     };
+    let warnings = packs.iter().flat_map(|p| p.warnings.clone()).collect();
     let mut runtime = Runtime::new(dir, &doc, registry, manifests, log, evidence);
+    runtime.warnings = warnings;
+    runtime.workspace_watch = watch;
     runtime.subprocess = Some(Arc::new(sandbox));
     runtime.approvals = Some(Arc::new(ProviderGate(Arc::new(LocalApprovals::open(dir)))));
     runtime.tasks = Some(Arc::new(StoreTasks(tasks)));

@@ -36,6 +36,7 @@ pub struct BuiltinCall<'a> {
     pub(in crate::dispatch) caller: &'a str,
     pub(in crate::dispatch) surface: super::Surface,
     pub(in crate::dispatch) token_scopes: Option<&'a [String]>,
+    pub(in crate::dispatch) token_id: Option<&'a str>,
     pub(in crate::dispatch) tool: &'a RegisteredTool,
     pub(in crate::dispatch) runtime: &'a super::Runtime,
     pub(in crate::dispatch) depth: u8,
@@ -144,6 +145,7 @@ impl<'a> BuiltinCall<'a> {
                 caller: self.caller.to_string(),
                 surface: super::Surface::Agent,
                 token_scopes: self.token_scopes.map(<[String]>::to_vec),
+                token_id: self.token_id.map(str::to_string),
             },
             self.depth + 1,
         )

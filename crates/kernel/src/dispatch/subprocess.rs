@@ -93,7 +93,7 @@ impl SubprocessRunner for SandboxRunner {
             return fail(
                 codes::TOOL_EXECUTION_FAILED,
                 format!(
-                    "tool `{name}` wrote more than {} bytes and was stopped",
+                    "tool `{name}` wrote more than {} bytes on stdout and was stopped",
                     call.max_output_bytes()
                 ),
                 outcome.sandbox,
@@ -103,8 +103,11 @@ impl SubprocessRunner for SandboxRunner {
             return fail(
                 codes::TOOL_EXECUTION_FAILED,
                 format!(
-                    "tool `{name}` exited with {:?}: {}",
-                    outcome.exit_code,
+                    "tool `{name}` {}: {}",
+                    match outcome.exit_code {
+                        Some(code) => format!("exited with status {code}"),
+                        None => "ended without an exit status".to_string(),
+                    },
                     tail(&outcome.stderr)
                 ),
                 outcome.sandbox,

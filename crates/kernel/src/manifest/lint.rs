@@ -175,7 +175,16 @@ pub fn security_lint(doc: &ManifestDocument, pack_root: Option<&Path>) -> Vec<Li
     };
 
     for (i, tool) in m.tools.iter().enumerate() {
-        lint_tool(tool, &root.key("tools").index(i), pack_root, &mut push);
+        let state: Vec<&str> = std::iter::once(m.slug())
+            .chain(m.state_folders.iter().map(String::as_str))
+            .collect();
+        lint_tool(
+            tool,
+            &state,
+            &root.key("tools").index(i),
+            pack_root,
+            &mut push,
+        );
     }
 
     if let Some(pack_root) = pack_root {
@@ -275,8 +284,24 @@ pub fn security_lint(doc: &ManifestDocument, pack_root: Option<&Path>) -> Vec<Li
     issues
 }
 
+/// A write pattern whose literal start is inside `.lumenflow/` but not inside one of the
+/// pack's `state` folders, `.lumenflow/state/<slug>/` (KRN-10 refuses those writes at dispatch;
+/// a `state_folders` entry is granted only with its owner's consent, checked at load).
+fn writes_reserved_root(pattern: &str, state: &[&str]) -> bool {
+    let segs: Vec<&str> = pattern
+        .trim()
+        .split('/')
+        .filter(|s| !s.is_empty() && *s != ".")
+        .collect();
+    if segs.first() != Some(&".lumenflow") {
+        return false;
+    }
+    !(segs.len() >= 3 && segs[1] == "state" && state.contains(&segs[2]))
+}
+
 fn lint_tool(
     tool: &ToolManifest,
+    state: &[&str],
     p: &FieldPath,
     pack_root: Option<&Path>,
     push: &mut impl FnMut(&'static str, FieldPath, String),
@@ -333,6 +358,17 @@ fn lint_tool(
                 format!(
                     "Tool \"{name}\": scope pattern \"{pattern}\" is not a valid glob: {}",
                     e.kind()
+                ),
+            );
+        }
+        if *access == PathAccess::Write && writes_reserved_root(pattern, state) {
+            push(
+                "reserved-root",
+                sp.clone(),
+                format!(
+                    "Tool \"{name}\": write scope \"{}\" is under `.lumenflow/`, which is the kernel's: every call would be refused (SCOPE_DENIED). A pack may write only its own state, `.lumenflow/state/{}/**` (or a folder of `state_folders` its owner opens to it).",
+                    pattern.trim(),
+                    state.first().copied().unwrap_or_default()
                 ),
             );
         }

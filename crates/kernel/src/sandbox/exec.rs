@@ -21,6 +21,7 @@ pub(crate) struct RawOutcome {
     stderr: Vec<u8>,
     timed_out: bool,
     truncated: bool,
+    stderr_truncated: bool,
 }
 
 impl RawOutcome {
@@ -31,6 +32,7 @@ impl RawOutcome {
             stderr: self.stderr,
             timed_out: self.timed_out,
             output_truncated: self.truncated,
+            stderr_truncated: self.stderr_truncated,
             sandbox,
             duration: started.elapsed(),
         }
@@ -195,7 +197,13 @@ pub(crate) fn execute(
     }
     wait_until(DRAIN_GRACE);
 
-    let truncated = readers.iter().any(|c| c.truncated.load(Ordering::SeqCst));
+    // Only stdout over the cap stops the tool (its ToolOutput is lost); stderr is a log, cut.
+    let over = |c: &Option<Arc<Capture>>| {
+        c.as_ref()
+            .is_some_and(|c| c.truncated.load(Ordering::SeqCst))
+    };
+    let truncated = over(&out);
+    let stderr_truncated = over(&err);
     Ok(RawOutcome {
         exit_code: if timed_out {
             None
@@ -206,6 +214,7 @@ pub(crate) fn execute(
         stderr: err.map(|c| c.take()).unwrap_or_default(),
         timed_out,
         truncated,
+        stderr_truncated,
     })
 }
 

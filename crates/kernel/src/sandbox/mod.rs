@@ -26,6 +26,12 @@
 //!    `--bind-try`, parents before children. Unless a scope binds the workspace root itself, the
 //!    root is first an empty tmpfs of its own. The program (or its pack folder) and the helper
 //!    are bound read-only after them.
+//!    A pattern whose glob part is more than `**` (`notes/**/*.md`) binds its prefix, so the
+//!    files under it that no scope matches are then hidden, each under `/dev/null`
+//!    ([`SandboxError::ConfinementLimit`] past [`CONFINE_HIDE_LIMIT`] of them): the tool reads
+//!    `notes/a.md` and finds `notes/creds.txt` empty, whatever input field named it. New files
+//!    a tool creates under a write prefix are not checked against the glob (they do not exist
+//!    when the sandbox is built); a literal pattern or one ending in `/**` shows its folder whole.
 //! 4. The deny overlays, then `--remount-ro /` (and the workspace tmpfs): a write outside the
 //!    write scopes fails with "read-only file system" instead of vanishing with the sandbox;
 //!    only `/tmp` is scratch space. Then `--chdir`, the environment (`--setenv`), `--`, the
@@ -77,7 +83,8 @@
 //!    `--die-with-parent` and its own pid namespace everything inside dies with it) and reports
 //!    `timed_out` with no exit code; stdout and stderr are read on threads and each kept up to
 //!    `max_output_bytes`. Excess stderr is discarded; excess stdout also kills the tool (its
-//!    result cannot be a valid ToolOutput any more). `output_truncated` says so. A tool killed by
+//!    result cannot be a valid ToolOutput any more): `output_truncated` says the tool was stopped,
+//!    `stderr_truncated` that its log was cut. A tool killed by
 //!    a signal reports `128 + signal`, as a shell would, in every mode.
 //! 9. **Network allowlists are enforced** by a relay instead of `iptables` (which cannot work:
 //!    `--unshare-net` leaves only `lo`, and the sandbox has no `CAP_NET_ADMIN`). See below.
@@ -309,8 +316,10 @@ pub struct RunOutcome {
     pub stdout: Vec<u8>,
     pub stderr: Vec<u8>,
     pub timed_out: bool,
-    /// stdout or stderr went past `max_output_bytes`; the excess was discarded.
+    /// stdout went past `max_output_bytes`: the tool was stopped and its result is lost.
     pub output_truncated: bool,
+    /// stderr went past `max_output_bytes`: the rest was discarded, the tool ran on.
+    pub stderr_truncated: bool,
     /// `"bubblewrap"` or `"none"`, for the receipt.
     pub sandbox: &'static str,
     pub duration: Duration,
@@ -349,6 +358,16 @@ pub enum SandboxError {
          scopes or the overlay patterns"
     )]
     DenyOverlayLimit { limit: usize },
+    #[error(
+        "scope `{pattern}` would need more than {limit} files under `{folder}` hidden to show \
+         only what it matches; scope the folder as a whole (`{folder}/**`) or narrow the folder \
+         the pattern starts in"
+    )]
+    ConfinementLimit {
+        pattern: String,
+        folder: String,
+        limit: usize,
+    },
     #[error("invalid run: {0}")]
     InvalidRun(String),
     #[error("{0}")]
@@ -378,6 +397,7 @@ impl SandboxError {
             SandboxError::InvalidScope { .. } => "SANDBOX_INVALID_SCOPE",
             SandboxError::ScopeEscapes { .. } => "SANDBOX_SCOPE_ESCAPES_WORKSPACE",
             SandboxError::DenyOverlayLimit { .. } => "SANDBOX_DENY_OVERLAY_LIMIT",
+            SandboxError::ConfinementLimit { .. } => "SANDBOX_CONFINEMENT_LIMIT",
             SandboxError::InvalidRun(_) => "SANDBOX_INVALID_RUN",
             SandboxError::UnsupportedEntry(_) => "SANDBOX_UNSUPPORTED_ENTRY",
             SandboxError::Setup { .. } => "SANDBOX_SETUP_FAILED",

@@ -680,6 +680,124 @@ fn deny_overlays(
     Ok(out)
 }
 
+/// Files a glob scope may have to hide under its folder before the call is refused.
+pub const CONFINE_HIDE_LIMIT: usize = 20_000;
+
+/// The files the binds show that no scope pattern matches: a pattern with a glob part other
+/// than a final `**` (`notes/**/*.md`) can only be bound by its folder, so what else that
+/// folder holds is hidden. A folder some pattern opens whole (`x/**`, or a literal `x`) is not
+/// scanned. Symlinks are left alone: what they point at is checked at its own path.
+fn confinement_overlays(
+    profile: &SandboxProfile,
+    ws: &Path,
+    mounts: &[Mount],
+) -> Result<BTreeSet<Overlay>, SandboxError> {
+    let mut out = BTreeSet::new();
+    let patterns: Vec<&String> = profile.read.iter().chain(profile.write.iter()).collect();
+    let mut globs = Vec::new();
+    let mut open: Vec<PathBuf> = Vec::new();
+    let mut partial = false;
+    for pattern in &patterns {
+        let (prefix, has_glob) = parse_pattern(pattern)?;
+        let rest: Vec<&str> = pattern
+            .split('/')
+            .filter(|s| !s.is_empty() && *s != ".")
+            .skip(prefix.len())
+            .collect();
+        if !has_glob || rest == ["**"] {
+            open.push(prefix.iter().collect());
+        } else {
+            partial = true;
+        }
+        if let Ok(g) = crate::scope::PathGlob::new(pattern) {
+            globs.push(g);
+        }
+    }
+    if !partial {
+        return Ok(out);
+    }
+    let is_open = |rel: &Path| open.iter().any(|o| rel.starts_with(o));
+    // Every bind is its own tree: a scope's is scanned on its own, and the program's pack
+    // folder and the reserved root (forced binds) are never confined by a scope's glob.
+    let mount_dests: BTreeSet<&Path> = mounts
+        .iter()
+        .filter(|m| m.dest.starts_with(ws))
+        .map(|m| m.dest.as_path())
+        .collect();
+    let in_ws: Vec<&Mount> = mounts
+        .iter()
+        .filter(|m| !m.forced && m.dest.starts_with(ws))
+        .collect();
+    let mut visited = 0usize;
+    for m in &in_ws {
+        let Ok(rel) = m.dest.strip_prefix(ws) else {
+            continue;
+        };
+        if is_open(rel) {
+            continue;
+        }
+        let pattern_of_mount = patterns
+            .iter()
+            .find(|p| {
+                parse_pattern(p)
+                    .map(|(prefix, _)| prefix.iter().collect::<PathBuf>() == rel)
+                    .unwrap_or(false)
+            })
+            .map(|p| p.to_string())
+            .unwrap_or_else(|| rel.display().to_string());
+        let mut stack: Vec<(PathBuf, PathBuf)> = vec![(m.src.clone(), m.dest.clone())];
+        while let Some((host, inside)) = stack.pop() {
+            visited += 1;
+            if visited > DENY_SCAN_LIMIT {
+                return Err(SandboxError::DenyOverlayLimit {
+                    limit: DENY_SCAN_LIMIT,
+                });
+            }
+            let Ok(meta) = fs::symlink_metadata(&host) else {
+                continue;
+            };
+            let Ok(rel) = inside.strip_prefix(ws) else {
+                continue;
+            };
+            if meta.is_dir() {
+                if is_open(rel) {
+                    continue;
+                }
+                let Ok(entries) = fs::read_dir(&host) else {
+                    continue;
+                };
+                for entry in entries.flatten() {
+                    let child_inside = inside.join(entry.file_name());
+                    if mount_dests.contains(child_inside.as_path()) {
+                        continue;
+                    }
+                    stack.push((entry.path(), child_inside));
+                }
+                continue;
+            }
+            if meta.file_type().is_symlink() {
+                continue;
+            }
+            let rel_text = rel.to_string_lossy();
+            if !globs.iter().any(|g| g.is_match(&rel_text)) {
+                out.insert(Overlay::File(inside));
+                if out.len() > CONFINE_HIDE_LIMIT {
+                    return Err(SandboxError::ConfinementLimit {
+                        pattern: pattern_of_mount,
+                        folder: m
+                            .dest
+                            .strip_prefix(ws)
+                            .map(|r| r.display().to_string())
+                            .unwrap_or_default(),
+                        limit: CONFINE_HIDE_LIMIT,
+                    });
+                }
+            }
+        }
+    }
+    Ok(out)
+}
+
 fn push<S: Into<OsString>>(args: &mut Vec<OsString>, items: impl IntoIterator<Item = S>) {
     args.extend(items.into_iter().map(Into::into));
 }
@@ -816,7 +934,8 @@ pub(crate) fn build(
         }
     }
     let mounts = arrange(mounts);
-    let overlays = deny_overlays(profile, ws, &ws_c, &mounts)?;
+    let mut overlays = deny_overlays(profile, ws, &ws_c, &mounts)?;
+    overlays.extend(confinement_overlays(profile, ws, &mounts)?);
 
     let mut args: Vec<OsString> = Vec::new();
     push(
