@@ -446,6 +446,49 @@ fn control_plane_approvals_gate_the_sidecar_and_flow_back_once() {
     }));
     let (s, out) = waiting.join().unwrap();
     assert_eq!(s, 200, "the waiting call ran after the decision: {out}");
+
+    // 5. A rejection while the call waits is a denial, not "approval required" again.
+    let waiting = std::thread::spawn({
+        let (invoke, operator) = (invoke.clone(), operator.clone());
+        move || post(&invoke, Some(&operator), &json!({"wu_id": "WU-11"}))
+    });
+    let wu11_hash = format!(
+        "sha256:{}",
+        lumenflow_contracts::canonical_json::canonical_hash(&json!({"wu_id": "WU-11"}))
+    );
+    let mut rejected = false;
+    assert!(wait_until(Duration::from_secs(30), || {
+        let (_, list) = post(
+            &format!("{}/api/v1/approvals/list", cp.url),
+            Some(&operator),
+            &json!({"workspace_id": WS, "status": "pending"}),
+        );
+        for a in list["approvals"].as_array().cloned().unwrap_or_default() {
+            if a["subject"]["input_hash"] == wu11_hash.as_str() {
+                let (s, _) = post(
+                    &format!("{}/api/v1/approvals/resolve", cp.url),
+                    Some(&operator),
+                    &json!({"workspace_id": WS, "approval_id": a["approval_id"],
+                            "decision": "rejected", "reason": "not today"}),
+                );
+                rejected = s == 200;
+            }
+        }
+        rejected
+    }));
+    let (s, out) = waiting.join().unwrap();
+    assert_eq!(
+        (s, out["error"]["code"].as_str()),
+        (403, Some("APPROVAL_DENIED")),
+        "{out}"
+    );
+    assert!(
+        out["error"]["message"]
+            .as_str()
+            .unwrap_or_default()
+            .contains("not today"),
+        "{out}"
+    );
 }
 
 /// A control plane that is not running: the enrollment says so with the cause a person can act
@@ -600,4 +643,60 @@ fn commands_outside_a_sidecar_deliver_their_events_to_the_control_plane() {
     let ledger =
         std::fs::read_to_string(ws.join(".lumenflow/state/conductor/events.jsonl")).unwrap();
     assert_eq!(ledger.lines().count(), events.len() + 1);
+}
+
+/// ENR-10: revoking a workspace's enrollment also cuts off its sidecar. The sidecar pulls the
+/// revocation list with that same (now revoked) token and is refused; before, it kept its old
+/// list and accepted the revoked token forever.
+#[test]
+fn a_revoked_enrollment_cuts_its_sidecar_off() {
+    let home = tempfile::tempdir().unwrap();
+    let home = home.path();
+    let cp = cloud(home);
+    let db = cp.database.as_str();
+    let code = enroll_code(home, db, WS);
+    let (_tmp, root) = workspace();
+    cli_json(
+        &root,
+        &["enroll", "--control-plane", &cp.url, "--code", &code],
+    );
+    let enrollment: Value = serde_json::from_slice(
+        &std::fs::read(root.join(".lumenflow/state/conductor/enrollment.json")).unwrap(),
+    )
+    .unwrap();
+    let token = enrollment["token"].as_str().unwrap().to_string();
+    let sidecar = Sidecar::spawn(&root, &["--revocation-interval-ms", "200"]);
+    let call = || {
+        post(
+            &format!("{}/tools/software-delivery:wu_claim", sidecar.url),
+            Some(&token),
+            &json!({"wu_id": "WU-7", "lane": "Content: Site Comms"}),
+        )
+    };
+    let (s, body) = call();
+    assert_eq!(s, 200, "{body}");
+
+    cli_json(
+        home,
+        &[
+            "cloud",
+            "revoke",
+            "--workspace-id",
+            WS,
+            "--all",
+            "--database",
+            db,
+        ],
+    );
+    let mut last = (0, Value::Null);
+    assert!(
+        wait_until(Duration::from_secs(20), || {
+            last = call();
+            last.0 == 401
+        }),
+        "the revoked enrollment's token still works: {last:?}\n{}",
+        sidecar.log()
+    );
+    let message = last.1["error"]["message"].as_str().unwrap_or_default();
+    assert!(message.contains("enroll the workspace again"), "{}", last.1);
 }

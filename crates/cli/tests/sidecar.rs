@@ -803,9 +803,19 @@ fn mcp_over_stdio_lists_and_calls_through_the_same_path() {
     let refused = recv(4);
     assert_eq!(refused["result"]["isError"], json!(true), "{refused}");
     assert_eq!(
-        refused["result"]["structuredContent"]["error"]["code"],
+        refused["result"]["_meta"]["lumenflow/error"]["code"],
         "TOKEN_SCOPE_DENIED"
     );
+    // No structured content on a refusal: it would not match the tool's output schema, and
+    // the TypeScript SDK throws on that instead of returning the refusal.
+    assert!(
+        refused["result"].get("structuredContent").is_none(),
+        "{refused}"
+    );
+    assert!(refused["result"]["_meta"]["lumenflow/receipt_id"].is_string());
+    assert!(call["result"]["_meta"]["lumenflow/receipt_id"]
+        .as_str()
+        .is_some_and(|r| r.starts_with("rcpt_")));
     drop(stdin);
     let _ = child.kill();
     let _ = child.wait();
@@ -817,6 +827,16 @@ fn mcp_over_stdio_lists_and_calls_through_the_same_path() {
         (started["surface"].as_str(), started["caller"].as_str()),
         (Some("mcp"), Some(WS))
     );
+    // Tokens of one subject given to different agents are told apart by their id.
+    let claims: Value = serde_json::from_slice(
+        &base64::Engine::decode(
+            &base64::engine::general_purpose::URL_SAFE_NO_PAD,
+            token.split('.').nth(1).unwrap(),
+        )
+        .unwrap(),
+    )
+    .unwrap();
+    assert_eq!(started["token_id"], claims["jti"], "{started}");
 }
 
 /// `token mint` prints the token and nothing else; `enroll` never prints it.
@@ -872,6 +892,12 @@ fn tokens_never_leak_into_output() {
 fn mcp_over_http_needs_a_token_and_serves_the_same_tools() {
     let cloud = FakeCloud::start();
     let (_tmp, root) = workspace();
+    // A gate that takes a while, to stop the sidecar while an MCP call runs.
+    let yaml = root.join("workspace.yaml");
+    let text = std::fs::read_to_string(&yaml)
+        .unwrap()
+        .replace("test -f README.md", "sleep 2 && test -f README.md");
+    std::fs::write(&yaml, text).unwrap();
     enroll(&root, &cloud);
     let sidecar = Sidecar::spawn(&root, &[]);
     let url = format!("{}/mcp", sidecar.url);
@@ -951,6 +977,51 @@ fn mcp_over_http_needs_a_token_and_serves_the_same_tools() {
         (Some("mcp"), Some(WS))
     );
 
+    // A page on another origin cannot drive the sidecar through a browser (DNS rebinding).
+    let foreign = http()
+        .post(&url)
+        .bearer_auth(&token)
+        .header("accept", "application/json, text/event-stream")
+        .header("origin", "http://evil.example")
+        .json(&init)
+        .send()
+        .unwrap();
+    assert_eq!(foreign.status().as_u16(), 403);
+
+    // A call running when SIGTERM comes still finishes: its session waits for it (it used to
+    // be cut with the session, its receipt later marked `crashed`).
+    let (reply_tx, reply_rx) = std::sync::mpsc::channel();
+    {
+        let session = session.map(str::to_string);
+        let (url, token) = (url.clone(), token.clone());
+        std::thread::spawn(move || {
+            let resp = http()
+                .post(&url)
+                .bearer_auth(&token)
+                .header("accept", "application/json, text/event-stream")
+                .header("mcp-session-id", session.unwrap_or_default())
+                .json(&json!({"jsonrpc": "2.0", "id": 9, "method": "tools/call", "params": {
+                    "name": "software-delivery:gates", "arguments": {"wu_id": "WU-11", "gates": ["format"]}}}))
+                .send();
+            let text = match resp {
+                Ok(r) => format!("{} {}", r.status(), r.text().unwrap_or_default()),
+                Err(e) => format!("request failed: {e}"),
+            };
+            let reply = text
+                .lines()
+                .filter_map(|l| l.strip_prefix("data:"))
+                .filter_map(|d| serde_json::from_str::<Value>(d.trim()).ok())
+                .find(|v| v["id"] == 9)
+                .unwrap_or(Value::String(text));
+            let _ = reply_tx.send(reply);
+        });
+    }
+    assert!(wait_until(Duration::from_secs(30), || {
+        kernel_log(&root).iter().any(|r| {
+            r["kind"] == "tool_call_started" && r["tool_name"] == "software-delivery:gates"
+        })
+    }));
+
     // An open session's event stream does not hold a stopping sidecar: SIGTERM ends the
     // session, the stream reaches its end, and the process exits 0 (it used to wait forever).
     let stream = http()
@@ -975,6 +1046,12 @@ fn mcp_over_http_needs_a_token_and_serves_the_same_tools() {
         .status()
         .unwrap()
         .success());
+    // The answer travels on the request's event stream, which the HTTP server's graceful
+    // shutdown may end before the call is done; the call itself must finish (below).
+    let reply = reply_rx.recv_timeout(Duration::from_secs(60)).unwrap();
+    if reply.get("result").is_some() {
+        assert_eq!(reply["result"]["isError"], json!(false), "{reply}");
+    }
     assert_eq!(
         ended.recv_timeout(Duration::from_secs(60)),
         Ok(true),
@@ -993,4 +1070,148 @@ fn mcp_over_http_needs_a_token_and_serves_the_same_tools() {
         std::thread::sleep(Duration::from_millis(50));
     };
     assert!(exit.success(), "exit status {exit:?}\n{}", sidecar.log());
+    let log = kernel_log(&root);
+    let receipt = log
+        .iter()
+        .find(|r| r["kind"] == "tool_call_started" && r["tool_name"] == "software-delivery:gates")
+        .map(|r| r["receipt_id"].clone())
+        .unwrap();
+    assert!(
+        log.iter().any(|r| r["kind"] == "tool_call_finished"
+            && r["receipt_id"] == receipt
+            && r["result"] == "success"),
+        "the call cut by SIGTERM finished: {log:?}"
+    );
+}
+
+/// KRN-08: a running sidecar judges calls by the rules in force. A rule added to
+/// `workspace.yaml` while it runs stops it (`WORKSPACE_CHANGED`, with a receipt) instead of
+/// being ignored until someone restarts it; a comment is not a change; the restarted sidecar
+/// enforces the rule.
+#[test]
+fn a_running_sidecar_does_not_serve_a_stale_workspace() {
+    let cloud = FakeCloud::start();
+    let (_tmp, root) = workspace();
+    enroll(&root, &cloud);
+    let sidecar = Sidecar::spawn(&root, &[]);
+    let token = cloud.token(WS, "workspace");
+    let (s, out) = git_status(&sidecar, &token);
+    assert_eq!(s, 200, "{out}");
+
+    let yaml = root.join("workspace.yaml");
+    let mut text = std::fs::read_to_string(&yaml).unwrap();
+    text.insert_str(0, "# reviewed by ops\n");
+    std::fs::write(&yaml, &text).unwrap();
+    let (s, out) = git_status(&sidecar, &token);
+    assert_eq!(
+        (s, &out["success"]),
+        (200, &json!(true)),
+        "a comment: {out}"
+    );
+
+    text.push_str(
+        "policies:\n  rules:\n    - {id: ops.no-git, trigger: on_tool_request, decision: deny, reason: frozen, when: {tool: \"git:*\"}}\n",
+    );
+    std::fs::write(&yaml, &text).unwrap();
+    let (_, out) = git_status(&sidecar, &token);
+    assert_eq!(out["error"]["code"], "WORKSPACE_CHANGED", "{out}");
+    assert!(
+        out["error"]["message"]
+            .as_str()
+            .unwrap()
+            .contains("restart the sidecar"),
+        "{out}"
+    );
+    let refused = kernel_log(&root)
+        .into_iter()
+        .rfind(|r| r["kind"] == "tool_call_finished")
+        .unwrap();
+    assert_eq!(refused["error_code"], "WORKSPACE_CHANGED", "{refused}");
+    sidecar.kill();
+
+    let sidecar = Sidecar::spawn(&root, &[]);
+    let (_, out) = git_status(&sidecar, &token);
+    assert_eq!(out["error"]["code"], "POLICY_DENIED", "{out}");
+}
+
+/// Data loss on a client's close: MCP clients close `lumenflow mcp`'s stdin and then send
+/// SIGTERM; a call running then used to die with the process before its finished receipt (the
+/// call was later marked `crashed`). The process now waits for its calls (bounded by the grace).
+#[test]
+fn mcp_over_stdio_finishes_its_calls_when_the_client_goes_away() {
+    use std::io::{BufRead, BufReader, Write};
+    let (_tmp, root) = workspace();
+    let yaml = root.join("workspace.yaml");
+    let text = std::fs::read_to_string(&yaml)
+        .unwrap()
+        .replace("test -f README.md", "sleep 2 && test -f README.md");
+    std::fs::write(&yaml, text).unwrap();
+    ok(&root, &["enroll", "--standalone"]);
+    let mut child = std::process::Command::new(bin())
+        .args(["mcp", "--dir"])
+        .arg(&root)
+        .stdin(std::process::Stdio::piped())
+        .stdout(std::process::Stdio::piped())
+        .stderr(std::process::Stdio::piped())
+        .spawn()
+        .unwrap();
+    let mut stdin = child.stdin.take().unwrap();
+    let mut lines = BufReader::new(child.stdout.take().unwrap()).lines();
+    let mut send = |v: Value| {
+        writeln!(stdin, "{v}").unwrap();
+        stdin.flush().unwrap();
+    };
+    send(
+        json!({"jsonrpc": "2.0", "id": 1, "method": "initialize", "params": {
+        "protocolVersion": "2025-06-18", "capabilities": {}, "clientInfo": {"name": "test", "version": "1"}}}),
+    );
+    send(json!({"jsonrpc": "2.0", "method": "notifications/initialized"}));
+    send(
+        json!({"jsonrpc": "2.0", "id": 2, "method": "tools/call", "params": {
+        "name": "software-delivery:wu_claim", "arguments": {"wu_id": "WU-9", "lane": "Content: Site Comms"}}}),
+    );
+    loop {
+        let v: Value = serde_json::from_str(&lines.next().unwrap().unwrap()).unwrap();
+        if v["id"] == 2 {
+            assert_eq!(v["result"]["isError"], json!(false), "{v}");
+            break;
+        }
+    }
+    send(
+        json!({"jsonrpc": "2.0", "id": 3, "method": "tools/call", "params": {
+        "name": "software-delivery:gates", "arguments": {"wu_id": "WU-9", "gates": ["format"]}}}),
+    );
+    // Wait until the gate runs, then hang up.
+    assert!(wait_until(Duration::from_secs(30), || {
+        kernel_log(&root).iter().any(|r| {
+            r["kind"] == "tool_call_started" && r["tool_name"] == "software-delivery:gates"
+        })
+    }));
+    // What MCP clients do on close: close stdin, then terminate the server.
+    drop(stdin);
+    assert!(std::process::Command::new("kill")
+        .args(["-TERM", &child.id().to_string()])
+        .status()
+        .unwrap()
+        .success());
+    let out = child.wait_with_output().unwrap();
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert!(out.status.success(), "{stderr}");
+    // Who the session acted as, on stderr (stdout is JSON-RPC only).
+    assert!(
+        stderr.contains("acting as `ws-42`") && stderr.contains("LUMENFLOW_TOKEN is not set"),
+        "{stderr}"
+    );
+    let log = kernel_log(&root);
+    let receipt = log
+        .iter()
+        .find(|r| r["kind"] == "tool_call_started" && r["tool_name"] == "software-delivery:gates")
+        .map(|r| r["receipt_id"].clone())
+        .unwrap();
+    let finished: Vec<&Value> = log
+        .iter()
+        .filter(|r| r["kind"] == "tool_call_finished" && r["receipt_id"] == receipt)
+        .collect();
+    assert_eq!(finished.len(), 1, "{log:?}");
+    assert_eq!(finished[0]["result"], "success", "{:?}", finished[0]);
 }

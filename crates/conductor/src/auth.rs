@@ -44,6 +44,13 @@ pub enum AuthError {
     )]
     RevocationsUnknown { path: String, reason: String },
     #[error(
+        "the control plane refused this sidecar's own token when it pulled the revocation list \
+         ({reason}): the workspace's enrollment was revoked or has expired, so no token can be \
+         checked against a current list and every token is refused; enroll the workspace again \
+         (`lumenflow enroll --control-plane URL --code CODE`) and restart the sidecar"
+    )]
+    EnrollmentRefused { reason: String },
+    #[error(
         "the token's scopes (`{scopes}`) do not include `{required}`, which {target} requires"
     )]
     ScopeDenied {
@@ -141,6 +148,11 @@ enum Revocations {
         path: String,
         reason: String,
     },
+    /// The control plane refused the sidecar's own token on the last pull: whatever was revoked
+    /// since cannot be known, so nothing is accepted until a pull succeeds.
+    Refused {
+        reason: String,
+    },
 }
 
 /// The cached list at `path`: `None` when there is no cache yet.
@@ -206,6 +218,13 @@ impl Verifier {
         Ok(())
     }
 
+    /// The control plane refused this sidecar's token when asked for the list (revoked or
+    /// expired enrollment): refuse every token until a pull succeeds again.
+    pub fn set_refused(&self, reason: String) {
+        *self.revoked.write().unwrap_or_else(PoisonError::into_inner) =
+            Revocations::Refused { reason };
+    }
+
     fn check_revocation(&self, jti: &str) -> Result<(), AuthError> {
         // A poisoned lock is treated as "revoked": fail closed.
         let Ok(revoked) = self.revoked.read() else {
@@ -216,6 +235,9 @@ impl Verifier {
             Revocations::Known(_) => Ok(()),
             Revocations::Unknown { path, reason } => Err(AuthError::RevocationsUnknown {
                 path: path.clone(),
+                reason: reason.clone(),
+            }),
+            Revocations::Refused { reason } => Err(AuthError::EnrollmentRefused {
                 reason: reason.clone(),
             }),
         }
@@ -328,6 +350,15 @@ mod tests {
         // Revocation, and the cache surviving a restart.
         v.set_revoked(vec![good.jti.clone()]).expect("revoke");
         assert!(matches!(check(&v, &key, &good), Err(AuthError::Revoked)));
+        // The control plane refusing the sidecar's own token: nothing is accepted (fail
+        // closed), until a pull succeeds again.
+        let fresh = claims("ws", "ws", "workspace", 600);
+        v.set_refused("401 TOKEN_INVALID: the token was revoked".into());
+        let e = check(&v, &key, &fresh).expect_err("cut off");
+        assert_eq!((e.code(), e.status()), (TOKEN_INVALID, 401), "{e}");
+        assert!(e.to_string().contains("enroll the workspace again"), "{e}");
+        v.set_revoked(vec![good.jti.clone()]).expect("pull");
+        assert!(check(&v, &key, &fresh).is_ok());
         let v2 = Verifier::new(key.public(), "ws", Some(&cache));
         assert!(matches!(check(&v2, &key, &good), Err(AuthError::Revoked)));
     }

@@ -31,6 +31,10 @@ pub const TOOL_CALL_APPROVAL: &str = "tool_call";
 /// The refusal code when the control plane cannot be asked (HTTP 503 on the sidecar).
 pub const UNAVAILABLE: &str = "APPROVAL_PROVIDER_UNAVAILABLE";
 const REQUIRED: &str = "APPROVAL_REQUIRED";
+/// An operator rejected the call's approval while it waited (HTTP 403 on the sidecar).
+pub const DENIED: &str = "APPROVAL_DENIED";
+/// The call's approval expired undecided while it waited (HTTP 403).
+pub const EXPIRED: &str = "APPROVAL_EXPIRED";
 
 /// How long a pending request lives in the control plane before it reads as `expired`.
 pub const REQUEST_TTL: Duration = Duration::from_secs(60 * 60);
@@ -257,10 +261,19 @@ impl CloudApprovalGate {
                 Some(record.approval_id),
             ))),
             other => Ok(Err(refusal(
-                REQUIRED,
+                match other {
+                    "rejected" => DENIED,
+                    "expired" => EXPIRED,
+                    _ => REQUIRED,
+                },
                 format!(
-                    "approval {} was {other}{}",
+                    "approval {} was {other}{}{}; a new call with the same input asks again",
                     record.approval_id,
+                    record
+                        .reviewer_id
+                        .as_deref()
+                        .map(|r| format!(" by {r}"))
+                        .unwrap_or_default(),
                     record
                         .decision_reason
                         .as_deref()

@@ -32,7 +32,7 @@ use serde::Serialize;
 use serde_json::Value;
 use tokio::sync::{mpsc, Notify};
 
-use crate::control_plane::ControlPlane;
+use crate::control_plane::{ControlPlane, ControlPlaneError};
 use crate::outbox::{Outbox, OutboxError, RawPending};
 use crate::seq::SeqCounter;
 use lumenflow_kernel::events::ledger::Ledger;
@@ -561,6 +561,22 @@ pub async fn refresh_revocations(upstream: &Upstream, verifier: &crate::auth::Ve
                 true
             }
         },
+        // Our own token refused: the workspace was cut off (revoked, expired). Accepting tokens
+        // on a list that can no longer be refreshed would keep revoked ones working forever.
+        Err(ControlPlaneError::Refused {
+            status: status @ (401 | 403),
+            code,
+            message,
+            ..
+        }) => {
+            tracing::error!(
+                status,
+                %code,
+                "the control plane refused this sidecar's token for the revocation list: {message}; every token is refused until the workspace is enrolled again"
+            );
+            verifier.set_refused(format!("{status} {code}: {message}"));
+            false
+        }
         Err(e) => {
             tracing::info!(code = e.code(), "revocation list not refreshed: {e}");
             false

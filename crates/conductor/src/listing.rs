@@ -41,9 +41,12 @@ pub fn describe(tool: &RegisteredTool) -> ToolDescriptor {
         input_schema: m
             .input_schema
             .clone()
-            .map(Value::Object)
+            .map(|s| advertised(Value::Object(s)))
             .unwrap_or_else(|| json!({"type": "object"})),
-        output_schema: m.output_schema.clone().map(Value::Object),
+        output_schema: m
+            .output_schema
+            .clone()
+            .map(|s| advertised(Value::Object(s))),
         decision: if m.required_approvals.is_empty() {
             "allow".to_string()
         } else {
@@ -148,5 +151,59 @@ mod tests {
         assert!(a.listing.tools.is_empty());
         assert_eq!(a.etag, b.etag);
         assert!(a.etag.starts_with("\"sha256:"));
+    }
+}
+
+/// A manifest schema as a standard JSON Schema reader understands it. The kernel's objects are
+/// strict unless `additionalProperties` is `true` (the original's subset); standard readers take
+/// an absent `additionalProperties` as "anything goes", so an agent would send keys the kernel
+/// refuses. Every object that is strict says so explicitly.
+pub fn advertised(schema: Value) -> Value {
+    match schema {
+        Value::Object(mut m) => {
+            let is_object = m.get("type").and_then(Value::as_str) == Some("object")
+                && !m.contains_key("const")
+                && !m.contains_key("enum");
+            if is_object && m.get("additionalProperties") != Some(&Value::Bool(true)) {
+                m.insert("additionalProperties".into(), Value::Bool(false));
+            }
+            if let Some(Value::Object(props)) = m.get_mut("properties") {
+                for v in props.values_mut() {
+                    *v = advertised(std::mem::take(v));
+                }
+            }
+            if let Some(items) = m.get_mut("items") {
+                *items = advertised(std::mem::take(items));
+            }
+            Value::Object(m)
+        }
+        other => other,
+    }
+}
+
+#[cfg(test)]
+mod advertised_tests {
+    use super::advertised;
+    use serde_json::json;
+
+    #[test]
+    fn strict_objects_say_so_and_open_ones_stay_open() {
+        let schema = json!({"type": "object", "properties": {
+            "a": {"type": "object", "properties": {"b": {"type": "string"}}},
+            "open": {"type": "object", "additionalProperties": true},
+            "list": {"type": "array", "items": {"type": "object", "additionalProperties": {"type": "string"}}},
+            "pick": {"type": "object", "enum": [{"x": 1}]}
+        }});
+        let out = advertised(schema);
+        assert_eq!(out["additionalProperties"], false);
+        assert_eq!(out["properties"]["a"]["additionalProperties"], false);
+        assert_eq!(out["properties"]["open"]["additionalProperties"], true);
+        assert_eq!(
+            out["properties"]["list"]["items"]["additionalProperties"], false,
+            "a schema there is strict too in the kernel's subset"
+        );
+        assert!(out["properties"]["pick"]
+            .get("additionalProperties")
+            .is_none());
     }
 }

@@ -121,9 +121,13 @@ pub fn status_for(output: &ToolOutput) -> StatusCode {
     }
     match output.error_code() {
         Some(codes::TOOL_NOT_FOUND) => StatusCode::NOT_FOUND,
-        Some(codes::POLICY_DENIED | codes::SCOPE_DENIED | codes::APPROVAL_REQUIRED) => {
-            StatusCode::FORBIDDEN
-        }
+        Some(
+            codes::POLICY_DENIED
+            | codes::SCOPE_DENIED
+            | codes::APPROVAL_REQUIRED
+            | crate::cloud_approvals::DENIED
+            | crate::cloud_approvals::EXPIRED,
+        ) => StatusCode::FORBIDDEN,
         Some(codes::INVALID_INPUT) => StatusCode::BAD_REQUEST,
         // The control plane that decides approvals is down: the call was refused (fail closed)
         // and may succeed later, which is what 503 says.

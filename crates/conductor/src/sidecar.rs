@@ -201,6 +201,8 @@ pub struct Sidecar {
     tasks: Vec<JoinHandle<()>>,
     /// Cancelled when serving stops: ends the `/mcp` sessions.
     mcp_stop: tokio_util::sync::CancellationToken,
+    /// The `/mcp` tool calls running: the sessions end only after them.
+    mcp_calls: crate::mcp::InFlight,
 }
 
 /// How long a stopping sidecar waits for requests in flight before it exits anyway. A tool call
@@ -397,17 +399,23 @@ impl Sidecar {
             state,
             tasks,
             mcp_stop: tokio_util::sync::CancellationToken::new(),
+            mcp_calls: crate::mcp::InFlight::default(),
         })
     }
 
     /// The HTTP router, `/mcp` included.
     pub fn router(&self) -> axum::Router {
-        let mcp = crate::mcp::http_service(self.state.clone(), self.mcp_stop.clone());
+        let mcp = crate::mcp::http_service(
+            self.state.clone(),
+            self.mcp_stop.clone(),
+            self.mcp_calls.clone(),
+        );
         server::router(self.state.clone(), Some(mcp))
     }
 
-    /// Serve HTTP on `listener` until `shutdown` resolves; then stop accepting, end the `/mcp`
-    /// sessions, and give requests in flight up to [`SHUTDOWN_GRACE`].
+    /// Serve HTTP on `listener` until `shutdown` resolves; then stop accepting, give requests
+    /// in flight up to [`SHUTDOWN_GRACE`], and end the `/mcp` sessions once their tool calls
+    /// have answered (an open session's event stream would otherwise hold the server).
     pub async fn serve(
         &self,
         listener: tokio::net::TcpListener,
@@ -415,10 +423,14 @@ impl Sidecar {
     ) -> Result<(), SidecarError> {
         let (stopping_tx, mut stopping) = tokio::sync::watch::channel(false);
         let mcp_stop = self.mcp_stop.clone();
+        let mcp_calls = self.mcp_calls.clone();
         let graceful = axum::serve(listener, self.router()).with_graceful_shutdown(async move {
             shutdown.await;
-            mcp_stop.cancel();
             stopping_tx.send_replace(true);
+            tokio::spawn(async move {
+                let _ = tokio::time::timeout(SHUTDOWN_GRACE, mcp_calls.idle()).await;
+                mcp_stop.cancel();
+            });
         });
         tokio::select! {
             served = std::future::IntoFuture::into_future(graceful) => {

@@ -461,16 +461,39 @@ pub fn mcp(ctx: &Context, args: McpArgs) -> Result<(), CliError> {
     options.runtime = runtime_options();
     tokio_runtime()?.block_on(async move {
         let sidecar = Sidecar::start(options).await.map_err(sidecar_error)?;
-        let token = match std::env::var("LUMENFLOW_TOKEN") {
-            Ok(t) if !t.trim().is_empty() => t,
-            _ => enrollment::load(&dir).map_err(enrollment_error)?.token,
+        let (token, from) = match std::env::var("LUMENFLOW_TOKEN") {
+            Ok(t) if !t.trim().is_empty() => (t, "LUMENFLOW_TOKEN"),
+            _ => (
+                enrollment::load(&dir).map_err(enrollment_error)?.token,
+                "the workspace's enrollment (LUMENFLOW_TOKEN is not set)",
+            ),
         };
+        let token = token.trim().to_string();
         let caller = sidecar
-            .caller_for_token(token.trim())
+            .caller_for_token(&token)
             .map_err(|e| CliError::new(e.code(), format!("the MCP caller's token: {e}")))?;
-        let server = lumenflow_conductor::mcp::McpServer::stdio(sidecar.state.clone(), caller);
-        lumenflow_conductor::mcp::serve_stdio(server)
-            .await
-            .map_err(|m| CliError::new("MCP_FAILED", m))
+        // stdout carries JSON-RPC only; who the session acts as goes to stderr, where MCP
+        // clients keep the server's log.
+        eprintln!(
+            "lumenflow mcp: workspace `{}` at {}, acting as `{}` with scopes `{}` (token from {}, \
+             expires {})",
+            caller.claims.aud,
+            dir.display(),
+            caller.identity(),
+            caller.claims.scope,
+            from,
+            lumenflow_contracts::time::Timestamp::from_unix_millis(
+                caller.claims.exp.saturating_mul(1000)
+            )
+            .to_rfc3339(),
+        );
+        let server = lumenflow_conductor::mcp::McpServer::stdio(sidecar.state.clone(), token);
+        lumenflow_conductor::mcp::serve_stdio(
+            server,
+            super::shutdown_signal(),
+            lumenflow_conductor::sidecar::SHUTDOWN_GRACE,
+        )
+        .await
+        .map_err(|m| CliError::new("MCP_FAILED", m))
     })
 }
