@@ -977,6 +977,21 @@ fn mcp_over_http_needs_a_token_and_serves_the_same_tools() {
         (Some("mcp"), Some(WS))
     );
 
+    // A session is bound to the token it was used with: another token (here with the same
+    // subject) cannot take it over, and must open its own session.
+    let other = cloud.token(WS, "workspace");
+    let hijack = http()
+        .post(&url)
+        .bearer_auth(&other)
+        .header("accept", "application/json, text/event-stream")
+        .header("mcp-session-id", session.unwrap_or_default())
+        .json(&json!({"jsonrpc": "2.0", "id": 4, "method": "tools/list"}))
+        .send()
+        .unwrap()
+        .text()
+        .unwrap();
+    assert!(hijack.contains("opened with another token"), "{hijack}");
+
     // A page on another origin cannot drive the sidecar through a browser (DNS rebinding).
     let foreign = http()
         .post(&url)

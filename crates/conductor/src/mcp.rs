@@ -108,6 +108,10 @@ pub struct McpServer {
     /// from each request.
     stdio_token: Option<String>,
     in_flight: InFlight,
+    /// The token (its `jti`) an HTTP session first acted with: later requests of the session
+    /// must carry the same one, so a session id cannot be reused with another identity or
+    /// scope (the transport spec asks sessions to be bound to the user).
+    session_token: Arc<std::sync::OnceLock<String>>,
 }
 
 impl McpServer {
@@ -116,6 +120,7 @@ impl McpServer {
             state,
             stdio_token: Some(token),
             in_flight: InFlight::default(),
+            session_token: Arc::default(),
         }
     }
 
@@ -137,7 +142,8 @@ impl McpServer {
                     )
                 });
         }
-        ctx.extensions
+        let caller = ctx
+            .extensions
             .get::<axum::http::request::Parts>()
             .and_then(|parts| parts.extensions.get::<Caller>())
             .cloned()
@@ -146,7 +152,16 @@ impl McpServer {
                     "TOKEN_INVALID: the request carries no verified bearer token",
                     None,
                 )
-            })
+            })?;
+        let owner = self.session_token.get_or_init(|| caller.claims.jti.clone());
+        if *owner != caller.claims.jti {
+            return Err(McpError::invalid_request(
+                "TOKEN_INVALID: this MCP session was opened with another token; start a new \
+                 session (initialize) to act with this one",
+                None,
+            ));
+        }
+        Ok(caller)
     }
 }
 
@@ -168,6 +183,7 @@ pub fn http_service(state: Shared, stop: CancellationToken, calls: InFlight) -> 
                 state: state.clone(),
                 stdio_token: None,
                 in_flight: calls.clone(),
+                session_token: Arc::default(),
             })
         },
         Arc::new(LocalSessionManager::default()),
