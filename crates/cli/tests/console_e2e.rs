@@ -113,7 +113,11 @@ fn operator_logs_in_and_approves_a_waiting_sidecar_call_in_the_browser() {
         hash
     );
     let asked = browser.text(&format!("{card} [data-testid=approval-requester]"));
-    assert!(asked.contains("(agent)"), "who asked: {asked}");
+    // The operator token's subject invoked the call; the sidecar asked as the workspace.
+    assert!(
+        asked.contains("Asked by operator") && asked.contains(&format!("via {WS}")),
+        "who asked: {asked}"
+    );
     let expiry = browser.text(&format!("{card} [data-testid=approval-expiry]"));
     assert!(expiry.starts_with("expires in "), "{expiry}");
     browser.screenshot("approvals-pending");

@@ -984,8 +984,35 @@ fn tail_stream(tail: Tail) -> impl Stream<Item = Result<SseEvent, std::convert::
 // ---------------------------------------------------------------------------------------------
 // Registry and invoke
 
-/// Fetch a workspace's `GET /tools` (with `If-None-Match`) and store it.
+/// Fetch a workspace's `GET /tools` (with `If-None-Match`) and store it. Whether the sidecar
+/// answered is recorded, so every page (and the background refresher's failures, which nobody
+/// watches) reads the same connection state.
 pub async fn refresh_tools(
+    store: &Store,
+    authority: &Authority,
+    http: &reqwest::Client,
+    ws: &str,
+) -> CloudResult<&'static str> {
+    let result = fetch_tools(store, authority, http, ws).await;
+    match &result {
+        Ok(_) => note_sidecar_contact(store, ws, None).await,
+        Err(e @ CloudError::Sidecar(_)) => {
+            note_sidecar_contact(store, ws, Some(&e.to_string())).await
+        }
+        Err(_) => {}
+    }
+    result
+}
+
+/// Record whether a workspace's sidecar answered. Losing the record only costs the display,
+/// so a failure is logged, never returned.
+pub(crate) async fn note_sidecar_contact(store: &Store, ws: &str, error: Option<&str>) {
+    if let Err(e) = store.record_sidecar_contact(ws, error, now_ms()).await {
+        tracing::warn!(workspace = %ws, error = %e, "cannot record the sidecar's reachability");
+    }
+}
+
+async fn fetch_tools(
     store: &Store,
     authority: &Authority,
     http: &reqwest::Client,
@@ -1171,10 +1198,20 @@ async fn invoke_tool(
         check_workspace_id(&ws, "workspace")?;
         let bytes = read_body(body, "POST /api/v1/workspaces/{ws}/tools/{name}").await?;
         let input: Value = parse_json(&bytes, "POST /api/v1/workspaces/{ws}/tools/{name}")?;
-        state
+        let caller = state
             .authorize(&mut audit, &headers, Some(&ws), Allow::Operator)
             .await?;
-        crate::console::approvals::remember_call_input(&state.store, &ws, &name, &input).await;
+        // The sidecar sees only the control plane's workspace token, so its events and approval
+        // requests name the workspace; remembering who invoked lets the console name them.
+        let invoked_by = caller.subject_text().to_string();
+        crate::console::approvals::remember_call_input(
+            &state.store,
+            &ws,
+            &name,
+            &input,
+            &invoked_by,
+        )
+        .await;
         audit.entry.detail = Some(format!("tool {name}"));
         let sidecar = sidecar_url(&state.store, &ws).await?;
         let scope = tool_scope(&state.store, &ws, &name).await;
@@ -1191,7 +1228,15 @@ async fn invoke_tool(
             .body(bytes.to_vec())
             .send()
             .await
-            .map_err(|e| CloudError::Sidecar(format!("POST {url} failed: {}", with_causes(&e))))?;
+            .map_err(|e| CloudError::Sidecar(format!("POST {url} failed: {}", with_causes(&e))));
+        let resp = match resp {
+            Ok(r) => r,
+            Err(e) => {
+                note_sidecar_contact(&state.store, &ws, Some(&e.to_string())).await;
+                return Err(e);
+            }
+        };
+        note_sidecar_contact(&state.store, &ws, None).await;
         let status =
             StatusCode::from_u16(resp.status().as_u16()).unwrap_or(StatusCode::BAD_GATEWAY);
         let content_type = resp
@@ -1204,6 +1249,15 @@ async fn invoke_tool(
             .await
             .map_err(|e| CloudError::Sidecar(format!("POST {url}: {}", with_causes(&e))))?;
         audit.entry.detail = Some(format!("tool {name} -> {status}"));
+        crate::console::approvals::remember_invocation(
+            &state.store,
+            &ws,
+            &name,
+            &input,
+            &body,
+            &invoked_by,
+        )
+        .await;
         Ok((
             status,
             [(header::CONTENT_TYPE, content_type)],
@@ -1313,9 +1367,15 @@ async fn approval_request(State(state): State<Shared>, headers: HeaderMap, body:
             decided_at: None,
             expires_at: Some(expires.to_rfc3339()),
         };
+        // The record keeps the requester the body stated (the wire shape); who actually asked
+        // is the token's subject, stored beside it for the console.
         state
             .store
-            .insert_approval(&record, Some(expires.unix_millis()))
+            .insert_approval_by(
+                &record,
+                Some(expires.unix_millis()),
+                Some(caller.subject_text()),
+            )
             .await?;
         audit.entry.detail = Some(format!("approval {}", record.approval_id));
         let mut out = record;
@@ -1347,19 +1407,36 @@ async fn approval_resolve(State(state): State<Shared>, headers: HeaderMap, body:
             )));
         }
         audit.entry.detail = Some(format!("approval {} {}", input.approval_id, input.decision));
-        let reviewer = input
+        // The decider is the token's subject. A `reviewer_id` naming someone else is not
+        // refused (scripts such as the demo name a reviewer), but it is kept only as a stated
+        // reviewer, so nobody reads it as who decided.
+        let subject = caller.subject_text().to_string();
+        let stated = input
             .reviewer_id
-            .clone()
-            .unwrap_or_else(|| caller.subject_text().to_string());
+            .as_deref()
+            .map(str::trim)
+            .filter(|r| !r.is_empty() && *r != subject);
+        if let Some(stated) = stated {
+            audit.entry.detail = Some(format!(
+                "approval {} {} (stated reviewer {})",
+                input.approval_id,
+                input.decision,
+                stated.chars().take(100).collect::<String>()
+            ));
+        }
         match state
             .store
-            .resolve_approval(
+            .resolve_approval_by(
                 &input.workspace_id,
                 &input.approval_id,
                 &input.decision,
                 input.reason.as_deref(),
-                Some(&reviewer),
-                Some(input.reviewer_type.as_deref().unwrap_or("user")),
+                crate::store::Decider {
+                    subject: Some(&subject),
+                    reviewer_id: Some(&subject),
+                    reviewer_type: Some(input.reviewer_type.as_deref().unwrap_or("user")),
+                    stated,
+                },
             )
             .await?
         {

@@ -17,7 +17,7 @@ use std::time::Duration;
 use clap::{Args, Subcommand};
 use lumenflow_cloud::auth::{Authority, OPERATOR_TTL_SECONDS};
 use lumenflow_cloud::server::{self, ServeConfig};
-use lumenflow_cloud::store::{ResolveRefusal, Store, DEFAULT_DATABASE};
+use lumenflow_cloud::store::{AuditEntry, Decider, ResolveRefusal, Store, DEFAULT_DATABASE};
 use lumenflow_cloud::CloudError;
 use lumenflow_contracts::time::Timestamp;
 use lumenflow_contracts::wire::{ApprovalListInput, ApprovalRecord};
@@ -116,23 +116,33 @@ pub enum CloudCommand {
     #[command(subcommand)]
     Operator(OperatorCommand),
     /// Revoke one token (`--jti`) or every token of a workspace (`--all`).
+    ///
+    /// Workspace tokens take effect at the sidecar when it next pulls the list; the control
+    /// plane refuses a revoked token at once. An operator token (see `lumenflow --json cloud
+    /// operator-token`, field `jti`) is revoked with `--jti` alone.
     Revoke {
         #[command(flatten)]
         ws: WorkspaceIdArg,
-        #[arg(long, conflicts_with = "all")]
+        /// The id (`jti` claim) of the token to revoke. Without a workspace, the workspace it
+        /// was issued for is looked up (operator tokens included).
+        #[arg(long, conflicts_with = "all", value_name = "JTI")]
         jti: Option<String>,
+        /// Revoke every token issued for the workspace.
         #[arg(long)]
         all: bool,
+        /// Why, recorded with the revocation.
         #[arg(long)]
         reason: Option<String>,
         #[command(flatten)]
         db: DbArgs,
     },
-    /// Show the audit log (newest last).
+    /// Show the audit log (newest last): time, workspace, subject, device, action, outcome,
+    /// code and detail.
     Audit {
         #[command(flatten)]
         ws: WorkspaceIdArg,
-        #[arg(long, default_value_t = 50)]
+        /// How many of the newest lines to show (at most 10 000).
+        #[arg(long, default_value_t = 50, value_name = "N")]
         limit: u32,
         #[command(flatten)]
         db: DbArgs,
@@ -175,26 +185,36 @@ pub enum ApprovalsCommand {
         #[command(flatten)]
         db: DbArgs,
     },
-    /// Approve a pending approval.
+    /// Approve a pending approval (audited as `cli.approvals.decide`, subject `os:<user>`).
     Approve {
-        id: String,
-        #[arg(long)]
-        reason: Option<String>,
-        #[arg(long, default_value = "operator")]
-        reviewer: String,
         #[command(flatten)]
-        db: DbArgs,
+        decision: DecisionArgs,
     },
-    /// Reject a pending approval.
+    /// Reject a pending approval (audited as `cli.approvals.decide`, subject `os:<user>`).
     Reject {
-        id: String,
-        #[arg(long)]
-        reason: Option<String>,
-        #[arg(long, default_value = "operator")]
-        reviewer: String,
         #[command(flatten)]
-        db: DbArgs,
+        decision: DecisionArgs,
     },
+}
+
+/// What `approvals approve|reject` take.
+#[derive(Args, Debug)]
+pub struct DecisionArgs {
+    /// The approval's id (`apr_...`, from `approvals list` or the console).
+    id: String,
+    /// Why: recorded with the decision and shown in the console.
+    #[arg(long)]
+    reason: Option<String>,
+    /// The reviewer to record as `reviewer_id` (default: the OS user, `os:<login>`). The audit
+    /// line and the console always name the OS user who ran the command; a different reviewer
+    /// is shown as stated.
+    #[arg(long, value_name = "NAME")]
+    reviewer: Option<String>,
+    /// The approval's workspace: checked against the approval (ids are unique on their own).
+    #[arg(long = "workspace-id", value_name = "WS")]
+    workspace_id: Option<String>,
+    #[command(flatten)]
+    db: DbArgs,
 }
 
 #[derive(Subcommand, Debug)]
@@ -485,18 +505,12 @@ pub fn run(ctx: &Context, command: CloudCommand) -> Result<(), CliError> {
             print_ok(ctx.json, &value, &human);
             Ok(())
         }
-        CloudCommand::Approvals(ApprovalsCommand::Approve {
-            id,
-            reason,
-            reviewer,
-            db,
-        }) => decide(ctx, &rt, &db, &id, "approved", reason, &reviewer),
-        CloudCommand::Approvals(ApprovalsCommand::Reject {
-            id,
-            reason,
-            reviewer,
-            db,
-        }) => decide(ctx, &rt, &db, &id, "rejected", reason, &reviewer),
+        CloudCommand::Approvals(ApprovalsCommand::Approve { decision }) => {
+            decide(ctx, &rt, decision, "approved")
+        }
+        CloudCommand::Approvals(ApprovalsCommand::Reject { decision }) => {
+            decide(ctx, &rt, decision, "rejected")
+        }
         CloudCommand::Operator(command) => operator(ctx, &rt, command),
         CloudCommand::Revoke {
             ws,
@@ -505,13 +519,37 @@ pub fn run(ctx: &Context, command: CloudCommand) -> Result<(), CliError> {
             reason,
             db,
         } => {
-            let ws = workspace_id(ctx, &ws)?;
+            let named = match (&ws.workspace_id, &ctx.workspace) {
+                (None, None) if jti.is_some() => None,
+                _ => Some(workspace_id(ctx, &ws)?),
+            };
+            let mut ws = named.clone().unwrap_or_default();
             let revoked = rt.block_on(with_store(&db, async |store| match (jti, all) {
-                (Some(jti), false) => store
-                    .revoke(&ws, &jti, reason.as_deref())
-                    .await
-                    .map(u64::from)
-                    .map_err(cloud_error),
+                (Some(jti), false) => {
+                    if named.is_none() {
+                        ws = store
+                            .token_workspace(&jti)
+                            .await
+                            .map_err(cloud_error)?
+                            .ok_or_else(|| {
+                                CliError::new(
+                                    "NOT_FOUND",
+                                    format!(
+                                        "no token with jti `{jti}` was issued; nothing was revoked"
+                                    ),
+                                )
+                            })?;
+                    }
+                    store
+                        .revoke(&ws, &jti, reason.as_deref())
+                        .await
+                        .map(u64::from)
+                        .map_err(cloud_error)
+                }
+                (None, true) if named.is_none() => Err(CliError::new(
+                    "INVALID_ARGUMENT",
+                    "name the workspace: `--workspace-id WS`",
+                )),
                 (None, true) => store
                     .revoke_workspace(&ws, reason.as_deref())
                     .await
@@ -544,7 +582,7 @@ pub fn run(ctx: &Context, command: CloudCommand) -> Result<(), CliError> {
             for r in &lines {
                 let e = &r.entry;
                 human.push_str(&format!(
-                    "{}\t{}\t{}\t{}\t{}\t{}{}\n",
+                    "{}\t{}\t{}\t{}\t{}\t{}{}\t{}\n",
                     ts(r.at_ms),
                     e.workspace_id.as_deref().unwrap_or("-"),
                     e.subject,
@@ -554,7 +592,12 @@ pub fn run(ctx: &Context, command: CloudCommand) -> Result<(), CliError> {
                     e.code
                         .as_deref()
                         .map(|c| format!(" {c}"))
-                        .unwrap_or_default()
+                        .unwrap_or_default(),
+                    // One line per entry: a detail never breaks the columns.
+                    e.detail
+                        .as_deref()
+                        .unwrap_or("-")
+                        .replace(['\n', '\t'], " ")
                 ));
                 list.push(json!({"at": ts(r.at_ms), "workspace_id": e.workspace_id,
                                  "subject": e.subject, "device_name": e.device_name,
@@ -567,47 +610,123 @@ pub fn run(ctx: &Context, command: CloudCommand) -> Result<(), CliError> {
     }
 }
 
+/// Who runs this process, as the audit subject of a decision made on the database directly:
+/// `os:<login>` (from `USER`/`LOGNAME`), with the real uid when no login name is set. Whoever
+/// can open the database could write anything, so this names the person rather than proving
+/// them; it beats a free-text reviewer with nobody behind it.
+fn os_subject() -> String {
+    use std::os::unix::fs::MetadataExt;
+    let login = ["USER", "LOGNAME"]
+        .iter()
+        .filter_map(|v| std::env::var(v).ok())
+        .map(|v| v.trim().to_string())
+        .find(|v| !v.is_empty());
+    match login {
+        Some(name) => format!("os:{name}"),
+        None => match std::fs::metadata("/proc/self") {
+            Ok(m) => format!("os:uid:{}", m.uid()),
+            Err(_) => "os:unknown".to_string(),
+        },
+    }
+}
+
 fn decide(
     ctx: &Context,
     rt: &tokio::runtime::Runtime,
-    db: &DbArgs,
-    id: &str,
+    args: DecisionArgs,
     decision: &str,
-    reason: Option<String>,
-    reviewer: &str,
 ) -> Result<(), CliError> {
-    let record: ApprovalRecord = rt.block_on(with_store(db, async |store| {
-        let current = store
-            .approval(id)
-            .await
-            .map_err(cloud_error)?
-            .ok_or_else(|| CliError::new("NOT_FOUND", format!("approval `{id}` does not exist")))?;
-        match store
-            .resolve_approval(
-                &current.workspace_id,
-                id,
-                decision,
-                reason.as_deref(),
-                Some(reviewer),
-                Some("user"),
+    let DecisionArgs {
+        id,
+        reason,
+        reviewer,
+        workspace_id: expected_ws,
+        db,
+    } = args;
+    let (id, reviewer, db) = (id.as_str(), reviewer.as_deref(), &db);
+    if let Some(ws) = &expected_ws {
+        lumenflow_contracts::identity::check_id(ws).map_err(|reason| {
+            CliError::new(
+                "INVALID_ARGUMENT",
+                format!("`{ws}` is not a workspace id: {reason}"),
             )
-            .await
-            .map_err(cloud_error)?
-        {
-            Ok(r) => Ok(r),
-            Err(ResolveRefusal::NotFound) => Err(CliError::new(
-                "NOT_FOUND",
-                format!("approval `{id}` does not exist"),
-            )),
-            Err(ResolveRefusal::AlreadyDecided(s)) => Err(CliError::new(
-                "CONFLICT",
-                format!("approval `{id}` is already {s}"),
-            )),
+        })?;
+    }
+    let subject = os_subject();
+    let reviewer = reviewer.map(str::trim).filter(|r| !r.is_empty());
+    let stated = reviewer.filter(|r| *r != subject);
+    let record: ApprovalRecord = rt.block_on(with_store(db, async |store| {
+        let mut entry = AuditEntry {
+            subject: subject.clone(),
+            action: "cli.approvals.decide".into(),
+            outcome: "ok".into(),
+            detail: Some(match stated {
+                Some(r) => format!("approval {id} {decision} (reviewer {r})"),
+                None => format!("approval {id} {decision}"),
+            }),
+            ..AuditEntry::default()
+        };
+        let result = async {
+            let current = store
+                .approval(id)
+                .await
+                .map_err(cloud_error)?
+                .ok_or_else(|| {
+                    CliError::new("NOT_FOUND", format!("approval `{id}` does not exist"))
+                })?;
+            entry.workspace_id = Some(current.workspace_id.clone());
+            if let Some(ws) = expected_ws
+                .as_deref()
+                .filter(|ws| *ws != current.workspace_id)
+            {
+                return Err(CliError::new(
+                    "NOT_FOUND",
+                    format!("approval `{id}` does not exist in workspace `{ws}`"),
+                ));
+            }
+            match store
+                .resolve_approval_by(
+                    &current.workspace_id,
+                    id,
+                    decision,
+                    reason.as_deref(),
+                    Decider {
+                        subject: Some(&subject),
+                        reviewer_id: Some(reviewer.unwrap_or(&subject)),
+                        reviewer_type: Some("user"),
+                        stated,
+                    },
+                )
+                .await
+                .map_err(cloud_error)?
+            {
+                Ok(r) => Ok(r),
+                Err(ResolveRefusal::NotFound) => Err(CliError::new(
+                    "NOT_FOUND",
+                    format!("approval `{id}` does not exist"),
+                )),
+                Err(ResolveRefusal::AlreadyDecided(s)) => Err(CliError::new(
+                    "CONFLICT",
+                    format!("approval `{id}` is already {s}"),
+                )),
+            }
         }
+        .await;
+        if let Err(e) = &result {
+            entry.outcome = "refused".into();
+            entry.code = Some(e.code.to_string());
+        }
+        // A decision that cannot be audited is reported as a failure, as on the HTTP API.
+        store.audit(&entry).await.map_err(cloud_error)?;
+        result
     }))?;
     let value = serde_json::to_value(&record)
         .map_err(|e| CliError::new("INTERNAL_ERROR", e.to_string()))?;
-    print_ok(ctx.json, &value, &format!("approval `{id}` {decision}\n"));
+    print_ok(
+        ctx.json,
+        &value,
+        &format!("approval `{id}` {decision} (recorded as decided by {subject})\n"),
+    );
     Ok(())
 }
 

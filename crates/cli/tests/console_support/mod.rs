@@ -334,6 +334,13 @@ impl Browser {
         self.rt.block_on(self.client.goto(&url)).unwrap();
     }
 
+    /// Resize the browser window (the viewport follows), e.g. to a phone's width.
+    pub fn set_window_size(&self, width: u32, height: u32) {
+        self.rt
+            .block_on(self.client.set_window_size(width, height))
+            .unwrap();
+    }
+
     /// Change the hash route without reloading the page.
     pub fn route(&self, hash: &str) {
         self.js(&format!("location.hash = {}; return true;", json!(hash)));

@@ -20,7 +20,7 @@ use serde_json::{json, Value};
 use super::session::Operator;
 use crate::error::{CloudError, CloudResult};
 use crate::server::Shared;
-use crate::store::{now_ms, AuditEntry, ResolveRefusal, Store};
+use crate::store::{now_ms, AttributedApproval, AuditEntry, Decider, ResolveRefusal, Store};
 
 /// Inputs larger than this are not remembered (the inbox then shows the hash only).
 const MAX_REMEMBERED_INPUT_BYTES: usize = 64 * 1024;
@@ -39,16 +39,75 @@ pub(crate) async fn remember_call_input(
     workspace_id: &str,
     tool: &str,
     input: &Value,
+    invoked_by: &str,
 ) {
+    let input = call_input_of(input);
     let text = input.to_string();
     if text.len() > MAX_REMEMBERED_INPUT_BYTES {
         return;
     }
     if let Err(e) = store
-        .record_call_input(workspace_id, &input_hash(input), tool, &text, now_ms())
+        .record_call_input_by(
+            workspace_id,
+            &input_hash(input),
+            tool,
+            &text,
+            now_ms(),
+            Some(invoked_by),
+        )
         .await
     {
         tracing::warn!(error = %e, workspace = %workspace_id, "cannot remember a call input");
+    }
+}
+
+/// The tool input of a forwarded body: the sidecar reads `{input, context?, from?}` as an
+/// envelope and anything else as the input itself (Q15).
+fn call_input_of(body: &Value) -> &Value {
+    match body {
+        Value::Object(m)
+            if m.contains_key("input")
+                && m.keys()
+                    .all(|k| matches!(k.as_str(), "input" | "context" | "from")) =>
+        {
+            m.get("input").unwrap_or(body)
+        }
+        _ => body,
+    }
+}
+
+/// Remember who invoked the call the sidecar answered with `answer` (its `receipt_id`), so the
+/// run the call belongs to can name the operator instead of the workspace. Best effort, as
+/// [`remember_call_input`].
+pub(crate) async fn remember_invocation(
+    store: &Store,
+    workspace_id: &str,
+    tool: &str,
+    input: &Value,
+    answer: &[u8],
+    invoked_by: &str,
+) {
+    let Some(receipt_id) = serde_json::from_slice::<Value>(answer).ok().and_then(|v| {
+        v.get("receipt_id")
+            .and_then(Value::as_str)
+            .map(str::to_string)
+    }) else {
+        return;
+    };
+    let envelope = json!({"tool_name": tool, "input": call_input_of(input)});
+    let envelope_hash = format!("sha256:{}", canonical_hash(&envelope));
+    if let Err(e) = store
+        .record_invocation(
+            workspace_id,
+            &receipt_id,
+            &envelope_hash,
+            tool,
+            invoked_by,
+            now_ms(),
+        )
+        .await
+    {
+        tracing::warn!(error = %e, workspace = %workspace_id, "cannot remember an invocation");
     }
 }
 
@@ -78,6 +137,42 @@ async fn bound_input(store: &Store, a: &ApprovalRecord) -> CloudResult<Value> {
     })
 }
 
+/// Who asked and who decided, as the control plane knows them, beside what the callers stated.
+///
+/// - `asked_by`: the subject of the token that requested the approval; `invoked_by`: the operator
+///   who invoked the call through the control plane when the sidecar asked on its behalf (the
+///   sidecar only holds the control plane's workspace token, so it asks as the workspace);
+/// - `stated_requester`: a `requester_id` the request named that is not its subject (shown as
+///   "stated by <asked_by>", like the reasons in its context);
+/// - `decided_by`: who decided (operator session, token subject, the CLI's OS user);
+///   `stated_reviewer`: a reviewer named in the decision that is not its subject.
+///
+/// Approvals stored before this was recorded have no `asked_by`/`decided_by`; their
+/// `requester_id`/`reviewer_id` are then shown as stated, never as authenticated.
+async fn attribution(store: &Store, a: &AttributedApproval) -> CloudResult<Value> {
+    let r = &a.record;
+    let invoked_by = match r.subject.get("input_hash").and_then(Value::as_str) {
+        Some(hash) => store.call_invoker(&r.workspace_id, hash).await?,
+        None => None,
+    };
+    let stated_requester = r
+        .requester_id
+        .as_deref()
+        .filter(|claimed| a.requested_by.as_deref() != Some(*claimed));
+    let stated_reviewer = a.stated_reviewer.as_deref().or_else(|| {
+        r.reviewer_id
+            .as_deref()
+            .filter(|claimed| a.decided_by.as_deref() != Some(*claimed))
+    });
+    Ok(json!({
+        "asked_by": a.requested_by,
+        "invoked_by": invoked_by.filter(|i| a.requested_by.as_deref() != Some(i.as_str())),
+        "stated_requester": stated_requester,
+        "decided_by": a.decided_by,
+        "stated_reviewer": stated_reviewer,
+    }))
+}
+
 #[derive(Deserialize)]
 struct ListParams {
     /// `pending` (default) or `decided`.
@@ -104,15 +199,17 @@ async fn list(
     let now = now_ms();
     let records = state
         .store
-        .approvals_overview(pending, now, p.limit.unwrap_or(100))
+        .approvals_attributed(pending, now, p.limit.unwrap_or(100))
         .await?;
     let mut out = Vec::with_capacity(records.len());
     for a in records {
-        let input = bound_input(&state.store, &a).await?;
-        let mut v = serde_json::to_value(&a)
+        let input = bound_input(&state.store, &a.record).await?;
+        let attribution = attribution(&state.store, &a).await?;
+        let mut v = serde_json::to_value(&a.record)
             .map_err(|e| CloudError::Internal(format!("cannot encode an approval: {e}")))?;
-        if let Value::Object(m) = &mut v {
+        if let (Value::Object(m), Value::Object(extra)) = (&mut v, attribution) {
             m.insert("input".into(), input);
+            m.extend(extra);
         }
         out.push(v);
     }
@@ -191,13 +288,17 @@ async fn decide_inner(
     entry.workspace_id = Some(current.workspace_id.clone());
     match state
         .store
-        .resolve_approval(
+        .resolve_approval_by(
             &current.workspace_id,
             id,
             &req.decision,
             Some(reason),
-            Some(&op.subject()),
-            Some("user"),
+            Decider {
+                subject: Some(&op.subject()),
+                reviewer_id: Some(&op.subject()),
+                reviewer_type: Some("user"),
+                stated: None,
+            },
         )
         .await?
     {

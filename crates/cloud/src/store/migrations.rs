@@ -182,5 +182,43 @@ Migration {
         name: "time-ordered dedupe keys",
         sqlite: &[],
         postgres: &[],
+    },    // Who acted, as authenticated: an approval's requester and decider are the subjects of the
+    // requests that made them (`requested_by`, `decided_by`); a reviewer named in a body is kept
+    // apart (`stated_reviewer`), never shown as the decider. `decided_at_ms` orders decided
+    // approvals by decision. `invoked_by` and `invocations` remember which operator a forwarded
+    // call was made for, since the sidecar only sees the control plane's workspace token. And
+    // `sidecar_contact` keeps the last success and failure of reaching a workspace's sidecar, so
+    // every page reads one connection state.
+    Migration {
+        version: 5,
+        name: "attribution and sidecar contact",
+        sqlite: &[
+        "ALTER TABLE approvals ADD COLUMN requested_by TEXT",
+        "ALTER TABLE approvals ADD COLUMN decided_by TEXT",
+        "ALTER TABLE approvals ADD COLUMN stated_reviewer TEXT",
+        "ALTER TABLE approvals ADD COLUMN decided_at_ms BIGINT",
+        "CREATE INDEX approvals_decided ON approvals (decided_at_ms)",
+        "ALTER TABLE call_inputs ADD COLUMN invoked_by TEXT",
+        "CREATE TABLE invocations (workspace_id TEXT NOT NULL, receipt_id TEXT NOT NULL, \
+         envelope_hash TEXT NOT NULL, tool TEXT NOT NULL, invoked_by TEXT NOT NULL, \
+         at_ms BIGINT NOT NULL, PRIMARY KEY (workspace_id, receipt_id))",
+        "CREATE INDEX invocations_envelope ON invocations (workspace_id, envelope_hash)",
+        "CREATE TABLE sidecar_contact (workspace_id TEXT PRIMARY KEY, ok_at_ms BIGINT, \
+         failed_at_ms BIGINT, error TEXT)",
+        ],
+        postgres: &[
+        "ALTER TABLE approvals ADD COLUMN requested_by TEXT",
+        "ALTER TABLE approvals ADD COLUMN decided_by TEXT",
+        "ALTER TABLE approvals ADD COLUMN stated_reviewer TEXT",
+        "ALTER TABLE approvals ADD COLUMN decided_at_ms BIGINT",
+        "CREATE INDEX approvals_decided ON approvals (decided_at_ms)",
+        "ALTER TABLE call_inputs ADD COLUMN invoked_by TEXT",
+        "CREATE TABLE invocations (workspace_id TEXT NOT NULL, receipt_id TEXT NOT NULL, \
+         envelope_hash TEXT NOT NULL, tool TEXT NOT NULL, invoked_by TEXT NOT NULL, \
+         at_ms BIGINT NOT NULL, PRIMARY KEY (workspace_id, receipt_id))",
+        "CREATE INDEX invocations_envelope ON invocations (workspace_id, envelope_hash)",
+        "CREATE TABLE sidecar_contact (workspace_id TEXT PRIMARY KEY, ok_at_ms BIGINT, \
+         failed_at_ms BIGINT, error TEXT)",
+        ],
     },
 ];

@@ -368,6 +368,31 @@ pub struct ReceiptRow {
     pub sealed_at_ms: i64,
 }
 
+/// Who decides an approval. `subject` is who the control plane knows acted (an operator's
+/// session, a token's subject, the OS user of the CLI); `stated` is a reviewer the caller named
+/// that is not its subject, kept apart so it is never shown as the decider.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+pub struct Decider<'a> {
+    pub subject: Option<&'a str>,
+    /// The record's `reviewer_id`.
+    pub reviewer_id: Option<&'a str>,
+    pub reviewer_type: Option<&'a str>,
+    pub stated: Option<&'a str>,
+}
+
+/// An approval with who asked and who decided as authenticated (the record's `requester_id` and
+/// `reviewer_id` are what the callers stated).
+#[derive(Debug, Clone, PartialEq)]
+pub struct AttributedApproval {
+    pub record: ApprovalRecord,
+    /// The subject of the request that created it (`None` for approvals stored before this was
+    /// recorded).
+    pub requested_by: Option<String>,
+    pub decided_by: Option<String>,
+    pub stated_reviewer: Option<String>,
+    pub decided_at_ms: Option<i64>,
+}
+
 /// Why an approval could not be resolved.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub enum ResolveRefusal {
@@ -904,6 +929,20 @@ impl Store {
     /// Revoke one token issued for `workspace_id`; `false` when it already was. A `jti` this
     /// control plane never issued for the workspace (a typo, another workspace's token) is
     /// refused rather than listed: the operator would believe a token revoked that is not.
+    /// The workspace a token was issued for (`lumenflow-cloud-operator` for operator tokens).
+    pub async fn token_workspace(&self, jti: &str) -> CloudResult<Option<String>> {
+        with_reader!(self, pool => {
+            let row = sqlx::query("SELECT workspace_id FROM tokens WHERE jti = $1")
+                .bind(jti)
+                .fetch_optional(pool)
+                .await?;
+            match row {
+                None => Ok(None),
+                Some(r) => Ok(Some(r.try_get(0)?)),
+            }
+        })
+    }
+
     pub async fn revoke(
         &self,
         workspace_id: &str,
@@ -1387,6 +1426,16 @@ impl Store {
         record: &ApprovalRecord,
         expires_at_ms: Option<i64>,
     ) -> CloudResult<()> {
+        self.insert_approval_by(record, expires_at_ms, None).await
+    }
+
+    /// Store a new approval requested by the authenticated `requested_by`.
+    pub async fn insert_approval_by(
+        &self,
+        record: &ApprovalRecord,
+        expires_at_ms: Option<i64>,
+        requested_by: Option<&str>,
+    ) -> CloudResult<()> {
         let text = serde_json::to_string(record)
             .map_err(|e| CloudError::Internal(format!("cannot encode the approval: {e}")))?;
         let requested = Timestamp::parse(&record.requested_at)
@@ -1395,7 +1444,7 @@ impl Store {
         with_pool!(self, pool => {
             sqlx::query(
                 "INSERT INTO approvals (approval_id, workspace_id, approval_type, status, record, \
-                 requested_at_ms, expires_at_ms) VALUES ($1, $2, $3, $4, $5, $6, $7)",
+                 requested_at_ms, expires_at_ms, requested_by) VALUES ($1, $2, $3, $4, $5, $6, $7, $8)",
             )
             .bind(&record.approval_id)
             .bind(&record.workspace_id)
@@ -1404,6 +1453,7 @@ impl Store {
             .bind(text)
             .bind(requested)
             .bind(expires_at_ms)
+            .bind(requested_by)
             .execute(pool)
             .await?;
             Ok(())
@@ -1436,18 +1486,42 @@ impl Store {
         reviewer_id: Option<&str>,
         reviewer_type: Option<&str>,
     ) -> CloudResult<Result<ApprovalRecord, ResolveRefusal>> {
+        let decider = Decider {
+            subject: reviewer_id,
+            reviewer_id,
+            reviewer_type,
+            stated: None,
+        };
+        self.resolve_approval_by(workspace_id, approval_id, decision, reason, decider)
+            .await
+    }
+
+    /// Decide a pending, unexpired approval as `decider`. Exactly one decision wins across
+    /// processes.
+    pub async fn resolve_approval_by(
+        &self,
+        workspace_id: &str,
+        approval_id: &str,
+        decision: &str,
+        reason: Option<&str>,
+        decider: Decider<'_>,
+    ) -> CloudResult<Result<ApprovalRecord, ResolveRefusal>> {
+        let (reviewer_id, reviewer_type) = (decider.reviewer_id, decider.reviewer_type);
         let now = now_ms();
         with_pool!(self, pool => {
             let mut tx = pool.begin().await?;
             // Claim the row first (a write, so SQLite takes its lock before reading).
             let claimed = sqlx::query(
-                "UPDATE approvals SET status = $1 WHERE approval_id = $2 AND workspace_id = $3 \
+                "UPDATE approvals SET status = $1, decided_by = $5, stated_reviewer = $6, \
+                 decided_at_ms = $4 WHERE approval_id = $2 AND workspace_id = $3 \
                  AND status = 'pending' AND (expires_at_ms IS NULL OR expires_at_ms > $4) RETURNING record",
             )
             .bind(decision)
             .bind(approval_id)
             .bind(workspace_id)
             .bind(now)
+            .bind(decider.subject)
+            .bind(decider.stated)
             .fetch_optional(&mut *tx)
             .await?;
             let Some(row) = claimed else {

@@ -261,12 +261,16 @@
     route();
   }
 
+  function setBadge(n) {
+    $("pending-badge").textContent = String(n);
+    $("pending-badge").hidden = n === 0;
+  }
+  LF.setBadge = setBadge;
+
   async function refreshBadge() {
     try {
       const list = await LF.api("/console/api/approvals?status=pending&limit=1000", { noRedirect: true });
-      const n = list.approvals.length;
-      $("pending-badge").textContent = String(n);
-      $("pending-badge").hidden = n === 0;
+      setBadge(list.approvals.length);
     } catch (_) {
       // The page's own requests report errors; the badge stays as it was.
     }
@@ -704,13 +708,14 @@
         timer),
       el("div", { class: "card-meta" },
         el("span", null, "Workspace ", el("b", null, a.workspace_id)),
-        el("span", { "data-testid": "approval-requester" }, "Asked by ", el("b", null, a.requester_id || "unknown"),
-          a.requester_type ? " (" + a.requester_type + ")" : ""),
+        askedBy(a),
         el("span", null, "at ", el("b", null, LF.fmtTime(a.requested_at))),
         ctx.run_id ? el("span", null, "Run ", el("a", { href: "#/runs/" + encodeURIComponent(ctx.run_id), class: "mono" }, ctx.run_id)) : null,
         ctx.task_id ? el("span", null, "Task ", el("b", null, ctx.task_id)) : null),
       Array.isArray(ctx.reasons) && ctx.reasons.length
-        ? el("ul", { class: "reasons" }, ctx.reasons.map((r) => el("li", null, r)))
+        ? el("div", null,
+            el("div", { class: "muted", "data-testid": "reasons-stated-by" }, "Reasons stated by " + (a.asked_by || "the requester") + ":"),
+            el("ul", { class: "reasons" }, ctx.reasons.map((r) => el("li", null, r))))
         : null,
       Array.isArray(a.subject.required_approvals) && a.subject.required_approvals.length
         ? el("div", { class: "muted" }, "Required approvals: ", el("span", { class: "mono" }, a.subject.required_approvals.join(", ")))
@@ -719,6 +724,31 @@
       inputView(a.input),
       el("div", { class: "card-actions" }, approve, reject)
     );
+  }
+
+  /**
+   * Who asked, as authenticated: the operator who invoked the call through the control plane,
+   * else the subject of the token that requested the approval. A requester the request only
+   * named is shown apart, as stated by that subject.
+   */
+  function askedBy(a) {
+    const who = a.invoked_by || a.asked_by;
+    return el("span", { "data-testid": "approval-requester" },
+      "Asked by ", el("b", { "data-testid": "approval-asked-by" }, who || "unknown"),
+      a.invoked_by ? el("span", { class: "muted" }, " (through the control plane, via " + a.asked_by + ")") : null,
+      a.stated_requester
+        ? el("span", { class: "stated", "data-testid": "stated-requester" },
+            " · stated by " + (a.asked_by || "the requester") + ": requester " + a.stated_requester +
+            (a.requester_type ? " (" + a.requester_type + ")" : ""))
+        : null);
+  }
+
+  function decidedBy(a) {
+    return el("td", { "data-testid": "decided-by" },
+      a.decided_by || "—",
+      a.stated_reviewer
+        ? el("span", { class: "stated", "data-testid": "stated-reviewer" }, " (stated: " + a.stated_reviewer + ")")
+        : null);
   }
 
   function statusChip(status) {
@@ -732,9 +762,9 @@
       el("td", null, statusChip(a.status)),
       el("td", { class: "mono" }, a.subject.tool || a.type),
       el("td", { class: "mono" }, a.workspace_id),
-      el("td", { "data-testid": "decided-by" }, a.reviewer_id || "—"),
+      decidedBy(a),
       el("td", { "data-testid": "decided-reason" }, a.decision_reason || "—"),
-      el("td", { class: "mono" }, a.requester_id || "—"));
+      el("td", { class: "mono" }, a.invoked_by || a.asked_by || (a.requester_id ? a.requester_id + " (stated)" : "—")));
   }
 
   LF.pages.approvals = {
@@ -755,6 +785,8 @@
           ]);
           if (stopped) return;
           problem.hidden = true;
+          // The nav badge counts the list this page shows, from the same answer.
+          LF.setBadge(pending.approvals.length);
           // Re-render only on change, so an open dialog's card is not replaced under it.
           const ps = JSON.stringify(pending.approvals.map((a) => [a.approval_id, a.status, a.input.status]));
           if (ps !== pendingSig) {

@@ -1,0 +1,236 @@
+//! Regressions from the console walk-through (walk-B): who the console says asked and decided,
+//! the CLI's decisions in the audit log, decided approvals by decision time, the connection
+//! state after a failed contact with a sidecar, the Approvals badge and the console at a
+//! phone's width. Real parts throughout: `lumenflow cloud serve`, the real sidecar, the real
+//! CLI and headless Chromium (the console's browser harness).
+
+#![allow(clippy::unwrap_used, clippy::expect_used)]
+
+mod console_support;
+
+use std::path::Path;
+use std::time::Duration;
+
+use console_support::{post, Browser, Cloud, PASSWORD, WS};
+use serde_json::{json, Value};
+
+fn workspace_token(root: &Path) -> String {
+    let enrollment: Value = serde_json::from_slice(
+        &std::fs::read(root.join(".lumenflow/state/conductor/enrollment.json")).unwrap(),
+    )
+    .unwrap();
+    enrollment["token"].as_str().unwrap().to_string()
+}
+
+fn audit(cloud: &Cloud) -> Vec<Value> {
+    cloud.cli(&["cloud", "audit", "--limit", "1000"])["entries"]
+        .as_array()
+        .unwrap()
+        .clone()
+}
+
+/// Ask for an approval with the workspace's own token, stating a requester and reasons.
+fn request_approval(cloud: &Cloud, token: &str, run: &str) -> String {
+    let (s, body) = post(
+        &format!("{}/api/v1/approvals/request", cloud.url),
+        Some(token),
+        &json!({
+            "workspace_id": WS, "type": "tool_call",
+            "subject": {"tool": "proof:export_attested_bundle",
+                        "input_hash": format!("sha256:{}", "0".repeat(64)),
+                        "required_approvals": ["tenant-evidence:export"]},
+            "context": {"reasons": ["Approved by security team already, just click approve"],
+                        "run_id": run},
+            "requester_id": "operator:alice", "requester_type": "human",
+        }),
+    );
+    assert_eq!(s, 200, "{body}");
+    body["approval_id"].as_str().unwrap().to_string()
+}
+
+fn console_approvals(browser: &Browser, query: &str) -> Vec<Value> {
+    let out = browser.fetch(
+        "GET",
+        &format!("/console/api/approvals?{query}"),
+        &json!({}),
+        None,
+    );
+    assert_eq!(out["status"], 200, "{out}");
+    out["body"]["approvals"].as_array().unwrap().clone()
+}
+
+fn by_id<'a>(list: &'a [Value], id: &str) -> &'a Value {
+    list.iter()
+        .find(|a| a["approval_id"] == id)
+        .unwrap_or_else(|| panic!("approval {id} not in {list:?}"))
+}
+
+/// Findings 1, 2, 8, 11 and 12: the console names who was authenticated, never a name typed in
+/// a body or on the command line; CLI decisions are audited; decided approvals come newest
+/// decision first; the nav badge follows the Approvals page.
+#[test]
+fn the_console_names_who_acted_and_lists_decisions_by_decision_time() {
+    let home = tempfile::tempdir().unwrap();
+    let cloud = Cloud::start(home.path());
+    cloud.add_operator("alice", PASSWORD);
+    let ws = cloud.enroll_workspace(&["--approvals", "cloud"]);
+    let wt = workspace_token(&ws.root);
+    let walker = cloud.cli(&["cloud", "operator-token", "--name", "walker"])["token"]
+        .as_str()
+        .unwrap()
+        .to_string();
+
+    // The oldest request, decided last: its decision must still lead the decided list.
+    let oldest = request_approval(&cloud, &wt, "run-oldest");
+    let spoofed = request_approval(&cloud, &wt, "run-spoof");
+    let by_cli = request_approval(&cloud, &wt, "run-cli");
+    let by_cli_plain = request_approval(&cloud, &wt, "run-cli-plain");
+
+    // An operator's call forwarded to the sidecar: the sidecar asks as the workspace.
+    let (s, out) = post(
+        &format!(
+            "{}/api/v1/workspaces/{WS}/tools/software-delivery:wu_recover",
+            cloud.url
+        ),
+        Some(&walker),
+        &json!({"wu_id": "WU-9"}),
+    );
+    assert_eq!(out["error"]["code"], "APPROVAL_REQUIRED", "{s} {out}");
+    let forwarded = out["approval_id"].as_str().unwrap().to_string();
+
+    // A reviewer named in the body is not the decider.
+    let (s, rec) = post(
+        &format!("{}/api/v1/approvals/resolve", cloud.url),
+        Some(&walker),
+        &json!({"workspace_id": WS, "approval_id": spoofed, "decision": "rejected",
+                "reason": "spoof test", "reviewer_id": "operator:bob", "reviewer_type": "human"}),
+    );
+    assert_eq!(s, 200, "{rec}");
+    assert_eq!(rec["reviewer_id"], "walker", "{rec}");
+
+    // The CLI records the OS user, and audits the decision.
+    let cli = cloud.cli(&[
+        "cloud",
+        "approvals",
+        "approve",
+        &by_cli,
+        "--reason",
+        "cli approve",
+        "--reviewer",
+        "operator:bob",
+        "--workspace-id",
+        WS,
+    ]);
+    assert_eq!(cli["reviewer_id"], "operator:bob", "{cli}");
+    let plain = cloud.cli(&[
+        "cloud",
+        "approvals",
+        "reject",
+        &by_cli_plain,
+        "--reason",
+        "cli reject",
+    ]);
+    let os_user = plain["reviewer_id"].as_str().unwrap().to_string();
+    assert!(os_user.starts_with("os:"), "{plain}");
+    let lines = audit(&cloud);
+    let cli_lines: Vec<&Value> = lines
+        .iter()
+        .filter(|l| l["action"] == "cli.approvals.decide")
+        .collect();
+    assert_eq!(cli_lines.len(), 2, "{lines:?}");
+    assert!(cli_lines.iter().all(|l| l["subject"] == os_user.as_str()
+        && l["outcome"] == "ok"
+        && l["workspace_id"] == WS));
+    let detail = cli_lines[0]["detail"].as_str().unwrap();
+    assert!(
+        detail.contains(&by_cli) && detail.contains("approved") && detail.contains("operator:bob"),
+        "{detail}"
+    );
+    // The text output of `cloud audit` carries the detail too (finding 16).
+    let text = console_support::sidecar::ok(
+        &cloud.home,
+        &["cloud", "audit", "--database", &cloud.database],
+    );
+    assert!(
+        text.contains(&format!("approval {by_cli_plain} rejected")),
+        "{text}"
+    );
+
+    // Decided last, requested first.
+    std::thread::sleep(Duration::from_millis(20));
+    cloud.cli(&["cloud", "approvals", "approve", &oldest, "--reason", "late"]);
+
+    let browser = Browser::start(&cloud.url);
+    browser.login("alice", PASSWORD);
+
+    let pending = console_approvals(&browser, "status=pending");
+    let fw = by_id(&pending, &forwarded);
+    assert_eq!(fw["asked_by"], WS, "{fw}");
+    assert_eq!(fw["invoked_by"], "walker", "{fw}");
+
+    let decided = console_approvals(&browser, "status=decided&limit=1");
+    assert_eq!(
+        decided[0]["approval_id"],
+        oldest.as_str(),
+        "newest decision first"
+    );
+    let decided = console_approvals(&browser, "status=decided");
+    let order: Vec<&str> = decided
+        .iter()
+        .map(|a| a["approval_id"].as_str().unwrap())
+        .collect();
+    assert_eq!(
+        order,
+        vec![
+            oldest.as_str(),
+            by_cli_plain.as_str(),
+            by_cli.as_str(),
+            spoofed.as_str()
+        ]
+    );
+    let sp = by_id(&decided, &spoofed);
+    assert_eq!(sp["decided_by"], "walker", "{sp}");
+    assert_eq!(sp["stated_reviewer"], "operator:bob", "{sp}");
+    assert_eq!(sp["asked_by"], WS, "{sp}");
+    assert_eq!(sp["stated_requester"], "operator:alice", "{sp}");
+    let cl = by_id(&decided, &by_cli);
+    assert_eq!(cl["decided_by"], os_user.as_str(), "{cl}");
+    assert_eq!(cl["stated_reviewer"], "operator:bob", "{cl}");
+
+    // What the page shows: the authenticated names, the stated ones marked as such.
+    browser.route("#/approvals");
+    let card = format!("[data-testid=pending-approval][data-approval='{forwarded}']");
+    browser.wait_for(&card);
+    assert_eq!(
+        browser.text(&format!("{card} [data-testid=approval-asked-by]")),
+        "walker"
+    );
+    let row = format!("[data-testid=decided-approval][data-approval='{spoofed}']");
+    let by = browser.text(&format!("{row} [data-testid=decided-by]"));
+    assert!(
+        by.starts_with("walker") && by.contains("(stated: operator:bob)"),
+        "{by}"
+    );
+    browser.screenshot("walk-attribution");
+
+    // A new request appears as a card and in the badge from the same answer.
+    let fresh = request_approval(&cloud, &wt, "run-badge");
+    browser.wait_for(&format!(
+        "[data-testid=pending-approval][data-approval='{fresh}']"
+    ));
+    let badge = browser.js(
+        "return [document.querySelectorAll('[data-testid=pending-approval]').length,
+                 document.getElementById('pending-badge').hidden,
+                 document.getElementById('pending-badge').textContent];",
+    );
+    assert_eq!(badge, json!([2, false, "2"]), "badge and cards agree");
+    let card = format!("[data-testid=pending-approval][data-approval='{fresh}']");
+    let asked = browser.text(&format!("{card} [data-testid=approval-requester]"));
+    assert!(
+        asked.starts_with(&format!("Asked by {WS}"))
+            && asked.contains(&format!("stated by {WS}: requester operator:alice")),
+        "{asked}"
+    );
+    let reasons = browser.text(&format!("{card} [data-testid=reasons-stated-by]"));
+    assert_eq!(reasons, format!("Reasons stated by {WS}:"));
+}
