@@ -234,3 +234,65 @@ fn the_console_names_who_acted_and_lists_decisions_by_decision_time() {
     let reasons = browser.text(&format!("{card} [data-testid=reasons-stated-by]"));
     assert_eq!(reasons, format!("Reasons stated by {WS}:"));
 }
+
+/// Finding 5: a failed contact with the sidecar (a forwarded call, a refresh) makes the list
+/// say `unreachable`, with since when, and the list and the workspace page agree.
+#[test]
+fn a_dead_sidecar_reads_unreachable_on_the_list_and_the_page() {
+    let home = tempfile::tempdir().unwrap();
+    let cloud = Cloud::start(home.path());
+    cloud.add_operator("alice", PASSWORD);
+    let ws = cloud.enroll_workspace(&[]);
+    let operator = ws.operator.clone();
+    let browser = Browser::start(&cloud.url);
+    browser.login("alice", PASSWORD);
+    let state = |path: &str| {
+        let out = browser.fetch("GET", path, &json!({}), None);
+        assert_eq!(out["status"], 200, "{out}");
+        out["body"].clone()
+    };
+    let listed =
+        |state: &dyn Fn(&str) -> Value| state("/console/api/workspaces")["workspaces"][0].clone();
+    // Reached once (any answer of the sidecar's own, even a 404, is contact): online.
+    let (s, out) = ws.invoke(&cloud.url, "campus:list_facilities", &json!({}));
+    assert_ne!(s, 502, "{out}");
+    let page = state(&format!("/console/api/workspaces/{WS}"));
+    assert_eq!(page["connection"], "online", "{page}");
+    assert_eq!(listed(&state)["connection"], "online");
+
+    let console_support::Workspace { sidecar, .. } = ws;
+    sidecar.kill();
+    let (s, out) = post(
+        &format!(
+            "{}/api/v1/workspaces/{WS}/tools/campus:list_facilities",
+            cloud.url
+        ),
+        Some(&operator),
+        &json!({}),
+    );
+    assert_eq!(
+        (s, &out["error"]["code"]),
+        (502, &json!("SIDECAR_UNAVAILABLE")),
+        "{out}"
+    );
+    let row = listed(&state);
+    assert_eq!(row["connection"], "unreachable", "{row}");
+    assert!(row["unreachable_since"].is_string(), "{row}");
+    assert!(
+        row["unreachable_error"]
+            .as_str()
+            .unwrap()
+            .contains("failed"),
+        "{row}"
+    );
+    // The page agrees without refreshing anything itself (its registry is fresh).
+    let page = state(&format!("/console/api/workspaces/{WS}"));
+    assert_eq!(page["connection"], "unreachable", "{page}");
+
+    // So does the list the browser draws.
+    browser.route("#/workspaces");
+    browser.wait_for(&format!(
+        "[data-testid=workspace-row][data-workspace='{WS}'] [data-testid=connection][data-state=unreachable]"
+    ));
+    browser.wait_for("[data-testid=unreachable-since]");
+}

@@ -28,7 +28,9 @@ fn ts(ms: Option<i64>) -> Value {
         .unwrap_or(Value::Null)
 }
 
-/// `no_sidecar`, `unreachable` (the last attempt failed), `never_fetched`, `online` or `stale`.
+/// `no_sidecar`, `unreachable` (the last attempt to reach the sidecar failed: a registry
+/// refresh in the background or by an operator, or a forwarded call), `never_fetched`, `online`
+/// or `stale`.
 fn connection(
     sidecar_url: Option<&str>,
     fetched_at_ms: Option<i64>,
@@ -69,6 +71,7 @@ async fn list(State(state): State<Shared>, _op: Operator) -> CloudResult<Respons
             .map(|l| l.tools.len());
         let fetched = tools.as_ref().map(|t| t.fetched_at_ms);
         let seen = state.store.last_seen(&w.workspace_id).await?;
+        let failure = state.store.sidecar_failure(&w.workspace_id).await?;
         out.push(json!({
             "workspace_id": w.workspace_id,
             "sidecar_url": w.sidecar_url,
@@ -77,7 +80,14 @@ async fn list(State(state): State<Shared>, _op: Operator) -> CloudResult<Respons
             "devices": devices,
             "tools": tool_count,
             "registry_fetched_at": ts(fetched),
-            "connection": connection(w.sidecar_url.as_deref(), fetched, None, now),
+            "connection": connection(
+                w.sidecar_url.as_deref(),
+                fetched,
+                failure.as_ref().map(|(_, e)| e.as_str()),
+                now,
+            ),
+            "unreachable_since": ts(failure.as_ref().map(|(at, _)| *at)),
+            "unreachable_error": failure.map(|(_, e)| e),
             "pending_approvals": pending.get(&w.workspace_id).copied().unwrap_or(0),
         }));
     }
@@ -164,6 +174,10 @@ async fn detail_json(
         .collect();
     let seen = state.store.last_seen(ws).await?;
     let fetched = stored.as_ref().map(|t| t.fetched_at_ms);
+    // This request's own failure, else the last recorded one (a background refresh, an invoke,
+    // another operator's refresh), so the list and this page say the same.
+    let failure = state.store.sidecar_failure(ws).await?;
+    let registry_error = registry_error.or_else(|| failure.as_ref().map(|(_, e)| e.clone()));
     Ok(Json(json!({
         "workspace_id": ws,
         "sidecar_url": row.sidecar_url,
@@ -173,6 +187,7 @@ async fn detail_json(
         "last_event_at": ts(seen.event_ms),
         "last_request_at": ts(seen.request_ms),
         "connection": connection(row.sidecar_url.as_deref(), fetched, registry_error.as_deref(), now),
+        "unreachable_since": ts(failure.as_ref().map(|(at, _)| *at)),
         "registry": {
             "fetched_at": ts(fetched),
             "etag": stored.as_ref().and_then(|t| t.etag.clone()),

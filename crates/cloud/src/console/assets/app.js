@@ -415,7 +415,10 @@
         "tr",
         { "data-testid": "workspace-row", "data-workspace": w.workspace_id },
         el("td", null, el("a", { href: "#/workspaces/" + encodeURIComponent(w.workspace_id), class: "mono" }, w.workspace_id)),
-        el("td", null, connectionChip(w.connection)),
+        el("td", { title: w.unreachable_error || "" }, connectionChip(w.connection),
+          w.connection === "unreachable" && w.unreachable_since
+            ? el("span", { class: "muted", "data-testid": "unreachable-since" }, " since " + LF.fmtAgo(w.unreachable_since))
+            : null),
         el("td", { title: LF.fmtTime(w.last_seen) }, LF.fmtAgo(w.last_seen)),
         el("td", { class: "num" }, w.devices),
         el("td", { class: "num" }, w.tools === null ? "—" : w.tools),
@@ -443,7 +446,10 @@
     const facts = el(
       "dl",
       { class: "facts" },
-      el("dt", null, "Connection"), el("dd", null, connectionChip(w.connection)),
+      el("dt", null, "Connection"), el("dd", null, connectionChip(w.connection),
+        w.connection === "unreachable" && w.unreachable_since
+          ? el("span", { class: "muted", "data-testid": "unreachable-since" }, " since " + LF.fmtTime(w.unreachable_since))
+          : null),
       el("dt", null, "Sidecar"), el("dd", { class: "mono" }, w.sidecar_url || "— (no sidecar URL set)"),
       el("dt", null, "Last seen"), el("dd", null, LF.fmtTime(w.last_seen) + " (" + LF.fmtAgo(w.last_seen) + ")"),
       el("dt", null, "Last event"), el("dd", null, LF.fmtTime(w.last_event_at)),
