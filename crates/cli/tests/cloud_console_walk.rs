@@ -296,3 +296,30 @@ fn a_dead_sidecar_reads_unreachable_on_the_list_and_the_page() {
     ));
     browser.wait_for("[data-testid=unreachable-since]");
 }
+
+fn mode(path: &Path) -> u32 {
+    use std::os::unix::fs::PermissionsExt;
+    std::fs::metadata(path).unwrap().permissions().mode() & 0o777
+}
+
+/// Finding 4: the database (password hashes, sessions, call inputs, audit) and its WAL files
+/// are owner-only, like the key; a database left readable by others is tightened, with a
+/// warning.
+#[test]
+fn the_sqlite_database_and_its_wal_files_are_owner_only() {
+    let home = tempfile::tempdir().unwrap();
+    let db = home.path().join("cloud.db");
+    {
+        let cloud = Cloud::start(home.path());
+        cloud.add_operator("alice", PASSWORD);
+        for suffix in ["", "-wal", "-shm"] {
+            let f = home.path().join(format!("cloud.db{suffix}"));
+            assert_eq!(mode(&f), 0o600, "{}", f.display());
+        }
+    }
+    use std::os::unix::fs::PermissionsExt;
+    std::fs::set_permissions(&db, std::fs::Permissions::from_mode(0o644)).unwrap();
+    let cloud = Cloud::start(home.path());
+    assert_eq!(mode(&db), 0o600);
+    assert!(cloud.log().contains("made owner-only"), "{}", cloud.log());
+}

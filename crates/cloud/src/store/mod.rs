@@ -438,6 +438,54 @@ fn sqlite_file(url: &str) -> CloudResult<Option<std::path::PathBuf>> {
     Ok(Some(options.get_filename().to_path_buf()))
 }
 
+/// The database holds operators' password hashes, session CSRF tokens, call inputs and the
+/// audit log: like the signing key, it is readable by its owner only. A missing file is created
+/// 0600 before SQLite opens it (an empty file is a valid new database), so it is never readable
+/// by others even for a moment; an existing one with wider permissions is tightened, with a
+/// warning.
+fn private_database_file(path: &std::path::Path, create: bool) -> CloudResult<()> {
+    use std::os::unix::fs::OpenOptionsExt;
+    if create && !path.exists() {
+        match std::fs::OpenOptions::new()
+            .write(true)
+            .create_new(true)
+            .mode(0o600)
+            .open(path)
+        {
+            Ok(_) => return Ok(()),
+            // Created meanwhile by another process: tighten it like any existing file.
+            Err(e) if e.kind() == std::io::ErrorKind::AlreadyExists => {}
+            // Left to SQLite, which reports why it cannot create the file.
+            Err(_) => return Ok(()),
+        }
+    }
+    tighten(path)
+}
+
+/// Make `path` (when it exists) readable and writable by its owner only. The warning goes to
+/// stderr, where `serve` and the administration commands report.
+fn tighten(path: &std::path::Path) -> CloudResult<()> {
+    use std::os::unix::fs::PermissionsExt;
+    let Ok(meta) = std::fs::metadata(path) else {
+        return Ok(());
+    };
+    let mode = meta.permissions().mode() & 0o777;
+    if mode & 0o077 == 0 {
+        return Ok(());
+    }
+    std::fs::set_permissions(path, std::fs::Permissions::from_mode(mode & 0o700)).map_err(|e| {
+        CloudError::Storage(format!(
+            "`{}` is readable by others (mode {mode:o}) and cannot be made private: {e}",
+            absolute(path).display()
+        ))
+    })?;
+    eprintln!(
+        "warning: `{}` was readable by others (mode {mode:o}); made owner-only",
+        absolute(path).display()
+    );
+    Ok(())
+}
+
 /// Whether the SQLite file at `path` has been migrated by a control plane, opened read-only.
 async fn sqlite_has_schema(path: &std::path::Path) -> CloudResult<bool> {
     use sqlx::{ConnectOptions, Connection};
@@ -581,6 +629,10 @@ impl Store {
                     }
                 }
             }
+            let file = sqlite_file(url)?;
+            if let Some(path) = &file {
+                private_database_file(path, create)?;
+            }
             let options = options
                 .create_if_missing(create)
                 // 8 KiB pages measured best for the random-insert dedupe index (only takes
@@ -609,6 +661,15 @@ impl Store {
                 .connect_with(options)
                 .await
                 .map_err(storage)?;
+            // SQLite gives `-wal` and `-shm` the main file's mode; files left from before (or
+            // made by another tool) are tightened like the main file.
+            if let Some(path) = &file {
+                for suffix in ["-wal", "-shm"] {
+                    let mut side = path.clone().into_os_string();
+                    side.push(suffix);
+                    tighten(std::path::Path::new(&side))?;
+                }
+            }
             Backend::Sqlite { write, read }
         };
         Ok(Store {
