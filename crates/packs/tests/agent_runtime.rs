@@ -49,7 +49,7 @@ tools:
     required_scopes: [{type: path, pattern: "out/**", access: write}]
     input_schema:
       type: object
-      properties: {path: {type: string}, line: {type: string}, wu_id: {type: string}}
+      properties: {path: {type: string}, line: {type: string}, wu_id: {type: string}, fail_before_writing: {type: string}}
       required: [path, line]
   - name: "test:read"
     entry: tools/tool.sh
@@ -139,6 +139,9 @@ fn test_tool(name: &str, counters: Arc<Counters>) -> BuiltinFn {
         counters.bump(&name);
         let input = call.input();
         let root = call.workspace_dir();
+        if let Some(code) = input["fail_before_writing"].as_str() {
+            return ToolOutput::fail(code, "refused before changing anything");
+        }
         match name.as_str() {
             "test:append" | "test:write" | "test:publish" => {
                 let rel = input["path"].as_str().unwrap_or("out/published.txt");
@@ -612,6 +615,50 @@ fn a_turn_cannot_use_tools_its_callers_token_does_not_open() {
     assert_eq!(f.lines("out/log.txt"), vec!["allowed"]);
 }
 
+/// Walk-B finding 7: a write step that failed is not described as a change that was kept; it
+/// "may have changed" the workspace (a failure code proves nothing either way), and a
+/// completed write step is named apart.
+#[test]
+fn a_failed_write_step_may_have_changed_the_workspace_and_is_not_called_kept() {
+    let f = fixture(None);
+    let out = f.turn(json!({
+        "goal": "claim and gate",
+        "plan": plan(json!([
+            {"tool": "test:read", "input": {}},
+            {"tool": "test:append", "input": {"path": "out/log.txt", "line": "x",
+                                              "fail_before_writing": "REPO_NOT_FOUND"}},
+        ])),
+    }));
+    let result = data(&out);
+    assert_eq!(result["cleanup_status"], "partial", "{result}");
+    let prose = result["recovery_action"].as_str().unwrap();
+    assert!(
+        prose.starts_with(
+            "Step 2 `test:append` failed and may have changed the workspace before it failed"
+        ),
+        "{prose}"
+    );
+    assert!(!prose.contains("kept"), "{prose}");
+    assert!(f.lines("out/log.txt").is_empty());
+
+    let f = fixture(None);
+    let out = f.turn(json!({
+        "goal": "append then fail",
+        "plan": plan(json!([
+            {"tool": "test:append", "input": {"path": "out/log.txt", "line": "a"}},
+            {"tool": "test:write", "input": {"path": "out/b.txt", "line": "b",
+                                             "fail_before_writing": "GIT_FAILED"}},
+        ])),
+    }));
+    let prose = data(&out)["recovery_action"].as_str().unwrap().to_string();
+    assert!(
+        prose.starts_with(
+            "Step 1 `test:append` completed and its change was kept; Step 2 `test:write` failed and may have changed"
+        ),
+        "{prose}"
+    );
+}
+
 #[test]
 fn a_denied_action_ends_the_turn_with_a_refused_call_and_a_receipt() {
     let f = fixture(None);
@@ -641,7 +688,7 @@ fn a_denied_action_ends_the_turn_with_a_refused_call_and_a_receipt() {
         result["recovery_action"]
             .as_str()
             .unwrap()
-            .starts_with("Step 1 `test:append` changed the workspace and was kept"),
+            .starts_with("Step 1 `test:append` completed and its change was kept"),
         "{result}"
     );
     assert_eq!(f.counters.get("test:write"), 0);

@@ -343,7 +343,7 @@ mod tests {
                 Some("WU-042"),
             ),
             ("pnpm wu:recover --id WU-7", Some("WU-7")),
-            ("Steps 1 `x` changed the workspace and were kept.", None),
+            ("Steps 1 `x` completed and their changes were kept.", None),
             (r#"{"wu_id":"../etc"}"#, None),
         ] {
             assert_eq!(work_unit_of(action).as_deref(), wu, "{action}");

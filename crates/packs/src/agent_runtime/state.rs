@@ -140,15 +140,22 @@ impl StepRecord {
     /// The step changed (or may have changed) state: a mutating tool that ran, to success or
     /// to a failure (a tool can fail halfway). Refused calls and rejected input never ran.
     pub fn mutated(&self) -> bool {
+        self.completed_write() || self.may_have_changed()
+    }
+
+    /// A mutating step that completed: its change is in the workspace and was kept.
+    pub fn completed_write(&self) -> bool {
+        self.mutating && self.outcome == Some(StepOutcome::Success)
+    }
+
+    /// A mutating step that ran and failed. A failure code does not prove the tool changed
+    /// nothing before it failed (it may have stopped halfway), so it "may have changed" the
+    /// workspace; only rejected input never ran.
+    pub fn may_have_changed(&self) -> bool {
         self.mutating
-            && match self.outcome {
-                Some(StepOutcome::Success) => true,
-                Some(StepOutcome::Failure) => {
-                    self.error_code.as_deref()
-                        != Some(lumenflow_contracts::tool_output::codes::INVALID_INPUT)
-                }
-                _ => false,
-            }
+            && self.outcome == Some(StepOutcome::Failure)
+            && self.error_code.as_deref()
+                != Some(lumenflow_contracts::tool_output::codes::INVALID_INPUT)
     }
 }
 

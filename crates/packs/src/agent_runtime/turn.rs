@@ -858,18 +858,40 @@ pub fn cleanup_for(state: &TurnState) -> Cleanup {
             recovery_action: None,
         };
     }
-    let list = mutated
-        .iter()
-        .map(|s| format!("{} `{}`", s.index, s.tool))
-        .collect::<Vec<_>>()
-        .join(", ");
-    let (steps, verb) = if mutated.len() == 1 {
-        ("Step", "changed the workspace and was kept")
-    } else {
-        ("Steps", "changed the workspace and were kept")
+    // Completed steps changed the workspace; failed ones may have (a tool can fail halfway),
+    // and the prose says which is which rather than claiming a change nobody saw.
+    let describe = |steps: &[&&StepRecord], one: &str, many: &str| {
+        let list = steps
+            .iter()
+            .map(|s| format!("{} `{}`", s.index, s.tool))
+            .collect::<Vec<_>>()
+            .join(", ");
+        if steps.len() == 1 {
+            format!("Step {list} {one}")
+        } else {
+            format!("Steps {list} {many}")
+        }
     };
+    let completed: Vec<&&StepRecord> = mutated.iter().filter(|s| s.completed_write()).collect();
+    let failed: Vec<&&StepRecord> = mutated.iter().filter(|s| !s.completed_write()).collect();
+    let mut parts = Vec::new();
+    if !completed.is_empty() {
+        parts.push(describe(
+            &completed,
+            "completed and its change was kept",
+            "completed and their changes were kept",
+        ));
+    }
+    if !failed.is_empty() {
+        parts.push(describe(
+            &failed,
+            "failed and may have changed the workspace before it failed",
+            "failed and may have changed the workspace before they failed",
+        ));
+    }
     let mut prose = format!(
-        "{steps} {list} {verb} (nothing was rolled back); the rest of the goal was not done. Review the receipts, then start a new turn for what remains."
+        "{} (nothing was rolled back); the rest of the goal was not done. Review the receipts, then start a new turn for what remains.",
+        parts.join("; ")
     );
     // wu_recover repairs a work unit's claim and worktree; no tool abandons one.
     if let Some(wu) = work_unit(mutated.into_iter()) {
