@@ -213,11 +213,13 @@ fn runs_replay_bundle_recovery_and_energy_in_the_browser() {
     let diff = browser.text("[data-testid=diff]");
     assert!(diff.contains("+  echo $(( $1 + $2 ))"), "{diff}");
     assert!(count(&browser, "[data-testid=tool-call]") >= 4);
+    // The reviewer is the subject of the operator token the demo was given (`operator`), not
+    // the `reviewer_id` its body names (walk-B finding 1).
     assert_eq!(
         browser.text(
             "[data-testid=approval-item][data-status=approved] [data-testid=approval-reviewer]"
         ),
-        "demo-operator"
+        "operator"
     );
     browser.wait_for("[data-testid=bundle-status][data-status=verified]");
     let manifest: Value =
