@@ -227,3 +227,127 @@ fn happy_mode_runs_the_chain_through_an_approval_tcd_07() {
         assert!(steps.contains(&stage), "{stage} missing from {steps:?}");
     }
 }
+
+fn openssl(args: &[&str]) -> Vec<u8> {
+    let out = Command::new("openssl")
+        .args(args)
+        .output()
+        .expect("openssl");
+    assert!(
+        out.status.success(),
+        "openssl {args:?}: {}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    out.stdout
+}
+
+fn pem(label: &str, der: &[u8]) -> String {
+    use base64::Engine;
+    let b64 = base64::engine::general_purpose::STANDARD.encode(der);
+    let body: Vec<&str> = b64
+        .as_bytes()
+        .chunks(64)
+        .map(|c| std::str::from_utf8(c).expect("ascii"))
+        .collect();
+    format!(
+        "-----BEGIN {label}-----\n{}\n-----END {label}-----\n",
+        body.join("\n")
+    )
+}
+
+/// walk-B #3: the printed verify hint pinned `verifier-public-key.pem` from inside the bundle, so
+/// a forged bundle carrying its own key "verified with the pinned key". The hint must pin the
+/// signer's public key kept next to its private key, and that private key must be one OpenSSL
+/// 3.0 reads (an existing PKCS#8 v2 file, as earlier versions wrote, is rewritten as v1).
+#[test]
+fn verify_hint_pins_the_signers_public_key_kept_outside_the_bundle_walk_b_3() {
+    use std::os::unix::fs::PermissionsExt;
+    let root = tempfile::tempdir().expect("tmp");
+    // A PKCS#8 v2 key (public key attached), as ed25519-dalek wrote it before this fix.
+    let original = root.path().join("original.pem");
+    let original_s = original.to_str().expect("utf-8");
+    openssl(&["genpkey", "-algorithm", "ed25519", "-out", original_s]);
+    let v1_der = openssl(&["pkey", "-in", original_s, "-outform", "DER"]);
+    let spki_der = openssl(&["pkey", "-in", original_s, "-pubout", "-outform", "DER"]);
+    let original_pub =
+        String::from_utf8(openssl(&["pkey", "-in", original_s, "-pubout"])).expect("utf-8");
+    assert_eq!(v1_der.len(), 48);
+    let mut v2_der = vec![0x30, 0x51, 0x02, 0x01, 0x01];
+    v2_der.extend_from_slice(&v1_der[5..48]);
+    v2_der.extend_from_slice(&[0x81, 0x21, 0x00]);
+    v2_der.extend_from_slice(&spki_der[spki_der.len() - 32..]);
+    let keys = root.path().join("evidence/.keys");
+    fs::create_dir_all(&keys).expect("mkdir");
+    let private = keys.join("signer-ed25519.pem");
+    fs::write(&private, pem("PRIVATE KEY", &v2_der)).expect("write");
+    fs::set_permissions(&private, fs::Permissions::from_mode(0o600)).expect("chmod");
+    let private_s = private.to_str().expect("utf-8");
+    // The premise: OpenSSL 3.0 cannot read the v2 file (if a newer OpenSSL can, the rest of
+    // the test still checks the rewrite keeps the key).
+    let v2_readable = Command::new("openssl")
+        .args(["pkey", "-in", private_s, "-pubout"])
+        .output()
+        .expect("openssl")
+        .status
+        .success();
+    eprintln!("openssl reads the v2 key: {v2_readable}");
+
+    let report = demo("policy-blocked", root.path(), "tc-test-pin");
+    let bundle = root.path().join("evidence/tc-test-pin");
+    let hint = report["steps"]
+        .as_array()
+        .expect("steps")
+        .iter()
+        .filter_map(|s| s["detail"].as_str())
+        .flat_map(str::lines)
+        .find_map(|l| l.strip_prefix("verify: lumenflow proof verify --pubkey "))
+        .expect("a verify hint")
+        .to_string();
+    let (pinned, hinted_bundle) = hint.split_once(' ').expect("two arguments");
+    let pinned = Path::new(pinned);
+    assert_eq!(Path::new(hinted_bundle), bundle);
+    assert_eq!(pinned, keys.join("signer-ed25519.pub.pem"), "{hint}");
+    assert!(pinned.is_file(), "{hint}");
+    assert!(
+        !pinned.starts_with(&bundle),
+        "the pinned key must not ship in the bundle: {hint}"
+    );
+    assert_eq!(report["signer_public_key"], pinned.to_str().expect("utf-8"));
+
+    let out = Command::new(env!("CARGO_BIN_EXE_lumenflow"))
+        .args(["proof", "verify", "--pubkey"])
+        .arg(pinned)
+        .arg(&bundle)
+        .output()
+        .expect("verify");
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    let written = fs::read_to_string(pinned).expect("read");
+    openssl(&[
+        "pkey",
+        "-pubin",
+        "-in",
+        pinned.to_str().expect("utf-8"),
+        "-noout",
+    ]);
+    let derived =
+        String::from_utf8(openssl(&["pkey", "-in", private_s, "-pubout"])).expect("utf-8");
+    assert_eq!(derived, written, "OpenSSL reads the private key; same key");
+    assert_eq!(written, original_pub, "the rewrite kept the key");
+    assert_eq!(
+        fs::metadata(&private).expect("stat").permissions().mode() & 0o777,
+        0o600
+    );
+
+    // A second run reuses the key and the public file as they are.
+    fs::remove_dir_all(root.path().join("work")).expect("clear the scratch folder");
+    demo("policy-blocked", root.path(), "tc-test-pin-2");
+    assert_eq!(fs::read_to_string(pinned).expect("read"), written);
+    assert_eq!(
+        String::from_utf8(openssl(&["pkey", "-in", private_s, "-pubout"])).expect("utf-8"),
+        written
+    );
+}

@@ -13,6 +13,7 @@
 mod procs;
 mod records;
 mod scratch;
+mod signer;
 mod upload;
 
 use lumenflow_contracts::error_text::with_causes;
@@ -24,7 +25,6 @@ use std::time::{Duration, Instant};
 use clap::{Args, ValueEnum};
 use lumenflow_contracts::time::Timestamp;
 use lumenflow_proof::bundle::{self, SealRequest};
-use lumenflow_proof::KeyPair;
 use serde_json::{json, Value};
 
 use super::Context;
@@ -72,7 +72,8 @@ pub struct TrustedComputeArgs {
     )]
     pub out: PathBuf,
     /// The Ed25519 key that signs the bundle (created 0600 on first use and reused, so a
-    /// verifier can pin it). Default: `<out>/.keys/signer-ed25519.pem`.
+    /// verifier can pin it). Its public key is written next to it as `<name>.pub.pem`.
+    /// Default: `<out>/.keys/signer-ed25519.pem`.
     #[arg(long, value_name = "PEM")]
     pub signing_key: Option<PathBuf>,
     /// Folder for the scratch workspace, databases and logs (default: a temporary folder).
@@ -604,8 +605,10 @@ fn run_in(
         .signing_key
         .clone()
         .unwrap_or_else(|| args.out.join(".keys/signer-ed25519.pem"));
-    let key =
-        KeyPair::load_or_create(&key_path).map_err(|e| CliError::new(e.code(), e.to_string()))?;
+    let signer::Signer {
+        key,
+        public_key_path,
+    } = signer::load_or_create(&key_path)?;
     let manifest = bundle::seal(
         &bundle_dir,
         &key,
@@ -621,7 +624,9 @@ fn run_in(
         "Proof",
         "bundle written, signed and verified",
         &format!(
-            "{}\nsigner {} ({})\n{}\nverify: lumenflow proof verify --pubkey {}/verifier-public-key.pem {}\n   or: openssl pkeyutl -verify -pubin -inkey verifier-public-key.pem -rawin -in manifest.json -sigfile manifest.sig",
+            // The pinned key is the signer's public key kept next to its private key, never
+            // the copy inside the bundle: a forger replaces that copy along with the signature.
+            "{}\nsigner {} ({})\n{}\nverify: lumenflow proof verify --pubkey {} {}\n   or: openssl pkeyutl -verify -pubin -inkey {} -rawin -in {}/manifest.json -sigfile {}/manifest.sig",
             bundle_dir.display(),
             manifest.signer_key_id,
             key_path.display(),
@@ -631,6 +636,9 @@ fn run_in(
                 .map(|c| format!("{} {}", if c.passed { "ok  " } else { "FAIL" }, c.name))
                 .collect::<Vec<_>>()
                 .join("\n"),
+            public_key_path.display(),
+            bundle_dir.display(),
+            public_key_path.display(),
             bundle_dir.display(),
             bundle_dir.display()
         ),
@@ -718,7 +726,8 @@ fn run_in(
     print_ok(
         ctx.json,
         &json!({"ok": true, "run_id": run_id, "mode": args.mode.as_str(), "bundle": bundle_dir,
-                "replay": replay_link, "signer_key_id": manifest.signer_key_id, "steps": steps.log}),
+                "replay": replay_link, "signer_key_id": manifest.signer_key_id,
+                "signer_public_key": public_key_path, "steps": steps.log}),
         &format!("{}", bundle_dir.display()),
     );
     Ok(())
