@@ -12,7 +12,7 @@ use lumenflow_contracts::error_text::with_causes;
 use std::net::SocketAddr;
 use std::path::PathBuf;
 use std::sync::Arc;
-use std::time::Duration;
+use std::time::{Duration, Instant};
 
 use axum::body::{Body, Bytes};
 use axum::extract::{DefaultBodyLimit, Path, Query, State};
@@ -879,6 +879,11 @@ async fn stream_events(
         state
             .authorize(&mut audit, &headers, Some(&p.workspace_id), Allow::Either)
             .await?;
+        // Only the bearer token is kept for the periodic re-check, not the whole request.
+        let mut token_headers = HeaderMap::new();
+        if let Some(v) = headers.get(axum::http::header::AUTHORIZATION) {
+            token_headers.insert(axum::http::header::AUTHORIZATION, v.clone());
+        }
         // Resume after `Last-Event-ID` (or `?after=`), else start with what arrives next.
         let resume = headers
             .get("last-event-id")
@@ -902,6 +907,11 @@ async fn stream_events(
             buffer: std::collections::VecDeque::new(),
             first: true,
             stopping: state.stopping.subscribe(),
+            authority: state.authority.clone(),
+            token_headers,
+            subject: audit.entry.subject.clone(),
+            token_checked: Instant::now(),
+            ended: false,
         };
         Ok(Sse::new(tail_stream(tail))
             .keep_alive(KeepAlive::new().interval(Duration::from_secs(15)))
@@ -934,13 +944,79 @@ struct Tail {
     first: bool,
     /// The server is stopping: the stream ends (a client reconnects elsewhere with its cursor).
     stopping: watch::Receiver<bool>,
+    authority: Arc<Authority>,
+    /// The request's `Authorization` header, verified again every [`TOKEN_RECHECK`].
+    token_headers: HeaderMap,
+    /// The authenticated subject, for the audit line when the stream is cut.
+    subject: String,
+    token_checked: Instant,
+    /// The token stopped being valid and the stream said so: nothing more is sent.
+    ended: bool,
+}
+
+/// How often an open stream verifies its token again (as the console re-checks its sessions):
+/// a token revoked or expired while the stream is open stops reading events within this time.
+const TOKEN_RECHECK: Duration = Duration::from_secs(2);
+
+impl Tail {
+    /// `Some(refusal)` once the token no longer authorizes this stream (revoked, expired past
+    /// the leeway). A storage failure keeps the stream: an unreachable database is not a
+    /// revocation, and the events query fails too, so nothing is sent meanwhile.
+    async fn token_refused(&mut self) -> Option<CloudError> {
+        if self.token_checked.elapsed() < TOKEN_RECHECK {
+            return None;
+        }
+        self.token_checked = Instant::now();
+        match self
+            .authority
+            .authorize(
+                &self.store,
+                &self.token_headers,
+                Some(&self.workspace_id),
+                Allow::Either,
+            )
+            .await
+        {
+            Ok(_) => None,
+            Err(e @ CloudError::Storage(_)) => {
+                tracing::warn!(error = %e, "event stream could not re-check its token");
+                None
+            }
+            Err(e) => Some(e),
+        }
+    }
+
+    /// The stream's last message, and its audit line, when the token stops being valid.
+    async fn end(&mut self, refusal: &CloudError) -> SseEvent {
+        self.ended = true;
+        let message = format!("the stream ended: {refusal}");
+        let entry = AuditEntry {
+            workspace_id: Some(self.workspace_id.clone()),
+            subject: self.subject.clone(),
+            device_name: None,
+            action: "events.stream".into(),
+            outcome: "refused".into(),
+            code: Some(refusal.code().to_string()),
+            detail: Some(message.chars().take(500).collect()),
+        };
+        if let Err(e) = self.store.audit(&entry).await {
+            tracing::error!(error = %e, "cannot write the audit line");
+        }
+        SseEvent::default()
+            .event("token_rejected")
+            .data(json!({"code": refusal.code(), "message": message}).to_string())
+    }
 }
 
 fn tail_stream(tail: Tail) -> impl Stream<Item = Result<SseEvent, std::convert::Infallible>> {
     futures_util::stream::unfold(tail, |mut t| async move {
         loop {
-            if *t.stopping.borrow() {
+            if t.ended || *t.stopping.borrow() {
                 return None;
+            }
+            if let Some(refusal) = t.token_refused().await {
+                let last = t.end(&refusal).await;
+                return Some((Ok(last), t));
             }
             if let Some(e) = t.buffer.pop_front() {
                 let event = SseEvent::default()
