@@ -637,6 +637,18 @@ fn query_orders_across_channels_pages_and_streams_live() {
     let op = home.operator_token();
     let e = enroll(&server, &home.code("ws-q", None), None);
     let events_url = format!("{}/api/v1/events", server.url);
+    // The sidecar relays a registered phone only (walk-C #3).
+    home.cli(&[
+        "cloud",
+        "device",
+        "add",
+        "--workspace-id",
+        "ws-q",
+        "--device",
+        "p",
+        "--name",
+        "Phone p",
+    ]);
 
     // Two channels (the sidecar and a phone) with interleaved timestamps.
     let at = |ms: i64, kind: &str, from: &str, seq: u64, run: &str| {

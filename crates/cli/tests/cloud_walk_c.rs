@@ -196,3 +196,115 @@ fn an_open_event_stream_ends_when_its_token_is_revoked_walk_c_2() {
     assert_eq!(push(&cloud, &sidecar_token, "ws-s", vec![later]).0, 200);
     wait_line(&rx, "still-flowing", Duration::from_secs(10));
 }
+
+fn query_kinds(cloud: &Cloud, token: &str, ws: &str) -> Vec<String> {
+    let (s, body) = console_support::get(
+        &format!("{}/api/v1/events?workspace_id={ws}&limit=1000", cloud.url),
+        Some(token),
+    );
+    assert_eq!(s, 200, "{body}");
+    body["events"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|e| e["payload"]["tag"].as_str().unwrap_or("").to_string())
+        .collect()
+}
+
+/// walk-C #3: a workspace token stored events `from` any phone id of the workspace, including
+/// phones never enrolled and phones whose token was revoked. A relayed phone must now be known
+/// to the workspace (registered or enrolled) and not revoked.
+#[test]
+fn relayed_phone_events_must_name_an_active_phone_of_the_workspace_walk_c_3() {
+    let home = tempfile::tempdir().unwrap();
+    let cloud = Cloud::start(home.path());
+    let (ws_token, _) = enroll(&cloud, "ws-r", None);
+    // Registered, never enrolled: the sidecar may relay it (the existing behaviour).
+    cloud.cli(&[
+        "cloud",
+        "device",
+        "add",
+        "--workspace-id",
+        "ws-r",
+        "--device",
+        "ipad",
+        "--name",
+        "Front desk iPad",
+    ]);
+    // Enrolled with a phone code without a registration: known all the same.
+    let (phone_token, _) = enroll(&cloud, "ws-r", Some("pixel"));
+    // Registered and enrolled, then revoked (the lost phone).
+    cloud.cli(&[
+        "cloud",
+        "device",
+        "add",
+        "--workspace-id",
+        "ws-r",
+        "--device",
+        "lost",
+        "--name",
+        "Lost phone",
+    ]);
+    let (_, lost_jti) = enroll(&cloud, "ws-r", Some("lost"));
+    cloud.cli(&[
+        "cloud",
+        "revoke",
+        "--workspace-id",
+        "ws-r",
+        "--jti",
+        &lost_jti,
+    ]);
+
+    let ok_batch = vec![
+        event("acme:x", "ws-r", 1, json!({"tag": "own"})),
+        event("acme:x", "ws-r:phone:ipad", 1, json!({"tag": "ipad"})),
+        event("acme:x", "ws-r:phone:pixel", 1, json!({"tag": "pixel"})),
+    ];
+    let (s, body) = push(&cloud, &ws_token, "ws-r", ok_batch);
+    assert_eq!(s, 200, "{body}");
+    // The phone itself still pushes as itself.
+    let own = event("acme:x", "ws-r:phone:pixel", 2, json!({"tag": "pixel-own"}));
+    assert_eq!(push(&cloud, &phone_token, "ws-r", vec![own]).0, 200);
+
+    for (from, why) in [
+        ("ws-r:phone:ghost", "is not a registered or enrolled phone"),
+        ("ws-r:phone:lost", "had every token revoked"),
+    ] {
+        let good = event(
+            "acme:x",
+            "ws-r",
+            7,
+            json!({"tag": format!("good-with-{from}")}),
+        );
+        let bad = event("acme:x", from, 1, json!({"tag": format!("bad-{from}")}));
+        let (s, body) = push(&cloud, &ws_token, "ws-r", vec![good, bad]);
+        assert_eq!(s, 403, "{from}: {body}");
+        assert_eq!(body["error"]["code"], "EVENT_FROM_MISMATCH", "{body}");
+        let message = body["error"]["message"].as_str().unwrap();
+        assert!(message.starts_with("events[1]:"), "{message}");
+        assert!(message.contains(from) && message.contains(why), "{message}");
+    }
+    let tags = query_kinds(&cloud, &ws_token, "ws-r");
+    assert_eq!(
+        {
+            let mut t = tags.clone();
+            t.sort();
+            t
+        },
+        ["ipad", "own", "pixel", "pixel-own"],
+        "nothing of a refused batch is stored: {tags:?}"
+    );
+    let refusals: Vec<Value> = audit(&cloud)
+        .into_iter()
+        .filter(|l| {
+            l["action"] == "events.push"
+                && l["outcome"] == "refused"
+                && l["code"] == "EVENT_FROM_MISMATCH"
+        })
+        .collect();
+    assert_eq!(refusals.len(), 2, "{refusals:?}");
+    assert!(
+        refusals.iter().all(|l| l["subject"] == "ws-r"),
+        "{refusals:?}"
+    );
+}

@@ -3,7 +3,8 @@
 //! A batch is all or nothing: every event is checked before anything is stored, and the first bad
 //! one refuses the whole batch with an error naming its index. v1 and v2 events travel in one body,
 //! told apart by `schema_version`. A v2 event must come from the authenticated subject (or, for a
-//! workspace's sidecar relaying them, one of the workspace's phone devices); its `from` is its
+//! workspace's sidecar relaying them, one of the workspace's phone subjects, which the server then
+//! checks against the registered and enrolled phones, since that needs the store); its `from` is its
 //! delivery channel (DLV-03) and `seq` orders it within that channel. v1 events have no id, so
 //! their dedupe key is `v1_` + the canonical-JSON hash of the event.
 

@@ -43,7 +43,8 @@ use crate::error::{CloudError, CloudResult};
 use crate::ingest::{self, MAX_BODY_BYTES};
 use crate::replay;
 use crate::store::{
-    now_ms, AuditEntry, EventCursor, EventQuery, ReceiptRow, RedeemRefusal, ResolveRefusal, Store,
+    now_ms, AuditEntry, EventCursor, EventQuery, PhoneStanding, ReceiptRow, RedeemRefusal,
+    ResolveRefusal, Store,
 };
 
 /// How `lumenflow cloud serve` is configured.
@@ -784,12 +785,14 @@ async fn push_events_inner(
         ));
     };
     let count = batch.events.len();
+    let subject_text = subject.to_string();
     let (ws, subject, events) = (batch.workspace_id.clone(), subject.clone(), batch.events);
     let rows = blocking(move || {
         let texts: Vec<&str> = events.iter().map(|e| e.get()).collect();
         ingest::batch_rows_raw(&ws, &subject, &texts)
     })
     .await?;
+    check_relayed_phones(state, &batch.workspace_id, &subject_text, &rows).await?;
     audit.entry.detail = Some(format!("{count} events"));
     let outcome = state.store.ingest_owned(rows, &audit.entry).await?;
     audit.written = true;
@@ -802,6 +805,39 @@ async fn push_events_inner(
         accepted: outcome.accepted,
         duplicates: outcome.duplicates,
     })
+}
+
+/// A sidecar relays its phones' events (`from` = `WS:phone:ID`). Refuse a batch naming a phone
+/// the workspace does not know or whose tokens are all revoked: the stored event would be
+/// attributed to a device that does not exist, or to a lost phone. Checked once per phone, so a
+/// large batch costs a query per distinct phone, not per event.
+async fn check_relayed_phones(
+    state: &AppState,
+    workspace_id: &str,
+    subject_text: &str,
+    rows: &[crate::store::EventRow],
+) -> CloudResult<()> {
+    let mut seen = std::collections::HashSet::new();
+    for (index, row) in rows.iter().enumerate() {
+        if row.channel == subject_text || !seen.insert(row.channel.as_str()) {
+            continue;
+        }
+        let Ok(Subject::Phone { device_id, .. }) = Subject::parse(&row.channel) else {
+            continue;
+        };
+        let why = match state.store.phone_standing(workspace_id, &device_id).await? {
+            PhoneStanding::Known => continue,
+            PhoneStanding::Unknown => "is not a registered or enrolled phone of",
+            PhoneStanding::Revoked => "had every token revoked in",
+        };
+        return Err(CloudError::FromMismatch(format!(
+            "events[{index}]: `from` is `{}`, which {why} workspace `{workspace_id}`; \
+             a sidecar relays events of its workspace's active phones only (register one with \
+             `lumenflow cloud device add`)",
+            row.channel
+        )));
+    }
+    Ok(())
 }
 
 #[derive(Deserialize, Default)]

@@ -304,6 +304,17 @@ pub struct AuditEntry {
     pub detail: Option<String>,
 }
 
+/// See [`Store::phone_standing`].
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum PhoneStanding {
+    /// Registered or enrolled, and not every token of it revoked.
+    Known,
+    /// Neither registered nor ever enrolled for the workspace.
+    Unknown,
+    /// Enrolled, and every token it was issued is revoked.
+    Revoked,
+}
+
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct AuditRecord {
     pub id: i64,
@@ -1151,6 +1162,46 @@ impl Store {
                     })
                 })
                 .collect()
+        })
+    }
+
+    /// Whether a workspace's sidecar may relay events `from` phone `device_id`: the phone must
+    /// be known to the workspace (registered with `device add`, or enrolled with a phone code)
+    /// and not cut off (every token issued to it revoked, as for a lost phone).
+    pub async fn phone_standing(
+        &self,
+        workspace_id: &str,
+        device_id: &str,
+    ) -> CloudResult<PhoneStanding> {
+        let subject = format!("{workspace_id}:phone:{device_id}");
+        let (registered, issued, revoked) = with_reader!(self, pool => {
+            let registered = sqlx::query(
+                "SELECT 1 FROM devices WHERE workspace_id = $1 AND device_id = $2",
+            )
+            .bind(workspace_id)
+            .bind(device_id)
+            .fetch_optional(pool)
+            .await?
+            .is_some();
+            let row = sqlx::query(
+                "SELECT COUNT(t.jti), COUNT(r.jti) FROM tokens t \
+                 LEFT JOIN revocations r ON r.jti = t.jti \
+                 WHERE t.workspace_id = $1 AND t.subject = $2",
+            )
+            .bind(workspace_id)
+            .bind(&subject)
+            .fetch_one(pool)
+            .await?;
+            let issued: i64 = row.try_get(0)?;
+            let revoked: i64 = row.try_get(1)?;
+            Ok::<_, CloudError>((registered, issued, revoked))
+        })?;
+        Ok(if issued > 0 && revoked == issued {
+            PhoneStanding::Revoked
+        } else if registered || issued > 0 {
+            PhoneStanding::Known
+        } else {
+            PhoneStanding::Unknown
         })
     }
 
