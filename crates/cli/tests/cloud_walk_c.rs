@@ -308,3 +308,131 @@ fn relayed_phone_events_must_name_an_active_phone_of_the_workspace_walk_c_3() {
         "{refusals:?}"
     );
 }
+
+/// walk-C #7: a sidecar waiting for an approval polls every 250 ms and each poll was an audit
+/// line. A successful read-only poll is now audited at most once a minute per (subject,
+/// action); a refused one always is, and so is every write.
+#[test]
+fn successful_polls_are_audited_once_a_minute_refusals_always_walk_c_7() {
+    let home = tempfile::tempdir().unwrap();
+    let cloud = Cloud::start(home.path());
+    let (ws_token, _) = enroll(&cloud, "ws-poll", None);
+    let (other_token, _) = enroll(&cloud, "ws-other", None);
+    let (s, approval) = post(
+        &format!("{}/api/v1/approvals/request", cloud.url),
+        Some(&ws_token),
+        &json!({"workspace_id": "ws-poll", "type": "tool_call",
+                "subject": {"tool": "x:y", "input_hash": format!("sha256:{}", "0".repeat(64))}}),
+    );
+    assert_eq!(s, 200, "{approval}");
+    let id = approval["approval_id"].as_str().unwrap();
+    for _ in 0..20 {
+        let (s, body) = post(
+            &format!("{}/api/v1/approvals/list", cloud.url),
+            Some(&ws_token),
+            &json!({"workspace_id": "ws-poll", "status": "pending"}),
+        );
+        assert_eq!(s, 200, "{body}");
+        let (s, body) = console_support::get(
+            &format!("{}/api/v1/approvals/{id}", cloud.url),
+            Some(&ws_token),
+        );
+        assert_eq!(s, 200, "{body}");
+    }
+    // Refused polls: another workspace's token, and a bad status.
+    let (s, _) = post(
+        &format!("{}/api/v1/approvals/list", cloud.url),
+        Some(&other_token),
+        &json!({"workspace_id": "ws-poll"}),
+    );
+    assert_eq!(s, 403);
+    for _ in 0..3 {
+        let (s, _) = post(
+            &format!("{}/api/v1/approvals/list", cloud.url),
+            Some(&ws_token),
+            &json!({"workspace_id": "ws-poll", "status": "maybe"}),
+        );
+        assert_eq!(s, 400);
+    }
+    let lines = audit(&cloud);
+    let count = |action: &str, outcome: &str, subject: &str| {
+        lines
+            .iter()
+            .filter(|l| l["action"] == action && l["outcome"] == outcome && l["subject"] == subject)
+            .count()
+    };
+    let listed = count("approvals.list", "ok", "ws-poll");
+    let got = count("approvals.get", "ok", "ws-poll");
+    assert!((1..=2).contains(&listed), "{listed} approvals.list lines");
+    assert!((1..=2).contains(&got), "{got} approvals.get lines");
+    assert_eq!(count("approvals.list", "refused", "ws-poll"), 3);
+    assert_eq!(
+        count("approvals.list", "refused", "unverified:ws-other")
+            + count("approvals.list", "refused", "ws-other"),
+        1
+    );
+    // The write is audited as always.
+    assert_eq!(count("approvals.request", "ok", "ws-poll"), 1);
+}
+
+/// walk-C #8: a malformed or oversized body was refused before the token was read, so its
+/// audit line said subject `-` although a valid token came with it.
+#[test]
+fn refusals_before_the_token_is_read_still_name_the_caller_walk_c_8() {
+    let home = tempfile::tempdir().unwrap();
+    let cloud = Cloud::start(home.path());
+    let (ws_token, _) = enroll(&cloud, "ws-m", None);
+    let operator = cloud.operator_token();
+    let http = reqwest::blocking::Client::new();
+    let send = |token: &str, body: Vec<u8>| {
+        http.post(format!("{}/api/v1/events", cloud.url))
+            .bearer_auth(token)
+            .header("content-type", "application/json")
+            .body(body)
+            .send()
+            .unwrap()
+            .status()
+            .as_u16()
+    };
+    assert_eq!(send(&ws_token, b"{not json".to_vec()), 400);
+    assert_eq!(send(&ws_token, vec![b' '; 9 * 1024 * 1024]), 413);
+    let malformed_list = http
+        .post(format!("{}/api/v1/approvals/list", cloud.url))
+        .bearer_auth(&operator)
+        .body("[")
+        .send()
+        .unwrap();
+    assert_eq!(malformed_list.status().as_u16(), 400);
+    // A forged token still records only what it claims, marked unverified.
+    let forged = format!("{}.x", ws_token.rsplit_once('.').unwrap().0);
+    assert_eq!(send(&forged, b"{not json".to_vec()), 400);
+
+    let lines = audit(&cloud);
+    let refused: Vec<&Value> = lines.iter().filter(|l| l["outcome"] == "refused").collect();
+    let find = |action: &str, code: &str| -> Vec<(String, String)> {
+        refused
+            .iter()
+            .filter(|l| l["action"] == action && l["code"] == code)
+            .map(|l| {
+                (
+                    l["subject"].as_str().unwrap_or("").to_string(),
+                    l["workspace_id"].as_str().unwrap_or("-").to_string(),
+                )
+            })
+            .collect()
+    };
+    let bad = find("events.push", "BAD_REQUEST");
+    assert!(bad.contains(&("ws-m".into(), "ws-m".into())), "{bad:?}");
+    assert!(
+        bad.contains(&("unverified:ws-m".into(), "-".into())),
+        "{bad:?}"
+    );
+    assert_eq!(
+        find("events.push", "PAYLOAD_TOO_LARGE"),
+        [("ws-m".to_string(), "ws-m".to_string())]
+    );
+    assert_eq!(
+        find("approvals.list", "BAD_REQUEST"),
+        [("operator".to_string(), "-".to_string())]
+    );
+}

@@ -70,7 +70,7 @@ async fn upload(
 ) -> Response {
     let mut audit = Audit::new("bundles.upload");
     let result = upload_inner(&state, &mut audit, &headers, &run_id, body).await;
-    state.finish(audit, result).await
+    state.finish_with(&headers, audit, result).await
 }
 
 async fn upload_inner(

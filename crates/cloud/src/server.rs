@@ -82,6 +82,55 @@ pub struct AppState {
     pub console: crate::console::ConsoleState,
     /// Set once when the server starts stopping: live streams end so connections can drain.
     pub stopping: watch::Sender<bool>,
+    /// When each caller's successful read-only polls were last audited (see [`POLL_ACTIONS`]).
+    pub(crate) polls: PollAudit,
+}
+
+/// Read-only actions a client repeats in a loop: a sidecar waiting for an approval asks every
+/// 250 ms, and every sidecar pulls the revocation list. One audit line per poll buried the log
+/// (walk-C: 497 lines in 67 s), so a *successful* one is audited at most once per
+/// [`POLL_AUDIT_EVERY`] per (subject, action) on each server process, and that line says how many
+/// were left out since. Refusals and every other action are always audited.
+const POLL_ACTIONS: [&str; 3] = ["approvals.get", "approvals.list", "revocations.pull"];
+const POLL_AUDIT_EVERY: Duration = Duration::from_secs(60);
+/// Past this many callers, entries older than [`POLL_AUDIT_EVERY`] are dropped (they would be
+/// written again anyway), so the map stays bounded by the callers of the last minute.
+const POLL_AUDIT_PRUNE_AT: usize = 10_000;
+
+/// (subject, action) -> when it was last audited and how many polls were left out since.
+#[derive(Default)]
+pub(crate) struct PollAudit(
+    std::sync::Mutex<std::collections::HashMap<(String, String), (Instant, u64)>>,
+);
+
+impl PollAudit {
+    /// `None`: leave this successful poll out of the audit log. `Some(n)`: write it, noting
+    /// `n` polls that were left out since the last line.
+    fn admit(&self, subject: &str, action: &str) -> Option<u64> {
+        // A poisoned lock only means another request panicked mid-update; the map is still a
+        // usable cache, and auditing must not stop because of it.
+        let mut map = self.0.lock().unwrap_or_else(|p| p.into_inner());
+        let now = Instant::now();
+        if map.len() >= POLL_AUDIT_PRUNE_AT {
+            map.retain(|_, (at, _)| now.duration_since(*at) < POLL_AUDIT_EVERY);
+        }
+        match map.get_mut(&(subject.to_string(), action.to_string())) {
+            Some((at, skipped)) if now.duration_since(*at) < POLL_AUDIT_EVERY => {
+                *skipped += 1;
+                None
+            }
+            Some((at, skipped)) => {
+                let left_out = *skipped;
+                *at = now;
+                *skipped = 0;
+                Some(left_out)
+            }
+            None => {
+                map.insert((subject.to_string(), action.to_string()), (now, 0));
+                Some(0)
+            }
+        }
+    }
 }
 
 pub(crate) type Shared = Arc<AppState>;
@@ -132,6 +181,7 @@ pub async fn open_state(config: &ServeConfig, bound: SocketAddr) -> CloudResult<
         http,
         console: crate::console::ConsoleState::default(),
         stopping: watch::Sender::new(false),
+        polls: PollAudit::default(),
     }))
 }
 
@@ -300,6 +350,45 @@ impl AppState {
         caller
     }
 
+    /// [`AppState::finish`] for a request that carried `headers`: a refusal that came before
+    /// the token was looked at (malformed JSON, an oversized body, a bad parameter) still names
+    /// the caller, verified when the token verifies, else as `unverified:<sub>`.
+    pub(crate) async fn finish_with(
+        &self,
+        headers: &HeaderMap,
+        mut audit: Audit,
+        result: CloudResult<Response>,
+    ) -> Response {
+        if result.is_err() && audit.entry.subject == "-" && auth::bearer(headers).is_ok() {
+            self.note_caller(&mut audit, headers).await;
+        }
+        self.finish(audit, result).await
+    }
+
+    /// Name the caller of a refused request in its audit line. The workspace a workspace token
+    /// is for is its audience, read from the token and then verified with it (signature,
+    /// expiry, revocation), exactly as a request naming that workspace would be.
+    async fn note_caller(&self, audit: &mut Audit, headers: &HeaderMap) {
+        let audience = unverified_claim(headers, "aud");
+        let workspace = audience
+            .as_deref()
+            .filter(|aud| *aud != auth::OPERATOR_AUDIENCE && check_id(aud).is_ok());
+        let mut probe = Audit::new(&audit.entry.action);
+        match self
+            .authorize(&mut probe, headers, workspace, Allow::Either)
+            .await
+        {
+            Ok(_) => {
+                audit.entry.subject = probe.entry.subject;
+                audit.entry.device_name = probe.entry.device_name;
+                if audit.entry.workspace_id.is_none() {
+                    audit.entry.workspace_id = workspace.map(str::to_string);
+                }
+            }
+            Err(_) => audit.entry.subject = probe.entry.subject,
+        }
+    }
+
     /// Write the audit line and turn the result into a response.
     pub(crate) async fn finish(&self, mut audit: Audit, result: CloudResult<Response>) -> Response {
         let response = match result {
@@ -311,6 +400,22 @@ impl AppState {
                 e.into_response()
             }
         };
+        if !audit.written
+            && audit.entry.outcome == "ok"
+            && POLL_ACTIONS.contains(&audit.entry.action.as_str())
+        {
+            match self.polls.admit(&audit.entry.subject, &audit.entry.action) {
+                None => return response,
+                Some(0) => {}
+                Some(n) => {
+                    let note = format!("{n} more since the last line not written");
+                    audit.entry.detail = Some(match audit.entry.detail.take() {
+                        Some(d) => format!("{d}; {note}"),
+                        None => note,
+                    });
+                }
+            }
+        }
         if !audit.written {
             if let Err(e) = self.store.audit(&audit.entry).await {
                 tracing::error!(error = %e, "cannot write the audit line");
@@ -326,14 +431,19 @@ impl AppState {
 
 /// The `sub` claim of a bearer token, read without verifying (for the audit line only).
 fn unverified_subject(headers: &HeaderMap) -> Option<String> {
+    unverified_claim(headers, "sub")
+}
+
+/// A string claim of a bearer token, read without verifying.
+fn unverified_claim(headers: &HeaderMap, claim: &str) -> Option<String> {
     let token = auth::bearer(headers).ok()?;
     let payload = token.split('.').nth(1)?;
     let bytes = base64::engine::general_purpose::URL_SAFE_NO_PAD
         .decode(payload)
         .ok()?;
     let value: Value = serde_json::from_slice(&bytes).ok()?;
-    let sub = value.get("sub")?.as_str()?;
-    Some(sub.chars().take(200).collect())
+    let text = value.get(claim)?.as_str()?;
+    Some(text.chars().take(200).collect())
 }
 
 pub(crate) async fn read_body(body: Body, what: &str) -> CloudResult<Bytes> {
@@ -574,7 +684,7 @@ async fn create_enroll_code(
         ok_json(&issued)
     }
     .await;
-    state.finish(audit, result).await
+    state.finish_with(&headers, audit, result).await
 }
 
 /// Create a one-time code for a workspace (used by the HTTP route and the CLI alike).
@@ -643,7 +753,7 @@ async fn add_device(State(state): State<Shared>, headers: HeaderMap, body: Body)
         ok_json(&device_json(&d))
     }
     .await;
-    state.finish(audit, result).await
+    state.finish_with(&headers, audit, result).await
 }
 
 fn device_json(d: &crate::store::DeviceRow) -> Value {
@@ -672,7 +782,7 @@ async fn list_devices(
                         "devices": devices.iter().map(device_json).collect::<Vec<_>>()}))
     }
     .await;
-    state.finish(audit, result).await
+    state.finish_with(&headers, audit, result).await
 }
 
 #[derive(Deserialize)]
@@ -724,7 +834,7 @@ async fn revoke(State(state): State<Shared>, headers: HeaderMap, body: Body) -> 
         ok_json(&json!({"workspace_id": req.workspace_id, "revoked": revoked}))
     }
     .await;
-    state.finish(audit, result).await
+    state.finish_with(&headers, audit, result).await
 }
 
 async fn revocations(
@@ -747,7 +857,7 @@ async fn revocations(
         ok_json(&list)
     }
     .await;
-    state.finish(audit, result).await
+    state.finish_with(&headers, audit, result).await
 }
 
 // ---------------------------------------------------------------------------------------------
@@ -756,7 +866,7 @@ async fn revocations(
 async fn push_events(State(state): State<Shared>, headers: HeaderMap, body: Body) -> Response {
     let mut audit = Audit::new("events.push");
     let result = push_events_inner(&state, &mut audit, &headers, body).await;
-    state.finish(audit, result).await
+    state.finish_with(&headers, audit, result).await
 }
 
 /// The wire's `EventBatch` with each event kept as its JSON text: parsed once, by the check.
@@ -900,7 +1010,7 @@ async fn query_events(
         }))
     }
     .await;
-    state.finish(audit, result).await
+    state.finish_with(&headers, audit, result).await
 }
 
 async fn stream_events(
@@ -954,7 +1064,7 @@ async fn stream_events(
             .into_response())
     }
     .await;
-    state.finish(audit, result).await
+    state.finish_with(&headers, audit, result).await
 }
 
 #[derive(Deserialize)]
@@ -1249,7 +1359,7 @@ async fn list_tools(
         }))
     }
     .await;
-    state.finish(audit, result).await
+    state.finish_with(&headers, audit, result).await
 }
 
 async fn refresh_registry(
@@ -1267,7 +1377,7 @@ async fn refresh_registry(
         ok_json(&json!({"workspace_id": ws, "refresh": outcome}))
     }
     .await;
-    state.finish(audit, result).await
+    state.finish_with(&headers, audit, result).await
 }
 
 #[derive(Deserialize)]
@@ -1296,7 +1406,7 @@ async fn set_sidecar(
         ok_json(&json!({"workspace_id": ws, "sidecar_url": req.sidecar_url}))
     }
     .await;
-    state.finish(audit, result).await
+    state.finish_with(&headers, audit, result).await
 }
 
 async fn invoke_tool(
@@ -1378,7 +1488,7 @@ async fn invoke_tool(
             .into_response())
     }
     .await;
-    state.finish(audit, result).await
+    state.finish_with(&headers, audit, result).await
 }
 
 /// The scopes of the token an operator's call of `name` is forwarded with, from the stored
@@ -1496,7 +1606,7 @@ async fn approval_request(State(state): State<Shared>, headers: HeaderMap, body:
         ok_json(&out)
     }
     .await;
-    state.finish(audit, result).await
+    state.finish_with(&headers, audit, result).await
 }
 
 async fn approval_resolve(State(state): State<Shared>, headers: HeaderMap, body: Body) -> Response {
@@ -1564,7 +1674,7 @@ async fn approval_resolve(State(state): State<Shared>, headers: HeaderMap, body:
         }
     }
     .await;
-    state.finish(audit, result).await
+    state.finish_with(&headers, audit, result).await
 }
 
 async fn approval_list(State(state): State<Shared>, headers: HeaderMap, body: Body) -> Response {
@@ -1590,7 +1700,7 @@ async fn approval_list(State(state): State<Shared>, headers: HeaderMap, body: Bo
         ok_json(&state.store.list_approvals(&input).await?)
     }
     .await;
-    state.finish(audit, result).await
+    state.finish_with(&headers, audit, result).await
 }
 
 async fn approval_get(
@@ -1619,7 +1729,7 @@ async fn approval_get(
         ok_json(&record)
     }
     .await;
-    state.finish(audit, result).await
+    state.finish_with(&headers, audit, result).await
 }
 
 // ---------------------------------------------------------------------------------------------
@@ -1628,7 +1738,7 @@ async fn approval_get(
 async fn seal_receipt(State(state): State<Shared>, headers: HeaderMap, body: Body) -> Response {
     let mut audit = Audit::new("receipts.seal");
     let result = seal_inner(&state, &mut audit, &headers, body).await;
-    state.finish(audit, result).await
+    state.finish_with(&headers, audit, result).await
 }
 
 /// `sha256:<hex>` of the canonical JSON of `receipt` without `content_digest` (Q25).
@@ -1746,7 +1856,7 @@ async fn get_receipt(
         )
     }
     .await;
-    state.finish(audit, result).await
+    state.finish_with(&headers, audit, result).await
 }
 
 pub(crate) async fn replay_doc(state: &AppState, run_id: &str) -> CloudResult<Value> {
@@ -1780,7 +1890,7 @@ async fn replay_json(
         ok_json(&replay_doc(&state, &run_id).await?)
     }
     .await;
-    state.finish(audit, result).await
+    state.finish_with(&headers, audit, result).await
 }
 
 async fn replay_page(
@@ -1805,7 +1915,7 @@ async fn replay_page(
         }
     }
     .await;
-    state.finish(audit, result).await
+    state.finish_with(&headers, audit, result).await
 }
 
 #[derive(Deserialize)]
@@ -1841,7 +1951,7 @@ async fn audit_log(
         ok_json(&json!({"entries": lines}))
     }
     .await;
-    state.finish(audit, result).await
+    state.finish_with(&headers, audit, result).await
 }
 
 // ---------------------------------------------------------------------------------------------
@@ -1886,7 +1996,7 @@ async fn v1_policies(State(state): State<Shared>, headers: HeaderMap, body: Body
         ok_json(&policies)
     }
     .await;
-    state.finish(audit, result).await
+    state.finish_with(&headers, audit, result).await
 }
 
 async fn v1_config(State(state): State<Shared>, headers: HeaderMap, body: Body) -> Response {
@@ -1912,7 +2022,7 @@ async fn v1_config(State(state): State<Shared>, headers: HeaderMap, body: Body) 
         ok_json(&config)
     }
     .await;
-    state.finish(audit, result).await
+    state.finish_with(&headers, audit, result).await
 }
 
 async fn v1_heartbeat(State(state): State<Shared>, headers: HeaderMap, body: Body) -> Response {
@@ -1936,7 +2046,7 @@ async fn v1_heartbeat(State(state): State<Shared>, headers: HeaderMap, body: Bod
         }))
     }
     .await;
-    state.finish(audit, result).await
+    state.finish_with(&headers, audit, result).await
 }
 
 async fn v1_telemetry(State(state): State<Shared>, headers: HeaderMap, body: Body) -> Response {
@@ -1961,7 +2071,7 @@ async fn v1_telemetry(State(state): State<Shared>, headers: HeaderMap, body: Bod
         ok_json(&Accepted { accepted: n, duplicates: 0 })
     }
     .await;
-    state.finish(audit, result).await
+    state.finish_with(&headers, audit, result).await
 }
 
 async fn v1_evidence(State(state): State<Shared>, headers: HeaderMap, body: Body) -> Response {
@@ -1984,7 +2094,7 @@ async fn v1_evidence(State(state): State<Shared>, headers: HeaderMap, body: Body
         })
     }
     .await;
-    state.finish(audit, result).await
+    state.finish_with(&headers, audit, result).await
 }
 
 async fn v1_authenticate(State(state): State<Shared>, headers: HeaderMap, body: Body) -> Response {
@@ -2020,5 +2130,5 @@ async fn v1_authenticate(State(state): State<Shared>, headers: HeaderMap, body: 
         )
     }
     .await;
-    state.finish(audit, result).await
+    state.finish_with(&headers, audit, result).await
 }
