@@ -323,3 +323,99 @@ fn the_sqlite_database_and_its_wal_files_are_owner_only() {
     assert_eq!(mode(&db), 0o600);
     assert!(cloud.log().contains("made owner-only"), "{}", cloud.log());
 }
+
+/// Where an element is and whether a tap at its centre reaches it (not covered, not off-screen).
+fn reachable(browser: &Browser, css: &str) -> Value {
+    browser.js(&format!(
+        "const e = document.querySelector({css});
+         if (!e) return {{found: false}};
+         const r = e.getBoundingClientRect();
+         const x = r.left + r.width / 2, y = r.top + r.height / 2;
+         const hit = document.elementFromPoint(x, y);
+         return {{found: true, left: r.left, right: r.right, width: r.width, height: r.height,
+                 vw: document.documentElement.clientWidth,
+                 hit: !!hit && (hit === e || e.contains(hit))}};",
+        css = json!(css)
+    ))
+}
+
+/// walk-B #6: at 375 px the nav had width 0 and Log out sat beyond the right edge, so an
+/// operator on a phone could neither move between pages nor log out. Every page now keeps each
+/// nav link and Log out on screen and tappable, and no page is wider than the screen.
+#[test]
+fn at_a_phones_width_every_nav_link_and_log_out_are_on_screen_walk_b_6() {
+    let home = tempfile::tempdir().unwrap();
+    let cloud = Cloud::start(home.path());
+    cloud.add_operator("alice-with-a-rather-long-operator-name", PASSWORD);
+    let ws = cloud.enroll_workspace(&["--approvals", "cloud"]);
+    let wt = workspace_token(&ws.root);
+    request_approval(&cloud, &wt, "run-mobile");
+    let browser = Browser::start(&cloud.url);
+    browser.set_window_size(375, 740);
+    browser.login("alice-with-a-rather-long-operator-name", PASSWORD);
+    let vw = browser.js("return document.documentElement.clientWidth;");
+    assert!(vw.as_f64().unwrap() <= 375.0, "viewport {vw}");
+    let pages = [
+        ("workspaces", "[data-testid=nav-workspaces]"),
+        ("events", "[data-testid=nav-events]"),
+        ("approvals", "[data-testid=nav-approvals]"),
+        ("runs", "[data-testid=nav-runs]"),
+        ("recovery", "[data-testid=nav-recovery]"),
+        ("energy", "[data-testid=nav-energy]"),
+    ];
+    for (page, _) in pages {
+        browser.route(&format!("#/{page}"));
+        browser.wait_js(
+            &format!(
+                "document.querySelector('[data-testid=nav-{page}]').classList.contains('active')"
+            ),
+            "the page opened",
+        );
+        // Let the page draw what it fetches.
+        std::thread::sleep(Duration::from_millis(700));
+        for css in pages
+            .iter()
+            .map(|(_, css)| *css)
+            .chain(["[data-testid=logout]"])
+        {
+            let at = reachable(&browser, css);
+            assert_eq!(at["found"], true, "{page}: {css}");
+            let (left, right, vw) = (
+                at["left"].as_f64().unwrap(),
+                at["right"].as_f64().unwrap(),
+                at["vw"].as_f64().unwrap(),
+            );
+            assert!(
+                at["width"].as_f64().unwrap() >= 24.0 && at["height"].as_f64().unwrap() >= 24.0,
+                "{page}: {css} is too small to tap: {at}"
+            );
+            assert!(
+                left >= 0.0 && right <= vw,
+                "{page}: {css} is off-screen: {at}"
+            );
+            assert_eq!(
+                at["hit"], true,
+                "{page}: a tap on {css} does not reach it: {at}"
+            );
+        }
+        let wide = browser.js(
+            "return {page: document.documentElement.scrollWidth, vw: document.documentElement.clientWidth};",
+        );
+        assert!(
+            wide["page"].as_f64().unwrap() <= wide["vw"].as_f64().unwrap(),
+            "{page} is wider than the screen: {wide} (screenshot {})",
+            browser.screenshot(&format!("mobile-{page}")).display()
+        );
+    }
+    // Real taps: each link opens its page, and Log out logs out.
+    for (page, css) in pages.iter().rev() {
+        browser.click(css);
+        browser.wait_js(
+            &format!("location.hash.startsWith('#/{page}')"),
+            "the tapped link opened its page",
+        );
+    }
+    browser.screenshot("mobile-workspaces");
+    browser.click("[data-testid=logout]");
+    browser.wait_for("[data-testid=login-form]");
+}
