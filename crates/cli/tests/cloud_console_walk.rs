@@ -419,3 +419,163 @@ fn at_a_phones_width_every_nav_link_and_log_out_are_on_screen_walk_b_6() {
     browser.click("[data-testid=logout]");
     browser.wait_for("[data-testid=login-form]");
 }
+
+/// walk-B #9, #10, #12, #13 (Runs list): Energy never shows a negative zero; the Rules badge of
+/// the policy-blocked demo run counts the decisions its panel lists (it said 0 above a deny);
+/// the Live events kind filter takes a pack's name and the filters live in the address; the
+/// Runs list tells runs apart by goal or tool and outcome.
+#[test]
+fn energy_rules_badge_event_filters_and_the_runs_list_walk_b_9_10_12_13() {
+    const BLOCKED: &str = "tc-walk-blocked";
+    let home = tempfile::tempdir().unwrap();
+    let cloud = Cloud::start(home.path());
+    cloud.add_operator("alice", PASSWORD);
+    let ws = cloud.enroll_workspace(&[]);
+    let (s, out) = ws.invoke(
+        &cloud.url,
+        "software-delivery:wu_claim",
+        &json!({"wu_id": "WU-77", "lane": "Content: Site Comms"}),
+    );
+    assert_eq!((s, &out["success"]), (200, &json!(true)), "{out}");
+    let demo = std::process::Command::new(console_support::bin())
+        .args([
+            "--json",
+            "demo",
+            "trusted-compute",
+            "--mode",
+            "policy-blocked",
+        ])
+        .args(["--approve", "--run-id", BLOCKED])
+        .args(["--control-plane", &cloud.url])
+        .env("LUMENFLOW_OPERATOR_TOKEN", &ws.operator)
+        .arg("--work-dir")
+        .arg(home.path().join("demo"))
+        .arg("--out")
+        .arg(home.path().join("evidence"))
+        .output()
+        .unwrap();
+    assert!(
+        demo.status.success(),
+        "the demo failed:\n{}",
+        String::from_utf8_lossy(&demo.stderr)
+    );
+    let browser = Browser::start(&cloud.url);
+    browser.login("alice", PASSWORD);
+
+    // #9: the Energy page's number format.
+    for (n, digits) in ["-0, 0", "-0.0001, 1", "-0.004, 2"].iter().zip([0, 1, 2]) {
+        let shown = browser.js(&format!("return LF.fmtEnergyNum({n});"));
+        assert_eq!(shown, "0", "fmtNum({n}) with {digits} digits");
+    }
+    assert_eq!(browser.js("return LF.fmtEnergyNum(-1.5, 1);"), "-1.5");
+
+    // #13: the list says what each run was.
+    let runs = |browser: &Browser| {
+        let out = browser.fetch("GET", "/console/api/runs", &json!({}), None);
+        out["body"]["runs"].as_array().unwrap().clone()
+    };
+    console_support::wait_until(Duration::from_secs(20), || {
+        runs(&browser).iter().any(|r| {
+            r["workspace_id"] == WS
+                && r["summary"]["tools"] == json!(["software-delivery:wu_claim"])
+        })
+    });
+    let listed = runs(&browser);
+    let single = listed
+        .iter()
+        .find(|r| {
+            r["workspace_id"] == WS
+                && r["summary"]["tools"] == json!(["software-delivery:wu_claim"])
+        })
+        .unwrap_or_else(|| panic!("the single call's run: {listed:?}"));
+    assert_eq!(single["summary"]["kind"], "calls", "{single}");
+    assert_eq!(single["summary"]["outcome"], "success", "{single}");
+    let blocked = listed
+        .iter()
+        .find(|r| r["run_id"] == BLOCKED)
+        .unwrap_or_else(|| panic!("the demo run: {listed:?}"));
+    assert_eq!(blocked["summary"]["kind"], "turn", "{blocked}");
+    assert!(blocked["summary"]["goal"].is_string(), "{blocked}");
+    assert!(
+        blocked["summary"]["outcome"]
+            .as_str()
+            .unwrap()
+            .starts_with("aborted"),
+        "{blocked}"
+    );
+    browser.route("#/runs");
+    let single_id = single["run_id"].as_str().unwrap();
+    let row = browser.text(&format!(
+        "[data-testid=run-row][data-run-id='{single_id}'] [data-testid=run-what]"
+    ));
+    assert!(
+        row.contains("software-delivery:wu_claim") && row.contains("success"),
+        "{row}"
+    );
+    let row = browser.text(&format!(
+        "[data-testid=run-row][data-run-id='{BLOCKED}'] [data-testid=run-what]"
+    ));
+    assert!(
+        row.contains(
+            blocked["summary"]["goal"]
+                .as_str()
+                .unwrap()
+                .get(..20)
+                .unwrap()
+        ) && row.contains("aborted"),
+        "{row}"
+    );
+
+    // #10: the Rules badge counts the decisions and gates its panel lists.
+    browser.route(&format!("#/runs/{BLOCKED}/tc-demo"));
+    browser.wait_for("[data-testid=policy-decision][data-decision=deny]");
+    let listed = browser.js(
+        "return document.querySelectorAll('[data-testid=stage-rules] [data-testid=policy-decision], \
+         [data-testid=stage-rules] [data-testid=test-result]').length;",
+    );
+    let badge =
+        browser.js("return document.querySelector('[data-testid=stage-rules]').dataset.count;");
+    assert!(listed.as_u64().unwrap() > 0);
+    assert_eq!(badge, json!(listed.to_string()), "badge vs listed");
+    let chip = browser.text("[data-testid=stage-rules] h2 .chip");
+    assert_eq!(chip, listed.to_string());
+
+    // #12: a pack's name filters by prefix, and the filters survive a reload.
+    browser.route("#/events");
+    browser.wait_for("[data-testid=filter-kind]");
+    browser.js(&format!(
+        "const s = document.querySelector('[data-testid=filter-workspace]'); s.value = {}; return true;",
+        json!(WS)
+    ));
+    browser.fill("[data-testid=filter-kind]", "agent-runtime");
+    browser.click("[data-testid=filter-apply]");
+    browser.wait_for("[data-testid=event-row][data-kind='agent-runtime:tool_called']");
+    let kinds = browser.js(
+        "return [...document.querySelectorAll('[data-testid=event-row]')].map(r => r.dataset.kind);",
+    );
+    assert!(
+        kinds
+            .as_array()
+            .unwrap()
+            .iter()
+            .all(|k| k.as_str().unwrap().starts_with("agent-runtime:")),
+        "{kinds}"
+    );
+    let hash = browser.js("return location.hash;");
+    assert_eq!(hash, json!(format!("#/events/{WS}?kind=agent-runtime")));
+    browser.goto(&format!("#/events/{WS}?kind=agent-runtime"));
+    browser.js("location.reload(); return true;");
+    browser.wait_for("[data-testid=event-row][data-kind='agent-runtime:tool_called']");
+    assert_eq!(
+        browser.js("return document.querySelector('[data-testid=filter-kind]').value;"),
+        "agent-runtime"
+    );
+    assert_eq!(
+        browser.js("return document.querySelector('[data-testid=filter-workspace]').value;"),
+        json!(WS)
+    );
+    // The same with a trailing colon.
+    browser.fill("[data-testid=filter-kind]", "agent-runtime:");
+    browser.click("[data-testid=filter-apply]");
+    browser.wait_for("[data-testid=event-row][data-kind='agent-runtime:tool_called']");
+}

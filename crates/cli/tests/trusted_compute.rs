@@ -119,6 +119,22 @@ fn policy_blocked_mode_stops_before_any_tool_call_and_still_signs_tcd_08() {
         .contains("secrets/production.env"));
     // The secret was never written anywhere in the workspace.
     assert!(!root.path().join("work/workspace/secrets").exists());
+    // walk-B #10: the summary's Rules count is what the stage lists (the deny among the
+    // decisions), not its events, of which a blocked run has none.
+    let replay = report["steps"]
+        .as_array()
+        .expect("steps")
+        .iter()
+        .find_map(|s| {
+            s["detail"]
+                .as_str()
+                .filter(|d| d.contains("replay stages:"))
+        })
+        .expect("a replay step");
+    assert!(
+        replay.contains(&format!("rules {}", decisions.len())),
+        "{replay}"
+    );
     let manifest = json(&bundle.join("manifest.json"));
     assert_eq!(manifest["mode"], "policy-blocked");
     assert_eq!(manifest["run_id"], "tc-test-blocked");

@@ -47,6 +47,15 @@ struct StreamParams {
     run_id: Option<String>,
 }
 
+/// The store's kind filter, in Rust: `pack:` is a prefix, anything else an exact kind.
+fn kind_matches(filter: &str, kind: &str) -> bool {
+    if filter.ends_with(':') {
+        kind.starts_with(filter)
+    } else {
+        kind == filter
+    }
+}
+
 fn filter(value: Option<String>, field: &str) -> CloudResult<Option<String>> {
     match value
         .map(|v| v.trim().to_string())
@@ -69,7 +78,9 @@ async fn stream(
     check_id(&p.workspace_id).map_err(|reason| {
         CloudError::BadRequest(format!("`workspace_id` is not a workspace id: {reason}"))
     })?;
-    let kind = filter(p.kind, "kind")?;
+    // A kind without `:` names a pack: `campus` shows every `campus:` event (walk-B: an
+    // operator typing the pack's name got nothing, silently).
+    let kind = filter(p.kind, "kind")?.map(|k| if k.contains(':') { k } else { format!("{k}:") });
     let run_id = filter(p.run_id, "run_id")?;
     let resume = headers
         .get("last-event-id")
@@ -92,7 +103,7 @@ async fn stream(
                         .run_events(run, Some(&p.workspace_id))
                         .await?
                         .into_iter()
-                        .filter(|e| kind.as_ref().is_none_or(|k| &e.kind == k))
+                        .filter(|e| kind.as_ref().is_none_or(|k| kind_matches(k, &e.kind)))
                         .collect();
                     // In cursor order, like the tail, so `Last-Event-ID` resumes exactly.
                     events.sort_by_key(|e| e.cursor);

@@ -24,7 +24,7 @@ use crate::bundles::{bundle_tar, failed_checks};
 use crate::error::{CloudError, CloudResult};
 use crate::server::{replay_doc, Shared};
 use crate::store::bundles::BundleRow;
-use crate::store::AuditEntry;
+use crate::store::{AuditEntry, StoredEvent};
 
 /// The longest artifact text put in the run document (the download has the whole file).
 const MAX_ARTIFACT_TEXT: usize = 256 * 1024;
@@ -70,21 +70,85 @@ async fn list(
         check(ws, "workspace id")?;
     }
     let runs = state.store.recent_runs(ws, p.limit.unwrap_or(100)).await?;
-    let runs: Vec<Value> = runs
-        .into_iter()
-        .map(|r| {
-            json!({
-                "workspace_id": r.workspace_id,
-                "run_id": r.run_id,
-                "first_at": rfc3339(r.first_ms),
-                "last_at": rfc3339(r.last_ms),
-                "bundle": r.bundle_passed.map(|passed| json!({
-                    "passed": passed, "signer_key_id": r.signer_key_id,
-                })),
-            })
-        })
+    let mut out = Vec::with_capacity(runs.len());
+    for r in runs {
+        let headline = state
+            .store
+            .run_headline_events(&r.run_id, &r.workspace_id, HEADLINE_EVENTS)
+            .await?;
+        out.push(json!({
+            "workspace_id": r.workspace_id,
+            "run_id": r.run_id,
+            "first_at": rfc3339(r.first_ms),
+            "last_at": rfc3339(r.last_ms),
+            "bundle": r.bundle_passed.map(|passed| json!({
+                "passed": passed, "signer_key_id": r.signer_key_id,
+            })),
+            "summary": run_summary(&headline),
+        }));
+    }
+    Ok(Json(json!({ "runs": out })).into_response())
+}
+
+/// How many turn and tool-call events the Runs list reads per run to say what it was.
+const HEADLINE_EVENTS: u32 = 200;
+
+/// What tells runs apart in the list (walk-B: rows of opaque `run-<hex>` ids): a turn's goal and
+/// how it ended, or the tool of a single-call run and its outcome, or the tools of several calls.
+/// From stored events only; `null` when the run has none of them (a bundle-only run).
+fn run_summary(events: &[StoredEvent]) -> Value {
+    let payload = |e: &StoredEvent, field: &str| {
+        e.event
+            .pointer(&format!("/payload/{field}"))
+            .and_then(Value::as_str)
+            .map(str::to_string)
+    };
+    let goal = events
+        .iter()
+        .find(|e| e.kind == "agent-runtime:turn_started")
+        .and_then(|e| payload(e, "goal"));
+    let turn_end = events.iter().rev().find_map(|e| match e.kind.as_str() {
+        "agent-runtime:turn_completed" => Some("completed".to_string()),
+        "agent-runtime:turn_aborted" => Some(
+            payload(e, "cleanup_status")
+                .map_or_else(|| "aborted".to_string(), |c| format!("aborted ({c})")),
+        ),
+        _ => None,
+    });
+    let calls: Vec<&StoredEvent> = events
+        .iter()
+        .filter(|e| e.kind == "agent-runtime:tool_called")
         .collect();
-    Ok(Json(json!({ "runs": runs })).into_response())
+    let mut tools: Vec<String> = Vec::new();
+    for c in &calls {
+        if let Some(t) = payload(c, "tool_name") {
+            if !tools.contains(&t) {
+                tools.push(t);
+            }
+        }
+    }
+    let last_call_outcome = calls.last().and_then(|c| {
+        let outcome = payload(c, "outcome")?;
+        Some(match payload(c, "error_code") {
+            Some(code) => format!("{outcome} ({code})"),
+            None => outcome,
+        })
+    });
+    if goal.is_none() && turn_end.is_none() && calls.is_empty() {
+        return Value::Null;
+    }
+    let kind = if goal.is_some() || turn_end.is_some() {
+        "turn"
+    } else {
+        "calls"
+    };
+    json!({
+        "kind": kind,
+        "goal": goal,
+        "tools": tools,
+        "calls": calls.len(),
+        "outcome": turn_end.or(last_call_outcome),
+    })
 }
 
 async fn detail(

@@ -151,7 +151,7 @@ impl Store {
             );
             qb.push_bind(workspace_id);
             if let Some(k) = kind {
-                qb.push(" AND kind = ").push_bind(k);
+                push_kind_filter!(qb, k);
             }
             if let Some(run) = run_id {
                 qb.push(" AND run_id = ").push_bind(run);

@@ -137,6 +137,22 @@ macro_rules! with_reader {
     };
 }
 
+/// The kind filter of an event query: an exact kind (`campus:pue_sampled`), or a pack prefix
+/// ending in `:` (`campus:`), which no exact kind can be. `SUBSTR` rather than `LIKE`, so `_` and
+/// `%` in a kind are never wildcards; the length is our own count, pushed as a literal because
+/// PostgreSQL's `substr` takes an `integer`, not the `bigint` a bound `i64` would be.
+macro_rules! push_kind_filter {
+    ($qb:expr, $kind:expr) => {{
+        let k: &str = $kind;
+        if k.ends_with(':') {
+            $qb.push(format!(" AND SUBSTR(kind, 1, {}) = ", k.chars().count()))
+                .push_bind(k.to_string());
+        } else {
+            $qb.push(" AND kind = ").push_bind(k.to_string());
+        }
+    }};
+}
+
 macro_rules! insert_audit {
     ($exec:expr, $entry:expr) => {{
         let e: &AuditEntry = $entry;
@@ -1469,6 +1485,46 @@ impl Store {
         })
     }
 
+    /// The events that say what a run was (for the Runs list): its turn's start and end and
+    /// its tool calls, at most `limit`, in time order. Bounded like [`Store::run_events`] by the
+    /// run's span, and by kind, so a long run costs no more than a short one.
+    pub async fn run_headline_events(
+        &self,
+        run_id: &str,
+        workspace_id: &str,
+        limit: u32,
+    ) -> CloudResult<Vec<StoredEvent>> {
+        with_reader!(self, pool => {
+            let mut qb = QueryBuilder::new(
+                "SELECT e.id, e.workspace_id, e.kind, e.ts_ms, e.seq, e.channel, e.run_id, e.raw \
+                 FROM event_runs r JOIN events e ON e.workspace_id = r.workspace_id \
+                 AND e.ts_ms >= r.first_ts_ms AND e.ts_ms <= r.last_ts_ms AND e.run_id = r.run_id \
+                 WHERE e.kind IN ('agent-runtime:turn_started', 'agent-runtime:turn_completed', \
+                 'agent-runtime:turn_aborted', 'agent-runtime:tool_called') AND r.run_id = ",
+            );
+            qb.push_bind(run_id);
+            qb.push(" AND r.workspace_id = ").push_bind(workspace_id);
+            qb.push(" ORDER BY e.ts_ms, COALESCE(e.seq, -1), e.id LIMIT ")
+                .push_bind(i64::from(limit.clamp(1, 1_000)));
+            let rows = qb.build().fetch_all(pool).await?;
+            rows.iter()
+                .map(|r| {
+                    let raw: String = r.try_get(7)?;
+                    Ok(StoredEvent {
+                        cursor: r.try_get(0)?,
+                        workspace_id: r.try_get(1)?,
+                        kind: r.try_get(2)?,
+                        ts_ms: r.try_get(3)?,
+                        seq: r.try_get(4)?,
+                        channel: r.try_get(5)?,
+                        run_id: r.try_get(6)?,
+                        event: parse_json(&raw, "event")?,
+                    })
+                })
+                .collect()
+        })
+    }
+
     /// A workspace's events stored after cursor `after_id`, in cursor order (the live stream's
     /// tail). Within a workspace cursors follow commit order (one writer at a time), so a tail
     /// never skips an event committed late.
@@ -1486,7 +1542,7 @@ impl Store {
             qb.push_bind(workspace_id);
             qb.push(" AND id > ").push_bind(after_id);
             if let Some(k) = kind {
-                qb.push(" AND kind = ").push_bind(k);
+                push_kind_filter!(qb, k);
             }
             qb.push(" ORDER BY id LIMIT ").push_bind(i64::from(limit.clamp(1, 10_000)));
             let rows = qb.build().fetch_all(pool).await?;

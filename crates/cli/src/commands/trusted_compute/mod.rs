@@ -692,11 +692,15 @@ fn run_in(
             stages
                 .iter()
                 .map(|st| {
-                    format!(
-                        "{} {}",
-                        st.get("stage").and_then(Value::as_str).unwrap_or("?"),
-                        st.get("count").and_then(Value::as_u64).unwrap_or(0)
-                    )
+                    let stage = st.get("stage").and_then(Value::as_str).unwrap_or("?");
+                    let events = st.get("count").and_then(Value::as_u64).unwrap_or(0);
+                    // As the console's Rules badge: what the stage lists (the bundle's policy
+                    // decisions and gates), so a policy-blocked run does not read "rules 0".
+                    let count = match (stage, rules_listed(&bundle_dir)) {
+                        ("rules", listed) if listed > 0 => listed,
+                        _ => events,
+                    };
+                    format!("{stage} {count}")
                 })
                 .collect()
         })
@@ -731,6 +735,24 @@ fn run_in(
         &format!("{}", bundle_dir.display()),
     );
     Ok(())
+}
+
+/// How many policy decisions and gates the bundle in `dir` records (what the Rules stage lists).
+fn rules_listed(dir: &Path) -> u64 {
+    let decisions = std::fs::read_to_string(dir.join("policy-decisions.jsonl"))
+        .map(|t| {
+            t.lines()
+                .filter_map(|l| serde_json::from_str::<Value>(l).ok())
+                .filter(|d| d.get("decision").and_then(Value::as_str).is_some())
+                .count()
+        })
+        .unwrap_or(0);
+    let gates = std::fs::read(dir.join("test-results.json"))
+        .ok()
+        .and_then(|b| serde_json::from_slice::<Value>(&b).ok())
+        .and_then(|t| t.get("gates").and_then(Value::as_array).map(Vec::len))
+        .unwrap_or(0);
+    u64::try_from(decisions + gates).unwrap_or(u64::MAX)
 }
 
 /// The unsealed receipt of a trusted-compute bundle: every artifact by name and digest, bound

@@ -290,7 +290,11 @@
 
   function route() {
     if (!LF.csrf) return;
-    const hash = location.hash.replace(/^#\/?/, "");
+    const full = location.hash.replace(/^#\/?/, "");
+    // `#/page/a/b?x=1`: path segments are the page's params, the query its filters.
+    const cut = full.indexOf("?");
+    const hash = cut < 0 ? full : full.slice(0, cut);
+    LF.hashQuery = new URLSearchParams(cut < 0 ? "" : full.slice(cut + 1));
     const segments = hash.split("/").filter((s) => s !== "").map(decodeURIComponent);
     const name = segments[0] || "workspaces";
     const params = segments.slice(1);
@@ -533,14 +537,18 @@
         root.appendChild(el("div", { class: "empty" }, "No workspace is enrolled yet."));
         return;
       }
-      // `#/events/<workspace>/<run>` opens a filtered stream (links from other pages).
-      if (params[0]) eventFilters.workspace_id = params[0];
-      if (params[1]) eventFilters.run_id = params[1];
+      // `#/events/<workspace>/<run>?kind=<kind>` opens a filtered stream (links from other
+      // pages); Apply writes the filters back there, so a reload or a shared link keeps them.
+      if (params[0]) {
+        eventFilters.workspace_id = params[0];
+        eventFilters.run_id = params[1] || "";
+        eventFilters.kind = LF.hashQuery.get("kind") || "";
+      }
       if (!ids.includes(eventFilters.workspace_id)) eventFilters.workspace_id = ids[0];
 
       const wsSelect = el("select", { "data-testid": "filter-workspace" },
         ids.map((id) => el("option", { value: id, selected: id === eventFilters.workspace_id }, id)));
-      const kindInput = el("input", { placeholder: "e.g. agent-runtime:tool_called", value: eventFilters.kind, "data-testid": "filter-kind", size: 30 });
+      const kindInput = el("input", { placeholder: "e.g. campus or agent-runtime:tool_called", title: "a kind, or a pack's name (campus, campus:) for all of its kinds", value: eventFilters.kind, "data-testid": "filter-kind", size: 30 });
       const runInput = el("input", { placeholder: "run id", value: eventFilters.run_id, "data-testid": "filter-run", size: 24 });
       const apply = el("button", { class: "btn btn-primary", type: "submit", "data-testid": "filter-apply" }, "Apply");
       const dot = el("span", { class: "live-dot" });
@@ -634,6 +642,11 @@
         eventFilters.workspace_id = wsSelect.value;
         eventFilters.kind = kindInput.value.trim();
         eventFilters.run_id = runInput.value.trim();
+        // Keep the filters in the address without re-rendering the page (no hashchange).
+        let target = "#/events/" + encodeURIComponent(eventFilters.workspace_id);
+        if (eventFilters.run_id) target += "/" + encodeURIComponent(eventFilters.run_id);
+        if (eventFilters.kind) target += "?" + new URLSearchParams({ kind: eventFilters.kind }).toString();
+        if (location.hash !== target) history.replaceState(null, "", target);
         detail.replaceChildren(el("div", { class: "empty" }, "Select an event to see its envelope."));
         connect();
       });

@@ -18,9 +18,14 @@
     return node;
   }
 
+  /* Never "-0": a tiny negative that rounds to zero at `digits` (or -0 itself) reads 0. */
   function fmtNum(n, digits) {
-    return Number(n).toLocaleString(undefined, { maximumFractionDigits: digits });
+    var v = Number(n);
+    var scale = Math.pow(10, digits || 0);
+    if (Math.round(v * scale) === 0) v = 0;
+    return v.toLocaleString(undefined, { maximumFractionDigits: digits });
   }
+  LF.fmtEnergyNum = fmtNum;
 
   function shortTime(ms) {
     var d = new Date(ms);

@@ -50,6 +50,25 @@
 
   /* ---------------------------------------------------------------- runs list */
 
+  /* What a run was, from its stored events: a turn's goal, or the tool(s) called, and how it
+     ended. Goals are shown as text (never markup) and shortened. */
+  function whatCell(summary) {
+    if (!summary) return el("span", { "class": "muted" }, "—");
+    var what;
+    if (summary.goal) {
+      var goal = String(summary.goal);
+      what = el("span", { "data-testid": "run-goal", title: goal }, goal.length > 80 ? goal.slice(0, 79) + "…" : goal);
+    } else if (summary.tools && summary.tools.length) {
+      var tools = summary.tools.slice(0, 3).join(", ") + (summary.tools.length > 3 ? ", …" : "");
+      what = el("span", { "class": "mono", "data-testid": "run-tools" }, tools);
+    } else {
+      what = el("span", { "class": "muted" }, summary.kind === "turn" ? "agent turn" : "tool calls");
+    }
+    var outcome = summary.outcome ? chip(String(summary.outcome), toneOf(String(summary.outcome).split(" ")[0]), "run-outcome") : null;
+    var calls = summary.kind === "turn" && summary.calls ? el("span", { "class": "muted" }, " · " + summary.calls + " calls") : null;
+    return el("div", {}, what, " ", outcome, calls);
+  }
+
   function renderList(root) {
     var input = el("input", { type: "text", placeholder: "all workspaces", "data-testid": "runs-workspace-filter" });
     var apply = el("button", { "class": "btn", type: "button", "data-testid": "runs-filter-apply" }, "Filter");
@@ -76,6 +95,7 @@
             : el("span", { "class": "muted" }, "no bundle");
           var tr = el("tr", { "class": "clickable", "data-testid": "run-row", "data-run-id": r.run_id },
             el("td", {}, el("a", { href: href, "class": "mono", "data-testid": "run-link" }, r.run_id)),
+            el("td", { "data-testid": "run-what" }, whatCell(r.summary)),
             el("td", {}, r.workspace_id),
             el("td", {}, LF.fmtTime(r.first_at)),
             el("td", {}, LF.fmtTime(r.last_at)),
@@ -85,7 +105,7 @@
           });
           return tr;
         });
-        body.appendChild(table(["Run", "Workspace", "First seen", "Last seen", "Bundle"], rows, "runs-table"));
+        body.appendChild(table(["Run", "What", "Workspace", "First seen", "Last seen", "Bundle"], rows, "runs-table"));
       }).catch(function (e) {
         body.textContent = "";
         body.appendChild(el("div", { "class": "form-error", role: "alert" }, e.message));
@@ -268,6 +288,19 @@
     return out;
   }
 
+  /* What a stage's badge counts: what its panel lists. The Rules panel lists the policy
+     decisions and the gates (from the bundle, or the gate events), which a run blocked by policy
+     has although it has no rules *events*; a badge of 0 above a deny misread as "no rules ran".
+     Other stages list their items. */
+  function stageCount(name, stage, doc) {
+    var events = stage ? stage.count : 0;
+    if (name !== "rules") return events;
+    var decisions = (doc.policy_decisions || []).length;
+    var gates = doc.test_results && Array.isArray(doc.test_results.gates) ? doc.test_results.gates.length : 0;
+    return decisions + gates || events;
+  }
+  LF.runStageCount = stageCount;
+
   function stageBlocks(name, items, doc) {
     switch (name) {
       case "ask": return [askBlock(doc.ask)];
@@ -303,7 +336,7 @@
         if (events) blocks.push(el("details", {}, el("summary", {}, "Events of this stage (" +
           items.filter(function (i) { return i.source === "event"; }).length + ")"), events));
         if (!blocks.length) blocks.push(empty("Nothing recorded in this stage."));
-        var count = stage ? stage.count : 0;
+        var count = stageCount(name, stage, doc);
         var title = el("h2", {}, pair[1] + " ", chip(String(count), count ? "info" : "warn"));
         title.style.marginTop = "0";
         var li = el("li", { "class": "panel", "data-testid": "stage-" + name, "data-count": String(count) }, title);
