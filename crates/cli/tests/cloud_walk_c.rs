@@ -436,3 +436,50 @@ fn refusals_before_the_token_is_read_still_name_the_caller_walk_c_8() {
         [("operator".to_string(), "-".to_string())]
     );
 }
+
+/// walk-C #17: `cloud approvals list` and `cloud device list` printed headerless tab-separated
+/// lines; the columns now have a header line.
+#[test]
+fn approvals_and_device_lists_have_a_header_line_walk_c_17() {
+    let home = tempfile::tempdir().unwrap();
+    let cloud = Cloud::start(home.path());
+    let (ws_token, _) = enroll(&cloud, "ws-h", None);
+    cloud.cli(&[
+        "cloud",
+        "device",
+        "add",
+        "--workspace-id",
+        "ws-h",
+        "--device",
+        "pixel",
+        "--name",
+        "Pixel",
+    ]);
+    let (s, _) = post(
+        &format!("{}/api/v1/approvals/request", cloud.url),
+        Some(&ws_token),
+        &json!({"workspace_id": "ws-h", "type": "tool_call",
+                "subject": {"tool": "x:y", "input_hash": format!("sha256:{}", "0".repeat(64))}}),
+    );
+    assert_eq!(s, 200);
+    let text = |args: &[&str]| {
+        let mut all = args.to_vec();
+        all.extend(["--database", &cloud.database]);
+        console_support::sidecar::ok(&cloud.home, &all)
+    };
+    let devices = text(&["cloud", "device", "list", "--workspace-id", "ws-h"]);
+    let mut lines = devices.lines();
+    assert_eq!(lines.next(), Some("DEVICE\tNAME\tREGISTERED"), "{devices}");
+    assert!(
+        lines.next().unwrap().starts_with("pixel\tPixel\t"),
+        "{devices}"
+    );
+    let approvals = text(&["cloud", "approvals", "list", "--workspace-id", "ws-h"]);
+    let mut lines = approvals.lines();
+    assert_eq!(
+        lines.next(),
+        Some("APPROVAL\tSTATUS\tTYPE\tREQUESTED\tSUBJECT"),
+        "{approvals}"
+    );
+    assert!(lines.next().unwrap().starts_with("apr_"), "{approvals}");
+}

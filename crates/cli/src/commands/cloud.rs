@@ -438,7 +438,8 @@ pub fn run(ctx: &Context, command: CloudCommand) -> Result<(), CliError> {
             let devices = rt.block_on(with_store(&db, async |store| {
                 store.devices(&ws).await.map_err(cloud_error)
             }))?;
-            let mut human = String::new();
+            // A header line, so the tab-separated columns can be read without the source.
+            let mut human = String::from("DEVICE\tNAME\tREGISTERED\n");
             for d in &devices {
                 human.push_str(&format!(
                     "{}\t{}\t{}\n",
@@ -490,7 +491,7 @@ pub fn run(ctx: &Context, command: CloudCommand) -> Result<(), CliError> {
                     .await
                     .map_err(cloud_error)
             }))?;
-            let mut human = String::new();
+            let mut human = String::from("APPROVAL\tSTATUS\tTYPE\tREQUESTED\tSUBJECT\n");
             for a in &list.approvals {
                 human.push_str(&format!(
                     "{}\t{}\t{}\t{}\t{}\n",
