@@ -82,16 +82,23 @@ impl KeyPair {
             })
     }
 
-    /// The PKCS#8 PEM of the secret key (a secret: write it 0600, never log it).
+    /// The PKCS#8 PEM of the secret key (a secret: write it 0600, never log it). Version 1
+    /// (RFC 8410 §7, no public key attached): `ed25519-dalek`'s own encoding is v2, which
+    /// OpenSSL 3.0 (`openssl pkey`) and Python's `cryptography` refuse to read. Both versions
+    /// are read back.
     pub fn to_pkcs8_pem(&self) -> Result<String, KeyError> {
-        self.signing
-            .to_pkcs8_pem(Default::default())
-            .map(|z| z.to_string())
-            .map_err(|e| KeyError::Format {
-                what: "the signing key".into(),
-                expected: "PKCS#8 `PRIVATE KEY`",
-                reason: e.to_string(),
-            })
+        use ed25519_dalek::pkcs8::{EncodePrivateKey, KeypairBytes};
+        KeypairBytes {
+            secret_key: self.signing.to_bytes(),
+            public_key: None,
+        }
+        .to_pkcs8_pem(Default::default())
+        .map(|z| z.to_string())
+        .map_err(|e| KeyError::Format {
+            what: "the signing key".into(),
+            expected: "PKCS#8 `PRIVATE KEY`",
+            reason: e.to_string(),
+        })
     }
 
     /// The PKCS#8 DER of the secret key (what `jsonwebtoken` takes).

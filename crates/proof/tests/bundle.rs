@@ -171,6 +171,28 @@ fn a_key_made_by_openssl_signs_bundles_we_verify() {
     assert!(bundle::verify(b.path(), Some(&key.public())).passed());
 }
 
+/// The other way round: a key we write is one OpenSSL reads, so an operator can derive its
+/// public key or move it to other tooling (OpenSSL 3.0 refused the PKCS#8 v2 we used to write).
+#[test]
+fn a_key_we_write_is_read_by_openssl() {
+    let dir = tempfile::tempdir().expect("tmp");
+    let key = KeyPair::generate();
+    let key_path = dir.path().join("k.pem");
+    fs::write(&key_path, key.to_pkcs8_pem().expect("pem")).expect("write");
+    let out = Command::new("openssl")
+        .args(["pkey", "-pubout", "-in"])
+        .arg(&key_path)
+        .output()
+        .expect("openssl");
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    let public = String::from_utf8(out.stdout).expect("utf-8");
+    assert_eq!(public.trim(), key.public().to_pem().trim());
+}
+
 #[test]
 fn tampering_is_caught_by_the_right_check() {
     let key = KeyPair::generate();

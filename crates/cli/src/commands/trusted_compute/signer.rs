@@ -6,8 +6,9 @@
 //! A verifier pins a key obtained some other way; the demo's hint points at this file.
 //!
 //! Why PKCS#8 v1: `ed25519-dalek` writes v2 (`OneAsymmetricKey`, public key attached), which
-//! OpenSSL 3.0 (`openssl pkey`) and Python's `cryptography` refuse. A v1 key holds the same
-//! secret; an existing v2 file is rewritten as v1 on first use, keeping the key.
+//! OpenSSL 3.0 (`openssl pkey`) and Python's `cryptography` refuse. `KeyPair::to_pkcs8_pem`
+//! writes v1, which holds the same secret; a v2 file written by an earlier version is rewritten
+//! as v1 on first use, keeping the key.
 
 use std::fs;
 use std::io::Write;
@@ -106,38 +107,10 @@ fn is_v1(pem: &str) -> bool {
     pem_der(pem).is_some_and(|der| der.len() == 48 && der.starts_with(&V1_PREFIX))
 }
 
-/// The key as a PKCS#8 v1 PEM. The secret is taken from the library's (v2) encoding, whose
-/// first 48 bytes differ from v1's only in the outer length and the version number.
+/// The key as a PKCS#8 v1 PEM (what `KeyPair::to_pkcs8_pem` writes).
 fn v1_pem(key: &KeyPair) -> Result<String, CliError> {
-    let v2 = key
-        .to_pkcs8_pem()
-        .map_err(|e| CliError::new(e.code(), e.to_string()))?;
-    let der = pem_der(&v2).unwrap_or_default();
-    // SEQUENCE (short length), INTEGER version, then the same AlgorithmIdentifier and
-    // privateKey OCTET STRING as v1.
-    let secret = match der.get(..48) {
-        Some(head)
-            if head[0] == 0x30 && head[2..4] == [0x02, 0x01] && head[5..16] == V1_PREFIX[5..16] =>
-        {
-            &head[16..48]
-        }
-        _ => {
-            return Err(CliError::new(
-                "KEY_INVALID",
-                "the signing key's PKCS#8 encoding has an unexpected layout",
-            ))
-        }
-    };
-    let mut out = V1_PREFIX.to_vec();
-    out.extend_from_slice(secret);
-    let b64 = base64::engine::general_purpose::STANDARD.encode(&out);
-    let mut pem = String::from("-----BEGIN PRIVATE KEY-----\n");
-    for chunk in b64.as_bytes().chunks(64) {
-        pem.push_str(&String::from_utf8_lossy(chunk));
-        pem.push('\n');
-    }
-    pem.push_str("-----END PRIVATE KEY-----\n");
-    Ok(pem)
+    key.to_pkcs8_pem()
+        .map_err(|e| CliError::new(e.code(), e.to_string()))
 }
 
 /// Write `bytes` to `path` through a temporary file (created with `mode`, fsync'd, renamed), so
@@ -187,7 +160,6 @@ mod tests {
         let key = KeyPair::generate();
         let v1 = v1_pem(&key).expect("v1");
         assert!(is_v1(&v1));
-        assert!(!is_v1(&key.to_pkcs8_pem().expect("v2")));
         let again = KeyPair::from_pkcs8_pem(&v1, "test").expect("read v1");
         assert_eq!(again.public(), key.public());
     }
