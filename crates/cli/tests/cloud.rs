@@ -1800,6 +1800,22 @@ fn a_database_that_cannot_be_opened_is_named_with_the_cause() {
         assert_eq!(got, code, "{database}: {message}");
         assert!(message.contains(expected), "{database}: {message}");
     }
+    // Administration commands name the scheme too (they took `mysql://…` for a file path).
+    let (got, message) = refused(
+        home.path(),
+        &[
+            "cloud",
+            "operator",
+            "list",
+            "--database",
+            "mysql://db.example/lf",
+        ],
+    );
+    assert_eq!(got, "BAD_REQUEST", "{message}");
+    assert!(
+        message.contains("scheme `mysql` is not supported"),
+        "{message}"
+    );
     let left: Vec<_> = std::fs::read_dir(home.path()).unwrap().collect();
     assert!(left.is_empty(), "nothing was created: {left:?}");
 }

@@ -1128,8 +1128,12 @@ fn a_running_sidecar_does_not_serve_a_stale_workspace() {
         "policies:\n  rules:\n    - {id: ops.no-git, trigger: on_tool_request, decision: deny, reason: frozen, when: {tool: \"git:*\"}}\n",
     );
     std::fs::write(&yaml, &text).unwrap();
-    let (_, out) = git_status(&sidecar, &token);
-    assert_eq!(out["error"]["code"], "WORKSPACE_CHANGED", "{out}");
+    let (s, out) = git_status(&sidecar, &token);
+    assert_eq!(
+        (s, out["error"]["code"].as_str()),
+        (503, Some("WORKSPACE_CHANGED")),
+        "{out}"
+    );
     assert!(
         out["error"]["message"]
             .as_str()
@@ -1202,13 +1206,22 @@ fn mcp_over_stdio_finishes_its_calls_when_the_client_goes_away() {
             r["kind"] == "tool_call_started" && r["tool_name"] == "software-delivery:gates"
         })
     }));
-    // What MCP clients do on close: close stdin, then terminate the server.
-    drop(stdin);
+    // SIGTERM while the client still holds stdin open (a supervisor stopping the server; MCP
+    // clients close stdin first, then terminate it): the running call finishes, and the
+    // process exits without waiting for stdin.
     assert!(std::process::Command::new("kill")
         .args(["-TERM", &child.id().to_string()])
         .status()
         .unwrap()
         .success());
+    assert!(
+        wait_until(Duration::from_secs(40), || child
+            .try_wait()
+            .unwrap()
+            .is_some()),
+        "lumenflow mcp did not stop on SIGTERM with stdin open"
+    );
+    drop(stdin);
     let out = child.wait_with_output().unwrap();
     let stderr = String::from_utf8_lossy(&out.stderr);
     assert!(out.status.success(), "{stderr}");

@@ -473,7 +473,7 @@ fn a_pack_with_workspace_wide_rules_is_announced() {
     let stderr = String::from_utf8_lossy(&out.stderr);
     assert!(
         stderr.contains("`ops.archive-needs-a-person`")
-            && stderr.contains("apply to the tools of every pack"),
+            && stderr.contains("applies to the tools of every pack"),
         "{stderr}"
     );
     // Scoped rules are not announced.
@@ -554,4 +554,58 @@ fn git_installs_explain_revisions() {
         "{err}"
     );
     ok(ws, &as_refs(&install("0.1.0", Some("main"))));
+}
+
+/// KRN-04 in a long-lived runtime: a pinned pack's files edited while a sidecar serves are not
+/// run under the pin they no longer match (the loader checked them only at start).
+#[test]
+fn a_running_sidecar_does_not_run_pack_files_edited_under_it() {
+    if !sandbox_available() {
+        return;
+    }
+    use std::io::{BufRead, BufReader};
+    let dir = installed();
+    let ws = dir.path();
+    ok(ws, &["enroll", "--standalone"]);
+    let token = String::from_utf8(ok(ws, &["token", "mint", "--scope", "workspace"]).stdout)
+        .expect("utf-8")
+        .trim()
+        .to_string();
+    let mut child = Command::new(bin())
+        .args(["sidecar", "--listen", "127.0.0.1:0"])
+        .current_dir(ws)
+        .stdout(std::process::Stdio::piped())
+        .stderr(std::process::Stdio::null())
+        .spawn()
+        .expect("sidecar");
+    let mut line = String::new();
+    BufReader::new(child.stdout.take().expect("stdout"))
+        .read_line(&mut line)
+        .expect("listening line");
+    let url = line.trim().rsplit(' ').next().expect("url").to_string();
+    let call = || -> Value {
+        reqwest::blocking::Client::new()
+            .post(format!("{url}/tools/read-any"))
+            .bearer_auth(&token)
+            .json(&serde_json::json!({"file": "notes/a.md"}))
+            .send()
+            .expect("send")
+            .json()
+            .expect("json")
+    };
+    let v = call();
+    assert_eq!(v["data"]["text"], "hello", "{v}");
+
+    let script = ws.join("packs/ops/bin/read.py");
+    let mut edited = std::fs::read_to_string(&script).expect("read");
+    edited.push_str("# edited while the sidecar runs\n");
+    std::fs::write(&script, edited).expect("tamper");
+    let v = call();
+    let _ = child.kill();
+    let _ = child.wait();
+    assert_eq!(v["error"]["code"], "INTEGRITY_MISMATCH", "{v}");
+    assert!(
+        message(&v).contains("changed after this process loaded"),
+        "{v}"
+    );
 }

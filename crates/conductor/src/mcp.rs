@@ -208,14 +208,16 @@ pub async fn serve_stdio(
     let waiting = running.waiting();
     tokio::pin!(waiting);
     let ended = tokio::select! {
-        ended = &mut waiting => ended,
+        ended = &mut waiting => ended
+            .map(|_| ())
+            .map_err(|e| format!("the MCP session stopped: {e}")),
         () = shutdown => {
+            // Not waiting for the session itself: its transport may sit in a read of stdin
+            // that only the client's closing ends.
             stop.cancel();
-            waiting.await
+            Ok(())
         }
-    }
-    .map(|_| ())
-    .map_err(|e| format!("the MCP session stopped: {e}"));
+    };
     // The client may be gone, but its calls still get their finished receipts.
     if calls.count() > 0 {
         tracing::info!(
@@ -315,10 +317,15 @@ impl ServerHandler for McpServer {
                 // tool only reads, and which approval a call will wait for.
                 let mut description = d.description.clone();
                 if !d.required_approvals.is_empty() {
-                    description.push_str(&format!(
-                        " (Every call needs an operator's approval: {}.)",
+                    let note = format!(
+                        "Every call needs an operator's approval: {}.",
                         d.required_approvals.join(", ")
-                    ));
+                    );
+                    description = if description.trim().is_empty() {
+                        note
+                    } else {
+                        format!("{description} ({note})")
+                    };
                 }
                 let mut tool = Tool::new(d.name.clone(), description, schema);
                 if let Some(Value::Object(out)) = &d.output_schema {
@@ -337,7 +344,19 @@ impl ServerHandler for McpServer {
         request: CallToolRequestParams,
         context: RequestContext<RoleServer>,
     ) -> Result<CallToolResponse, McpError> {
-        let caller = self.caller(&context)?;
+        // A token that expired or was revoked mid-session is the call's refusal, with its
+        // code, like any other: clients hand tool errors to the agent, protocol errors not.
+        let caller = match self.caller(&context) {
+            Ok(caller) => caller,
+            Err(e) => {
+                let (code, message) = e
+                    .message
+                    .split_once(": ")
+                    .map(|(c, m)| (c.to_string(), m.to_string()))
+                    .unwrap_or_else(|| ("TOKEN_INVALID".into(), e.message.to_string()));
+                return Ok(plain_error(&code, &message, None).into());
+            }
+        };
         let name = request.name.to_string();
         let input = Value::Object(request.arguments.unwrap_or_default());
         let declares_from = self

@@ -129,6 +129,10 @@ pub fn status_for(output: &ToolOutput) -> StatusCode {
             | crate::cloud_approvals::EXPIRED,
         ) => StatusCode::FORBIDDEN,
         Some(codes::INVALID_INPUT) => StatusCode::BAD_REQUEST,
+        // The sidecar must be restarted to load the changed workspace.yaml.
+        Some(lumenflow_kernel::dispatch::freshness::WORKSPACE_CHANGED) => {
+            StatusCode::SERVICE_UNAVAILABLE
+        }
         // The control plane that decides approvals is down: the call was refused (fail closed)
         // and may succeed later, which is what 503 says.
         Some(crate::cloud_approvals::UNAVAILABLE) => StatusCode::SERVICE_UNAVAILABLE,

@@ -72,6 +72,8 @@ pub struct InstallOutcome {
     /// An installed pack was replaced (`--force`), or an identical one found in place.
     pub replaced: bool,
     pub unchanged: bool,
+    /// The source was the installed folder itself: nothing was copied, only the pin written.
+    pub in_place: bool,
     /// The pin's integrity before this install, when the folder was pinned in place with
     /// `--force` after its content had changed (`sha256:<hex>`).
     pub previous_integrity: Option<String>,
@@ -288,7 +290,14 @@ pub fn install(
 
     // Move into place, keeping the old folder until the pin is written.
     let mut replaced = false;
-    let mut unchanged = in_place;
+    // In place, "unchanged" means the pin already says exactly this.
+    let mut unchanged = in_place
+        && doc.spec.packs.iter().any(|p| {
+            p.id == req.id
+                && p.version == req.version
+                && p.source == PackSource::Local
+                && p.integrity == pin_integrity(req.dev, &hash)
+        });
     let mut previous_integrity = None;
     let backup = staging.path().join("previous");
     if in_place {
@@ -361,6 +370,7 @@ pub fn install(
             hash,
             replaced,
             unchanged,
+            in_place,
             previous_integrity,
             preserved_layout,
             report,
@@ -427,6 +437,7 @@ pub fn pin_builtin(
         hash,
         replaced: false,
         unchanged,
+        in_place: false,
         previous_integrity: None,
         preserved_layout,
         report,

@@ -459,7 +459,8 @@ pub fn mcp(ctx: &Context, args: McpArgs) -> Result<(), CliError> {
     let dir = workspace_dir(ctx, args.dir)?;
     let mut options = SidecarOptions::new(&dir);
     options.runtime = runtime_options();
-    tokio_runtime()?.block_on(async move {
+    let rt = tokio_runtime()?;
+    let served = rt.block_on(async move {
         let sidecar = Sidecar::start(options).await.map_err(sidecar_error)?;
         let (token, from) = match std::env::var("LUMENFLOW_TOKEN") {
             Ok(t) if !t.trim().is_empty() => (t, "LUMENFLOW_TOKEN"),
@@ -495,5 +496,9 @@ pub fn mcp(ctx: &Context, args: McpArgs) -> Result<(), CliError> {
         )
         .await
         .map_err(|m| CliError::new("MCP_FAILED", m))
-    })
+    });
+    // Stopped by a signal with stdin still open, the thread reading stdin is blocked in a read
+    // that cannot be cancelled: do not wait for it (the calls have finished by now).
+    rt.shutdown_timeout(std::time::Duration::from_millis(200));
+    served
 }

@@ -347,6 +347,8 @@ pub fn install(ctx: &Context, mut a: InstallArgs) -> Result<(), CliError> {
         "Pinned (already installed, identical)"
     } else if outcome.previous_integrity.is_some() {
         "Re-pinned as it is now"
+    } else if outcome.in_place {
+        "Pinned (in place)"
     } else if outcome.replaced {
         "Replaced and pinned"
     } else {
@@ -401,7 +403,7 @@ fn workspace_wide_rules(m: &lumenflow_kernel::manifest::PackManifest) -> Option<
         return None;
     }
     Some(format!(
-        "pack `{}` adds {} rule{} ({}) that apply to the tools of every pack in this workspace, \
+        "pack `{}` adds {} rule{} ({}) that appl{} to the tools of every pack in this workspace, \
          not only its own; a rule limited with `when: {{pack: {}}}` or `when: {{tool: ...}}` \
          governs only those tools",
         m.id,
@@ -411,6 +413,7 @@ fn workspace_wide_rules(m: &lumenflow_kernel::manifest::PackManifest) -> Option<
             .map(|id| format!("`{id}`"))
             .collect::<Vec<_>>()
             .join(", "),
+        if wide.len() == 1 { "ies" } else { "y" },
         m.id
     ))
 }

@@ -571,6 +571,8 @@ impl Store {
                  LUMENFLOW_CLOUD_DATABASE), or create it with `lumenflow cloud init`"
             ))
         };
+        // Before anything reads the URL as a file name: `mysql://…` is not a SQLite path.
+        check_scheme(url)?;
         let display = redact(url);
         let no_tables = || missing(format!("`{display}` holds no control-plane tables"));
         if let Some(path) = sqlite_file(url)? {

@@ -818,7 +818,25 @@ impl Runtime {
                 program,
                 export,
                 pack_root,
+                verified_hash,
             } => match &self.subprocess {
+                _ if verified_hash
+                    .as_ref()
+                    .is_some_and(|loaded| !pack_unchanged(pack_root, loaded)) =>
+                {
+                    (
+                        ToolOutput::fail(
+                            PACK_CHANGED,
+                            format!(
+                                "the files of pack `{}` changed after this process loaded and verified them against its pin (`{}`), so `{}` does not run; restore them, or re-pin the pack and restart the sidecar or `lumenflow mcp`",
+                                tool.pack_id,
+                                pack_root.display(),
+                                tool.name
+                            ),
+                        ),
+                        "none",
+                    )
+                }
                 None => (
                     ToolOutput::fail(
                         codes::SANDBOX_UNAVAILABLE,
@@ -1063,6 +1081,14 @@ fn empty_intersection_message(notes: &[String]) -> String {
         );
     }
     message
+}
+
+/// A pinned pack's files changed under a running runtime: its tools do not run.
+pub const PACK_CHANGED: &str = "INTEGRITY_MISMATCH";
+
+/// The pack folder still hashes to what was verified at load (an unreadable folder does not).
+fn pack_unchanged(root: &Path, loaded: &crate::integrity::PackHash) -> bool {
+    crate::integrity::compute_pack_hash(root).is_ok_and(|now| now == *loaded)
 }
 
 /// A subprocess tool's `required_env` is not all set: it does not start (a tool that talks to

@@ -164,6 +164,10 @@ pub enum Implementation {
         export: Option<String>,
         /// The pack folder, bound read-only so a script can load its siblings.
         pack_root: PathBuf,
+        /// The pack's hash as loaded when its pin holds one (not for `integrity: dev`): the
+        /// folder is hashed again before each run, so files edited while a long-lived runtime
+        /// serves are not run under a pin they no longer match.
+        verified_hash: Option<crate::integrity::PackHash>,
     },
 }
 
@@ -338,6 +342,10 @@ impl ToolRegistry {
                             program,
                             export: entry.export.map(str::to_string),
                             pack_root: dir.canonicalize().unwrap_or_else(|_| dir.clone()),
+                            verified_hash: match pack.pin.integrity {
+                                crate::workspace::Integrity::Sha256(_) => Some(pack.hash.clone()),
+                                crate::workspace::Integrity::Dev => None,
+                            },
                         }
                     }
                 };

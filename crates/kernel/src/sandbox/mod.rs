@@ -29,7 +29,8 @@
 //!    A pattern whose glob part is more than `**` (`notes/**/*.md`) binds its prefix, so the
 //!    files under it that no scope matches are then hidden, each under `/dev/null`
 //!    ([`SandboxError::ConfinementLimit`] past [`CONFINE_HIDE_LIMIT`] of them): the tool reads
-//!    `notes/a.md` and finds `notes/creds.txt` empty, whatever input field named it. New files
+//!    `notes/a.md`, and `notes/creds.txt` reads empty or is refused (`Permission denied` on some
+//!    kernels), whatever input field named it; its name stays visible in a listing. New files
 //!    a tool creates under a write prefix are not checked against the glob (they do not exist
 //!    when the sandbox is built); a literal pattern or one ending in `/**` shows its folder whole.
 //! 4. The deny overlays, then `--remount-ro /` (and the workspace tmpfs): a write outside the
