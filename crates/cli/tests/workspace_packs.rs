@@ -480,9 +480,20 @@ fn a_pack_with_workspace_wide_rules_is_announced() {
     let dir = workspace_with_pack();
     let out = ok(dir.path(), &INSTALL);
     assert!(
-        !String::from_utf8_lossy(&out.stderr).contains("every pack"),
+        !String::from_utf8_lossy(&out.stderr).contains("every pack")
+            && !String::from_utf8_lossy(&out.stderr).contains("matches none"),
         "{}",
         text(&out)
+    );
+    // A typo in `when.tool` would make a rule that never fires: install says so.
+    let dir = workspace_with_pack();
+    let typo = MANIFEST.replace("when: {tool: archive}", "when: {tool: archiv}");
+    std::fs::write(dir.path().join("packs/ops/manifest.yaml"), typo).expect("write");
+    let out = ok(dir.path(), &INSTALL);
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert!(
+        stderr.contains("`when.tool: archiv`, which matches none of the tools"),
+        "{stderr}"
     );
 }
 

@@ -329,13 +329,13 @@ pub fn install(ctx: &Context, mut a: InstallArgs) -> Result<(), CliError> {
     if a.dev {
         warn(ctx.json, "pinned with integrity: dev; the pack will not be verified at load and is refused in production");
     }
-    if let Some(note) = outcome
-        .report
-        .manifest
-        .as_ref()
-        .and_then(|m| workspace_wide_rules(&m.manifest))
-    {
-        warn(ctx.json, &note);
+    if let Some(m) = outcome.report.manifest.as_ref().map(|m| &m.manifest) {
+        if let Some(note) = workspace_wide_rules(m) {
+            warn(ctx.json, &note);
+        }
+        for note in rules_matching_no_tool(m, &known_tool_names(&doc, m)) {
+            warn(ctx.json, &note);
+        }
     }
     let verb = if from_binary {
         if outcome.unchanged {
@@ -416,6 +416,47 @@ fn workspace_wide_rules(m: &lumenflow_kernel::manifest::PackManifest) -> Option<
         if wide.len() == 1 { "ies" } else { "y" },
         m.id
     ))
+}
+
+/// Every tool name the workspace can dispatch once `m` is pinned: `m`'s own, the other pinned
+/// packs' (those that load) and the built-in packs'.
+fn known_tool_names(
+    doc: &workspace::WorkspaceDocument,
+    m: &lumenflow_kernel::manifest::PackManifest,
+) -> Vec<String> {
+    let mut names: Vec<String> = m.tools.iter().map(|t| t.name.clone()).collect();
+    let loader = PackLoader::for_workspace(doc, lumenflow_packs::builtin_packs());
+    for pin in doc.spec.packs.iter().filter(|p| p.id != m.id) {
+        if let Ok(p) = loader.load(&doc.spec, &pin.id) {
+            names.extend(p.manifest.manifest.tools.iter().map(|t| t.name.clone()));
+        }
+    }
+    names
+}
+
+/// Rules whose `when.tool` glob names no tool the workspace has: a typo there makes a deny or
+/// an approval that never fires, and nothing else would say so.
+fn rules_matching_no_tool(
+    m: &lumenflow_kernel::manifest::PackManifest,
+    known: &[String],
+) -> Vec<String> {
+    m.policies
+        .iter()
+        .filter_map(|p| {
+            let glob = p.when.as_ref()?.tool.as_ref()?;
+            let matches_any = known.iter().any(|t| glob.is_match(t).unwrap_or(true));
+            (!matches_any).then(|| {
+                format!(
+                    "rule `{}` of pack `{}` has `when.tool: {}`, which matches none of the tools \
+                     this workspace has ({}); it will not fire until such a tool is pinned",
+                    p.id,
+                    m.id,
+                    glob.as_str(),
+                    known.join(", ")
+                )
+            })
+        })
+        .collect()
 }
 
 /// What `pack install` does: fetch a source into the workspace, or pin a built-in pack.
