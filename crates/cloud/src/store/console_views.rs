@@ -158,22 +158,7 @@ impl Store {
             }
             qb.push(" ORDER BY id DESC LIMIT ").push_bind(i64::from(limit.clamp(1, 1_000)));
             let rows = qb.build().fetch_all(pool).await?;
-            let mut out = rows
-                .iter()
-                .map(|r| {
-                    let raw: String = r.try_get(7)?;
-                    Ok(StoredEvent {
-                        cursor: r.try_get(0)?,
-                        workspace_id: r.try_get(1)?,
-                        kind: r.try_get(2)?,
-                        ts_ms: r.try_get(3)?,
-                        seq: r.try_get(4)?,
-                        channel: r.try_get(5)?,
-                        run_id: r.try_get(6)?,
-                        event: parse_json(&raw, "event")?,
-                    })
-                })
-                .collect::<CloudResult<Vec<_>>>()?;
+            let mut out = super::stored_events!(rows)?;
             out.reverse();
             Ok(out)
         })

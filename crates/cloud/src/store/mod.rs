@@ -137,6 +137,31 @@ macro_rules! with_reader {
     };
 }
 
+/// `rows` of `SELECT id, workspace_id, kind, ts_ms, seq, channel, run_id, raw FROM events …`
+/// (in that order) as [`StoredEvent`]s; a macro because SQLite's and PostgreSQL's rows are
+/// different types.
+macro_rules! stored_events {
+    ($rows:expr) => {
+        $rows
+            .iter()
+            .map(|r| {
+                let raw: String = r.try_get(7)?;
+                Ok(StoredEvent {
+                    cursor: r.try_get(0)?,
+                    workspace_id: r.try_get(1)?,
+                    kind: r.try_get(2)?,
+                    ts_ms: r.try_get(3)?,
+                    seq: r.try_get(4)?,
+                    channel: r.try_get(5)?,
+                    run_id: r.try_get(6)?,
+                    event: parse_json(&raw, "event")?,
+                })
+            })
+            .collect::<CloudResult<Vec<StoredEvent>>>()
+    };
+}
+pub(crate) use stored_events;
+
 /// The kind filter of an event query: an exact kind (`campus:pue_sampled`), or a pack prefix
 /// ending in `:` (`campus:`), which no exact kind can be. `SUBSTR` rather than `LIKE`, so `_` and
 /// `%` in a kind are never wildcards; the length is our own count, pushed as a literal because
@@ -1469,21 +1494,7 @@ impl Store {
             }
             qb.push(" ORDER BY e.ts_ms, COALESCE(e.seq, -1), e.id LIMIT 10000");
             let rows = qb.build().fetch_all(pool).await?;
-            rows.iter()
-                .map(|r| {
-                    let raw: String = r.try_get(7)?;
-                    Ok(StoredEvent {
-                        cursor: r.try_get(0)?,
-                        workspace_id: r.try_get(1)?,
-                        kind: r.try_get(2)?,
-                        ts_ms: r.try_get(3)?,
-                        seq: r.try_get(4)?,
-                        channel: r.try_get(5)?,
-                        run_id: r.try_get(6)?,
-                        event: parse_json(&raw, "event")?,
-                    })
-                })
-                .collect()
+            stored_events!(rows)
         })
     }
 
@@ -1509,21 +1520,7 @@ impl Store {
             qb.push(" ORDER BY e.ts_ms, COALESCE(e.seq, -1), e.id LIMIT ")
                 .push_bind(i64::from(limit.clamp(1, 1_000)));
             let rows = qb.build().fetch_all(pool).await?;
-            rows.iter()
-                .map(|r| {
-                    let raw: String = r.try_get(7)?;
-                    Ok(StoredEvent {
-                        cursor: r.try_get(0)?,
-                        workspace_id: r.try_get(1)?,
-                        kind: r.try_get(2)?,
-                        ts_ms: r.try_get(3)?,
-                        seq: r.try_get(4)?,
-                        channel: r.try_get(5)?,
-                        run_id: r.try_get(6)?,
-                        event: parse_json(&raw, "event")?,
-                    })
-                })
-                .collect()
+            stored_events!(rows)
         })
     }
 
@@ -1548,21 +1545,7 @@ impl Store {
             }
             qb.push(" ORDER BY id LIMIT ").push_bind(i64::from(limit.clamp(1, 10_000)));
             let rows = qb.build().fetch_all(pool).await?;
-            rows.iter()
-                .map(|r| {
-                    let raw: String = r.try_get(7)?;
-                    Ok(StoredEvent {
-                        cursor: r.try_get(0)?,
-                        workspace_id: r.try_get(1)?,
-                        kind: r.try_get(2)?,
-                        ts_ms: r.try_get(3)?,
-                        seq: r.try_get(4)?,
-                        channel: r.try_get(5)?,
-                        run_id: r.try_get(6)?,
-                        event: parse_json(&raw, "event")?,
-                    })
-                })
-                .collect()
+            stored_events!(rows)
         })
     }
 
