@@ -88,6 +88,38 @@ fn enroll_code(home: &Path, db: &str, ws: &str) -> String {
         .to_string()
 }
 
+/// Wait until the control plane holds a pending `wu_recover` request for `input`, then resolve
+/// it with `decision` (its `decision`, `reason`, ...). False when none appeared within 30 s.
+fn decide_when_pending(cp: &str, operator: &str, input: &Value, decision: Value) -> bool {
+    let hash = format!(
+        "sha256:{}",
+        lumenflow_contracts::canonical_json::canonical_hash(input)
+    );
+    wait_until(Duration::from_secs(30), || {
+        let (_, list) = post(
+            &format!("{cp}/api/v1/approvals/list"),
+            Some(operator),
+            &json!({"workspace_id": WS, "status": "pending"}),
+        );
+        let pending = list["approvals"].as_array().cloned().unwrap_or_default();
+        let Some(a) = pending.iter().find(|a| {
+            a["subject"]["tool"] == "software-delivery:wu_recover"
+                && a["subject"]["input_hash"] == hash.as_str()
+        }) else {
+            return false;
+        };
+        let mut body = decision.clone();
+        body["workspace_id"] = json!(WS);
+        body["approval_id"] = a["approval_id"].clone();
+        post(
+            &format!("{cp}/api/v1/approvals/resolve"),
+            Some(operator),
+            &body,
+        )
+        .0 == 200
+    })
+}
+
 fn cli_json(dir: &Path, args: &[&str]) -> Value {
     let mut all = args.to_vec();
     all.push("--json");
@@ -418,32 +450,12 @@ fn control_plane_approvals_gate_the_sidecar_and_flow_back_once() {
         let (invoke, operator) = (invoke.clone(), operator.clone());
         move || post(&invoke, Some(&operator), &json!({"wu_id": "WU-10"}))
     });
-    let wu10_hash = format!(
-        "sha256:{}",
-        lumenflow_contracts::canonical_json::canonical_hash(&json!({"wu_id": "WU-10"}))
-    );
-    let mut decided = false;
-    assert!(wait_until(Duration::from_secs(30), || {
-        let (_, list) = post(
-            &format!("{}/api/v1/approvals/list", cp.url),
-            Some(&operator),
-            &json!({"workspace_id": WS, "status": "pending"}),
-        );
-        for a in list["approvals"].as_array().cloned().unwrap_or_default() {
-            let input_is_wu10 = a["subject"]["tool"] == "software-delivery:wu_recover"
-                && a["subject"]["input_hash"] == wu10_hash.as_str();
-            if input_is_wu10 {
-                let (s, _) = post(
-                    &format!("{}/api/v1/approvals/resolve", cp.url),
-                    Some(&operator),
-                    &json!({"workspace_id": WS, "approval_id": a["approval_id"],
-                            "decision": "approved", "reason": "go", "reviewer_id": "op"}),
-                );
-                decided = s == 200;
-            }
-        }
-        decided
-    }));
+    assert!(decide_when_pending(
+        &cp.url,
+        &operator,
+        &json!({"wu_id": "WU-10"}),
+        json!({"decision": "approved", "reason": "go", "reviewer_id": "op"}),
+    ));
     let (s, out) = waiting.join().unwrap();
     assert_eq!(s, 200, "the waiting call ran after the decision: {out}");
 
@@ -452,30 +464,12 @@ fn control_plane_approvals_gate_the_sidecar_and_flow_back_once() {
         let (invoke, operator) = (invoke.clone(), operator.clone());
         move || post(&invoke, Some(&operator), &json!({"wu_id": "WU-11"}))
     });
-    let wu11_hash = format!(
-        "sha256:{}",
-        lumenflow_contracts::canonical_json::canonical_hash(&json!({"wu_id": "WU-11"}))
-    );
-    let mut rejected = false;
-    assert!(wait_until(Duration::from_secs(30), || {
-        let (_, list) = post(
-            &format!("{}/api/v1/approvals/list", cp.url),
-            Some(&operator),
-            &json!({"workspace_id": WS, "status": "pending"}),
-        );
-        for a in list["approvals"].as_array().cloned().unwrap_or_default() {
-            if a["subject"]["input_hash"] == wu11_hash.as_str() {
-                let (s, _) = post(
-                    &format!("{}/api/v1/approvals/resolve", cp.url),
-                    Some(&operator),
-                    &json!({"workspace_id": WS, "approval_id": a["approval_id"],
-                            "decision": "rejected", "reason": "not today"}),
-                );
-                rejected = s == 200;
-            }
-        }
-        rejected
-    }));
+    assert!(decide_when_pending(
+        &cp.url,
+        &operator,
+        &json!({"wu_id": "WU-11"}),
+        json!({"decision": "rejected", "reason": "not today"}),
+    ));
     let (s, out) = waiting.join().unwrap();
     assert_eq!(
         (s, out["error"]["code"].as_str()),
