@@ -620,3 +620,23 @@ fn a_running_sidecar_does_not_run_pack_files_edited_under_it() {
         "{v}"
     );
 }
+
+// KRN-04: a pinned pack whose folder is gone stops every load (its rules may be the ones that
+// deny); the refusal says how to get it back and how to stop pinning it.
+#[test]
+fn a_missing_pack_folder_names_the_way_back() {
+    let dir = installed();
+    let ws = dir.path();
+    std::fs::rename(ws.join("packs/ops"), ws.join("ops-moved-away")).expect("move");
+    let err = refusal(ws, &["tool", "list"], &[]);
+    assert_eq!(code(&err), "PACK_NOT_INSTALLED", "{err}");
+    let m = message(&err);
+    assert!(
+        m.contains("restore the folder `packs/ops/`")
+            && m.contains("remove `ops` from `packs:` in workspace.yaml"),
+        "{m}"
+    );
+    // Put back as it was, it loads again: the pin checks it is the same pack.
+    std::fs::rename(ws.join("ops-moved-away"), ws.join("packs/ops")).expect("move back");
+    ok(ws, &["tool", "list"]);
+}

@@ -55,8 +55,12 @@ pub struct LoadedPack {
 pub enum LoadError {
     #[error("Pack \"{0}\" is not present in workspace PackPin entries.")]
     NotPinned(String),
-    #[error("pack `{id}` is pinned but not installed (looked in {looked})")]
-    NotInstalled { id: String, looked: String },
+    #[error("pack `{id}` is pinned but not installed (looked in {looked}): {fix}")]
+    NotInstalled {
+        id: String,
+        looked: String,
+        fix: String,
+    },
     #[error("manifest of pack `{id}` is invalid:\n{diagnostics}")]
     Manifest {
         id: String,
@@ -205,6 +209,7 @@ impl<'a> PackLoader<'a> {
                 .chain(std::iter::once("the built-in packs".to_string()))
                 .collect::<Vec<_>>()
                 .join(", "),
+            fix: missing_pack_fix(&pin),
         })?;
         let manifest = match &location {
             PackLocation::Dir(dir) => manifest::read_manifest(dir),
@@ -432,6 +437,32 @@ pub fn pack_dir(pack: &LoadedPack) -> Option<&Path> {
         PackLocation::Dir(d) => Some(d),
         PackLocation::Builtin(_) => None,
     }
+}
+
+/// How to get a pinned pack's missing folder back, or to stop pinning it.
+fn missing_pack_fix(pin: &PackPin) -> String {
+    let fetch = match pin.source {
+        // A local pin names no place to fetch from: the files must come back from where the
+        // user keeps them, and the pin's hash tells whether they are the same.
+        PackSource::Local => format!(
+            "restore the folder `packs/{}/` from version control or a backup (the pin's hash \
+             checks it is the same pack)",
+            pin.id
+        ),
+        _ => {
+            let cmd = repin_command(pin);
+            let mut cmd = cmd.strip_suffix(" --force").unwrap_or(&cmd).to_string();
+            // The fetch must bring back the pinned content, not whatever the source holds now.
+            if let Integrity::Sha256(hex) = &pin.integrity {
+                cmd.push_str(&format!(" --integrity sha256:{hex}"));
+            }
+            format!("fetch it again with `{cmd}`")
+        }
+    };
+    format!(
+        "{fetch}, or remove `{}` from `packs:` in workspace.yaml to stop loading it",
+        pin.id
+    )
 }
 
 /// The `pack install` line that pins `pin`'s pack as its files are now.
