@@ -339,3 +339,78 @@ fn a_task_narrows_its_calls_and_a_finished_task_runs_nothing() {
         assert!(kinds.contains(&kind), "{kind} missing from {kinds:?}");
     }
 }
+
+// KRN-13: an edit of the newest record is refused at open and kept, not cut as if a crash had
+// torn it (which erased a succeeded call and left `audit verify` saying "chain ok"); records cut
+// off the end at a line boundary are found through the position the runtime remembered.
+#[test]
+fn the_newest_record_edited_or_records_cut_off_are_reported_not_erased() {
+    let dir = workspace();
+    let ws = dir.path();
+    let call = [
+        "tool",
+        "call",
+        "read-notes",
+        "--input",
+        r#"{"path":"notes/a.md"}"#,
+    ];
+    for _ in 0..3 {
+        ok(ws, &call);
+    }
+    let log = ws.join(".lumenflow/kernel/events.jsonl");
+    let pristine = std::fs::read_to_string(&log).expect("log");
+
+    // The newest record says the call failed instead.
+    let edited = {
+        let mut lines: Vec<&str> = pristine.lines().collect();
+        let last = lines.pop().expect("a record");
+        assert!(last.contains(r#""result":"success""#), "{last}");
+        let changed = last.replace(r#""result":"success""#, r#""result":"failure""#);
+        format!("{}\n{changed}\n", lines.join("\n"))
+    };
+    std::fs::write(&log, &edited).expect("edit");
+    let e = json_err(ws, &call);
+    assert_eq!(e["error"]["code"], "LOG_CORRUPT", "{e}");
+    assert!(
+        e["error"]["help"]
+            .as_str()
+            .is_some_and(|h| h.contains("audit verify")),
+        "{e}"
+    );
+    assert_eq!(
+        std::fs::read_to_string(&log).expect("log"),
+        edited,
+        "the edited record is kept for investigation"
+    );
+    assert_eq!(
+        json_err(ws, &["audit", "verify"])["error"]["code"],
+        "LOG_CORRUPT"
+    );
+
+    // Records cut off at a line boundary: the chain that is left holds, but it is shorter than
+    // the runtime saw it when it last started (the third call's start remembered seq 4).
+    let kept: Vec<&str> = pristine.lines().collect();
+    assert_eq!(kept.len(), 6);
+    let shorter = format!("{}\n", kept[..3].join("\n"));
+    std::fs::write(&log, &shorter).expect("cut");
+    let e = json_err(ws, &["audit", "verify"]);
+    assert_eq!(e["error"]["code"], "LOG_SHORTENED", "{e}");
+    assert!(
+        e["error"]["help"]
+            .as_str()
+            .is_some_and(|h| h.contains("remove `.lumenflow/kernel/reconciled.json`")),
+        "{e}"
+    );
+    assert_eq!(json_err(ws, &call)["error"]["code"], "LOG_SHORTENED");
+    // An emptied log too.
+    std::fs::write(&log, "").expect("empty");
+    assert_eq!(
+        json_err(ws, &["audit", "verify"])["error"]["code"],
+        "LOG_SHORTENED"
+    );
+
+    // Restored whole, everything works again.
+    std::fs::write(&log, &pristine).expect("restore");
+    ok(ws, &call);
+    assert!(ok(ws, &["audit", "verify"]).starts_with("chain ok"));
+}

@@ -476,8 +476,15 @@ fn reconciliation_resumes_after_the_position_it_remembered() {
     fs::write(&remembered, claim(&line["hash"])).expect("write");
     assert_eq!(f.runtime.reconcile_crashed().expect("bounded"), 0);
 
-    // A position whose line no longer matches (a replaced log) is not trusted: full scan.
+    // A position whose line no longer matches means records were removed or the log replaced:
+    // refused, since the chain alone cannot show it. Removing the position (an older log
+    // restored on purpose) accepts the log with a full scan.
     fs::write(&remembered, claim(&json!("0".repeat(64)))).expect("write");
+    let err = f.runtime.reconcile_crashed().expect_err("shortened");
+    assert_eq!(err.code(), "LOG_SHORTENED");
+    assert!(err.to_string().contains("reconciled.json"), "{err}");
+    assert!(lumenflow_kernel::dispatch::check_position(&log_path).is_err());
+    fs::remove_file(&remembered).expect("accept the log");
     assert_eq!(f.runtime.reconcile_crashed().expect("full"), 1);
     assert_eq!(finished(&f, "rcpt_hidden")["result"], "crashed");
     // So is a damaged file.

@@ -373,9 +373,11 @@ fn a_torn_tail_is_cut_on_open_and_the_chain_continues() {
 }
 
 #[test]
-fn a_complete_but_broken_last_line_is_cut_but_only_that_line() {
-    // KRN-13: a last line that is not JSON, or whose hash does not verify, is torn; only one line
-    // is ever cut, and corruption before the last line is left for verify.
+fn a_torn_last_line_is_cut_and_kept_but_a_changed_one_is_refused() {
+    // KRN-13: a torn tail is cut on open (the bytes kept beside the log); a complete last line
+    // that fails its check is the trace of an edit, not of a crash, and open refuses it instead
+    // of erasing an acknowledged record. Only one line is ever cut, and corruption before the
+    // last line is left for verify.
     let (_dir, path) = temp_log();
     let log = open(&path);
     for n in 1..=4 {
@@ -383,11 +385,27 @@ fn a_complete_but_broken_last_line_is_cut_but_only_that_line() {
     }
     drop(log);
     let good = lines(&path);
+    let pristine = fs::read(&path).expect("read");
 
-    // Not JSON.
-    let mut text = good.clone();
-    text.push("{\"seq\":5,\"prev_ha".to_string());
-    write_lines(&path, &text);
+    // A fragment without its newline: cut, and kept.
+    let mut bytes = pristine.clone();
+    bytes.extend_from_slice(b"{\"seq\":5,\"prev_ha");
+    fs::write(&path, &bytes).expect("write");
+    let log = open(&path);
+    let cut = log.stats().torn_tail.expect("cut");
+    assert_eq!(cut.line, 5);
+    assert_eq!(cut.problem, LineProblem::Incomplete);
+    assert_eq!(
+        fs::read(&cut.saved_to).expect("the cut bytes are kept"),
+        b"{\"seq\":5,\"prev_ha"
+    );
+    assert_eq!(lines(&path), good);
+    drop(log);
+
+    // A whole line holding NUL bytes: blocks never written before a crash. Cut.
+    let mut bytes = pristine.clone();
+    bytes.extend_from_slice(b"{\"seq\":5,\"prev_ha\0\0\0\0\0\0\n");
+    fs::write(&path, &bytes).expect("write");
     let log = open(&path);
     let cut = log.stats().torn_tail.expect("cut");
     assert_eq!(cut.line, 5);
@@ -399,20 +417,26 @@ fn a_complete_but_broken_last_line_is_cut_but_only_that_line() {
     assert_eq!(lines(&path), good);
     drop(log);
 
-    // Valid JSON whose hash does not verify (the last record changed after it was written).
+    // Valid JSON whose hash does not verify (the last record changed after it was written):
+    // refused, and the file is left exactly as found.
     let mut text = good.clone();
     text[3] = text[3].replace("step 4", "step X");
     write_lines(&path, &text);
+    let edited = fs::read(&path).expect("read");
+    let err = EventLog::open(&path, LogOptions::default()).expect_err("an edited last record");
+    assert_eq!(err.code(), "LOG_CORRUPT");
+    assert!(err.to_string().contains("line 4"), "{err}");
+    assert_eq!(fs::read(&path).expect("read"), edited, "nothing was cut");
+
+    // A whole line of something else (not JSON) appended by hand: refused too.
+    let mut text = good.clone();
+    text.push("garbage appended by hand".to_string());
+    write_lines(&path, &text);
+    let err = EventLog::open(&path, LogOptions::default()).expect_err("a foreign line");
+    assert!(err.to_string().contains("line 5"), "{err}");
+    fs::write(&path, &pristine).expect("restore");
     let log = open(&path);
-    let cut = log.stats().torn_tail.expect("cut");
-    assert_eq!(cut.line, 4);
-    assert!(
-        matches!(cut.problem, LineProblem::HashMismatch { .. }),
-        "{:?}",
-        cut.problem
-    );
-    assert_eq!(lines(&path), good[..3].to_vec());
-    assert_eq!(log.append(checkpoint("WU-1", 4)).expect("append").seq, 4);
+    assert_eq!(log.append(checkpoint("WU-1", 5)).expect("append").seq, 5);
     drop(log);
     verify(&path).expect("verifies");
 
@@ -427,7 +451,7 @@ fn a_complete_but_broken_last_line_is_cut_but_only_that_line() {
     assert_eq!(err.code(), "LOG_CORRUPT");
     let message = err.to_string();
     assert!(
-        message.contains("line 5") && message.contains("events.jsonl"),
+        message.contains("line 6") && message.contains("events.jsonl"),
         "{message}"
     );
 
@@ -679,9 +703,14 @@ fn handles_share_one_writer_and_a_second_writer_is_refused() {
         "LOG_FAILED"
     );
     drop((a, b));
-    // Reopening cuts the foreign last line (it does not verify) and carries on.
+    // Reopening refuses the foreign last line (complete, and not a record) instead of erasing
+    // it; once it is taken away, the log carries on.
+    let err = EventLog::open(&path, LogOptions::default()).expect_err("a foreign line");
+    assert_eq!(err.code(), "LOG_CORRUPT");
+    let text = fs::read_to_string(&path).expect("read");
+    assert!(text.ends_with("{\"not\":\"ours\"}\n"), "kept as found");
+    fs::write(&path, text.trim_end_matches("{\"not\":\"ours\"}\n")).expect("take it away");
     let log = open(&path);
-    assert!(log.stats().torn_tail.is_some());
     assert_eq!(log.append(checkpoint("WU-1", 3)).expect("append").seq, 3);
     verify(&path).expect("verifies");
 }

@@ -452,10 +452,22 @@ enum Damage {
     Fragment(String),
     /// A prefix of the last line, without its newline (a crash mid-write).
     PrefixOfLast(usize),
-    /// A complete line that is not JSON.
+    /// A complete line holding NUL bytes: blocks a crash left allocated but unwritten.
+    UnwrittenLine(String),
+    /// A complete line that is not JSON: written by something else, not torn.
     GarbageLine(String),
     /// A copy of the last line claiming the next seq: complete JSON, hash does not verify.
     ForgedNext,
+}
+
+impl Damage {
+    /// What a crash can leave, which open cuts; the rest is an edit, which open refuses.
+    fn is_crash(&self) -> bool {
+        matches!(
+            self,
+            Damage::Fragment(_) | Damage::PrefixOfLast(_) | Damage::UnwrittenLine(_)
+        )
+    }
 }
 
 fn record() -> impl Strategy<Value = Map<String, Value>> {
@@ -497,6 +509,7 @@ fn op() -> impl Strategy<Value = Op> {
         1 => "[ -~]{1,40}".prop_map(|s| Op::Torn(Damage::Fragment(s))),
         1 => (1usize..400).prop_map(|n| Op::Torn(Damage::PrefixOfLast(n))),
         1 => "[a-z{}\\[ ]{0,30}".prop_map(|s| Op::Torn(Damage::GarbageLine(s))),
+        1 => "[a-z{}\\[ ]{0,30}".prop_map(|s| Op::Torn(Damage::UnwrittenLine(s))),
         1 => Just(Op::Torn(Damage::ForgedNext)),
     ]
 }
@@ -531,6 +544,7 @@ fn damage(path: &Path, damage: &Damage) {
             prefix
         }
         Damage::GarbageLine(s) => format!("{s}\n").into_bytes(),
+        Damage::UnwrittenLine(s) => format!("{s}\0\0\0\0\n").into_bytes(),
         Damage::ForgedNext => {
             let seq = text.lines().count();
             let forged = if last.is_empty() {
@@ -611,9 +625,19 @@ proptest! {
                 }
                 Op::Torn(d) => {
                     drop(log);
+                    let before = fs::metadata(&path).expect("meta").len();
                     damage(&path, &d);
-                    log = EventLog::open(&path, LogOptions::default()).expect("open cuts the tail");
-                    prop_assert!(log.stats().torn_tail.is_some(), "{:?} was not cut", d);
+                    if d.is_crash() {
+                        log = EventLog::open(&path, LogOptions::default()).expect("open cuts the tail");
+                        prop_assert!(log.stats().torn_tail.is_some(), "{:?} was not cut", d);
+                    } else {
+                        // An edit is refused and left in place; taken away, the log carries on.
+                        let err = EventLog::open(&path, LogOptions::default()).expect_err("an edit is refused");
+                        prop_assert_eq!(err.code(), "LOG_CORRUPT");
+                        prop_assert!(fs::metadata(&path).expect("meta").len() > before);
+                        OpenOptions::new().write(true).open(&path).and_then(|f| f.set_len(before)).expect("undo");
+                        log = EventLog::open(&path, LogOptions::default()).expect("reopen");
+                    }
                 }
             }
             check(&log, &path, &model)?;

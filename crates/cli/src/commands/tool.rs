@@ -59,7 +59,7 @@ pub fn run_tool(ctx: &Context, cmd: ToolCommand) -> Result<(), CliError> {
     )
     .map_err(|e| match e {
         dispatch::open::OpenError::Workspace(d) => CliError::from(d),
-        other => CliError::new(other.code(), other.to_string()),
+        other => log_help(CliError::new(other.code(), other.to_string())),
     })?;
     for w in &runtime.warnings {
         crate::output::warn(ctx.json, w);
@@ -216,6 +216,11 @@ pub fn run_audit(ctx: &Context, cmd: AuditCommand) -> Result<(), CliError> {
             }
             match eventlog::verify(&path) {
                 Ok(summary) => {
+                    // A chain that holds can still be shorter than it was: the position the
+                    // runtime remembered says how long it was at least.
+                    if let Err(e) = dispatch::check_position(&path) {
+                        return Err(log_help(CliError::new(e.code(), e.to_string())));
+                    }
                     print_ok(
                         ctx.json,
                         &json!({"ok": true, "path": path, "records": summary.records, "last_seq": summary.last_seq, "head": summary.last_hash}),
@@ -240,6 +245,22 @@ pub fn run_audit(ctx: &Context, cmd: AuditCommand) -> Result<(), CliError> {
                 }
             }
         }
+    }
+}
+
+/// What to do about a kernel log the runtime will not open.
+fn log_help(err: CliError) -> CliError {
+    match err.code.as_str() {
+        "LOG_SHORTENED" => err.with_help(
+            "keep `.lumenflow/kernel/events.jsonl` and `reconciled.json` for investigation; if \
+             you restored an older log on purpose, remove `.lumenflow/kernel/reconciled.json` to \
+             accept it",
+        ),
+        "LOG_CORRUPT" => err.with_help(
+            "the log was changed after it was written: `lumenflow audit verify` names the line; \
+             keep the file for investigation",
+        ),
+        _ => err,
     }
 }
 

@@ -48,7 +48,7 @@ pub use evidence::EvidenceStore;
 pub use liveness::LOCK_FILE as DISPATCHERS_LOCK_FILE;
 use phases::{Admitted, Blocking, Checked, MayBlock, Refused};
 pub use prepared::PreparedCache;
-pub use reconcile::RECONCILED_FILE;
+pub use reconcile::{check_position, RECONCILED_FILE};
 pub use registry::{BuiltinCall, BuiltinFn, Implementation, RegisteredTool, ToolRegistry};
 
 pub const TOOL_CALL_STARTED: &str = "tool_call_started";

@@ -167,7 +167,17 @@ pub fn open(
             .chain(KERNEL_PRIVATE.iter().map(|p| p.to_string()))
             .collect(),
     };
-    let warnings = packs.iter().flat_map(|p| p.warnings.clone()).collect();
+    let mut warnings: Vec<String> = packs.iter().flat_map(|p| p.warnings.clone()).collect();
+    if let Some(cut) = log.stats().torn_tail {
+        warnings.push(format!(
+            "the kernel log's last line {} ({} bytes: {}) was cut as an interrupted write; the \
+             bytes are kept in `{}`",
+            cut.line,
+            cut.bytes,
+            cut.problem,
+            cut.saved_to.display()
+        ));
+    }
     let mut runtime = Runtime::new(dir, &doc, registry, manifests, log, evidence);
     runtime.warnings = warnings;
     runtime.workspace_watch = watch;

@@ -7,8 +7,10 @@
 //! what came after. Every runtime start reconciles (each `lumenflow tool call` is one), and a
 //! full scan costs about half a second per 366 MB of log. The position is trusted only while
 //! the line just before it still has the remembered `seq` and `hash`; since every hash covers
-//! the one before it, that pins the whole prefix. Otherwise (a replaced or truncated log, a
-//! damaged file) the run scans everything, as before the position existed.
+//! the one before it, that pins the whole prefix. When it does not hold, records were removed
+//! from the log or the log was replaced: the runtime refuses to open (`LOG_SHORTENED`) instead of
+//! carrying on from a shorter chain, which the chain alone cannot show. An older log restored
+//! on purpose is accepted by removing `reconciled.json`.
 
 use std::collections::HashMap;
 use std::path::{Path, PathBuf};
@@ -52,19 +54,15 @@ impl Runtime {
             .join(RECONCILED_FILE)
     }
 
-    /// Where to start scanning: the remembered position when it still holds, else 0.
+    /// Where to start scanning: the remembered position, which must still hold.
     fn reconciled_through(&self, path: &Path) -> Result<u64, LogError> {
-        let Some(through) = std::fs::read(path)
-            .ok()
-            .and_then(|b| serde_json::from_slice::<ReconciledThrough>(&b).ok())
-        else {
+        let Some(through) = read_position(path) else {
             return Ok(0);
         };
-        let line = self.log.line_between(through.line_start, through.end)?;
-        Ok(match line {
-            Some((seq, hash)) if seq == through.seq && hash == through.hash => through.end,
-            _ => 0,
-        })
+        match self.log.line_between(through.line_start, through.end)? {
+            Some((seq, hash)) if seq == through.seq && hash == through.hash => Ok(through.end),
+            _ => Err(shortened(self.log.path(), path, through)),
+        }
     }
 
     pub(super) fn reconcile_crashed_alone(&self) -> Result<usize, LogError> {
@@ -119,6 +117,45 @@ impl Runtime {
             }
         }
         Ok(n)
+    }
+}
+
+fn read_position(path: &Path) -> Option<ReconciledThrough> {
+    std::fs::read(path)
+        .ok()
+        .and_then(|b| serde_json::from_slice::<ReconciledThrough>(&b).ok())
+}
+
+fn shortened(log: &Path, anchor: &Path, through: ReconciledThrough) -> LogError {
+    LogError::Shortened {
+        path: log.to_path_buf(),
+        anchor: anchor.to_path_buf(),
+        seq: through.seq,
+        hash: through.hash,
+    }
+}
+
+/// Does the log at `log_path` still hold the record its `reconciled.json` remembers? Nothing to
+/// compare (no position, or one that cannot be read) is not an error. The position pins the
+/// whole prefix of the log up to it, so a log emptied, cut at a line boundary or replaced
+/// since is found here, where the chain alone cannot show it (`lumenflow audit verify`).
+pub fn check_position(log_path: &Path) -> Result<(), LogError> {
+    let anchor = log_path
+        .parent()
+        .filter(|d| !d.as_os_str().is_empty())
+        .unwrap_or(Path::new("."))
+        .join(RECONCILED_FILE);
+    let Some(through) = read_position(&anchor) else {
+        return Ok(());
+    };
+    let found = crate::eventlog::record_between(log_path, through.line_start, through.end)
+        .map_err(|source| LogError::Io {
+            path: log_path.to_path_buf(),
+            source,
+        })?;
+    match found {
+        Some((seq, hash)) if seq == through.seq && hash == through.hash => Ok(()),
+        _ => Err(shortened(log_path, &anchor, through)),
     }
 }
 

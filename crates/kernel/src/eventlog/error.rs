@@ -47,6 +47,20 @@ pub enum LogError {
         path.display()
     )]
     Failed { path: PathBuf, reason: String },
+    /// The log no longer holds a record that `reconciled.json` saw in it: records were removed
+    /// from its end, or the file was replaced.
+    #[error(
+        "event log `{}` no longer holds record seq {seq} (hash {hash}), which `{}` recorded when \
+         the log was last checked: records were removed from it or it was replaced",
+        path.display(),
+        anchor.display()
+    )]
+    Shortened {
+        path: PathBuf,
+        anchor: PathBuf,
+        seq: u64,
+        hash: String,
+    },
 }
 
 fn record_label(index: Option<usize>) -> String {
@@ -57,7 +71,8 @@ fn record_label(index: Option<usize>) -> String {
 }
 
 impl LogError {
-    /// Stable code: `LOG_IO`, `LOG_CORRUPT`, `RECORD_INVALID`, `LOG_CONFLICT`, `LOG_FAILED`.
+    /// Stable code: `LOG_IO`, `LOG_CORRUPT`, `RECORD_INVALID`, `LOG_CONFLICT`, `LOG_FAILED`,
+    /// `LOG_SHORTENED`.
     pub fn code(&self) -> &'static str {
         match self {
             LogError::Io { .. } => "LOG_IO",
@@ -65,6 +80,7 @@ impl LogError {
             LogError::RecordInvalid { .. } => "RECORD_INVALID",
             LogError::Conflict { .. } => "LOG_CONFLICT",
             LogError::Failed { .. } => "LOG_FAILED",
+            LogError::Shortened { .. } => "LOG_SHORTENED",
         }
     }
 }

@@ -57,10 +57,14 @@
 //! # Opening: a torn tail is cut
 //!
 //! A crash can leave the last line incomplete. [`EventLog::open`] reads only the tail of the file:
-//! bytes after the last newline are cut; with no such fragment, a last line that is not JSON or
-//! whose hash does not verify is cut. Only that one line is ever cut; anything wrong before it is
-//! left for [`verify`] to report (or refused at open with [`LogOptions::verify_on_open`]). A cut is
-//! never an acknowledged record: that one was fsync'd whole before its appender saw success.
+//! bytes after the last newline are cut; with no such fragment, a last line that fails its check
+//! is cut only when it holds NUL bytes (blocks allocated but never written before the crash). A
+//! whole line without them that fails its check was changed after it was written: open refuses
+//! it (`LOG_CORRUPT`, naming the line) rather than erase an acknowledged record with the trace of
+//! the edit. Only that one line is ever cut, and its bytes are first kept in `<log>.cut-<unix
+//! ms>` beside the log ([`TornTail::saved_to`]); anything wrong before it is left for [`verify`]
+//! to report (or refused at open with [`LogOptions::verify_on_open`]). A cut is never an
+//! acknowledged record: that one was fsync'd whole before its appender saw success.
 //!
 //! # Reading
 //!
@@ -86,7 +90,7 @@ pub use error::{LineProblem, LogError, VerifyError};
 pub use record::LogRecord;
 pub use replay::{replay, ReplayFilter, ReplayPage};
 pub use verify::{verify, VerifySummary};
-pub use writer::{Appended, EventLog, LogOptions, LogStats, ScanEnd, TornTail};
+pub use writer::{record_between, Appended, EventLog, LogOptions, LogStats, ScanEnd, TornTail};
 
 /// Where the log lives, relative to the workspace root.
 pub const DEFAULT_RELATIVE_PATH: &str = ".lumenflow/kernel/events.jsonl";

@@ -67,6 +67,8 @@ pub struct TornTail {
     pub bytes: u64,
     /// Why it was cut.
     pub problem: LineProblem,
+    /// Where the cut bytes were kept (`<log>.cut-<unix ms>` beside the log).
+    pub saved_to: PathBuf,
 }
 
 /// Counters of one open log (shared by every handle of it).
@@ -393,18 +395,10 @@ impl EventLog {
         if start >= end || end > len {
             return Ok(None);
         }
-        let io_err = |source| LogError::Io {
+        record_between(&self.shared.path, start, end).map_err(|source| LogError::Io {
             path: self.shared.path.clone(),
             source,
-        };
-        let mut file = File::open(&self.shared.path).map_err(io_err)?;
-        file.seek(SeekFrom::Start(start)).map_err(io_err)?;
-        let mut bytes = vec![0u8; (end - start) as usize];
-        file.read_exact(&mut bytes).map_err(io_err)?;
-        if bytes.pop() != Some(b'\n') || bytes.contains(&b'\n') {
-            return Ok(None);
-        }
-        Ok(check_line(&bytes).ok().map(|line| (line.seq, line.hash)))
+        })
     }
 
     pub fn stats(&self) -> LogStats {
@@ -704,7 +698,11 @@ fn recover_tail(file: &mut File, path: &Path) -> Result<Tail, LogError> {
                 last = Some(checked);
                 break;
             }
-            Err(problem) if cut.is_none() => {
+            // A complete last line is a torn write only when it holds NUL bytes: blocks the
+            // file system allocated but never wrote before the crash. A whole line without them
+            // that fails its check was changed after it was written, and cutting it would erase
+            // an acknowledged record along with the evidence of the edit.
+            Err(problem) if cut.is_none() && bytes[start..end - 1].contains(&0) => {
                 cut = Some((start, problem));
                 end = start;
             }
@@ -723,12 +721,14 @@ fn recover_tail(file: &mut File, path: &Path) -> Result<Tail, LogError> {
     let torn = match cut {
         Some((start, problem)) => {
             let line = count_lines(file, offset + start as u64).map_err(io_err)? + 1;
+            let saved_to = save_cut(path, &bytes[end..]).map_err(io_err)?;
             file.set_len(new_len).map_err(io_err)?;
             file.sync_all().map_err(io_err)?;
             Some(TornTail {
                 line,
                 bytes: len - new_len,
                 problem,
+                saved_to,
             })
         }
         None => None,
@@ -743,6 +743,45 @@ fn recover_tail(file: &mut File, path: &Path) -> Result<Tail, LogError> {
         last_hash,
         cut: torn,
     })
+}
+
+/// `seq` and `hash` of the record that is exactly the line at `[start, end)` of the log file, if
+/// it is one (read without opening the log for writing, as `audit verify` must).
+pub fn record_between(path: &Path, start: u64, end: u64) -> io::Result<Option<(u64, String)>> {
+    let mut file = File::open(path)?;
+    if start >= end || end > file.metadata()?.len() {
+        return Ok(None);
+    }
+    file.seek(SeekFrom::Start(start))?;
+    let mut bytes = vec![0u8; (end - start) as usize];
+    file.read_exact(&mut bytes)?;
+    if bytes.pop() != Some(b'\n') || bytes.contains(&b'\n') {
+        return Ok(None);
+    }
+    Ok(check_line(&bytes).ok().map(|line| (line.seq, line.hash)))
+}
+
+/// Keep the bytes about to be cut in a file of their own, synced before the log is shortened:
+/// a torn write is worthless, but a cut that was something else must stay available to whoever
+/// investigates.
+fn save_cut(path: &Path, bytes: &[u8]) -> io::Result<PathBuf> {
+    let millis = std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .map(|d| d.as_millis())
+        .unwrap_or(0);
+    let mut name = path.file_name().unwrap_or_default().to_os_string();
+    name.push(format!(".cut-{millis}"));
+    let target = path.with_file_name(name);
+    let mut out = OpenOptions::new()
+        .write(true)
+        .create_new(true)
+        .open(&target)?;
+    out.write_all(bytes)?;
+    out.sync_all()?;
+    if let Some(dir) = path.parent().filter(|d| !d.as_os_str().is_empty()) {
+        File::open(dir)?.sync_all()?;
+    }
+    Ok(target)
 }
 
 /// The end of the file, from an offset such that it holds at least three newlines (or the whole
