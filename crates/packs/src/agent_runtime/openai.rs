@@ -13,11 +13,18 @@
 //! Safety of the endpoint: the URL and model come from `workspace.yaml` (operator), the API key
 //! from the environment variable the config names (never stored, never logged, never in an
 //! error). The key is sent only over `https`, or plain `http` to a loopback address (a local
-//! server). The request runs on its own thread, so a caller inside an async runtime (the
+//! server). Servers and proxies often echo the credential in an error body ("Incorrect API key
+//! provided: sk-..."), and every provider text ends up in the turn file, the evidence, the
+//! `turn_aborted` event and a remote caller's response, so [`redact`] removes the key and any
+//! `Authorization`/bearer-looking value from every text that comes back before it is quoted.
+//! Replies are read up to [`MAX_REPLY_BYTES`] and tool arguments accepted up to
+//! [`MAX_ARGUMENT_BYTES`] (the sidecar's own body limit), so a model cannot make a turn hold or
+//! store an unbounded input. The request runs on its own thread, so a caller inside an async runtime (the
 //! sidecar) cannot trip over the blocking client.
 
 use lumenflow_contracts::error_text::with_causes;
 use std::collections::HashMap;
+use std::io::Read;
 use std::time::Duration;
 
 use serde_json::{json, Map, Value};
@@ -34,6 +41,16 @@ pub const MAX_RESULT_CHARS: usize = 16 * 1024;
 
 /// Error bodies are quoted up to this many characters.
 const MAX_ERROR_BODY: usize = 512;
+
+/// The largest model reply read; a larger one aborts the turn (`MODEL_REPLY_INVALID`).
+pub const MAX_REPLY_BYTES: usize = 4 * 1024 * 1024;
+
+/// The largest tool-call arguments accepted from a model: the sidecar's limit on a caller's
+/// body, so a model cannot send a tool what no caller could.
+pub const MAX_ARGUMENT_BYTES: usize = 1024 * 1024;
+
+/// What replaces a secret in a quoted text.
+pub const REDACTED: &str = "[redacted]";
 
 /// The client. `Debug` does not show the key.
 pub struct OpenAiCompatible {
@@ -56,10 +73,9 @@ impl std::fmt::Debug for OpenAiCompatible {
 
 /// `base_url` + `/chat/completions`, refusing anything but `https` (or `http` to loopback).
 pub fn endpoint(base_url: &str) -> Result<reqwest::Url, ProviderError> {
+    let shown = without_userinfo(base_url);
     let bad = |why: String| {
-        ProviderError::NotConfigured(format!(
-            "`agent_runtime.provider.base_url` `{base_url}` {why}"
-        ))
+        ProviderError::NotConfigured(format!("`agent_runtime.provider.base_url` `{shown}` {why}"))
     };
     let base =
         reqwest::Url::parse(base_url.trim()).map_err(|e| bad(format!("is not a URL: {e}")))?;
@@ -85,8 +101,121 @@ pub fn endpoint(base_url: &str) -> Result<reqwest::Url, ProviderError> {
                 .into(),
         ));
     }
-    let joined = format!("{}/chat/completions", base.as_str().trim_end_matches('/'));
-    reqwest::Url::parse(&joined).map_err(|e| bad(format!("cannot be extended: {e}")))
+    // The path is extended, not the whole string: a query (`?api-version=...`, Azure-style)
+    // stays a query instead of swallowing `/chat/completions`.
+    let mut joined = base.clone();
+    joined.set_path(&format!(
+        "{}/chat/completions",
+        base.path().trim_end_matches('/')
+    ));
+    joined.set_fragment(None);
+    Ok(joined)
+}
+
+/// `base_url` as it may be quoted in an error: anything between `://` and the `@` that ends a
+/// URL's authority (a user and password) becomes `[redacted]` (walk-E finding 12).
+fn without_userinfo(url: &str) -> String {
+    let Some(start) = url.find("://").map(|i| i + 3) else {
+        return url.to_string();
+    };
+    let rest = &url[start..];
+    let authority_end = rest.find(['/', '?', '#']).unwrap_or(rest.len());
+    match rest[..authority_end].rfind('@') {
+        Some(at) => format!("{}{REDACTED}{}", &url[..start], &rest[at..]),
+        None => url.to_string(),
+    }
+}
+
+/// `text` with the API key and anything that looks like a credential replaced by
+/// `[redacted]`: the key's value (wherever it appears), the word after `Bearer`, the value of
+/// an `Authorization` or `api_key`/`api-key` field (`name: value`, `"name":"value"`,
+/// `name=value`, with or without an auth scheme), and `sk-...` tokens (the OpenAI key shape).
+/// Applied to every provider text before it is quoted anywhere (walk-E finding 2).
+pub fn redact(text: &str, key: Option<&str>) -> String {
+    let mut out = match key.map(str::trim).filter(|k| k.len() >= 4) {
+        Some(k) => text.replace(k, REDACTED),
+        None => text.to_string(),
+    };
+    for marker in [
+        "bearer ",
+        "authorization",
+        "api_key",
+        "api-key",
+        "apikey",
+        "sk-",
+    ] {
+        out = redact_after(&out, marker);
+    }
+    out
+}
+
+/// Characters a credential is made of (base64, base64url, hex, JWT dots).
+fn token_char(c: char) -> bool {
+    c.is_ascii_alphanumeric() || matches!(c, '-' | '_' | '.' | '~' | '+' | '/' | '=')
+}
+
+/// Replace the credential after each case-insensitive `marker`:
+/// - `bearer `: the next word (after an optional `token `);
+/// - a field name: only when a `:` or `=` follows it (so `api_key_env` is left alone), then
+///   quotes and spaces and an auth scheme word are skipped;
+/// - `sk-`: the token itself, when it starts a word and has at least 8 more characters (so
+///   prose like `task-1` or `sk-learn` stays).
+fn redact_after(text: &str, marker: &str) -> String {
+    // ASCII lower-casing keeps every byte offset, so positions found in `lower` index `text`.
+    let lower = text.to_ascii_lowercase();
+    let mut out = String::with_capacity(text.len());
+    let mut pos = 0;
+    while let Some(found) = lower[pos..].find(marker) {
+        let at = pos + found;
+        let after = at + marker.len();
+        let value_start = if marker == "sk-" {
+            let starts_word = !text[..at].chars().next_back().is_some_and(token_char);
+            starts_word.then_some(at)
+        } else if marker == "bearer " {
+            Some(skip_word(&lower, after, "token "))
+        } else {
+            let rest = &text[after..];
+            let separators = rest
+                .chars()
+                .take_while(|c| matches!(c, '"' | '\'' | ':' | '=' | ' ' | '\\'))
+                .collect::<String>();
+            (separators.contains(':') || separators.contains('=')).then(|| {
+                let v = after + separators.len();
+                let v = skip_word(&lower, v, "bearer ");
+                let v = skip_word(&lower, v, "basic ");
+                skip_word(&lower, v, "token ")
+            })
+        };
+        let Some(value_start) = value_start else {
+            out.push_str(&text[pos..after]);
+            pos = after;
+            continue;
+        };
+        let value_len = text[value_start..]
+            .find(|c: char| !token_char(c))
+            .unwrap_or(text.len() - value_start);
+        let minimum = if marker == "sk-" { 3 + 8 } else { 1 };
+        out.push_str(&text[pos..value_start]);
+        let value_end = value_start + value_len;
+        if value_len >= minimum {
+            out.push_str(REDACTED);
+        } else {
+            out.push_str(&text[value_start..value_end]);
+        }
+        // `value_end` is never before the marker's end, so the scan always moves on.
+        pos = value_end;
+    }
+    out.push_str(&text[pos..]);
+    out
+}
+
+/// `at` moved past `word` when `lower[at..]` starts with it.
+fn skip_word(lower: &str, at: usize, word: &str) -> usize {
+    if lower[at..].starts_with(word) {
+        at + word.len()
+    } else {
+        at
+    }
 }
 
 impl OpenAiCompatible {
@@ -210,12 +339,25 @@ impl OpenAiCompatible {
                 }
                 let response = request
                     .send()
-                    .map_err(|e| ProviderError::Transport(describe_transport(&e)))?;
+                    .map_err(|e| ProviderError::Transport(describe_transport(e)))?;
                 let status = response.status().as_u16();
-                let text = response
-                    .text()
-                    .map_err(|e| ProviderError::Transport(describe_transport(&e)))?;
-                Ok((status, text))
+                if response
+                    .content_length()
+                    .is_some_and(|n| n > MAX_REPLY_BYTES as u64)
+                {
+                    return Err(too_large());
+                }
+                // Read one byte more than the limit: a body that fills it is too large, and a
+                // server cannot make the turn hold more than that in memory.
+                let mut raw = Vec::new();
+                response
+                    .take(MAX_REPLY_BYTES as u64 + 1)
+                    .read_to_end(&mut raw)
+                    .map_err(|e| ProviderError::Transport(format!("cannot read the reply: {e}")))?;
+                if raw.len() > MAX_REPLY_BYTES {
+                    return Err(too_large());
+                }
+                Ok((status, String::from_utf8_lossy(&raw).into_owned()))
             })
             .map_err(|e| {
                 ProviderError::Transport(format!("cannot start the request thread: {e}"))
@@ -226,15 +368,23 @@ impl OpenAiCompatible {
     }
 }
 
-/// A transport error without the URL's query or anything secret (reqwest errors name the URL,
-/// which holds no key: the key travels in a header).
-fn describe_transport(e: &reqwest::Error) -> String {
+fn too_large() -> ProviderError {
+    ProviderError::InvalidReply(format!(
+        "the reply is larger than {} MiB; expected a chat-completions response",
+        MAX_REPLY_BYTES / (1024 * 1024)
+    ))
+}
+
+/// A transport error without the URL: the text reaches remote callers, who have no business
+/// learning the operator's internal endpoint (the operator has it in `workspace.yaml`).
+fn describe_transport(e: reqwest::Error) -> String {
+    let e = e.without_url();
     if e.is_timeout() {
         "the request timed out".into()
     } else if e.is_connect() {
-        format!("cannot connect: {}", with_causes(e))
+        format!("cannot connect: {}", with_causes(&e))
     } else {
-        with_causes(e)
+        with_causes(&e)
     }
 }
 
@@ -349,6 +499,17 @@ pub fn parse_reply(body: &str, tools: &[ToolSpec]) -> Result<Step, ProviderError
             .and_then(Value::as_str)
             .filter(|n| !n.is_empty())
             .ok_or_else(|| invalid("a tool call has no function `name`".into()))?;
+        let size = match function.get("arguments") {
+            Some(Value::String(s)) => s.len(),
+            Some(other) => other.to_string().len(),
+            None => 0,
+        };
+        if size > MAX_ARGUMENT_BYTES {
+            return Err(invalid(format!(
+                "the arguments of the call to `{}` are {size} bytes; at most {MAX_ARGUMENT_BYTES} bytes (1 MiB) are accepted",
+                excerpt(name)
+            )));
+        }
         let input = match function.get("arguments") {
             None | Some(Value::Null) => Value::Object(Map::new()),
             Some(Value::String(s)) if s.trim().is_empty() => Value::Object(Map::new()),
@@ -404,20 +565,52 @@ pub fn parse_reply(body: &str, tools: &[ToolSpec]) -> Result<Step, ProviderError
     }
 }
 
+/// The error with every text it quotes passed through [`redact`].
+fn redact_error(e: ProviderError, key: Option<&str>) -> ProviderError {
+    match e {
+        ProviderError::NotConfigured(t) => ProviderError::NotConfigured(redact(&t, key)),
+        ProviderError::Plan(t) => ProviderError::Plan(redact(&t, key)),
+        ProviderError::Transport(t) => ProviderError::Transport(redact(&t, key)),
+        ProviderError::Http { status, body } => ProviderError::Http {
+            status,
+            body: redact(&body, key),
+        },
+        ProviderError::InvalidReply(t) => ProviderError::InvalidReply(redact(&t, key)),
+    }
+}
+
 impl ModelProvider for OpenAiCompatible {
     fn kind(&self) -> &'static str {
         "openai_compatible"
     }
 
     fn next_step(&mut self, view: &TurnView<'_>) -> Result<Step, ProviderError> {
-        let (status, text) = self.post(self.request_body(view))?;
+        let key = self.api_key.as_deref();
+        let (status, text) = self
+            .post(self.request_body(view))
+            .map_err(|e| redact_error(e, key))?;
         if !(200..300).contains(&status) {
+            // Redacted before it is cut, so a key at the cut cannot leak half of itself.
             return Err(ProviderError::Http {
                 status,
-                body: excerpt(&text),
+                body: excerpt(&redact(&text, key)),
             });
         }
-        parse_reply(&text, view.tools)
+        // The key's value never reaches a tool input, a summary or a stored reply either.
+        let text = match key.map(str::trim).filter(|k| k.len() >= 4) {
+            Some(k) if text.contains(k) => text.replace(k, REDACTED),
+            _ => text,
+        };
+        let step = parse_reply(&text, view.tools).map_err(|e| redact_error(e, key))?;
+        Ok(match step {
+            Step::Finish { summary } => Step::Finish {
+                summary: redact(&summary, key),
+            },
+            Step::Abort { reason } => Step::Abort {
+                reason: redact(&reason, key),
+            },
+            call => call,
+        })
     }
 }
 
@@ -492,5 +685,84 @@ mod tests {
         assert!(endpoint("http://api.example.com/v1").is_err());
         assert!(endpoint("ftp://x").is_err());
         assert!(endpoint("https://user:pw@api.example.com").is_err());
+    }
+
+    /// Walk-E finding 12: a query stays a query, and credentials are never quoted back.
+    #[test]
+    fn a_query_stays_a_query_and_credentials_are_not_echoed() {
+        assert_eq!(
+            endpoint("https://x.example.com/openai/v1/?api-version=2024")
+                .unwrap()
+                .as_str(),
+            "https://x.example.com/openai/v1/chat/completions?api-version=2024"
+        );
+        let err = endpoint("http://user:sk-SECRET-1@127.0.0.1:41001/v1")
+            .unwrap_err()
+            .to_string();
+        assert!(!err.contains("SECRET"), "{err}");
+        assert!(
+            err.contains("http://[redacted]@127.0.0.1:41001/v1"),
+            "{err}"
+        );
+    }
+
+    /// Walk-E finding 2: the key and anything shaped like a credential are removed; ordinary
+    /// prose is left alone.
+    #[test]
+    fn provider_texts_are_redacted() {
+        let key = Some("sk-WALK-SECRET-123");
+        for (text, expected) in [
+            (
+                "Incorrect API key provided: sk-WALK-SECRET-123. See the docs.",
+                "Incorrect API key provided: [redacted]. See the docs.",
+            ),
+            (
+                "Invalid bearer token sk-other-0123456789",
+                "Invalid bearer token [redacted]",
+            ),
+            (
+                r#"{"headers":{"Authorization":"Bearer abc.def.ghi"}}"#,
+                r#"{"headers":{"Authorization":"Bearer [redacted]"}}"#,
+            ),
+            (
+                "authorization: Basic dXNlcjpwdw==",
+                "authorization: Basic [redacted]",
+            ),
+            ("api_key=hunter2 rest", "api_key=[redacted] rest"),
+            // Not credentials: a variable name, a task id, a short sk- word.
+            (
+                "set api_key_env to AGENT_RUNTIME_API_KEY",
+                "set api_key_env to AGENT_RUNTIME_API_KEY",
+            ),
+            ("task-0123456789abc failed", "task-0123456789abc failed"),
+            ("use sk-learn here", "use sk-learn here"),
+        ] {
+            assert_eq!(redact(text, key), expected, "{text}");
+        }
+        // Redacted before an error body is cut.
+        let err = redact_error(
+            ProviderError::Http {
+                status: 401,
+                body: "bad key sk-WALK-SECRET-123".into(),
+            },
+            key,
+        );
+        assert_eq!(
+            err.to_string(),
+            "model provider answered HTTP 401: bad key [redacted]"
+        );
+    }
+
+    /// Walk-E finding 8: arguments beyond 1 MiB are refused without quoting them.
+    #[test]
+    fn oversized_arguments_are_refused() {
+        let args = json!({"x": "A".repeat(MAX_ARGUMENT_BYTES)}).to_string();
+        let body = json!({"choices": [{"message": {"tool_calls": [
+            {"id": "c1", "function": {"name": "software-delivery__gates", "arguments": args}}
+        ]}}]})
+        .to_string();
+        let err = parse_reply(&body, &tools()).unwrap_err().to_string();
+        assert!(err.contains("at most 1048576 bytes"), "{err}");
+        assert!(err.len() < 400, "{err}");
     }
 }
