@@ -14,6 +14,7 @@ use lumenflow_kernel::events::host::PackRegistration;
 pub mod acme_demo;
 pub mod agent_runtime;
 pub mod campus;
+pub mod shell;
 pub mod software_delivery;
 pub mod tenant_evidence;
 

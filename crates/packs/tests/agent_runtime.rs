@@ -797,10 +797,15 @@ fn crash_child_process() {
         Arc::new(Counters::default()),
         Arc::new(MemorySink::new()),
     );
-    let _ = runtime.dispatch(CallRequest::local(
-        TOOL_NAME,
-        json!({"goal": "crash", "turn_id": turn_id, "plan": {"steps": plan_json}}),
-    ));
+    // The same caller as `Fixture::turn`: a turn is read back only by its starter.
+    let _ = runtime.dispatch(CallRequest {
+        caller: "ws-test".into(),
+        surface: lumenflow_kernel::dispatch::Surface::Http,
+        ..CallRequest::local(
+            TOOL_NAME,
+            json!({"goal": "crash", "turn_id": turn_id, "plan": {"steps": plan_json}}),
+        )
+    });
     panic!("the hanging tool returned");
 }
 
@@ -997,6 +1002,11 @@ struct FakeModel {
 
 impl FakeModel {
     fn start(replies: Vec<(u16, String)>) -> FakeModel {
+        FakeModel::start_slow(replies, Duration::ZERO)
+    }
+
+    /// Each reply is sent `delay` after its request arrived (a slow model).
+    fn start_slow(replies: Vec<(u16, String)>, delay: Duration) -> FakeModel {
         let listener = TcpListener::bind("127.0.0.1:0").unwrap();
         let port = listener.local_addr().unwrap().port();
         let seen = Arc::new(Mutex::new(Vec::new()));
@@ -1007,6 +1017,7 @@ impl FakeModel {
                 let Ok(stream) = stream else { continue };
                 let n = hits2.fetch_add(1, Ordering::SeqCst);
                 let (status, body) = replies[n.min(replies.len() - 1)].clone();
+                std::thread::sleep(delay);
                 if let Some(req) = serve(stream, status, &body) {
                     seen2.lock().unwrap().push(req);
                 }
@@ -1271,6 +1282,16 @@ fn allow_tools_narrows_what_the_model_is_offered_and_may_call() {
     let out = f.turn(json!({"goal": "append"}));
     let result = data(&out);
     assert_eq!(result["error_code"], "AGENT_TOOL_NOT_ALLOWED", "{result}");
+    // Walk-E finding 11: the refusal names the tool an operator can add to `allow_tools`, not
+    // the function name the model used.
+    assert_eq!(result["steps"][0]["tool"], "test:append", "{result}");
+    assert!(
+        result["reason"]
+            .as_str()
+            .unwrap()
+            .contains("`test:append` is not in `agent_runtime.allow_tools`"),
+        "{result}"
+    );
     assert_eq!(f.counters.get("test:append"), 0);
     let functions: Vec<String> = model.requests()[0].body["tools"]
         .as_array()
@@ -1371,4 +1392,364 @@ fn the_runtime_start_hook_settles_killed_turns_once() {
     assert_eq!(aborted.len(), 1, "settled once: {aborted:?}");
     assert_eq!(aborted[0].payload["turn_id"], "t-crash-hook");
     assert_eq!(aborted[0].payload["cleanup_status"], "clean");
+}
+
+// ---------------------------------------------------------------------------------------------
+// Walk-E findings
+
+/// A workspace with extra lines under its `agent_runtime:` block.
+fn fixture_with(provider_port: Option<u16>, agent_runtime_lines: &str) -> Fixture {
+    let (dir, root) = scratch(provider_port);
+    let mut ws = std::fs::read_to_string(root.join("workspace.yaml")).unwrap();
+    if provider_port.is_none() {
+        ws.push_str("agent_runtime:\n");
+    }
+    ws.push_str(agent_runtime_lines);
+    std::fs::write(root.join("workspace.yaml"), ws).unwrap();
+    fixture_at(Some(dir), root)
+}
+
+/// Every file under `root` whose bytes contain `needle`.
+fn files_containing(root: &Path, needle: &str) -> Vec<PathBuf> {
+    let mut found = Vec::new();
+    let mut stack = vec![root.to_path_buf()];
+    while let Some(dir) = stack.pop() {
+        for entry in std::fs::read_dir(&dir).unwrap().flatten() {
+            let path = entry.path();
+            if path.is_dir() {
+                stack.push(path);
+            } else if std::fs::read(&path)
+                .map(|b| b.windows(needle.len()).any(|w| w == needle.as_bytes()))
+                .unwrap_or(false)
+            {
+                found.push(path);
+            }
+        }
+    }
+    found
+}
+
+/// Walk-E finding 1 (ABR-02, ABR-03): a turn left `running` with a step named by a model is
+/// settled with a recovery command whose every part is shell-quoted; pasted into a shell, it
+/// runs `lumenflow` and nothing else. A name the runtime does not offer is not mutating, so a
+/// made-up tool never yields `needs_recovery` at all.
+#[test]
+fn a_model_chosen_tool_name_cannot_inject_into_the_recovery_command() {
+    let f = fixture(None);
+    let hostile = "x;touch PWNED;#";
+    // An interrupted turn as a dead process leaves it (a turn file from before this fix
+    // recorded unknown tools as mutating).
+    let store = f.root.join(".lumenflow/state/agent-runtime/turns");
+    std::fs::create_dir_all(store.join("running")).unwrap();
+    let now = Timestamp::now();
+    let state = json!({
+        "schema_version": 1, "turn_id": "t-inject", "goal": "inj", "caller": "ws-test",
+        "run_id": "run-1", "provider": {"kind": "scripted", "steps": []}, "max_steps": 5,
+        "status": "running", "started_at": now, "updated_at": now,
+        "steps": [{"index": 1, "call_id": "c1", "tool": hostile, "input": {"a": "it's $(id)"},
+                   "mutating": true, "phase": "started", "started_at": now}],
+    });
+    std::fs::write(store.join("t-inject.json"), state.to_string()).unwrap();
+    std::fs::write(store.join("running/t-inject"), b"").unwrap();
+    let out = f.turn(json!({"goal": "inj", "turn_id": "t-inject"}));
+    let result = data(&out);
+    assert_eq!(result["cleanup_status"], "needs_recovery", "{result}");
+    let action = result["recovery_action"].as_str().unwrap();
+    assert_eq!(
+        action,
+        r#"lumenflow tool call 'x;touch PWNED;#' --input '{"a":"it'\''s $(id)"}'"#
+    );
+    // Pasted into a shell with a stand-in `lumenflow` that prints its arguments.
+    let bin = f.root.join("fake-bin");
+    std::fs::create_dir_all(&bin).unwrap();
+    std::fs::write(bin.join("lumenflow"), "#!/bin/sh\nprintf '%s\\n' \"$@\"\n").unwrap();
+    use std::os::unix::fs::PermissionsExt;
+    std::fs::set_permissions(
+        bin.join("lumenflow"),
+        std::fs::Permissions::from_mode(0o755),
+    )
+    .unwrap();
+    let run = std::process::Command::new("sh")
+        .arg("-c")
+        .arg(action)
+        .current_dir(&f.root)
+        .env("PATH", format!("{}:/usr/bin:/bin", bin.display()))
+        .output()
+        .unwrap();
+    let args = String::from_utf8(run.stdout).unwrap();
+    assert_eq!(
+        args,
+        "tool\ncall\nx;touch PWNED;#\n--input\n{\"a\":\"it's $(id)\"}\n"
+    );
+    assert!(
+        !f.root.join("PWNED").exists(),
+        "the pasted command ran the model's shell code"
+    );
+
+    // A made-up name from a live model: refused with a receipt, recorded as not mutating.
+    let model = FakeModel::start(vec![tool_call_reply("c1", hostile, "{}")]);
+    let f = fixture(Some(model.port));
+    let out = f.turn(json!({"goal": "inj", "turn_id": "t-inject-live"}));
+    let result = data(&out);
+    assert_eq!(result["error_code"], "TOOL_NOT_FOUND", "{result}");
+    assert_eq!(result["cleanup_status"], "clean");
+    let file: Value = serde_json::from_slice(
+        &std::fs::read(
+            f.root
+                .join(".lumenflow/state/agent-runtime/turns/t-inject-live.json"),
+        )
+        .unwrap(),
+    )
+    .unwrap();
+    assert_eq!(file["steps"][0]["mutating"], false, "{file}");
+}
+
+/// Walk-E finding 8: a recovery command does not embed a large input; it reads it from the
+/// turn file, so the `turn_aborted` event stays small.
+#[test]
+fn a_recovery_command_for_a_large_input_reads_it_from_the_turn_file() {
+    let (dir, root) = scratch(None);
+    let big = "A".repeat(64 * 1024);
+    run_child_until_inside_the_call(
+        &root,
+        "t-big",
+        json!([{"tool": "test:hang", "input": {"junk": big}}]),
+    );
+    let f = fixture_at(Some(dir), root);
+    let out = f.turn(json!({"goal": "crash", "turn_id": "t-big"}));
+    let result = data(&out);
+    assert_eq!(result["cleanup_status"], "needs_recovery", "{result}");
+    let action = result["recovery_action"].as_str().unwrap();
+    assert_eq!(
+        action,
+        r#"lumenflow tool call test:hang --input "$(jq -c '.steps[0].input' .lumenflow/state/agent-runtime/turns/t-big.json)""#
+    );
+    let aborted = f
+        .events()
+        .into_iter()
+        .find(|e| e.kind.ends_with("turn_aborted"))
+        .unwrap();
+    assert!(Value::Object(aborted.payload.clone()).to_string().len() < 2048);
+}
+
+/// Walk-E finding 2 (and 12): a model server that echoes the API key (or any bearer value) in
+/// an error body does not get it into the result, the turn file, the evidence or the events;
+/// a `base_url` with credentials is refused without quoting them.
+#[test]
+fn the_api_key_echoed_by_the_model_server_is_redacted_everywhere() {
+    let echo = r#"{"error":{"message":"Incorrect API key provided: sk-test-key. Also got Authorization: Bearer sk-proxy-0123456789abcdef and api_key=hunter2hunter2"}}"#;
+    let model = FakeModel::start(vec![(401, echo.to_string())]);
+    let f = fixture(Some(model.port));
+    let out = f.turn(json!({"goal": "anything", "turn_id": "t-leak"}));
+    let result = data(&out);
+    assert_eq!(result["error_code"], "MODEL_PROVIDER_HTTP_ERROR");
+    let reason = result["reason"].as_str().unwrap();
+    assert!(
+        reason.contains("401") && reason.contains("[redacted]"),
+        "{reason}"
+    );
+    assert!(reason.contains("Incorrect API key provided"), "{reason}");
+    for secret in ["sk-test-key", "sk-proxy-0123456789abcdef", "hunter2hunter2"] {
+        assert!(!out.output.error.as_ref().unwrap().message.contains(secret));
+        assert!(!result.to_string().contains(secret), "{secret} in {result}");
+        assert_eq!(
+            files_containing(&f.root, secret),
+            Vec::<PathBuf>::new(),
+            "{secret}"
+        );
+        assert!(!f.events().iter().any(|e| Value::Object(e.payload.clone())
+            .to_string()
+            .contains(secret)));
+    }
+    // The key went where it belongs: the request header.
+    assert_eq!(
+        model.requests()[0].authorization.as_deref(),
+        Some("Bearer sk-test-key")
+    );
+
+    // Credentials in base_url are refused, without echoing them.
+    let (dir, root) = scratch(None);
+    let mut ws = std::fs::read_to_string(root.join("workspace.yaml")).unwrap();
+    ws.push_str("agent_runtime:\n  provider:\n    base_url: http://user:pw-secret-99@127.0.0.1:9/v1\n    model: m\n");
+    std::fs::write(root.join("workspace.yaml"), ws).unwrap();
+    let f = fixture_at(Some(dir), root);
+    let out = f.turn(json!({"goal": "anything"}));
+    assert_eq!(
+        out.output.error_code(),
+        Some("MODEL_PROVIDER_NOT_CONFIGURED")
+    );
+    let message = &out.output.error.as_ref().unwrap().message;
+    assert!(!message.contains("pw-secret-99"), "{message}");
+    assert!(
+        message.contains("http://[redacted]@127.0.0.1:9/v1"),
+        "{message}"
+    );
+}
+
+/// Walk-E finding 3: the workspace's `max_steps` is a ceiling a caller can lower but not raise,
+/// and `max_turn_seconds` bounds how long one call drives a turn.
+#[test]
+fn the_workspace_step_limit_is_a_ceiling_and_a_turn_has_a_time_limit() {
+    let model = FakeModel::start(vec![tool_call_reply("c1", "test__read", "{}")]);
+    let f = fixture_with(Some(model.port), "  max_steps: 2\n");
+    let out = f.turn(json!({"goal": "loop", "max_steps": 40}));
+    let result = data(&out);
+    assert_eq!(result["error_code"], "TURN_STEP_LIMIT", "{result}");
+    assert_eq!(result["max_steps"], 2);
+    assert_eq!(f.counters.get("test:read"), 2);
+    // Asking for fewer is honoured.
+    let out = f.turn(json!({"goal": "loop", "max_steps": 1}));
+    assert_eq!(data(&out)["max_steps"], 1);
+    assert_eq!(f.counters.get("test:read"), 3);
+
+    // A slow model and a one-second budget: the turn stops at the limit, well before its steps.
+    let model = FakeModel::start_slow(
+        vec![tool_call_reply("c1", "test__read", "{}")],
+        Duration::from_millis(400),
+    );
+    let f = fixture_with(Some(model.port), "  max_turn_seconds: 1\n");
+    let started = Instant::now();
+    let out = f.turn(json!({"goal": "loop"}));
+    let result = data(&out);
+    assert_eq!(result["error_code"], "TURN_TIME_LIMIT", "{result}");
+    assert!(
+        result["reason"]
+            .as_str()
+            .unwrap()
+            .contains("`agent_runtime.max_turn_seconds`"),
+        "{result}"
+    );
+    assert!(f.counters.get("test:read") < 5);
+    assert!(started.elapsed() < Duration::from_secs(4));
+    // The schema and the strict reader both refuse a zero budget.
+    let err = agent_runtime::config::AgentRuntimeConfig::from_value(json!({"max_turn_seconds": 0}))
+        .unwrap_err();
+    assert!(err
+        .to_string()
+        .contains("`max_turn_seconds` must be between 1 and 86400"));
+}
+
+/// Walk-E finding 4: a finished turn is bound to its caller and its goal. Another caller
+/// naming its id learns nothing; the starter reusing the id with another goal is refused; the
+/// same call again gets the stored result, marked as a replay.
+#[test]
+fn a_finished_turn_is_read_only_by_its_starter_and_only_for_its_goal() {
+    let f = fixture(None);
+    let alice = |input: Value| {
+        f.runtime.dispatch(CallRequest {
+            caller: "ws:phone:alice".into(),
+            surface: lumenflow_kernel::dispatch::Surface::Http,
+            ..CallRequest::local(TOOL_NAME, input)
+        })
+    };
+    let goal = json!({"goal": "alice private goal", "turn_id": "t-owned",
+                      "plan": plan(json!([{"tool": "test:read"}]))});
+    let first = alice(goal.clone());
+    assert!(first.output.success, "{:?}", first.output);
+    assert!(data(&first).get("replayed").is_none());
+
+    let bob = f.runtime.dispatch(CallRequest {
+        caller: "ws:phone:bob".into(),
+        surface: lumenflow_kernel::dispatch::Surface::Http,
+        ..CallRequest::local(TOOL_NAME, json!({"goal": "anything", "turn_id": "t-owned"}))
+    });
+    assert_eq!(bob.output.error_code(), Some("TURN_MISMATCH"));
+    let shown = serde_json::to_string(&bob.output).unwrap();
+    assert!(!shown.contains("alice"), "{shown}");
+    assert!(!shown.contains("hello"), "{shown}");
+
+    let other_goal = alice(json!({"goal": "tonight's goal", "turn_id": "t-owned",
+                                  "plan": plan(json!([{"tool": "test:read"}]))}));
+    assert_eq!(other_goal.output.error_code(), Some("TURN_ID_CONFLICT"));
+    assert_eq!(f.counters.get("test:read"), 1);
+
+    let again = alice(goal);
+    assert!(again.output.success);
+    assert_eq!(data(&again)["replayed"], true);
+    assert!(data(&again)["ended_at"].is_string());
+    assert_eq!(f.counters.get("test:read"), 1, "nothing ran again");
+}
+
+/// Walk-E finding 7 (ABR-02): a step the kernel refused before the tool started (the
+/// workspace file changed, a missing `required_env`, ...) changed nothing: the turn is
+/// `clean`, with no "may have changed" prose and no `wu_recover` hint.
+#[test]
+fn a_step_refused_before_it_ran_leaves_the_turn_clean() {
+    for code in [
+        "WORKSPACE_CHANGED",
+        "REQUIRED_ENV_MISSING",
+        "INTEGRITY_MISMATCH",
+    ] {
+        let f = fixture(None);
+        let out = f.turn(json!({
+            "goal": "claim",
+            "plan": plan(json!([
+                {"tool": "test:append", "input": {"path": "out/log.txt", "line": "x",
+                                                  "wu_id": "WU-32", "fail_before_writing": code}},
+            ])),
+        }));
+        let result = data(&out);
+        assert_eq!(result["error_code"], code, "{result}");
+        assert_eq!(result["cleanup_status"], "clean", "{code}: {result}");
+        assert!(result.get("recovery_action").is_none(), "{result}");
+    }
+    // A failure the tool itself reports still may have changed something.
+    let f = fixture(None);
+    let out = f.turn(json!({
+        "goal": "claim",
+        "plan": plan(json!([
+            {"tool": "test:append", "input": {"path": "out/log.txt", "line": "x",
+                                              "fail_before_writing": "GIT_FAILED"}},
+        ])),
+    }));
+    assert_eq!(data(&out)["cleanup_status"], "partial");
+}
+
+/// Walk-E finding 8: a model reply larger than 4 MiB and tool arguments larger than 1 MiB
+/// abort the turn with a clear error, and nothing runs.
+#[test]
+fn oversized_model_replies_and_tool_arguments_are_refused() {
+    let huge = (200, "x".repeat(5 * 1024 * 1024));
+    let model = FakeModel::start(vec![huge]);
+    let f = fixture(Some(model.port));
+    let out = f.turn(json!({"goal": "huge reply"}));
+    let result = data(&out);
+    assert_eq!(result["error_code"], "MODEL_REPLY_INVALID", "{result}");
+    assert!(
+        result["reason"]
+            .as_str()
+            .unwrap()
+            .contains("larger than 4 MiB"),
+        "{result}"
+    );
+
+    let args = json!({"path": "out/x.txt", "line": "A".repeat(1024 * 1024 + 1)}).to_string();
+    let model = FakeModel::start(vec![tool_call_reply("c1", "test__append", &args)]);
+    let f = fixture(Some(model.port));
+    let out = f.turn(json!({"goal": "big args"}));
+    let result = data(&out);
+    assert_eq!(result["error_code"], "MODEL_REPLY_INVALID", "{result}");
+    let reason = result["reason"].as_str().unwrap();
+    assert!(reason.contains("at most 1048576 bytes"), "{reason}");
+    assert!(
+        reason.len() < 1024,
+        "the reason does not quote the arguments"
+    );
+    assert_eq!(f.counters.get("test:append"), 0);
+}
+
+/// Walk-E finding 11: a call to the turn itself by its function name is refused as a nested
+/// turn, naming the tool.
+#[test]
+fn a_nested_turn_by_function_name_is_refused_by_tool_name() {
+    let model = FakeModel::start(vec![tool_call_reply(
+        "c1",
+        "agent__execute-turn",
+        r#"{"goal":"inner"}"#,
+    )]);
+    let f = fixture(Some(model.port));
+    let out = f.turn(json!({"goal": "recurse"}));
+    let result = data(&out);
+    assert_eq!(result["error_code"], "AGENT_NESTED_TURN", "{result}");
+    assert_eq!(result["steps"][0]["tool"], TOOL_NAME);
 }

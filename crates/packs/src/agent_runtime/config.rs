@@ -17,7 +17,7 @@ use serde_json::Value;
 /// The `workspace.yaml` root key of this pack's configuration.
 pub const CONFIG_KEY: &str = "agent_runtime";
 
-/// Steps a turn may take when neither the call nor the workspace says.
+/// Steps a turn may take when the workspace does not say (a call may ask for fewer, never more).
 pub const DEFAULT_MAX_STEPS: u32 = 12;
 
 /// The most steps any turn may take, whatever the call or workspace asks for.
@@ -25,6 +25,12 @@ pub const MAX_STEPS_LIMIT: u32 = 200;
 
 /// How long one model request may take when the workspace does not say.
 pub const DEFAULT_TIMEOUT_MS: u64 = 60_000;
+
+/// How long one call may drive a turn when the workspace does not say: one hour.
+pub const DEFAULT_MAX_TURN_SECONDS: u64 = 3_600;
+
+/// The longest `max_turn_seconds` the workspace may set: one day.
+pub const MAX_TURN_SECONDS_LIMIT: u64 = 86_400;
 
 /// The workspace at `dir`, or `None` when the folder has no `workspace.yaml` (an embedder that
 /// built its runtime from parts).
@@ -44,9 +50,15 @@ pub struct AgentRuntimeConfig {
     /// The model server; without it only scripted plans can run.
     #[serde(default)]
     pub provider: Option<ProviderConfig>,
-    /// The default step limit of a turn.
+    /// The step limit of a turn: the operator's ceiling. A call's `max_steps` can only lower it
+    /// (walk-E finding 3: it used to be a default a caller could raise to 200).
     #[serde(default)]
     pub max_steps: Option<u32>,
+    /// How long one call may drive a turn, in seconds (model requests and tool calls together).
+    /// Checked before each model request and each tool call; a step already running finishes.
+    /// Time spent waiting for an approval between calls does not count.
+    #[serde(default)]
+    pub max_turn_seconds: Option<u64>,
     /// When set, the only tools a turn may call (least privilege for the model).
     #[serde(default)]
     pub allow_tools: Option<Vec<String>>,
@@ -130,6 +142,27 @@ impl AgentRuntimeConfig {
                 )));
             }
         }
+        if let Some(n) = config.max_turn_seconds {
+            if n == 0 || n > MAX_TURN_SECONDS_LIMIT {
+                return Err(ConfigError::Invalid(format!(
+                    "`max_turn_seconds` must be between 1 and {MAX_TURN_SECONDS_LIMIT}, got {n}"
+                )));
+            }
+        }
         Ok(config)
+    }
+
+    /// The steps a turn may take: the call's `max_steps` when it asks for fewer than the
+    /// workspace allows, else the workspace's (or the default).
+    pub fn step_limit(&self, requested: Option<u32>) -> u32 {
+        let ceiling = self.max_steps.unwrap_or(DEFAULT_MAX_STEPS);
+        requested
+            .map_or(ceiling, |n| n.min(ceiling))
+            .clamp(1, MAX_STEPS_LIMIT)
+    }
+
+    /// How long one call may drive a turn.
+    pub fn turn_time_limit(&self) -> std::time::Duration {
+        std::time::Duration::from_secs(self.max_turn_seconds.unwrap_or(DEFAULT_MAX_TURN_SECONDS))
     }
 }

@@ -20,8 +20,8 @@ pub struct ToolSpec {
     pub description: Option<String>,
     /// The manifest's `input_schema` (a JSON Schema object), when it declares one.
     pub input_schema: Option<Map<String, Value>>,
-    /// The tool may change state (`write` or `admin` permission). Unknown tools count as
-    /// mutating: a cleanup status must never claim `clean` on a guess.
+    /// The tool may change state (`write` or `admin` permission). A name outside the catalogue
+    /// is not mutating: the dispatch path refuses it before anything runs.
     pub mutating: bool,
 }
 

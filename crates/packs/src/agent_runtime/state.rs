@@ -115,7 +115,8 @@ pub struct StepRecord {
     pub input: Value,
     #[serde(default)]
     pub expect: Expect,
-    /// The tool may change state (from its manifest; unknown tools count as mutating).
+    /// The tool may change state (from its manifest; a tool the runtime does not offer is
+    /// refused before it runs, so it is not mutating).
     pub mutating: bool,
     pub phase: StepPhase,
     #[serde(default, skip_serializing_if = "Option::is_none")]
@@ -150,13 +151,33 @@ impl StepRecord {
 
     /// A mutating step that ran and failed. A failure code does not prove the tool changed
     /// nothing before it failed (it may have stopped halfway), so it "may have changed" the
-    /// workspace; only rejected input never ran.
+    /// workspace; only the kernel's refusals before the tool starts ([`never_ran`]) prove it
+    /// did not run.
     pub fn may_have_changed(&self) -> bool {
         self.mutating
             && self.outcome == Some(StepOutcome::Failure)
-            && self.error_code.as_deref()
-                != Some(lumenflow_contracts::tool_output::codes::INVALID_INPUT)
+            && !self.error_code.as_deref().is_some_and(never_ran)
     }
+}
+
+/// The failure codes the dispatch path returns only when the tool never started: rejected
+/// input, a workspace file or pack that changed under the process, no sandbox, a missing
+/// `required_env`, a task that may not run tools, a started receipt that could not be
+/// written. A step failed with one of them changed nothing, so it never makes a turn
+/// `partial` or suggests a recovery (walk-E finding 7, ABR-02).
+pub fn never_ran(code: &str) -> bool {
+    use lumenflow_contracts::tool_output::codes;
+    use lumenflow_kernel::dispatch as d;
+    [
+        codes::INVALID_INPUT,
+        codes::RECORD_FAILED,
+        codes::SANDBOX_UNAVAILABLE,
+        codes::TASK_STATE,
+        d::freshness::WORKSPACE_CHANGED,
+        d::PACK_CHANGED,
+        d::REQUIRED_ENV_MISSING,
+    ]
+    .contains(&code)
 }
 
 /// The provider a turn was started with, so a resumed turn talks to the same one.

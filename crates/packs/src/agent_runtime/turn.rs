@@ -30,13 +30,13 @@ use lumenflow_contracts::payloads::CleanupStatus;
 use lumenflow_contracts::scope::PathAccess;
 use lumenflow_contracts::time::Timestamp;
 use lumenflow_contracts::tool_output::{codes, ToolOutput};
-use lumenflow_kernel::dispatch::{BuiltinCall, CallOutcome};
+use lumenflow_kernel::dispatch::{freshness, BuiltinCall, CallOutcome};
 use lumenflow_kernel::events::emit::{EmitError, PackEmitter};
 use serde::Deserialize;
 use serde_json::{json, Map, Value};
 
-use super::config::{AgentRuntimeConfig, DEFAULT_MAX_STEPS, MAX_STEPS_LIMIT};
-use super::openai::OpenAiCompatible;
+use super::config::AgentRuntimeConfig;
+use super::openai::{function_name, OpenAiCompatible};
 use super::provider::{Expect, ModelProvider, ProviderError, Step, ToolSpec, TurnView};
 use super::scripted::{self, ScriptedPlanner};
 use super::state::{
@@ -190,44 +190,51 @@ fn run(call: &BuiltinCall<'_>) -> Result<ToolOutput, Failure> {
     let catalogue = std::sync::Arc::new(super::catalog::runtime_tools(call));
 
     let mut state = match store.load(&turn_id).map_err(state_fail)? {
-        Some(state) if state.status.is_final() => {
-            // Asking again about a finished turn returns its result; nothing runs again.
-            return Ok(stored_result(&state));
-        }
-        Some(mut state) if state.status == TurnStatus::Running => {
-            // We hold its lock, so whoever drove it is gone: it was killed mid-flight.
-            settle_interrupted(&store, &mut state, call).map_err(state_fail)?;
-            return Ok(stored_result(&state));
-        }
-        Some(state) => {
+        Some(mut state) => {
+            if state.status == TurnStatus::Running {
+                // We hold its lock, so whoever drove it is gone: it was killed mid-flight. It
+                // is settled whoever asks (reconciliation), but only its starter sees it.
+                settle_interrupted(&store, &mut state, call).map_err(state_fail)?;
+            }
+            // A turn belongs to its caller and its goal, whatever its status: another caller
+            // naming its id learns nothing of it (not even who started it), and the same
+            // caller reusing an id for another goal is told so instead of getting the old
+            // result as a success (walk-E finding 4).
             if state.caller != call.caller() {
                 return Err(fail(
                     "TURN_MISMATCH",
                     format!(
-                        "turn `{turn_id}` was started by `{}`; only its starter may resume it",
-                        state.caller
+                        "turn `{turn_id}` was started by another caller; only its starter may resume or read it (use a new turn_id)"
                     ),
                 ));
             }
             if state.goal != input.goal {
+                let (code, what) = if state.status.is_final() {
+                    ("TURN_ID_CONFLICT", "already ran")
+                } else {
+                    ("TURN_MISMATCH", "was started")
+                };
                 return Err(fail(
-                    "TURN_MISMATCH",
+                    code,
                     format!(
-                        "turn `{turn_id}` was started with goal `{}`; resume it with the same goal, or use a new turn_id",
-                        state.goal
+                        "turn `{turn_id}` {what} with goal `{}`, not `{}`; call it with the same goal, or use a new turn_id",
+                        one_line(&state.goal),
+                        one_line(&input.goal)
                     ),
                 ));
+            }
+            if state.status.is_final() {
+                // Asking again about a finished turn returns its result, marked as a replay;
+                // nothing runs again.
+                return Ok(stored_result(&state));
             }
             state
         }
         None => {
             let provider = new_provider_record(call, &input, &config)
                 .map_err(|e| fail(e.code(), e.to_string()))?;
-            let max_steps = input
-                .max_steps
-                .or(config.max_steps)
-                .unwrap_or(DEFAULT_MAX_STEPS)
-                .clamp(1, MAX_STEPS_LIMIT);
+            // The workspace's limit is a ceiling the caller can lower, never raise.
+            let max_steps = config.step_limit(input.max_steps);
             let now = Timestamp::now();
             let mut state = TurnState {
                 schema_version: SCHEMA_VERSION,
@@ -356,11 +363,15 @@ fn drive(
             .collect(),
         None => catalogue.to_vec(),
     };
+    // A tool outside the catalogue is not registered for this surface (unknown, internal, or
+    // the turn itself): the dispatch path refuses it before anything runs, so it cannot have
+    // changed anything, and it never yields a `needs_recovery` command naming a tool a model
+    // made up (walk-E finding 1).
     let mutating = |tool: &str| {
         catalogue
             .iter()
             .find(|t| t.name == tool)
-            .is_none_or(|t| t.mutating)
+            .is_some_and(|t| t.mutating)
     };
 
     let mut provider = match provider_for(&state, config) {
@@ -380,10 +391,28 @@ fn drive(
         None => None,
     };
 
+    // The wall-clock budget of this call (walk-E finding 3): without it, 200 steps of slow
+    // model requests could hold a turn, its lock and the model spend for a day and more.
+    let limit = config.turn_time_limit();
+    let started = std::time::Instant::now();
+    let out_of_time = |next: &str| {
+        Stop {
+        code: "TURN_TIME_LIMIT".into(),
+        reason: format!(
+            "the turn ran for its limit of {} s (`agent_runtime.max_turn_seconds`) before the goal; {next}",
+            limit.as_secs()
+        ),
+    }
+    };
+
     loop {
         let (call_id, tool, input, expect, index) = match pending.take() {
             Some(p) => (p.call_id, p.tool, p.input, p.expect, p.index),
             None => {
+                if started.elapsed() >= limit {
+                    let stop = out_of_time("the model was not asked for another step");
+                    return finish_aborted(call, store, state, stop, warnings);
+                }
                 let next = provider.next_step(&TurnView {
                     turn_id: &state.turn_id,
                     goal: &state.goal,
@@ -414,6 +443,13 @@ fn drive(
                         input,
                         expect,
                     }) => {
+                        let tool = tool_name(catalogue, tool);
+                        if started.elapsed() >= limit {
+                            let stop = out_of_time(&format!(
+                                "the next proposed call, `{tool}`, was not made"
+                            ));
+                            return finish_aborted(call, store, state, stop, warnings);
+                        }
                         // The limit counts tool calls: a provider may still finish after the last.
                         if state.steps.len() >= state.max_steps as usize {
                             let stop = Stop {
@@ -542,6 +578,25 @@ fn drive(
     }
 }
 
+/// The tool a proposed name means. A model only knows function names (`pack__tool`), and the
+/// provider maps back only the tools it was offered; a name of any other registered tool (or of
+/// the turn itself) is mapped here, so refusals, receipts and `allow_tools` speak of
+/// `pack:tool`, the name an operator can act on (walk-E finding 11). Anything else stays as
+/// proposed, for the dispatch path to refuse with a receipt.
+fn tool_name(catalogue: &[ToolSpec], proposed: String) -> String {
+    if proposed.contains(':') {
+        return proposed;
+    }
+    if proposed == function_name(TOOL_NAME) {
+        return TOOL_NAME.to_string();
+    }
+    catalogue
+        .iter()
+        .find(|t| function_name(&t.name) == proposed)
+        .map(|t| t.name.clone())
+        .unwrap_or(proposed)
+}
+
 /// Record what the dispatch path returned.
 fn apply_outcome(record: &mut StepRecord, out: &CallOutcome) {
     record.phase = StepPhase::Done;
@@ -578,7 +633,8 @@ fn apply_outcome(record: &mut StepRecord, out: &CallOutcome) {
                 | codes::POLICY_DENIED
                 | codes::TOOL_NOT_FOUND
                 | codes::TASK_STATE
-                | codes::APPROVAL_REQUIRED,
+                | codes::APPROVAL_REQUIRED
+                | freshness::WORKSPACE_CHANGED,
             ) => StepOutcome::Denied,
             Some(c) if c.starts_with("APPROVAL_") || c.starts_with("TOKEN_") => StepOutcome::Denied,
             _ => StepOutcome::Failure,
@@ -644,6 +700,7 @@ fn base_result(
         }),
     );
     m.insert("run_id".into(), json!(state.run_id));
+    m.insert("max_steps".into(), json!(state.max_steps));
     m.insert("tool_calls".into(), json!(state.steps.len()));
     m.insert("steps".into(), Value::Array(steps));
     m.insert("receipts".into(), json!(receipts));
@@ -772,12 +829,19 @@ fn aborted_output(result: &Value) -> ToolOutput {
     out
 }
 
-/// What a stored turn answers when asked again.
+/// What a stored turn answers when asked again: its result, with `replayed: true` and the
+/// time it ended, so a caller cannot take an old answer for a new run.
 fn stored_result(state: &TurnState) -> ToolOutput {
-    match (&state.result, state.status) {
-        (Some(r), TurnStatus::Aborted) => aborted_output(r),
-        (Some(r), _) => ToolOutput::ok(r.clone()),
-        (None, _) => ToolOutput::ok(Value::Object(base_result(state, None, &[]))),
+    let mut result = match &state.result {
+        Some(Value::Object(r)) => r.clone(),
+        _ => base_result(state, None, &[]),
+    };
+    result.insert("replayed".into(), json!(true));
+    result.insert("ended_at".into(), json!(state.updated_at));
+    let result = Value::Object(result);
+    match state.status {
+        TurnStatus::Aborted => aborted_output(&result),
+        _ => ToolOutput::ok(result),
     }
 }
 
@@ -808,10 +872,10 @@ impl Cleanup {
     }
 }
 
-/// Quote a string for a POSIX shell, so a recovery command can be pasted verbatim.
-fn shell_quote(s: &str) -> String {
-    format!("'{}'", s.replace('\'', r#"'\''"#))
-}
+/// A recovery command embeds a step's input up to this size; a larger input (a model may send
+/// up to [`super::openai::MAX_ARGUMENT_BYTES`]) is read from the turn file instead, so the
+/// `turn_aborted` event and the console hint stay small (walk-E finding 8).
+pub const MAX_RECOVERY_INPUT_BYTES: usize = 4 * 1024;
 
 /// The work unit a turn was about, from the steps' inputs (`wu_id`), latest first.
 fn work_unit<'a>(steps: impl DoubleEndedIterator<Item = &'a StepRecord>) -> Option<String> {
@@ -822,9 +886,23 @@ fn work_unit<'a>(steps: impl DoubleEndedIterator<Item = &'a StepRecord>) -> Opti
 }
 
 fn wu_recover_command(wu_id: &str) -> String {
+    crate::shell::tool_call_command("software-delivery:wu_recover", &json!({"wu_id": wu_id}))
+}
+
+/// The interrupted call itself, for the operator to re-run once they have checked its effect.
+/// Every part is shell-quoted: the tool name and the input were proposed by a model.
+fn rerun_command(turn_id: &str, step: &StepRecord) -> String {
+    if step.input.to_string().len() <= MAX_RECOVERY_INPUT_BYTES {
+        return crate::shell::tool_call_command(&step.tool, &step.input);
+    }
+    // Steps are stored in order, so step N is `steps[N-1]` of the turn file.
+    let file = format!("{TURNS_DIR}/{turn_id}.json");
+    let filter = format!(".steps[{}].input", step.index.saturating_sub(1));
     format!(
-        "lumenflow tool call software-delivery:wu_recover --input {}",
-        shell_quote(&json!({"wu_id": wu_id}).to_string())
+        "lumenflow tool call {} --input \"$(jq -c {} {})\"",
+        crate::shell::quote(&step.tool),
+        crate::shell::quote(&filter),
+        crate::shell::quote(&file)
     )
 }
 
@@ -840,11 +918,7 @@ pub fn cleanup_for(state: &TurnState) -> Cleanup {
     if let Some(step) = in_flight {
         let action = match work_unit(state.steps.iter()) {
             Some(wu) => wu_recover_command(&wu),
-            None => format!(
-                "lumenflow tool call {} --input {}",
-                step.tool,
-                shell_quote(&step.input.to_string())
-            ),
+            None => rerun_command(&state.turn_id, step),
         };
         return Cleanup {
             status: CleanupStatus::NeedsRecovery,

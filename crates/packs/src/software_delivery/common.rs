@@ -358,7 +358,12 @@ impl Claim {
 pub fn recovery_details(wu_id: &str) -> Value {
     json!({
         "cleanup_status": "needs_recovery",
-        "recovery_action": format!("lumenflow tool call software-delivery:wu_recover --input '{{\"wu_id\":\"{wu_id}\"}}'"),
+        // Quoted by the shell module: the id is validated today, but the line is pasted into a
+        // shell, so it must stay safe whatever reaches it.
+        "recovery_action": crate::shell::tool_call_command(
+            "software-delivery:wu_recover",
+            &json!({"wu_id": wu_id}),
+        ),
     })
 }
 
