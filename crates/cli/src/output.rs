@@ -119,14 +119,39 @@ pub fn print_error(err: &CliError, json_mode: bool) {
     }
     let terminal = std::io::stderr().is_terminal();
     if err.diagnostics.is_empty() || err.diagnostics.len() > 1 {
-        eprintln!("error[{}]: {}", err.code, err.message);
+        // Line breaks are the message's own layout; every other control character is shown
+        // escaped, so no text a tool or a model wrote can move the cursor or recolour the line.
+        eprintln!(
+            "error[{}]: {}",
+            escape_controls(&err.code, false),
+            escape_controls(&err.message, true)
+        );
     }
     for d in &err.diagnostics {
         eprintln!("{}", render_diagnostic(d, terminal));
     }
     if let Some(help) = &err.help {
-        eprintln!("help: {help}");
+        eprintln!("help: {}", escape_controls(help, true));
     }
+}
+
+/// `s` with its control characters (ANSI escapes, `\r`, backspace, ...) written as `\u{..}`
+/// escapes, keeping `\n` when `keep_newlines`. Text a model or a tool chose is printed through
+/// this, so it cannot overwrite the `error[...]` line or hide what follows (walk-E finding 9).
+pub fn escape_controls(s: &str, keep_newlines: bool) -> String {
+    if !s
+        .chars()
+        .any(|c| c.is_control() && !(keep_newlines && c == '\n'))
+    {
+        return s.to_string();
+    }
+    s.chars()
+        .map(|c| match c {
+            '\n' if keep_newlines => "\n".to_string(),
+            c if c.is_control() => c.escape_default().to_string(),
+            c => c.to_string(),
+        })
+        .collect()
 }
 
 /// Print a success: the JSON document with `--json`, else the human text.
@@ -166,5 +191,25 @@ pub fn stdout_text(text: &str) {
 pub fn warn(json_mode: bool, message: &str) {
     if !json_mode {
         eprintln!("warning: {message}");
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::escape_controls;
+
+    /// Walk-E finding 9: a model's abort reason cannot rewrite the terminal line.
+    #[test]
+    fn control_characters_are_shown_escaped() {
+        let reason = "gave up\r\x1b[2K\x1b[32mAll good\x1b[0m\nstatus: completed";
+        assert_eq!(
+            escape_controls(reason, false),
+            r"gave up\r\u{1b}[2K\u{1b}[32mAll good\u{1b}[0m\nstatus: completed"
+        );
+        assert_eq!(
+            escape_controls(reason, true),
+            "gave up\\r\\u{1b}[2K\\u{1b}[32mAll good\\u{1b}[0m\nstatus: completed"
+        );
+        assert_eq!(escape_controls("plain text: ok", false), "plain text: ok");
     }
 }

@@ -12,7 +12,7 @@ use serde_json::{json, Value};
 
 use super::delivery::CommandEvents;
 use super::Context;
-use crate::output::{print_ok, CliError};
+use crate::output::{escape_controls, print_ok, CliError};
 
 #[derive(Subcommand, Debug)]
 pub enum ToolCommand {
@@ -151,8 +151,10 @@ pub fn run_tool(ctx: &Context, cmd: ToolCommand) -> Result<(), CliError> {
                     .and_then(Value::as_object)
                     .map(|d| {
                         d.iter()
+                            // One line per detail: a value's own line breaks are escaped too,
+                            // so a model's text cannot print a fake `status:` line.
                             .map(|(k, v)| match v.as_str() {
-                                Some(s) => format!("\n  {k}: {s}"),
+                                Some(s) => format!("\n  {k}: {}", escape_controls(s, false)),
                                 None => format!("\n  {k}: {v}"),
                             })
                             .collect()
@@ -160,7 +162,11 @@ pub fn run_tool(ctx: &Context, cmd: ToolCommand) -> Result<(), CliError> {
                     .unwrap_or_default();
                 let mut err = CliError::new(
                     code,
-                    format!("{message} (receipt {}){details}", outcome.receipt_id),
+                    format!(
+                        "{} (receipt {}){details}",
+                        escape_controls(&message, false),
+                        outcome.receipt_id
+                    ),
                 );
                 if let Some(id) = &outcome.approval_id {
                     if let Some(help) = approval_help(&dir, id) {
