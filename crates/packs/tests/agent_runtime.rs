@@ -1753,3 +1753,62 @@ fn a_nested_turn_by_function_name_is_refused_by_tool_name() {
     assert_eq!(result["error_code"], "AGENT_NESTED_TURN", "{result}");
     assert_eq!(result["steps"][0]["tool"], TOOL_NAME);
 }
+
+/// Walk-E finding 5: denying a waiting turn's approval ends the turn (`APPROVAL_DENIED`, with
+/// its honest cleanup status); calling it again does not dispatch the step or open a new
+/// approval.
+#[test]
+fn a_denied_approval_ends_the_waiting_turn() {
+    let f = fixture(None);
+    let input = json!({
+        "goal": "publish",
+        "turn_id": "t-denied",
+        "plan": plan(json!([
+            {"tool": "test:append", "input": {"path": "out/log.txt", "line": "before"}},
+            {"tool": "test:publish", "input": {"path": "out/p.txt", "line": "p"}},
+        ])),
+    });
+    let first = f.turn(input.clone());
+    assert_eq!(data(&first)["status"], "waiting_approval");
+    let approval_id = data(&first)["approval_id"].as_str().unwrap().to_string();
+    let approvals = LocalApprovals::open(&f.root);
+    approvals
+        .decide(
+            &approval_id,
+            Decision::Denied {
+                approver: "alice".into(),
+                reason: "no".into(),
+                decided_at: Timestamp::now(),
+            },
+        )
+        .unwrap();
+    let before = approvals
+        .list(&lumenflow_kernel::approvals::ApprovalFilter::all(
+            Timestamp::now(),
+        ))
+        .unwrap()
+        .approvals
+        .len();
+    let second = f.turn(input.clone());
+    assert_eq!(second.output.error_code(), Some("TURN_ABORTED"));
+    let result = data(&second);
+    assert_eq!(result["error_code"], "APPROVAL_DENIED", "{result}");
+    assert!(result["reason"].as_str().unwrap().contains("by alice"));
+    assert_eq!(result["cleanup_status"], "partial", "step 1 was kept");
+    assert_eq!(f.counters.get("test:publish"), 0);
+    assert_eq!(
+        approvals
+            .list(&lumenflow_kernel::approvals::ApprovalFilter::all(
+                Timestamp::now()
+            ))
+            .unwrap()
+            .approvals
+            .len(),
+        before,
+        "no new approval was requested"
+    );
+    // Asked again: the stored ending, nothing dispatched.
+    let third = f.turn(input);
+    assert_eq!(data(&third)["error_code"], "APPROVAL_DENIED");
+    assert_eq!(data(&third)["replayed"], true);
+}

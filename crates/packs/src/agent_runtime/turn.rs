@@ -385,7 +385,16 @@ fn drive(
         }
     };
 
-    // A pending step (waiting for its approval) is dispatched again before anything else.
+    // A pending step (waiting for its approval) is dispatched again before anything else,
+    // unless the operator denied that approval: then the turn ends (walk-E finding 5).
+    // Dispatching again would only open a new request and leave the turn waiting forever.
+    if let Some(denied) = state.pending().and_then(|p| denied_approval(call, p)) {
+        let stop = Stop {
+            code: "APPROVAL_DENIED".into(),
+            reason: denied,
+        };
+        return finish_aborted(call, store, state, stop, warnings);
+    }
     let mut pending: Option<StepRecord> = match state.pending() {
         Some(_) => state.steps.pop(),
         None => None,
@@ -575,6 +584,26 @@ fn drive(
                 return finish_aborted(call, store, state, stop, warnings);
             }
         }
+    }
+}
+
+/// Why the pending step may not run, when the workspace's approvals store shows its approval
+/// denied. An approval the store does not hold (decided by a control plane) is left to the
+/// dispatch path, which checks it again.
+fn denied_approval(call: &BuiltinCall<'_>, pending: &StepRecord) -> Option<String> {
+    use lumenflow_kernel::approvals::{ApprovalProvider, Decision, LocalApprovals};
+    let id = pending.approval_id.as_deref()?;
+    let request = LocalApprovals::open(call.workspace_dir()).get(id).ok()?;
+    match request.decision {
+        Some(Decision::Denied {
+            approver, reason, ..
+        }) => Some(format!(
+            "step {} `{}` was denied: approval `{id}` by {approver}: \"{}\"",
+            pending.index,
+            pending.tool,
+            one_line(&reason)
+        )),
+        _ => None,
     }
 }
 
