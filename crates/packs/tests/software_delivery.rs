@@ -775,6 +775,143 @@ fn gates_run_real_commands_with_timeouts_evidence_and_events() {
     assert_eq!(code(&slow), "GATE_TIMEOUT");
 }
 
+/// The evidence of one gate result of `out`.
+fn gate_evidence(ws: &Ws, out: &CallOutcome, gate: &str) -> Value {
+    let d = out.output.data.clone().unwrap();
+    let result = d["results"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .find(|r| r["name"] == gate)
+        .cloned()
+        .unwrap();
+    ws.runtime
+        .evidence
+        .get(result["evidence_ref"].as_str().unwrap())
+        .unwrap()
+}
+
+/// Finding 1 (walk H): a gate runs the agent's code (its patches change the tests), so it must
+/// not reach the workspace's approvals, keys or kernel state. Under the default sandbox mode
+/// (bubblewrap) `.lumenflow` is an empty read-only folder inside the gate, the repository is
+/// read-only, and the worktree stays writable; a normal passing and failing gate still work.
+/// KRN-11 (sandbox, `sandbox: none` recorded), KRN-09 (approvals decided by a person only).
+#[test]
+fn a_gate_cannot_read_keys_or_forge_approvals_under_the_sandbox() {
+    let gates = "software_delivery:\n  gates:\n    format: {command: \"test -f README.md\", timeout_seconds: 10}\n    lint: {command: \"exit 3\", timeout_seconds: 10}\n    test: {command: \"sh evil.sh\", timeout_seconds: 20}\n";
+    let ws = Ws::new(gates);
+    ws.claim();
+    let keys = ws.root.join(".lumenflow/state/keys");
+    fs::create_dir_all(&keys).unwrap();
+    fs::write(keys.join("workspace-ed25519.pem"), "SECRET-SIGNING-KEY\n").unwrap();
+    let approvals = ws.root.join(".lumenflow/state/approvals");
+    fs::create_dir_all(&approvals).unwrap();
+    // The agent's "test": read the key, forge a decision, touch the repository and the kernel
+    // log; then write its own worktree and /tmp, which it may.
+    let evil = "cat ../../.lumenflow/state/keys/workspace-ed25519.pem\n\
+        echo forged > ../../.lumenflow/state/approvals/apr_x.decision && echo FORGED\n\
+        echo x >> ../../.lumenflow/kernel/events.jsonl && echo LOGGED\n\
+        echo x > ../../.git/evil && echo GIT_WRITTEN\n\
+        echo ok > built.txt && echo WORKTREE_OK\n\
+        echo ok > /tmp/scratch && echo TMP_OK\n\
+        exit 0\n";
+    let patch = format!(
+        "--- /dev/null\n+++ b/evil.sh\n@@ -0,0 +1,{} @@\n{}",
+        evil.lines().count(),
+        evil.lines().map(|l| format!("+{l}\n")).collect::<String>()
+    );
+    data(&ws.call(
+        "software-delivery:apply_patch",
+        json!({"wu_id": "WU-042", "patch": patch}),
+    ));
+    let log_before = fs::read(ws.root.join(".lumenflow/kernel/events.jsonl")).unwrap();
+
+    let out = ws.call("software-delivery:gates", json!({"wu_id": "WU-042"}));
+    assert_eq!(code(&out), "GATE_FAILED", "{:?}", out.output.error);
+    let d = out.output.data.clone().unwrap();
+    assert_eq!(d["sandbox"], "bubblewrap");
+    let status = |n: &str| {
+        d["results"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .find(|r| r["name"] == n)
+            .map(|r| (r["status"].clone(), r["sandbox"].clone()))
+            .unwrap()
+    };
+    assert_eq!(status("format"), (json!("passed"), json!("bubblewrap")));
+    assert_eq!(status("lint"), (json!("failed"), json!("bubblewrap")));
+    assert_eq!(status("test").0, "passed", "the script itself exits 0");
+
+    let evidence = gate_evidence(&ws, &out, "test");
+    let stdout = evidence["stdout"].as_str().unwrap();
+    assert!(!stdout.contains("SECRET-SIGNING-KEY"), "{evidence}");
+    for refused in ["FORGED", "LOGGED", "GIT_WRITTEN"] {
+        assert!(!stdout.contains(refused), "{refused}: {evidence}");
+    }
+    assert!(
+        stdout.contains("WORKTREE_OK") && stdout.contains("TMP_OK"),
+        "{evidence}"
+    );
+    assert_eq!(evidence["sandbox"], "bubblewrap");
+    assert!(!approvals.join("apr_x.decision").exists());
+    assert!(!ws.root.join(".git/evil").exists());
+    assert!(ws.worktree().join("built.txt").is_file());
+    let log_after = fs::read(ws.root.join(".lumenflow/kernel/events.jsonl")).unwrap();
+    assert!(
+        log_after.starts_with(&log_before) && !log_after.ends_with(b"x\n"),
+        "the gate appended to the kernel log"
+    );
+}
+
+/// `sandbox: none` opts gates out, as it does tools, and every result says so (KRN-11).
+/// Finding 12: a child that left the process group (`setsid`) is killed at the timeout with
+/// the group, the call does not overrun, and what the gate printed before is kept.
+#[test]
+fn without_the_sandbox_a_daemonised_gate_child_dies_at_the_timeout_and_output_is_kept() {
+    let gates = "software_delivery:\n  gates:\n    typecheck: {command: \"echo started; setsid sleep 302; echo x\", timeout_seconds: 2}\n    lint: {command: \"setsid sleep 301 & echo done\", timeout_seconds: 10}\n";
+    let ws = Ws::with_yaml(&format!("{}sandbox: none\n", workspace_yaml(gates)));
+    ws.claim();
+    let started = Instant::now();
+    let out = ws.call(
+        "software-delivery:gates",
+        json!({"wu_id": "WU-042", "gates": ["typecheck"]}),
+    );
+    let elapsed = started.elapsed();
+    assert_eq!(code(&out), "GATE_TIMEOUT");
+    assert!(elapsed < Duration::from_secs(5), "overran: {elapsed:?}");
+    let d = out.output.data.clone().unwrap();
+    assert_eq!(d["sandbox"], "none");
+    let evidence = gate_evidence(&ws, &out, "typecheck");
+    assert_eq!(evidence["stdout"], "started\n", "{evidence}");
+    assert_eq!(evidence["sandbox"], "none");
+    assert!(gate_processes(&format!("{}-typecheck", out.receipt_id)).is_empty());
+
+    // A gate that passes but leaves a daemon behind: the daemon ends with the gate.
+    let out = ws.call(
+        "software-delivery:gates",
+        json!({"wu_id": "WU-042", "gates": ["lint"]}),
+    );
+    let d = data(&out);
+    assert_eq!(d["results"][0]["status"], "passed");
+    assert!(gate_processes(&format!("{}-lint", out.receipt_id)).is_empty());
+}
+
+/// Under bubblewrap the same daemonised child dies with the gate's pid namespace.
+#[test]
+fn under_the_sandbox_a_daemonised_gate_child_dies_at_the_timeout() {
+    let gates = "software_delivery:\n  gates:\n    typecheck: {command: \"echo started; setsid sleep 303; echo x\", timeout_seconds: 2}\n";
+    let ws = Ws::new(gates);
+    ws.claim();
+    let started = Instant::now();
+    let out = ws.call("software-delivery:gates", json!({"wu_id": "WU-042"}));
+    assert_eq!(code(&out), "GATE_TIMEOUT");
+    assert!(started.elapsed() < Duration::from_secs(5));
+    assert_eq!(gate_evidence(&ws, &out, "typecheck")["stdout"], "started\n");
+    std::thread::sleep(Duration::from_millis(200));
+    assert!(gate_processes(&format!("{}-typecheck", out.receipt_id)).is_empty());
+}
+
 const GATE_RUNNER_ENV: &str = "LUMENFLOW_SD_GATE_RUNNER";
 
 /// The runtime [`a_gate_whose_runtime_was_killed_is_reaped_by_the_next_gates_call`] kills:
@@ -817,10 +954,12 @@ fn gate_processes(run_id: &str) -> Vec<String> {
 /// A runtime killed (SIGKILL) while a gate runs leaves the gate's processes with nobody to
 /// enforce their timeout; the next `gates` call kills exactly those processes (found by the
 /// run id in their environment, never by a pid that may have been reused) and says so.
+/// Without the sandbox (`sandbox: none`): under bubblewrap (`--die-with-parent`, its own pid
+/// namespace) the gate dies with its runtime, so there is nothing left to reap.
 #[test]
 fn a_gate_whose_runtime_was_killed_is_reaped_by_the_next_gates_call() {
     let gates = "software_delivery:\n  gates:\n    lint: {command: \"true\", timeout_seconds: 10}\n    coverage: {command: \"sleep 60\", timeout_seconds: 120}\n";
-    let ws = Ws::new(gates);
+    let ws = Ws::with_yaml(&format!("{}sandbox: none\n", workspace_yaml(gates)));
     ws.claim();
     let mut child = Command::new(std::env::current_exe().unwrap())
         .args(["--exact", "child_gate_runner", "--nocapture"])

@@ -12,7 +12,7 @@ use std::io::{self, Read, Write};
 use std::os::unix::process::{CommandExt, ExitStatusExt};
 use std::path::{Path, PathBuf};
 use std::process::{Command, Stdio};
-use std::sync::mpsc;
+use std::sync::{mpsc, Arc, Mutex};
 use std::thread;
 use std::time::{Duration, Instant};
 
@@ -447,31 +447,44 @@ pub fn base_env(cmd: &mut Command) {
     cmd.env("LC_ALL", "C");
 }
 
-/// Read `pipe` to its end on a thread, keeping the first `cap` bytes; the result arrives on the
-/// returned channel.
-fn reader(mut pipe: impl Read + Send + 'static, cap: usize) -> mpsc::Receiver<(Vec<u8>, bool)> {
+/// What a reader thread has kept so far, shared with [`run`] so the output read before a
+/// grandchild stopped the pipe from closing is not lost.
+#[derive(Default)]
+struct Kept {
+    bytes: Vec<u8>,
+    truncated: bool,
+}
+
+/// Read `pipe` to its end on a thread, keeping the first `cap` bytes in the returned buffer;
+/// the channel says when the pipe closed.
+fn reader(
+    mut pipe: impl Read + Send + 'static,
+    cap: usize,
+) -> (mpsc::Receiver<()>, Arc<Mutex<Kept>>) {
     let (tx, rx) = mpsc::channel();
+    let kept = Arc::new(Mutex::new(Kept::default()));
+    let shared = Arc::clone(&kept);
     thread::spawn(move || {
-        let mut kept = Vec::new();
-        let mut truncated = false;
         let mut chunk = vec![0u8; 64 * 1024];
         loop {
             match pipe.read(&mut chunk) {
                 Ok(0) => break,
                 Ok(n) => {
-                    let room = cap.saturating_sub(kept.len());
+                    // A poisoned lock only means another reader panicked: keep the bytes.
+                    let mut k = shared.lock().unwrap_or_else(|p| p.into_inner());
+                    let room = cap.saturating_sub(k.bytes.len());
                     if n > room {
-                        truncated = true;
+                        k.truncated = true;
                     }
-                    kept.extend_from_slice(&chunk[..n.min(room)]);
+                    k.bytes.extend_from_slice(&chunk[..n.min(room)]);
                 }
                 Err(e) if e.kind() == io::ErrorKind::Interrupted => continue,
                 Err(_) => break,
             }
         }
-        let _ = tx.send((kept, truncated));
+        let _ = tx.send(());
     });
-    rx
+    (rx, kept)
 }
 
 /// Kill the process group `pgid`.
@@ -499,10 +512,24 @@ pub(crate) fn sigkill(target: &str) {
 /// Run `cmd` in its own process group with `stdin`, a wall-clock `timeout` (after which the
 /// whole group is killed) and at most `cap` bytes kept of stdout and of stderr each.
 pub fn run(
+    cmd: Command,
+    stdin: Option<Vec<u8>>,
+    timeout: Duration,
+    cap: usize,
+) -> io::Result<Captured> {
+    run_with(cmd, stdin, timeout, cap, &|| {})
+}
+
+/// [`run`], calling `kill_more` wherever the process group is killed: a child that left the
+/// group (`setsid`) is out of reach of the group kill, so the caller kills it by other means
+/// (gates: every process carrying the run's `LUMENFLOW_GATE_RUN`), at the timeout and when such
+/// a child keeps the output pipes open after the command exited.
+pub fn run_with(
     mut cmd: Command,
     stdin: Option<Vec<u8>>,
     timeout: Duration,
     cap: usize,
+    kill_more: &dyn Fn(),
 ) -> io::Result<Captured> {
     cmd.stdin(if stdin.is_some() {
         Stdio::piped()
@@ -521,8 +548,12 @@ pub fn run(
             let _ = pipe.write_all(&bytes);
         });
     }
-    let out = child.stdout.take().map(|p| reader(p, cap));
-    let err = child.stderr.take().map(|p| reader(p, cap));
+    let pipes: Vec<_> = [
+        child.stdout.take().map(|p| reader(p, cap)),
+        child.stderr.take().map(|p| reader(p, cap)),
+    ]
+    .into_iter()
+    .collect();
 
     let mut timed_out = false;
     let status = loop {
@@ -531,6 +562,7 @@ pub fn run(
             Ok(None) => {}
             Err(_) => {
                 kill_group(pgid);
+                kill_more();
                 let _ = child.kill();
                 break child.wait().ok();
             }
@@ -538,28 +570,44 @@ pub fn run(
         if started.elapsed() >= timeout {
             timed_out = true;
             kill_group(pgid);
+            // Before waiting for the pipes: a daemonised child holding them would otherwise
+            // keep the call waiting past its timeout.
+            kill_more();
             let _ = child.kill();
             break child.wait().ok();
         }
         thread::sleep(Duration::from_millis(5));
     };
 
-    // The child is gone; a grandchild still holding the pipes is killed with the group.
-    let collect = |rx: Option<mpsc::Receiver<(Vec<u8>, bool)>>| -> (Vec<u8>, bool) {
-        let Some(rx) = rx else {
-            return (Vec::new(), false);
-        };
-        match rx.recv_timeout(DRAIN_GRACE) {
-            Ok(v) => v,
-            Err(_) => {
-                kill_group(pgid);
-                rx.recv_timeout(DRAIN_GRACE)
-                    .unwrap_or_else(|_| (Vec::new(), true))
+    // The child is gone; a grandchild still holding the pipes gets one grace period (both
+    // pipes together), then is killed with the group, and what was read is kept either way.
+    let mut closed: Vec<bool> = pipes.iter().map(Option::is_none).collect();
+    let mut drain = |deadline: Instant| {
+        for (i, pipe) in pipes.iter().enumerate() {
+            if let (Some((rx, _)), Some(false)) = (pipe, closed.get(i).copied()) {
+                let left = deadline.saturating_duration_since(Instant::now());
+                closed[i] = rx.recv_timeout(left).is_ok();
+            }
+        }
+        closed.iter().all(|c| *c)
+    };
+    let mut complete = drain(Instant::now() + DRAIN_GRACE);
+    if !complete {
+        kill_group(pgid);
+        kill_more();
+        complete = drain(Instant::now() + DRAIN_GRACE);
+    }
+    let take = |i: usize| -> (Vec<u8>, bool) {
+        match pipes.get(i).and_then(Option::as_ref) {
+            None => (Vec::new(), false),
+            Some((_, kept)) => {
+                let mut k = kept.lock().unwrap_or_else(|p| p.into_inner());
+                (std::mem::take(&mut k.bytes), k.truncated || !complete)
             }
         }
     };
-    let (stdout, t1) = collect(out);
-    let (stderr, t2) = collect(err);
+    let (stdout, t1) = take(0);
+    let (stderr, t2) = take(1);
     let exit_code = if timed_out {
         None
     } else {

@@ -4,8 +4,11 @@
 //! (`format`, `lint`, `typecheck`, `test`, `coverage`), each `{command, timeout_seconds}`
 //! (default 600 s). A command runs as `/bin/sh -c <command>` in the worktree, in its own process
 //! group, with `PATH` and the few toolchain variables of [`GATE_ENV_PASSTHROUGH`] plus
-//! `LUMENFLOW_WU_ID` and `LUMENFLOW_GATE`; at its timeout the whole group is killed. Gates are
-//! the workspace owner's commands, like a CI configuration: they are not sandboxed beyond that.
+//! `LUMENFLOW_WU_ID` and `LUMENFLOW_GATE`; at its timeout the whole group is killed, and so is
+//! every process carrying the run's `LUMENFLOW_GATE_RUN` (a child that left the group).
+//! The commands are the workspace owner's, but the code they run (tests) is the agent's, so
+//! they run under bubblewrap unless the workspace set `sandbox: none` (see [`GateSandbox`]; the
+//! mode is recorded in every result as `sandbox`).
 //!
 //! For each gate the outcome is `passed`, `failed`, `timed_out` or `not_configured`; the
 //! command, exit code and captured stdout/stderr (at most [`OUTPUT_CAP`] bytes each) are stored
@@ -138,6 +141,105 @@ fn summary(status: &str, stdout: &[u8], stderr: &[u8]) -> String {
     }
 }
 
+/// How gate commands are isolated: the workspace's `sandbox` setting, as for subprocess tools.
+///
+/// A gate runs code the agent wrote (its patches change the tests), so under bubblewrap it
+/// sees the host read-only (toolchains under `$HOME` stay usable), its own worktree
+/// read-write, a fresh `/tmp`, and `<workspace>/.lumenflow` as an empty read-only folder: no
+/// approvals to decide, no signing key or enrollment to read, no kernel log to write. The
+/// workspace's repository (its `.git` included) is read-only. The network is the host's, as in
+/// CI (dependency downloads). `--unshare-pid` and `--die-with-parent` put every process of the
+/// gate in one pid namespace that dies with bubblewrap, so a daemonised child cannot outlive the
+/// timeout. All capabilities are dropped: with them a root sandbox user could remount the
+/// read-only binds writable.
+enum GateSandbox {
+    Bubblewrap(std::path::PathBuf),
+    None,
+}
+
+impl GateSandbox {
+    fn for_call(call: &BuiltinCall<'_>) -> ToolResult<GateSandbox> {
+        match call.workspace().sandbox {
+            lumenflow_kernel::workspace::SandboxMode::None => Ok(GateSandbox::None),
+            lumenflow_kernel::workspace::SandboxMode::Bubblewrap => {
+                match lumenflow_kernel::sandbox::detect_bwrap() {
+                    Some(bwrap) => Ok(GateSandbox::Bubblewrap(bwrap)),
+                    None => {
+                        let e = lumenflow_kernel::sandbox::SandboxError::Unavailable {
+                            detail: "`bwrap` was not found on PATH, and gate commands run the \
+                                     work unit's code"
+                                .into(),
+                        };
+                        Err(fail(e.code(), e.to_string()))
+                    }
+                }
+            }
+        }
+    }
+
+    fn is_bubblewrap(&self) -> bool {
+        matches!(self, GateSandbox::Bubblewrap(_))
+    }
+
+    /// For the gate results and their evidence, as receipts record it for tools.
+    fn label(&self) -> &'static str {
+        match self {
+            GateSandbox::Bubblewrap(_) => "bubblewrap",
+            GateSandbox::None => "none",
+        }
+    }
+
+    fn program(&self) -> String {
+        match self {
+            GateSandbox::Bubblewrap(bwrap) => bwrap.display().to_string(),
+            GateSandbox::None => "/bin/sh".into(),
+        }
+    }
+
+    /// `/bin/sh -c <command>` in `worktree`, inside bubblewrap unless the workspace opted out.
+    /// `ws` and `worktree` are canonical (the binds are made at those paths).
+    fn command(&self, ws: &std::path::Path, worktree: &std::path::Path, command: &str) -> Command {
+        let GateSandbox::Bubblewrap(bwrap) = self else {
+            let mut cmd = Command::new("/bin/sh");
+            cmd.arg("-c").arg(command);
+            return cmd;
+        };
+        let mut cmd = Command::new(bwrap);
+        cmd.args([
+            "--die-with-parent",
+            "--unshare-all",
+            "--share-net",
+            "--cap-drop",
+            "ALL",
+            "--ro-bind",
+            "/",
+            "/",
+            "--dev",
+            "/dev",
+            "--proc",
+            "/proc",
+            "--tmpfs",
+            "/tmp",
+        ]);
+        // Shown again after the fresh /tmp: a workspace under /tmp would be hidden otherwise.
+        cmd.arg("--ro-bind").arg(ws).arg(ws);
+        let state = ws.join(".lumenflow");
+        if state.is_dir() {
+            cmd.arg("--tmpfs")
+                .arg(&state)
+                .arg("--remount-ro")
+                .arg(&state);
+        }
+        cmd.arg("--bind")
+            .arg(worktree)
+            .arg(worktree)
+            .arg("--chdir")
+            .arg(worktree)
+            .args(["--", "/bin/sh", "-c", command]);
+        cmd
+    }
+}
+
 /// `software-delivery:gates`.
 pub fn gates(call: &BuiltinCall<'_>) -> ToolOutput {
     inner(call).unwrap_or_else(|e| *e)
@@ -156,6 +258,7 @@ fn inner(call: &BuiltinCall<'_>) -> ToolResult<ToolOutput> {
     require(call, &facts_rel, PathAccess::Write)?;
     require(call, &results_rel, PathAccess::Write)?;
     let config = configured(&common::pack_config(&ws)?)?;
+    let sandbox = GateSandbox::for_call(call)?;
     let reaped = orphans::reap(&ws);
     // Every requested gate's configuration is checked before any of them runs.
     let mut plan = Vec::new();
@@ -178,22 +281,33 @@ fn inner(call: &BuiltinCall<'_>) -> ToolResult<ToolOutput> {
             continue;
         };
         let run_id = format!("{}-{name}", call.receipt_id());
-        let mut cmd = Command::new("/bin/sh");
+        let mut cmd = sandbox.command(&ws, &worktree, &gate.command);
         common::gate_env(&mut cmd);
-        cmd.arg("-c")
-            .arg(&gate.command)
-            .current_dir(&worktree)
+        if sandbox.is_bubblewrap() {
+            // The host's TMPDIR is not visible: the sandbox's /tmp is its own.
+            cmd.env("TMPDIR", "/tmp");
+        }
+        cmd.current_dir(&worktree)
             .env("LUMENFLOW_WU_ID", &wu_id)
             .env("LUMENFLOW_GATE", name)
             .env(orphans::RUN_ENV, &run_id);
         // Recorded while it runs, so a later runtime can kill it if this one dies first.
         let _tracked = orphans::track(&ws, &run_id, &wu_id, name);
-        let captured = common::run(cmd, None, gate.timeout, OUTPUT_CAP).map_err(|e| {
-            fail(
-                errors::GATE_FAILED,
-                format!("cannot start the `{name}` gate (`/bin/sh`): {e}"),
-            )
-        })?;
+        let kill_run = || {
+            orphans::kill_run(&run_id);
+        };
+        let captured =
+            common::run_with(cmd, None, gate.timeout, OUTPUT_CAP, &kill_run).map_err(|e| {
+                fail(
+                    errors::GATE_FAILED,
+                    format!(
+                        "cannot start the `{name}` gate (`{}`): {e}",
+                        sandbox.program()
+                    ),
+                )
+            })?;
+        // A process the gate left behind (a daemon that closed its output) ends with the gate.
+        let left_behind = orphans::kill_run(&run_id);
         let status = if captured.timed_out {
             timed_out += 1;
             "timed_out"
@@ -218,6 +332,7 @@ fn inner(call: &BuiltinCall<'_>) -> ToolResult<ToolOutput> {
             "stderr": tail_text(&captured.stderr),
             "output_truncated": captured.truncated,
             "ran_at": ran_at,
+            "sandbox": sandbox.label(),
         });
         let stored = call.evidence().put(&evidence).map_err(|e| {
             fail(
@@ -231,7 +346,11 @@ fn inner(call: &BuiltinCall<'_>) -> ToolResult<ToolOutput> {
             "duration_ms": duration_ms,
             "evidence_ref": stored.reference,
             "command": gate.command,
+            "sandbox": sandbox.label(),
         });
+        if left_behind > 0 {
+            result["killed_left_behind"] = left_behind.into();
+        }
         let mut fact = json!({
             "status": status,
             "duration_ms": duration_ms,
@@ -304,6 +423,7 @@ fn inner(call: &BuiltinCall<'_>) -> ToolResult<ToolOutput> {
         "worktree_path": worktree.to_string_lossy(),
         "all_passed": failed == 0 && timed_out == 0,
         "facts_key": facts_key,
+        "sandbox": sandbox.label(),
         "results": results,
     });
     if !reaped.is_empty() {

@@ -114,6 +114,17 @@ pub fn reap(workspace_dir: &Path) -> Vec<String> {
     reaped
 }
 
+/// Kill every process of the live gate run `run_id` (those carrying it in their environment):
+/// at its timeout, and once it ended, so a child that left the process group (`setsid`,
+/// a daemon) neither outlives the gate nor keeps its output pipes open. Returns how many.
+pub fn kill_run(run_id: &str) -> usize {
+    let pids = carrying(run_id);
+    for pid in &pids {
+        super::common::sigkill(pid);
+    }
+    pids.len()
+}
+
 /// The processes whose environment holds `RUN_ENV=run_id`.
 fn carrying(run_id: &str) -> Vec<String> {
     let needle = format!("{RUN_ENV}={run_id}");
