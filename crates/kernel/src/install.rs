@@ -882,13 +882,7 @@ pub fn init_workspace(dir: &Path, id: &str, name: &str) -> Result<PathBuf, Insta
         fs::create_dir_all(&d).map_err(io("create", &d))?;
     }
     let gitignore = dir.join(STATE_DIR).join(".gitignore");
-    if !gitignore.exists() {
-        write_file_atomically(
-            &gitignore,
-            b"# Kernel state: logs, evidence, keys. Not for version control.\n*\n",
-        )
-        .map_err(io("write", &gitignore))?;
-    }
+    workspace::ensure_state_dir(dir).map_err(io("write", &gitignore))?;
     write_file_atomically(&path, text.as_bytes()).map_err(io("write", &path))?;
     Ok(path)
 }

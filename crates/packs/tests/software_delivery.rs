@@ -1150,6 +1150,56 @@ fn pr_prepare_needs_the_pr_create_approval_and_a_grant_runs_it_once() {
     assert_ne!(again.approval_id.as_deref(), Some(approval.as_str()));
 }
 
+/// Finding 5 (walk H): a command run from inside a work unit's worktree (which holds a
+/// checked-out `workspace.yaml`) finds the owning workspace, not a second empty one; a
+/// runtime's `.lumenflow/` always gets its `.gitignore`; and `pr_prepare` never stages a
+/// `.lumenflow/` folder, even one the repository's `.gitignore` does not ignore. KRN-12/13
+/// (one evidence store and log per workspace).
+#[test]
+fn a_worktree_is_never_a_workspace_of_its_own_and_lumenflow_is_never_committed() {
+    let ws = Ws::new(GATES);
+    ws.claim();
+    let wt = ws.worktree();
+    assert!(wt.join("workspace.yaml").is_file());
+    fs::create_dir_all(wt.join("src/deep")).unwrap();
+    for start in [wt.clone(), wt.join("src/deep")] {
+        assert_eq!(
+            lumenflow_kernel::workspace::find_workspace_root(&start).as_deref(),
+            Some(ws.root.as_path()),
+            "from {start:?}"
+        );
+    }
+    // A plain repository with workspace.yaml is still its own workspace.
+    assert_eq!(
+        lumenflow_kernel::workspace::find_workspace_root(&ws.root).as_deref(),
+        Some(ws.root.as_path())
+    );
+    // `Ws` never ran `init`: opening the runtime wrote the state folder's .gitignore.
+    assert_eq!(
+        fs::read_to_string(ws.root.join(".lumenflow/.gitignore")).unwrap(),
+        "# Kernel state: logs, evidence, keys. Not for version control.\n*\n"
+    );
+
+    // A `.lumenflow/` left in the worktree (by an older runtime) that git does not ignore.
+    fs::write(wt.join(".gitignore"), "worktrees/\n").unwrap();
+    fs::create_dir_all(wt.join(".lumenflow/kernel")).unwrap();
+    fs::write(wt.join(".lumenflow/kernel/events.jsonl"), "{}\n").unwrap();
+    fs::create_dir_all(wt.join("src/.lumenflow")).unwrap();
+    fs::write(wt.join("src/.lumenflow/x"), "x\n").unwrap();
+    data(&ws.call(
+        "software-delivery:apply_patch",
+        json!({"wu_id": "WU-042", "patch": PATCH_README}),
+    ));
+    let input = json!({"wu_id": "WU-042", "title": "Hello"});
+    let asked = ws.call("software-delivery:pr_prepare", input.clone());
+    ws.grant(&asked.approval_id.clone().expect("a pending approval"));
+    let d = data(&ws.call("software-delivery:pr_prepare", input));
+    assert_eq!(d["committed"], true);
+    let files = git(&wt, &["show", "--name-only", "--format=", "HEAD"]);
+    assert_eq!(files, ".gitignore\nREADME.md", "{files}");
+    assert!(git(&wt, &["status", "--porcelain"]).contains(".lumenflow/"));
+}
+
 #[test]
 fn wu_recover_never_runs_without_operator_consent() {
     let ws = Ws::new(GATES);

@@ -174,6 +174,17 @@ pub fn task_error(e: TaskError) -> CliError {
 /// packs are loaded only for their state aliases, and a load failure is a warning.
 fn store(ctx: &Context, policies: bool) -> Result<TaskStore, CliError> {
     let doc = ctx.workspace()?;
+    lumenflow_kernel::workspace::ensure_state_dir(&doc.dir).map_err(|e| {
+        CliError::new(
+            "IO_ERROR",
+            format!(
+                "cannot create `{}` with its .gitignore: {e}",
+                doc.dir
+                    .join(lumenflow_kernel::workspace::STATE_DIR)
+                    .display()
+            ),
+        )
+    })?;
     let log = EventLog::open(&eventlog::default_path(&doc.dir), LogOptions::default())
         .map_err(|e| CliError::new(e.code(), e.to_string()))?;
     let store = TaskStore::from_workspace(&doc, log);

@@ -146,6 +146,13 @@ pub fn open(
     let loader = PackLoader::for_workspace(&doc, builtin_packs);
     let packs = loader.load_all(&doc)?;
     let registry = ToolRegistry::from_packs(&packs, builtin_tools)?;
+    // Before anything is written under it, so the folder is never committable.
+    workspace::ensure_state_dir(dir).map_err(|e| {
+        OpenError::Component(format!(
+            "cannot create the state folder `{}` with its .gitignore: {e}; check the workspace folder's permissions",
+            dir.join(workspace::STATE_DIR).display()
+        ))
+    })?;
     let log = EventLog::open(&eventlog::default_path(dir), LogOptions::default())?;
     let evidence_root = evidence::default_root(dir);
     let evidence = EvidenceStore::open(&evidence_root).map_err(|source| OpenError::Evidence {

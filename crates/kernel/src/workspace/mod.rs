@@ -58,11 +58,54 @@ impl WorkspaceDocument {
 }
 
 /// Find `workspace.yaml` in `start` or the nearest parent directory that has one.
+///
+/// A linked git worktree of a workspace's repository (software-delivery's
+/// `worktrees/<lane>-<wu>`) holds a checked-out copy of `workspace.yaml`, but it is not a
+/// workspace of its own: discovery from inside it answers the owning workspace
+/// ([`owning_workspace`]), so a command run there sees the real tasks, log and approvals instead
+/// of starting an empty `.lumenflow/` that a commit could carry into the PR branch.
 pub fn find_workspace_root(start: &Path) -> Option<PathBuf> {
-    start
+    let found = start
         .ancestors()
-        .find(|dir| dir.join(WORKSPACE_FILE_NAME).is_file())
-        .map(Path::to_path_buf)
+        .find(|dir| dir.join(WORKSPACE_FILE_NAME).is_file())?;
+    Some(owning_workspace(found).unwrap_or_else(|| found.to_path_buf()))
+}
+
+/// When `dir` is a linked git worktree (its `.git` is a file `gitdir: <repo>/.git/worktrees/<name>`)
+/// of a repository whose root holds `workspace.yaml`, that root.
+pub fn owning_workspace(dir: &Path) -> Option<PathBuf> {
+    let dot_git = dir.join(".git");
+    if !dot_git.is_file() {
+        return None;
+    }
+    let text = std::fs::read_to_string(&dot_git).ok()?;
+    let gitdir = Path::new(text.trim().strip_prefix("gitdir:")?.trim());
+    let gitdir = dir.join(gitdir).canonicalize().ok()?;
+    let worktrees = gitdir.parent()?;
+    let repo_git = worktrees.parent()?;
+    if worktrees.file_name()? != "worktrees" || repo_git.file_name()? != ".git" {
+        return None;
+    }
+    let repo = repo_git.parent()?;
+    repo.join(WORKSPACE_FILE_NAME)
+        .is_file()
+        .then(|| repo.to_path_buf())
+}
+
+/// The `.gitignore` of `.lumenflow/`: everything in it is local state.
+pub const STATE_GITIGNORE: &[u8] =
+    b"# Kernel state: logs, evidence, keys. Not for version control.\n*\n";
+
+/// Create `<dir>/.lumenflow/` if needed, always with its `.gitignore` (kept if present): a state
+/// folder created by a runtime rather than by `init` must not be committable either.
+pub fn ensure_state_dir(dir: &Path) -> std::io::Result<PathBuf> {
+    let state = dir.join(STATE_DIR);
+    std::fs::create_dir_all(&state)?;
+    let gitignore = state.join(".gitignore");
+    if !gitignore.exists() {
+        crate::install::write_file_atomically(&gitignore, STATE_GITIGNORE)?;
+    }
+    Ok(state)
 }
 
 /// Read and validate `<dir>/workspace.yaml`.

@@ -25,6 +25,13 @@ pub fn pr_prepare(call: &BuiltinCall<'_>) -> ToolOutput {
     inner(call).unwrap_or_else(|e| *e)
 }
 
+/// The pathspecs `pr_prepare` stages: everything but any `.lumenflow` folder, at any depth.
+const NOT_STAGED: [&str; 3] = [
+    ".",
+    ":(exclude,glob)**/.lumenflow",
+    ":(exclude,glob)**/.lumenflow/**",
+];
+
 fn inner(call: &BuiltinCall<'_>) -> ToolResult<ToolOutput> {
     let input = common::input(call)?;
     let wu_id = common::wu_id(input)?;
@@ -46,10 +53,16 @@ fn inner(call: &BuiltinCall<'_>) -> ToolResult<ToolOutput> {
     require(call, ".git/objects", PathAccess::Write)?;
     require(call, &format!("{dir_rel}/pr.json"), PathAccess::Write)?;
 
-    let status = git_ok(&worktree, &ws, &["status", "--porcelain=v1", "-z"])?;
+    // A `.lumenflow/` in the worktree (kernel log, evidence, keys of a runtime started there
+    // by mistake) is never staged: it must not reach the PR branch or the forge.
+    let mut status_args = vec!["status", "--porcelain=v1", "-z", "--"];
+    status_args.extend(NOT_STAGED);
+    let status = git_ok(&worktree, &ws, &status_args)?;
     let committed = !status.stdout.is_empty();
     if committed {
-        git_ok(&worktree, &ws, &["add", "-A"])?;
+        let mut add_args = vec!["add", "-A", "--"];
+        add_args.extend(NOT_STAGED);
+        git_ok(&worktree, &ws, &add_args)?;
         let message = format!("{wu_id}: {title}");
         git_ok(
             &worktree,
