@@ -1200,6 +1200,87 @@ fn a_worktree_is_never_a_workspace_of_its_own_and_lumenflow_is_never_committed()
     assert!(git(&wt, &["status", "--porcelain"]).contains(".lumenflow/"));
 }
 
+/// All files under `dir`, read (for "is this secret stored anywhere").
+fn files_containing(dir: &Path, needle: &str) -> Vec<PathBuf> {
+    let mut found = Vec::new();
+    let Ok(entries) = fs::read_dir(dir) else {
+        return found;
+    };
+    for entry in entries.flatten() {
+        let path = entry.path();
+        if path.is_dir() {
+            found.extend(files_containing(&path, needle));
+        } else if String::from_utf8_lossy(&fs::read(&path).unwrap_or_default()).contains(needle) {
+            found.push(path);
+        }
+    }
+    found
+}
+
+/// Finding 2 (walk H): `git:diff` leaves out the files `security.deny_overlays` hide (their
+/// content would otherwise reach the caller and the evidence store), says which, and still
+/// shows everything else; on the workspace and on a worktree `against: base`. KRN-11 (deny
+/// overlays), KRN-12 (what the evidence store keeps).
+#[test]
+fn git_diff_leaves_out_files_the_deny_overlays_hide() {
+    let yaml = workspace_yaml(GATES).replace(
+        "memory_namespace: m",
+        "  deny_overlays: [\".env\", \"**/*.pem\"]\nmemory_namespace: m",
+    );
+    let ws = Ws::with_yaml(&yaml);
+    fs::write(ws.root.join(".env"), "API_KEY=old\n").unwrap();
+    fs::create_dir_all(ws.root.join("deploy")).unwrap();
+    fs::write(ws.root.join("deploy/key.pem"), "-----BEGIN-----\n").unwrap();
+    git(&ws.root, &["add", "-f", ".env", "deploy/key.pem"]);
+    git(&ws.root, &["commit", "--quiet", "-m", "secrets"]);
+    ws.claim();
+
+    fs::write(ws.root.join(".env"), "API_KEY=sk-live-NEW-SECRET\n").unwrap();
+    fs::write(
+        ws.root.join("deploy/key.pem"),
+        "-----BEGIN-----\nPEM-SECRET\n",
+    )
+    .unwrap();
+    fs::write(ws.root.join("README.md"), "# site\n\nvisible change\n").unwrap();
+    let d = data(&ws.call("git:diff", json!({})));
+    let diff = d["diff"].as_str().unwrap();
+    assert!(diff.contains("+visible change"), "{diff}");
+    assert!(
+        !diff.contains("NEW-SECRET") && !diff.contains("PEM-SECRET"),
+        "{diff}"
+    );
+    assert_eq!(
+        d["hidden_by_deny_overlays"],
+        json!([".env", "deploy/key.pem"])
+    );
+
+    // In the worktree, committed on the branch and against the base.
+    let wt = ws.worktree();
+    fs::write(wt.join(".env"), "API_KEY=sk-live-WT-SECRET\n").unwrap();
+    fs::write(wt.join("deploy/key.pem"), "WT-PEM-SECRET\n").unwrap();
+    git(&wt, &["commit", "--quiet", "-am", "wt secrets"]);
+    fs::write(wt.join("README.md"), "# site\n\nworktree change\n").unwrap();
+    let d = data(&ws.call("git:diff", json!({"wu_id": "WU-042", "against": "base"})));
+    let diff = d["diff"].as_str().unwrap();
+    assert!(diff.contains("+worktree change"), "{diff}");
+    assert!(
+        !diff.contains("WT-SECRET") && !diff.contains("WT-PEM-SECRET"),
+        "{diff}"
+    );
+    assert_eq!(
+        d["hidden_by_deny_overlays"],
+        json!([".env", "deploy/key.pem"])
+    );
+
+    for secret in ["NEW-SECRET", "PEM-SECRET", "WT-SECRET"] {
+        assert_eq!(
+            files_containing(&ws.root.join(".lumenflow"), secret),
+            Vec::<PathBuf>::new(),
+            "{secret} stored"
+        );
+    }
+}
+
 #[test]
 fn wu_recover_never_runs_without_operator_consent() {
     let ws = Ws::new(GATES);

@@ -105,18 +105,73 @@ fn diff_inner(call: &BuiltinCall<'_>) -> ToolResult<ToolOutput> {
         }
         _ => "HEAD".to_string(),
     };
-    let out = git_ok(&dir, &ws, &["diff", "--no-color", "--no-ext-diff", &rev])?;
+    // Renames off: a secret renamed to an innocent name would otherwise show its content
+    // under the new name only.
+    let base_args = ["diff", "--no-color", "--no-ext-diff", "--no-renames"];
+    let hidden = hidden_files(call, &dir, &ws, claim.as_ref(), &base_args, &rev)?;
+    let excludes: Vec<String> = hidden
+        .iter()
+        .map(|f| format!(":(top,exclude,literal){f}"))
+        .collect();
+    let mut args: Vec<&str> = base_args.to_vec();
+    args.extend([rev.as_str(), "--", "."]);
+    args.extend(excludes.iter().map(String::as_str));
+    let out = git_ok(&dir, &ws, &args)?;
     let truncated = out.stdout.len() > DIFF_CAP || out.truncated;
     let mut bytes = out.stdout;
     bytes.truncate(DIFF_CAP);
-    Ok(common::success(
-        json!({
-            "worktree_path": dir.to_string_lossy(),
-            "against": against,
-            "diff": String::from_utf8_lossy(&bytes),
-            "truncated": truncated,
-        }),
-        &[],
-        &[],
-    ))
+    let mut data = json!({
+        "worktree_path": dir.to_string_lossy(),
+        "against": against,
+        "diff": String::from_utf8_lossy(&bytes),
+        "truncated": truncated,
+    });
+    if !hidden.is_empty() {
+        data["hidden_by_deny_overlays"] = json!(hidden);
+    }
+    Ok(common::success(data, &[], &[]))
+}
+
+/// The changed files (repository-relative) that `security.deny_overlays` cover: left out of
+/// the diff, as the sandbox hides them from tools (their names may show, their content never;
+/// the diff is also stored as evidence). A file in a worktree counts as covered when either
+/// its workspace path (`worktrees/<dir>/.env`) or its repository path (`.env`) is: the
+/// worktree's copy is the same secret.
+fn hidden_files(
+    call: &BuiltinCall<'_>,
+    dir: &std::path::Path,
+    ws: &std::path::Path,
+    claim: Option<&Claim>,
+    base_args: &[&str],
+    rev: &str,
+) -> ToolResult<Vec<String>> {
+    if call.workspace().security.deny_overlays.is_empty() {
+        return Ok(Vec::new());
+    }
+    let mut args = base_args.to_vec();
+    args.extend(["--name-only", "-z", rev]);
+    let names = git_ok(dir, ws, &args)?;
+    let mut hidden = Vec::new();
+    for name in String::from_utf8_lossy(&names.stdout)
+        .split('\0')
+        .filter(|n| !n.is_empty())
+    {
+        let mut paths = vec![name.to_string()];
+        if let Some(c) = claim {
+            paths.push(format!("{}/{name}", c.worktree));
+        }
+        for rel in &paths {
+            let covered = call.deny_overlay_covers(rel).map_err(|e| {
+                common::fail(
+                    common::errors::CONFIG_INVALID,
+                    format!("`security.deny_overlays` in workspace.yaml: {e}; fix the pattern"),
+                )
+            })?;
+            if covered {
+                hidden.push(name.to_string());
+                break;
+            }
+        }
+    }
+    Ok(hidden)
 }
