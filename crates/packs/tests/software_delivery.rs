@@ -1281,6 +1281,96 @@ fn git_diff_leaves_out_files_the_deny_overlays_hide() {
     }
 }
 
+/// Finding 6 (walk H): ids that differ only in case name the same branch and worktree, so the
+/// second claim is `WU_ALREADY_CLAIMED` naming the first, on any lane (INV-08 idempotency is
+/// for the same id only).
+#[test]
+fn work_unit_ids_differing_only_in_case_never_share_a_worktree() {
+    let ws = Ws::new(GATES);
+    ws.claim();
+    for (id, lane) in [("Wu-042", "Content: Site Comms"), ("wu-042", "site-comms")] {
+        let out = ws.call(
+            "software-delivery:wu_claim",
+            json!({"wu_id": id, "lane": lane}),
+        );
+        assert_eq!(code(&out), "WU_ALREADY_CLAIMED", "{id}");
+        let message = &out.output.error.as_ref().unwrap().message;
+        assert!(message.contains("`WU-042`"), "{message}");
+        assert_receipt(&ws, &out, "WU_ALREADY_CLAIMED");
+    }
+    let claims: Vec<_> = fs::read_dir(ws.root.join(".lumenflow/state/software-delivery/claims"))
+        .unwrap()
+        .flatten()
+        .map(|e| e.file_name().to_string_lossy().into_owned())
+        .filter(|n| n.ends_with(".json"))
+        .collect();
+    assert_eq!(claims, vec!["WU-042.json".to_string()]);
+    // The same id still answers the same claim.
+    assert_eq!(ws.claim()["created"], false);
+}
+
+/// Finding 7 (walk H): a worktree switched to another branch by hand is refused by every tool
+/// on the work unit (pr_prepare never commits to the other branch), and wu_recover switches a
+/// clean worktree back. KRN-09 (the approved call still refuses rather than commit elsewhere).
+#[test]
+fn a_worktree_off_its_branch_is_refused_and_recovered() {
+    let ws = Ws::new(GATES);
+    ws.claim();
+    let wt = ws.worktree();
+    git(&wt, &["checkout", "--quiet", "-b", "experiment"]);
+    let patch = ws.call(
+        "software-delivery:apply_patch",
+        json!({"wu_id": "WU-042", "patch": PATCH_README}),
+    );
+    assert_eq!(code(&patch), "WORKTREE_MISSING");
+    let message = &patch.output.error.as_ref().unwrap().message;
+    assert!(
+        message.contains("is on `experiment`, not on its branch `lane/content-site-comms/wu-042`"),
+        "{message}"
+    );
+    assert_eq!(
+        code(&ws.call("software-delivery:gates", json!({"wu_id": "WU-042"}))),
+        "WORKTREE_MISSING"
+    );
+    fs::write(wt.join("README.md"), "# site\n\nby hand\n").unwrap();
+    let input = json!({"wu_id": "WU-042", "title": "t"});
+    let asked = ws.call("software-delivery:pr_prepare", input.clone());
+    ws.grant(&asked.approval_id.clone().unwrap());
+    assert_eq!(
+        code(&ws.call("software-delivery:pr_prepare", input)),
+        "WORKTREE_MISSING"
+    );
+    assert_eq!(
+        git(&ws.root, &["rev-parse", "experiment"]),
+        git(&ws.root, &["rev-parse", "main"]),
+        "nothing committed on the other branch"
+    );
+
+    // Dirty: the operator decides. Clean: switched back.
+    let recover = json!({"wu_id": "WU-042"});
+    let asked = ws.call("software-delivery:wu_recover", recover.clone());
+    ws.grant(&asked.approval_id.clone().unwrap());
+    assert_eq!(
+        code(&ws.call("software-delivery:wu_recover", recover.clone())),
+        "RECOVERY_NEEDS_OPERATOR"
+    );
+    git(&wt, &["checkout", "--quiet", "README.md"]);
+    let asked = ws.call("software-delivery:wu_recover", recover.clone());
+    ws.grant(&asked.approval_id.clone().unwrap());
+    let d = data(&ws.call("software-delivery:wu_recover", recover));
+    assert!(
+        d["actions"][0]
+            .as_str()
+            .unwrap()
+            .starts_with("switched the worktree"),
+        "{d}"
+    );
+    data(&ws.call(
+        "software-delivery:apply_patch",
+        json!({"wu_id": "WU-042", "patch": PATCH_README}),
+    ));
+}
+
 #[test]
 fn wu_recover_never_runs_without_operator_consent() {
     let ws = Ws::new(GATES);

@@ -340,17 +340,70 @@ impl Claim {
         })?;
         let dir = ws.join(&claim.worktree);
         let resolved = dir.canonicalize().ok().filter(|p| p.is_dir());
-        match resolved {
-            Some(p) if p.starts_with(ws) && p.join(".git").is_file() => Ok((claim, p)),
-            _ => Err(fail_with(
+        let worktree = match resolved {
+            Some(p) if p.starts_with(ws) && p.join(".git").is_file() => p,
+            _ => {
+                return Err(fail_with(
+                    errors::WORKTREE_MISSING,
+                    format!(
+                        "the worktree `{}` of work unit `{wu_id}` is missing or damaged",
+                        claim.worktree
+                    ),
+                    recovery_details(wu_id),
+                ))
+            }
+        };
+        // A worktree switched to another branch by hand: patches, gates and commits would land
+        // on that branch while every answer names the claim's.
+        if let Some(on) = claim.checked_out_elsewhere(ws, &worktree)? {
+            return Err(fail_with(
                 errors::WORKTREE_MISSING,
                 format!(
-                    "the worktree `{}` of work unit `{wu_id}` is missing or damaged",
-                    claim.worktree
+                    "the worktree `{}` of work unit `{wu_id}` is on {on}, not on its branch `{}`; switch it back (`git -C {} switch {}`, after committing or stashing), or run software-delivery:wu_recover, which switches a clean worktree back",
+                    claim.worktree, claim.branch, claim.worktree, claim.branch
                 ),
                 recovery_details(wu_id),
-            )),
+            ));
         }
+        Ok((claim, worktree))
+    }
+
+    /// `Some(what)` when `worktree` has something other than the claim's branch checked out
+    /// (`` `experiment` `` or `a detached HEAD`).
+    pub fn checked_out_elsewhere(&self, ws: &Path, worktree: &Path) -> ToolResult<Option<String>> {
+        let head = git_in(worktree, ws, &["symbolic-ref", "--quiet", "HEAD"], None)?;
+        let name = String::from_utf8_lossy(&head.stdout).trim().to_string();
+        if !head.success() || name.is_empty() {
+            return Ok(Some("a detached HEAD".into()));
+        }
+        let branch = name.strip_prefix("refs/heads/").unwrap_or(&name);
+        Ok((branch != self.branch).then(|| format!("`{branch}`")))
+    }
+
+    /// The id of an existing claim record that differs from `wu_id` only in case: branch and
+    /// folder names are lower case, so the two would share one worktree (and on a
+    /// case-insensitive file system, one record).
+    pub fn case_twin(ws: &Path, wu_id: &str) -> ToolResult<Option<String>> {
+        let dir = ws.join(STATE_REL).join("claims");
+        let entries = match fs::read_dir(&dir) {
+            Ok(entries) => entries,
+            Err(e) if e.kind() == io::ErrorKind::NotFound => return Ok(None),
+            Err(e) => {
+                return Err(fail(
+                    errors::STATE_IO,
+                    format!("cannot list `{}`: {e}", dir.display()),
+                ))
+            }
+        };
+        Ok(entries
+            .flatten()
+            .filter_map(|e| {
+                e.file_name()
+                    .to_str()
+                    .and_then(|n| n.strip_suffix(".json"))
+                    .map(str::to_string)
+            })
+            .find(|other| other != wu_id && other.eq_ignore_ascii_case(wu_id)))
     }
 }
 

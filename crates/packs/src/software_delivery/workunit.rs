@@ -188,6 +188,18 @@ fn claim_inner(call: &BuiltinCall<'_>) -> ToolResult<ToolOutput> {
     let _across = claims_lock(&ws)?;
     let path = ws.join(&planned.worktree);
     let mut artifacts = Vec::new();
+    if let Some(first) = Claim::case_twin(&ws, &wu_id)? {
+        let existing = Claim::load(&ws, &first)?;
+        return Err(fail(
+            errors::WU_ALREADY_CLAIMED,
+            format!(
+                "work unit `{wu_id}` differs from the claimed `{first}` only in case, and work units share branches and worktrees by their lower-case id{}; use `{first}`, or another id",
+                existing
+                    .map(|c| format!(" (`{first}` is on lane `{}`, worktree `{}`)", c.lane, c.worktree))
+                    .unwrap_or_default()
+            ),
+        ));
+    }
     let (claim, created) = match Claim::load(&ws, &wu_id)? {
         Some(existing) if existing.lane != lane => {
             return Err(fail(
@@ -358,6 +370,27 @@ fn recover_inner(call: &BuiltinCall<'_>) -> ToolResult<ToolOutput> {
             )?;
             actions.push(format!(
                 "re-created the branch `{}` at the base commit and its worktree `{rel}`",
+                claim.branch
+            ));
+        }
+    }
+    // A worktree switched to another branch by hand: switched back when nothing would be
+    // lost, else handed to the operator.
+    if path.join(".git").is_file() {
+        if let Some(on) = claim.checked_out_elsewhere(&ws, &path)? {
+            let status = git_ok(&path, &ws, &["status", "--porcelain=v1", "-z"])?;
+            if !status.stdout.is_empty() {
+                return Err(fail(
+                    errors::RECOVERY_NEEDS_OPERATOR,
+                    format!(
+                        "the worktree `{rel}` is on {on}, not on `{}`, and has uncommitted changes; commit or stash them, then `git -C {rel} switch {}`",
+                        claim.branch, claim.branch
+                    ),
+                ));
+            }
+            git_ok(&path, &ws, &["switch", "--quiet", &claim.branch])?;
+            actions.push(format!(
+                "switched the worktree `{rel}` from {on} back to `{}`",
                 claim.branch
             ));
         }
