@@ -1078,6 +1078,48 @@ fn a_failed_gate_refuses_task_completion_until_it_passes() {
         .unwrap_or_else(|e| panic!("complete: {e}"));
 }
 
+/// Finding 4 (walk H): gates run in task T on another work unit's worktree are refused (they
+/// would file T's completion facts from code that is not T's), and a run where no gate is
+/// configured is not `all_passed`. KRN-08 (completion rules read only the task's own facts).
+#[test]
+fn gates_for_a_task_run_only_on_its_own_work_unit_and_nothing_run_is_not_a_pass() {
+    let gates = "software_delivery:\n  gates:\n    lint: {command: \"test -f LINT_OK\", timeout_seconds: 10}\n";
+    let ws = Ws::new(gates);
+    ws.claim();
+    data(&ws.call(
+        "software-delivery:wu_claim",
+        json!({"wu_id": "WU-043", "lane": "Content: Site Comms"}),
+    ));
+    let spec = format!(
+        "id: WU-042\nworkspace_id: ws-test\nlane_id: site-comms\ndomain: software-delivery\ntitle: Site comms\ndescription: Update the site\nacceptance:\n  - gates pass\ndeclared_scopes:\n{}risk: low\ntype: feature\npriority: P1\ncreated: 2026-04-20\n",
+        SCOPES.replace("      - ", "  - ")
+    );
+    let _tasks = ws.active_task(&spec);
+    let other = ws.call_in_task(
+        "software-delivery:gates",
+        json!({"wu_id": "WU-043", "gates": ["lint"]}),
+        "WU-042",
+    );
+    assert_eq!(code(&other), "TASK_WU_MISMATCH");
+    assert_receipt(&ws, &other, "TASK_WU_MISMATCH");
+    assert!(!ws
+        .root
+        .join(".lumenflow/state/software-delivery/facts/WU-042.json")
+        .exists());
+
+    // Nothing configured among the requested gates: success, but not a pass.
+    let none = data(&ws.call(
+        "software-delivery:gates",
+        json!({"wu_id": "WU-043", "gates": ["format", "test"]}),
+    ));
+    assert_eq!(none["all_passed"], false);
+    assert_eq!(none["gates_run"], 0);
+    assert!(
+        none["note"].as_str().unwrap().starts_with("no gate ran"),
+        "{none}"
+    );
+}
+
 // ---------------------------------------------------------------------------------------------
 // pr_prepare and wu_recover: operator consent
 

@@ -44,6 +44,7 @@ pub mod errors {
     pub const CONFIG_INVALID: &str = "CONFIG_INVALID";
     pub const STATE_IO: &str = "STATE_IO_FAILED";
     pub const RECOVERY_NEEDS_OPERATOR: &str = "RECOVERY_NEEDS_OPERATOR";
+    pub const TASK_WU_MISMATCH: &str = "TASK_WU_MISMATCH";
 }
 
 /// A tool's internal result: the `Err` side is the failure the caller sees, boxed (a

@@ -251,6 +251,16 @@ fn inner(call: &BuiltinCall<'_>) -> ToolResult<ToolOutput> {
     let names = requested(input)?;
     let ws = common::repo_root(call)?;
     let (claim, worktree) = Claim::require(&ws, &wu_id)?;
+    // The facts of task T decide whether T can complete: gates run on another work unit's
+    // worktree must not speak for it.
+    if let Some(task) = call.task_id().filter(|t| *t != wu_id) {
+        return Err(fail(
+            errors::TASK_WU_MISMATCH,
+            format!(
+                "the call runs in task `{task}` but `wu_id` is `{wu_id}`: gate results become the task's completion facts, so they must come from its own work unit; run the gates with `wu_id` `{task}`, or without a task"
+            ),
+        ));
+    }
     let facts_key = call.task_id().unwrap_or(&wu_id).to_string();
     let facts_rel = format!("{STATE_REL}/facts/{facts_key}.json");
     let results_rel = format!("{STATE_REL}/gates/{wu_id}.json");
@@ -418,14 +428,26 @@ fn inner(call: &BuiltinCall<'_>) -> ToolResult<ToolOutput> {
         &json!({"wu_id": wu_id, "facts_key": facts_key, "gates": all_gates}),
     )?;
 
+    let ran = results
+        .iter()
+        .filter(|r| r["status"] != "not_configured")
+        .count();
     let mut data = json!({
         "wu_id": wu_id,
         "worktree_path": worktree.to_string_lossy(),
-        "all_passed": failed == 0 && timed_out == 0,
+        // Nothing that ran is not "all passed": a caller must not read it as green.
+        "all_passed": ran > 0 && failed == 0 && timed_out == 0,
+        "gates_run": ran,
         "facts_key": facts_key,
         "sandbox": sandbox.label(),
         "results": results,
     });
+    if ran == 0 {
+        data["note"] = json!(format!(
+            "no gate ran: none of {} is configured under `software_delivery.gates` in workspace.yaml",
+            names.join(", ")
+        ));
+    }
     if !reaped.is_empty() {
         // Gate runs of a runtime that died, killed before these ran.
         data["reaped_orphans"] = json!(reaped);
