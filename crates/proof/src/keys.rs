@@ -214,6 +214,14 @@ pub struct PublicKey {
 
 impl PublicKey {
     pub fn from_pem(pem: &str, what: &str) -> Result<PublicKey, KeyError> {
+        // The PEM decoder's own error for text with no armour blames a NUL byte (F14).
+        if !pem.contains("-----BEGIN ") {
+            return Err(KeyError::Format {
+                what: what.to_string(),
+                expected: "SPKI `PUBLIC KEY`",
+                reason: "no `-----BEGIN PUBLIC KEY-----` line: this is not a PEM file".into(),
+            });
+        }
         VerifyingKey::from_public_key_pem(pem.trim())
             .map(|verifying| PublicKey { verifying })
             .map_err(|e| KeyError::Format {

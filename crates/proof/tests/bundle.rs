@@ -224,7 +224,15 @@ fn tampering_is_caught_by_the_right_check() {
     .into();
     fs::write(&manifest, serde_json::to_vec(&m).expect("j")).expect("w");
     let v = bundle::verify(dir.path(), None);
-    assert_eq!(failed_checks(&v), ["signature_valid"], "{v:#?}");
+    // The hashes of a manifest whose signature fails are not checked, so no artifact is blamed
+    // (F11).
+    assert_eq!(
+        failed_checks(&v),
+        ["hashes_match", "signature_valid"],
+        "{v:#?}"
+    );
+    assert!(v.checks[2].detail.contains("unsigned manifest"), "{v:#?}");
+    assert!(!v.checks[2].detail.contains("pr-summary.md"), "{v:#?}");
 
     // Re-signed by an attacker with their own key and PEM: passes only when not pinned.
     let attacker = KeyPair::generate();
@@ -242,7 +250,7 @@ fn tampering_is_caught_by_the_right_check() {
     )
     .expect("w");
     let v = bundle::verify(dir.path(), None);
-    assert_eq!(failed_checks(&v), ["signature_valid"]);
+    assert_eq!(failed_checks(&v), ["hashes_match", "signature_valid"]);
     assert!(v.checks[3].detail.contains("signer_key_id"));
 
     // A truncated signature.
@@ -250,7 +258,7 @@ fn tampering_is_caught_by_the_right_check() {
     fs::write(dir.path().join("manifest.sig"), [0u8; 10]).expect("w");
     assert_eq!(
         failed_checks(&bundle::verify(dir.path(), None)),
-        ["signature_valid"]
+        ["hashes_match", "signature_valid"]
     );
 }
 
@@ -272,14 +280,17 @@ fn unsupported_schema_and_escaping_names_are_refused() {
         "{v:#?}"
     );
 
-    // A manifest naming a file outside the bundle never gets it read or hashed.
+    // A manifest naming a file outside the bundle never gets it read or hashed, even when the
+    // forger re-signs it.
     let mut m: serde_json::Value = serde_json::from_slice(&original).expect("j");
     m["required_artifacts"]
         .as_array_mut()
         .expect("list")
         .push("../outside.txt".into());
     m["artifact_hashes"]["../outside.txt"] = "sha256:00".into();
-    fs::write(&manifest, serde_json::to_vec(&m).expect("j")).expect("w");
+    let bytes = lumenflow_contracts::canonical_json::to_canonical_string(&m).into_bytes();
+    fs::write(&manifest, &bytes).expect("w");
+    fs::write(dir.path().join("manifest.sig"), key.sign(&bytes)).expect("w");
     let v = bundle::verify(dir.path(), None);
     assert!(failed_checks(&v).contains(&"files_present"));
     assert!(failed_checks(&v).contains(&"hashes_match"));
@@ -305,6 +316,10 @@ fn a_symlinked_artifact_is_not_followed() {
     let v = bundle::verify(dir.path(), None);
     assert!(failed_checks(&v).contains(&"files_present"), "{v:#?}");
     assert!(failed_checks(&v).contains(&"hashes_match"));
+    assert!(
+        v.checks[0].detail.contains("ask.json is a symlink"),
+        "{v:#?}"
+    );
 }
 
 /// The bundle format is a contract with third-party verifiers: a fixed key and fixed artifacts

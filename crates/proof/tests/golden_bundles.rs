@@ -1,5 +1,6 @@
 //! Golden bundles under `fixtures/bundles/` (issue 10): a valid one and five broken ones, each
-//! with the verdict the verifier must give (`expected.json`), checked with the signer pinned to
+//! with the verdict the verifier must give (`<case>.expected.json`, beside the folder: inside it
+//! would be a file the signature does not cover, which fails `files_present`), checked with the signer pinned to
 //! `fixtures/bundles/signer.pem`. Also the DSSE export of the valid bundle, checked by us and by
 //! `openssl` over the pre-authentication encoding. `UPDATE_GOLDEN=1` regenerates the folders
 //! (deterministically: fixed keys, fixed artifacts, Ed25519 signatures); review the diff.
@@ -17,13 +18,16 @@ use serde_json::{json, Value};
 
 const SIGNER: [u8; 32] = [7u8; 32];
 const OTHER: [u8; 32] = [9u8; 32];
-const CASES: [&str; 6] = [
+const CASES: [&str; 9] = [
     "valid",
     "tampered-artifact",
     "missing-file",
     "wrong-key",
     "unknown-schema",
     "truncated-signature",
+    "unlisted-file",
+    "duplicate-key",
+    "foreign-run-id",
 ];
 
 fn root() -> PathBuf {
@@ -61,6 +65,30 @@ fn build(case: &str, dir: &Path) -> Value {
     let _ = fs::remove_dir_all(dir);
     match case {
         "wrong-key" => seal(dir, &KeyPair::from_secret_bytes(&OTHER)),
+        "foreign-run-id" => {
+            // Sealed by the right key, but ask.json is another run's (F5): its hash matches,
+            // its run id does not.
+            fs::create_dir_all(dir).unwrap();
+            for name in REQUIRED_ARTIFACTS {
+                fs::write(dir.join(name), "{\"run_id\": \"tc-golden\"}\n").unwrap();
+            }
+            fs::write(dir.join("ask.json"), "{\"run_id\": \"tc-other\"}\n").unwrap();
+            fs::write(
+                dir.join("replay-link.txt"),
+                "http://127.0.0.1:8787/replay/tc-golden\n",
+            )
+            .unwrap();
+            bundle::seal(
+                dir,
+                &signer,
+                &SealRequest {
+                    run_id: "tc-golden",
+                    mode: "happy",
+                    created_at: "2026-11-21T00:00:00.000Z",
+                },
+            )
+            .unwrap();
+        }
         _ => seal(dir, &signer),
     }
     let failed: Vec<&str> = match case {
@@ -91,8 +119,34 @@ fn build(case: &str, dir: &Path) -> Value {
         "truncated-signature" => {
             let sig = fs::read(dir.join("manifest.sig")).unwrap();
             fs::write(dir.join("manifest.sig"), &sig[..32]).unwrap();
-            vec!["signature_valid"]
+            // An unsigned manifest's hashes are not checked against the artifacts (F11).
+            vec!["hashes_match", "signature_valid"]
         }
+        "unlisted-file" => {
+            // Nothing signs it, yet it sits among the evidence (F4).
+            fs::write(
+                dir.join("extra-evidence.json"),
+                "{\"status\": \"passed\"}\n",
+            )
+            .unwrap();
+            vec!["files_present"]
+        }
+        "duplicate-key" => {
+            // Re-signed by the right key: `mode` twice, which readers resolve differently (F13).
+            let path = dir.join("manifest.json");
+            let text = fs::read_to_string(&path).unwrap();
+            let bytes = text
+                .replacen(
+                    "\"mode\":\"happy\"",
+                    "\"mode\":\"happy\",\"mode\":\"policy-blocked\"",
+                    1,
+                )
+                .into_bytes();
+            fs::write(&path, &bytes).unwrap();
+            fs::write(dir.join("manifest.sig"), signer.sign(&bytes)).unwrap();
+            vec!["schema_supported", "hashes_match", "signature_valid"]
+        }
+        "foreign-run-id" => vec!["hashes_match"],
         other => panic!("unknown case {other}"),
     };
     json!({"passed": failed.is_empty(), "failed_checks": failed})
@@ -108,7 +162,7 @@ fn every_golden_bundle_gets_its_verdict() {
         for case in CASES {
             let expected = build(case, &root().join(case));
             fs::write(
-                root().join(case).join("expected.json"),
+                root().join(format!("{case}.expected.json")),
                 format!("{}\n", serde_json::to_string_pretty(&expected).unwrap()),
             )
             .unwrap();
@@ -122,8 +176,10 @@ fn every_golden_bundle_gets_its_verdict() {
     assert_eq!(pinned, signer.public());
     for case in CASES {
         let dir = root().join(case);
-        let expected: Value =
-            serde_json::from_slice(&fs::read(dir.join("expected.json")).unwrap()).unwrap();
+        let expected: Value = serde_json::from_slice(
+            &fs::read(root().join(format!("{case}.expected.json"))).unwrap(),
+        )
+        .unwrap();
         let v = bundle::verify(&dir, Some(&pinned));
         let failed: Vec<&str> = v
             .checks
