@@ -21,6 +21,10 @@ pub enum ProofCommand {
         /// inside the bundle is used and the report says it was only self-asserted.
         #[arg(long, value_name = "PEM")]
         pubkey: Option<PathBuf>,
+        /// The run this bundle must be the evidence of: a bundle signed for another run fails
+        /// `signature_valid`, whatever its folder is called.
+        #[arg(long, value_name = "ID")]
+        run_id: Option<String>,
     },
     /// Export a verified bundle as an in-toto Statement in a DSSE envelope, signed with the
     /// bundle's own key (for supply-chain tooling).
@@ -42,7 +46,11 @@ pub enum ProofCommand {
 
 pub fn run(ctx: &Context, cmd: ProofCommand) -> Result<(), CliError> {
     match cmd {
-        ProofCommand::Verify { dir, pubkey } => verify(ctx, dir, pubkey),
+        ProofCommand::Verify {
+            dir,
+            pubkey,
+            run_id,
+        } => verify(ctx, dir, pubkey, run_id),
         ProofCommand::Export { dir, key, out, .. } => export(ctx, dir, key, out),
     }
 }
@@ -93,7 +101,7 @@ fn export(
             std::fs::write(&path, format!("{text}\n")).map_err(|e| {
                 CliError::new(
                     "IO_ERROR",
-                    format!("--pubkey `{}`: cannot read the key: {e}", path.display()),
+                    format!("--out `{}`: cannot write the envelope: {e}", path.display()),
                 )
             })?;
             print_ok(
@@ -111,7 +119,12 @@ fn export(
     Ok(())
 }
 
-fn verify(ctx: &Context, dir: PathBuf, pubkey: Option<PathBuf>) -> Result<(), CliError> {
+fn verify(
+    ctx: &Context,
+    dir: PathBuf,
+    pubkey: Option<PathBuf>,
+    run_id: Option<String>,
+) -> Result<(), CliError> {
     if !dir.is_dir() {
         return Err(CliError::new(
             "BUNDLE_NOT_FOUND",
@@ -127,14 +140,31 @@ fn verify(ctx: &Context, dir: PathBuf, pubkey: Option<PathBuf>) -> Result<(), Cl
                 )
             })?;
             Some(
-                PublicKey::from_pem(&pem, &path.display().to_string())
+                PublicKey::from_pem(&pem, &format!("--pubkey `{}`", path.display()))
                     .map_err(|e| CliError::new(e.code(), e.to_string()))?,
             )
         }
         None => None,
     };
-    let v = bundle::verify(&dir, pinned.as_ref());
+    let v = bundle::verify_with(
+        &dir,
+        &bundle::VerifyOptions {
+            pinned: pinned.as_ref(),
+            run_id: run_id.as_deref(),
+        },
+    );
+    let signed = v.manifest_signed;
     let mut human = format!("bundle {}\n", dir.display());
+    // The run is what the verdict is about, so it is shown, and marked when nothing signs it (F5).
+    if let Some(m) = &v.manifest {
+        human.push_str(&format!(
+            "  {} run_id {}, mode {}, created_at {}\n",
+            if signed { "signed" } else { "UNSIGNED claim:" },
+            m.run_id,
+            m.mode,
+            m.created_at
+        ));
+    }
     for c in &v.checks {
         human.push_str(&format!(
             "  {} {:<17} {}\n",
@@ -143,13 +173,29 @@ fn verify(ctx: &Context, dir: PathBuf, pubkey: Option<PathBuf>) -> Result<(), Cl
             c.detail
         ));
     }
+    for w in &v.warnings {
+        human.push_str(&format!("  warning: {w}\n"));
+    }
+    let report = |ok: bool| {
+        json!({
+            "ok": ok,
+            "signer_pinned": v.key_pinned,
+            "run_id": v.manifest.as_ref().map(|m| m.run_id.as_str()),
+            "mode": v.manifest.as_ref().map(|m| m.mode.as_str()),
+            "created_at": v.manifest.as_ref().map(|m| m.created_at.as_str()),
+            "verification": v,
+        })
+    };
     if v.passed() {
+        // Exit 0 for an unpinned pass is the spec (Q31); the words have to carry the warning.
         human.push_str(if v.key_pinned {
             "verified: all four checks passed with the pinned key"
         } else {
-            "verified: all four checks passed (signer key self-asserted; pin it with --pubkey)"
+            "SELF-CONSISTENT ONLY, SIGNER NOT PINNED: the four checks passed against the key \
+             shipped inside the bundle, which anyone can make; nothing ties this bundle to a known \
+             signer. Pin the expected key with --pubkey PEM"
         });
-        print_ok(ctx.json, &json!({"ok": true, "verification": v}), &human);
+        print_ok(ctx.json, &report(true), &human);
         Ok(())
     } else {
         let failed: Vec<&str> = v
@@ -160,8 +206,7 @@ fn verify(ctx: &Context, dir: PathBuf, pubkey: Option<PathBuf>) -> Result<(), Cl
             .collect();
         if ctx.json {
             crate::output::stdout_line(
-                &serde_json::to_string_pretty(&json!({"ok": false, "verification": v}))
-                    .unwrap_or_default(),
+                &serde_json::to_string_pretty(&report(false)).unwrap_or_default(),
             );
         } else {
             eprint!("{human}");
