@@ -606,3 +606,32 @@ fn a_builtin_registers_only_for_a_tool_its_manifest_declares() {
         "the manifest's input_schema is compiled"
     );
 }
+
+#[test]
+fn an_output_that_cannot_be_stored_is_still_committed_to_by_hash() {
+    // KRN-12: a full evidence disk must not leave a receipt silently without `output_hash`, nor
+    // half-written temp files. The call ran and stands; its receipt commits to the output's hash
+    // and says why the blob is missing.
+    let f = fixture("");
+    let input = json!({"path": "reports/a.md"});
+    assert!(call(&f, "notes:read", input.clone()).output.success);
+    // The evidence folder becomes unwritable (here: not a folder any more); the input is known
+    // to this process, so only the new output has to be written.
+    let inputs = f.runtime.evidence.root().join("inputs");
+    fs::rename(&inputs, inputs.with_extension("moved")).expect("move");
+    fs::write(&inputs, b"not a folder").expect("block");
+    let out = call(&f, "notes:write", input);
+    assert!(out.output.success, "{out:?}");
+    let fin = finished(&f, &out.receipt_id);
+    let expected = lumenflow_contracts::digest::Sha256Digest::of(
+        &lumenflow_contracts::canonical_json::to_canonical_vec(&json!({"bytes": 3})),
+    );
+    assert_eq!(fin["output_hash"], expected.to_string());
+    assert!(fin.get("output_ref").is_none());
+    assert!(
+        fin["output_evidence_error"]
+            .as_str()
+            .is_some_and(|e| !e.is_empty()),
+        "{fin:?}"
+    );
+}

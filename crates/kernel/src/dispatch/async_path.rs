@@ -4,7 +4,7 @@ use std::sync::Arc;
 
 use lumenflow_contracts::tool_output::{codes, ToolOutput};
 
-use super::evidence::{self, Lookup};
+use super::evidence::Lookup;
 use super::phases::{Checked, Inline, WouldBlock};
 use super::{prepared, CallOutcome, CallRequest, RegisteredTool, Runtime};
 
@@ -106,7 +106,7 @@ struct Execution {
 
 impl Execution {
     /// Steps 8 and 9, and the output's evidence.
-    fn run(self) -> (ToolOutput, &'static str, Option<evidence::Stored>) {
+    fn run(self) -> (ToolOutput, &'static str, Option<super::OutputEvidence>) {
         let rt = &self.runtime;
         let (output, sandbox) = rt.execute(
             &self.req,

@@ -117,14 +117,19 @@ impl EvidenceStore {
                 .root
                 .join("inputs")
                 .join(format!(".{hex}.tmp-{}-{n}", std::process::id()));
-            {
-                let mut f = OpenOptions::new()
-                    .create(true)
-                    .write(true)
-                    .truncate(true)
-                    .open(&tmp)?;
-                f.write_all(&bytes)?;
-                f.sync_data()?;
+            let written = OpenOptions::new()
+                .create(true)
+                .write(true)
+                .truncate(true)
+                .open(&tmp)
+                .and_then(|mut f| {
+                    f.write_all(&bytes)?;
+                    f.sync_data()
+                });
+            // A half-written temp file (a full disk) would keep the disk full.
+            if let Err(e) = written {
+                let _ = fs::remove_file(&tmp);
+                return Err(e);
             }
             // Rename is atomic; two writers of the same blob write identical bytes. The folder
             // is synced too, or a crash could lose the name while a receipt points at it.

@@ -54,6 +54,9 @@ pub use registry::{BuiltinCall, BuiltinFn, Implementation, RegisteredTool, ToolR
 pub const TOOL_CALL_STARTED: &str = "tool_call_started";
 pub const TOOL_CALL_FINISHED: &str = "tool_call_finished";
 
+/// The output stored as evidence, or its hash and why it could not be stored.
+pub(crate) type OutputEvidence = Result<evidence::Stored, (String, String)>;
+
 /// Where a call came from; remote surfaces never see `internal_only` tools.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize)]
 #[serde(rename_all = "snake_case")]
@@ -910,13 +913,18 @@ impl Runtime {
         }
     }
 
-    /// The output as evidence, when there is one and it could be stored (a receipt without
-    /// `output_ref` says it could not).
-    fn output_evidence(&self, output: &ToolOutput) -> Option<evidence::Stored> {
-        output
-            .data
-            .as_ref()
-            .and_then(|data| self.evidence.put(data).ok())
+    /// The output as evidence, when there is one. When it cannot be stored (a full disk), the
+    /// receipt still commits to its hash and says why the blob is missing: the call ran and its
+    /// effects stand, so failing it would misreport them, and a receipt silently without
+    /// `output_hash` proved nothing about what the tool returned.
+    fn output_evidence(&self, output: &ToolOutput) -> Option<OutputEvidence> {
+        output.data.as_ref().map(|data| {
+            self.evidence.put(data).map_err(|e| {
+                let bytes = lumenflow_contracts::canonical_json::to_canonical_vec(data);
+                let hash = lumenflow_contracts::digest::Sha256Digest::of(&bytes).to_string();
+                (hash, e.to_string())
+            })
+        })
     }
 
     /// Step 10: the finished receipt of an admitted call, and the outcome to return once it
@@ -927,7 +935,7 @@ impl Runtime {
         admitted: Admitted,
         output: ToolOutput,
         sandbox: &'static str,
-        output_evidence: Option<evidence::Stored>,
+        output_evidence: Option<OutputEvidence>,
     ) -> (Map<String, Value>, CallOutcome) {
         let Admitted {
             draft,
@@ -954,9 +962,16 @@ impl Runtime {
         if let Some(task) = &req.task_id {
             finished.insert("task_id".into(), task.clone().into());
         }
-        if let Some(stored) = output_evidence {
-            finished.insert("output_hash".into(), stored.hash.into());
-            finished.insert("output_ref".into(), stored.reference.into());
+        match output_evidence {
+            Some(Ok(stored)) => {
+                finished.insert("output_hash".into(), stored.hash.into());
+                finished.insert("output_ref".into(), stored.reference.into());
+            }
+            Some(Err((hash, error))) => {
+                finished.insert("output_hash".into(), hash.into());
+                finished.insert("output_evidence_error".into(), error.into());
+            }
+            None => {}
         }
         (
             finished,
