@@ -1858,3 +1858,99 @@ fn sigterm_ends_live_streams_and_closes_the_store() {
         "the store was closed: SQLite removes its WAL when the last connection closes"
     );
 }
+
+/// Run `sql` on the SQLite database at `url` through a connection of the test's own (not the
+/// server's), and return the first column of the first row as an integer when there is one.
+fn sqlite_exec(url: &str, sql: &str) -> Option<i64> {
+    let (url, sql) = (url.to_string(), sql.to_string());
+    let rt = tokio::runtime::Builder::new_current_thread()
+        .enable_all()
+        .build()
+        .unwrap();
+    rt.block_on(async move {
+        use sqlx::{Connection, Row};
+        let mut conn = sqlx::SqliteConnection::connect(&url).await.unwrap();
+        let row = sqlx::query(sqlx::AssertSqlSafe(sql))
+            .fetch_optional(&mut conn)
+            .await
+            .unwrap();
+        conn.close().await.unwrap();
+        row.and_then(|r| r.try_get::<i64, _>(0).ok())
+    })
+}
+
+/// Regression for walk-F F-1 (DLV, Q36): after two storage errors in a row on SQLite, every
+/// later batch was answered `200 accepted` but stayed in a transaction that was never
+/// committed, and the sidecar then deleted its outbox copy. SQLite answers an error inside a
+/// transaction in two ways (it rolls the whole transaction back, as it may on a full disk, or
+/// only the statement); two triggers inject exactly those two answers through the real server.
+/// Every batch acknowledged afterwards must be visible to another connection and survive a stop.
+#[test]
+fn storage_errors_never_leave_an_acknowledged_batch_uncommitted() {
+    let home = Home::sqlite();
+    let mut server = home.serve();
+    let e = enroll(&server, &home.code("ws-full", None), None);
+    let url = format!("{}/api/v1/events", server.url);
+    for (name, raise) in [("rollback", "ROLLBACK"), ("abort", "ABORT")] {
+        sqlite_exec(
+            &home.database,
+            &format!(
+                "CREATE TRIGGER fault_{name} BEFORE INSERT ON events \
+                 WHEN instr(NEW.raw, 'inject-{name}') > 0 \
+                 BEGIN SELECT RAISE({raise}, 'injected {name}'); END"
+            ),
+        );
+    }
+    let events = |from: u64, n: u64, marker: &str| -> Value {
+        batch(
+            "ws-full",
+            (from..from + n)
+                .map(|i| event("acme:tick", "ws-full", i, json!({"i": i, "m": marker})))
+                .collect(),
+        )
+    };
+    // The failures in the order of the report: the transaction rolled back by SQLite, then a
+    // statement rolled back inside a transaction that stays open.
+    for (seq, marker) in [
+        (0, "inject-rollback"),
+        (100, "inject-abort"),
+        (200, "inject-rollback"),
+        (300, "inject-abort"),
+    ] {
+        let (status, body) = post(&url, Some(&e.token), &events(seq, 10, marker));
+        assert_eq!(status, 500, "{marker}: {body}");
+        assert_eq!(code_of(&body), "STORAGE_ERROR", "{body}");
+    }
+    for round in 0..3u64 {
+        let good = events(1000 + round * 10, 10, "ok");
+        let (status, body) = post(&url, Some(&e.token), &good);
+        assert_eq!(
+            (
+                status,
+                body["accepted"].as_u64(),
+                body["duplicates"].as_u64()
+            ),
+            (200, Some(10), Some(0)),
+            "{body}"
+        );
+        // Acknowledged means committed: another connection sees the rows now.
+        let seen = sqlite_exec(
+            &home.database,
+            "SELECT count(*) FROM events WHERE workspace_id = 'ws-full'",
+        );
+        assert_eq!(seen, Some((round as i64 + 1) * 10), "round {round}");
+    }
+    let log = std::fs::read_to_string(home.path().join("server.log")).unwrap();
+    assert!(
+        log.contains("injected rollback"),
+        "storage error not logged: {log}"
+    );
+    server.kill();
+    assert_eq!(
+        sqlite_exec(
+            &home.database,
+            "SELECT count(*) FROM events WHERE workspace_id = 'ws-full'"
+        ),
+        Some(30)
+    );
+}

@@ -151,6 +151,11 @@ impl From<sqlx::Error> for CloudError {
 
 impl IntoResponse for CloudError {
     fn into_response(self) -> Response {
+        // The client sees the message, but the operator must too: a storage failure that only
+        // reached the client left no trace on the server (walk-F F-1).
+        if self.status().is_server_error() {
+            tracing::error!(code = self.code(), error = %self, "request failed");
+        }
         (self.status(), axum::Json(self.to_api())).into_response()
     }
 }

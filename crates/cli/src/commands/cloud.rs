@@ -314,6 +314,9 @@ pub fn run(ctx: &Context, command: CloudCommand) -> Result<(), CliError> {
                 public_url,
                 registry_refresh: Duration::from_secs(registry_refresh),
             };
+            // The server's warnings and storage errors go to stderr; without a subscriber
+            // they were dropped and a failing disk left no trace on the server (walk-F F-1).
+            super::conductor::init_logging();
             let database = config.database.clone();
             rt.block_on(server::serve(
                 config,

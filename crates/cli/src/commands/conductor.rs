@@ -192,8 +192,9 @@ fn tokio_runtime() -> Result<tokio::runtime::Runtime, CliError> {
         })
 }
 
-/// Logs go to stderr (stdout is for results, and the MCP channel under `lumenflow mcp`).
-fn init_logging() {
+/// Logs go to stderr (stdout is for results, and the MCP channel under `lumenflow mcp`); level
+/// from `LUMENFLOW_LOG`, `info` by default.
+pub(crate) fn init_logging() {
     let filter = tracing_subscriber::EnvFilter::try_from_env("LUMENFLOW_LOG")
         .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new("info"));
     let _ = tracing_subscriber::fmt()

@@ -141,7 +141,12 @@ async fn commit_group(pool: &Pool, group: Vec<Job>) {
             }
         }
         Err(e) => {
-            let message = e.to_string();
+            // Every waiter gets the same error; the `Storage` variant is kept as it is so its
+            // message is not prefixed twice.
+            let message = match e {
+                CloudError::Storage(m) => m,
+                other => other.to_string(),
+            };
             for job in group {
                 let _ = job.reply.send(Err(CloudError::Storage(message.clone())));
             }
@@ -203,10 +208,37 @@ macro_rules! insert_batch {
     }};
 }
 
-/// The statements of every job, in queue order; the fresh-row count of each.
+/// The statements of every job, in queue order, in one transaction; the fresh-row count of each.
+///
+/// The rows are acknowledged only when this returns `Ok`, so `Ok` must mean a real `COMMIT` of
+/// the outermost transaction (walk-F F-1). On any error the writer connection is closed rather
+/// than returned to the pool: after a full disk SQLite may already have rolled the transaction
+/// back itself, sqlx's own `ROLLBACK` then fails and its transaction count stays one too high,
+/// and every later "transaction" became a savepoint inside one that was never committed. Closing
+/// the connection rolls back whatever is open; the pool opens a fresh one for the next group.
 async fn write_group_sqlite(pool: &SqlitePool, group: &[Job]) -> CloudResult<Vec<u64>> {
+    let mut conn = pool.acquire().await?;
+    let written = write_group_sqlite_on(&mut conn, group).await;
+    if let Err(e) = &written {
+        tracing::error!(error = %e, "event batch not stored; the writer connection is reopened");
+        if let Err(close) = sqlx::Connection::close(conn.detach()).await {
+            tracing::warn!(error = %close, "closing the failed writer connection");
+        }
+    }
+    written
+}
+
+async fn write_group_sqlite_on(
+    conn: &mut sqlx::SqliteConnection,
+    group: &[Job],
+) -> CloudResult<Vec<u64>> {
+    use sqlx::Connection as _;
     let received = now_ms();
-    let mut tx = pool.begin().await?;
+    // An explicit `BEGIN IMMEDIATE` (not sqlx's nesting `begin`): sqlx refuses it when it thinks
+    // a transaction is open and checks that SQLite really started one, so the `COMMIT` below is
+    // always the outermost one. `IMMEDIATE` also takes the write lock up front, where the busy
+    // timeout applies, instead of failing a half-written group on lock upgrade.
+    let mut tx = conn.begin_with("BEGIN IMMEDIATE").await?;
     let mut counts = Vec::with_capacity(group.len());
     for job in group {
         counts.push(insert_batch!(&mut tx, &job.rows, received, "MIN", "MAX"));

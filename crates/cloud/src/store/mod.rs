@@ -706,6 +706,17 @@ impl Store {
             let write = SqlitePoolOptions::new()
                 .max_connections(1)
                 .acquire_timeout(Duration::from_secs(60))
+                // A writer handed back while sqlx still counts a transaction (a failed ROLLBACK
+                // or COMMIT, as after a full disk) is closed, never reused: on it the next
+                // `begin` would open a savepoint inside a transaction that no one commits, and
+                // acknowledged writes would never reach the file (walk-F F-1). The query first
+                // waits for the rollback a dropped transaction queued, so the count is current.
+                .after_release(|conn, _| {
+                    Box::pin(async move {
+                        sqlx::query("SELECT 1").execute(&mut *conn).await?;
+                        Ok(!sqlx::Connection::is_in_transaction(conn))
+                    })
+                })
                 .connect_with(options.clone())
                 .await
                 .map_err(storage)?;
