@@ -1954,3 +1954,123 @@ fn storage_errors_never_leave_an_acknowledged_batch_uncommitted() {
         Some(30)
     );
 }
+
+/// Regression for walk-F F-3 (ENR, Q16): `serve` (and `init`) made a new signing key when the
+/// key file was missing beside a database that had issued tokens, and every enrollment and token
+/// then failed. They now refuse, naming the key path and the way out; `--new-key` starts over on
+/// purpose. A database that has issued nothing still gets its key on first start.
+#[test]
+fn a_missing_key_beside_a_database_in_use_is_refused() {
+    let home = Home::sqlite();
+    let server = home.serve();
+    let op = home.operator_token();
+    drop(server);
+    let moved = home.path().join("elsewhere.key");
+    std::fs::rename(home.key(), &moved).unwrap();
+    for args in [
+        vec!["cloud", "serve", "--listen", "127.0.0.1:0"],
+        vec!["cloud", "init"],
+    ] {
+        let mut all = args.clone();
+        let key = home.key();
+        all.extend(["--database", &home.database, "--key", key.to_str().unwrap()]);
+        let (code, message) = refused(home.path(), &all);
+        assert_eq!(code, "SIGNING_KEY_MISSING", "{args:?}: {message}");
+        assert!(message.contains(home.key().to_str().unwrap()), "{message}");
+        assert!(message.contains("--new-key"), "{message}");
+        assert!(!home.key().exists(), "{args:?} created a key");
+    }
+    // The restored key works again, with the tokens issued before.
+    std::fs::rename(&moved, home.key()).unwrap();
+    let server = home.serve();
+    let (status, body) = get(
+        &format!("{}/api/v1/events?workspace_id=ws-x&limit=1", server.url),
+        Some(&op),
+    );
+    assert_eq!(status, 200, "{body}");
+    drop(server);
+    // Starting over on purpose: a new key, and the old token is refused.
+    std::fs::remove_file(home.key()).unwrap();
+    let init = ok_json(
+        home.path(),
+        &[
+            "cloud",
+            "init",
+            "--database",
+            &home.database,
+            "--key",
+            home.key().to_str().unwrap(),
+            "--new-key",
+        ],
+    );
+    assert!(home.key().exists(), "{init}");
+    let server = home.serve();
+    let (status, body) = get(
+        &format!("{}/api/v1/events?workspace_id=ws-x&limit=1", server.url),
+        Some(&op),
+    );
+    assert_eq!((status, code_of(&body)), (401, "TOKEN_INVALID"), "{body}");
+}
+
+/// walk-F F-4: `cloud backup` copies a running SQLite control plane (database with what is still
+/// in its WAL, and the key); the copy serves the old tokens and events in a new folder.
+#[test]
+fn a_backup_of_a_running_control_plane_restores_with_its_tokens_and_events() {
+    let home = Home::sqlite();
+    let server = home.serve();
+    let op = home.operator_token();
+    let e = enroll(&server, &home.code("ws-b", None), None);
+    let events: Vec<Value> = (0..25)
+        .map(|i| event("acme:tick", "ws-b", i, json!({"i": i})))
+        .collect();
+    let (status, body) = post(
+        &format!("{}/api/v1/events", server.url),
+        Some(&e.token),
+        &batch("ws-b", events),
+    );
+    assert_eq!(status, 200, "{body}");
+    let restore = TempDir::new().unwrap();
+    let out = restore.path().join("lumenflow-cloud.db");
+    let made = home.cli(&[
+        "cloud",
+        "backup",
+        "--out",
+        out.to_str().unwrap(),
+        "--key",
+        home.key().to_str().unwrap(),
+    ]);
+    let key_copy = restore.path().join("lumenflow-cloud.db.key");
+    assert_eq!(made["key"].as_str(), key_copy.to_str());
+    {
+        use std::os::unix::fs::PermissionsExt;
+        for f in [&out, &key_copy] {
+            let mode = std::fs::metadata(f).unwrap().permissions().mode() & 0o777;
+            assert_eq!(mode, 0o600, "{}", f.display());
+        }
+    }
+    // A second backup to the same file is refused rather than overwriting it.
+    let (_, message) = refused(
+        home.path(),
+        &[
+            "cloud",
+            "backup",
+            "--out",
+            out.to_str().unwrap(),
+            "--database",
+            &home.database,
+            "--key",
+            home.key().to_str().unwrap(),
+        ],
+    );
+    assert!(message.contains("already exists"), "{message}");
+    drop(server);
+    let restored = Server::start(
+        restore.path(),
+        &format!("sqlite://{}", out.display()),
+        &key_copy,
+    );
+    let page = query(&restored, &op, "workspace_id=ws-b&limit=100");
+    assert_eq!(event_ids(&page).len(), 25);
+    let page = query(&restored, &e.token, "workspace_id=ws-b&limit=100");
+    assert_eq!(event_ids(&page).len(), 25);
+}

@@ -86,6 +86,7 @@ async fn main() {
         key_path: Some(dir.path().join("bench.key")),
         public_url: None,
         registry_refresh: Duration::ZERO,
+        new_key: false,
     };
     let listener = tokio::net::TcpListener::bind(config.listen).await.unwrap();
     let bound = listener.local_addr().unwrap();

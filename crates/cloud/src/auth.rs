@@ -103,6 +103,29 @@ impl Authority {
         Ok(Authority::from_key(key))
     }
 
+    /// The key of `store`'s control plane, created only when the file is missing and either the
+    /// database has issued nothing yet or `new_key` says to start over on purpose. Refusing is
+    /// the point: a key silently made beside a restored or moved database signs tokens no one
+    /// holds, and every enrollment and token issued before is refused (walk-F F-3).
+    pub async fn load_or_create_for(
+        path: &Path,
+        store: &crate::store::Store,
+        new_key: bool,
+    ) -> CloudResult<Authority> {
+        if !path.exists() && !new_key && store.holds_credentials().await? {
+            return Err(CloudError::KeyMissing(format!(
+                "no signing key at `{}`, but the database `{}` holds tokens and enrollment codes \
+                 signed with a key: restore the key file from the backup taken with the database \
+                 (or pass its path with `--key PATH`); to start over with a new key on purpose, \
+                 pass `--new-key` (every token and code issued so far is then refused and every \
+                 workspace must enroll again)",
+                crate::store::absolute(path).display(),
+                store.display()
+            )));
+        }
+        Authority::load_or_create(path)
+    }
+
     /// The key a control plane already signs with; refuses to create one (a token signed by a
     /// new key would be refused by the running server).
     pub fn load(path: &Path) -> CloudResult<Authority> {

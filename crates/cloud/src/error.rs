@@ -71,6 +71,9 @@ pub enum CloudError {
     /// An administration command named a database or signing key no control plane has created.
     #[error("{0}")]
     NotInitialized(String),
+    /// The signing key file is missing beside a database whose tokens and codes it signed.
+    #[error("{0}")]
+    KeyMissing(String),
     /// The database failed.
     #[error("storage error: {0}")]
     Storage(String),
@@ -104,6 +107,7 @@ impl CloudError {
             CloudError::RateLimited(_) => "RATE_LIMITED",
             CloudError::ListenFailed(_) => "LISTEN_FAILED",
             CloudError::NotInitialized(_) => "CONTROL_PLANE_NOT_INITIALIZED",
+            CloudError::KeyMissing(_) => "SIGNING_KEY_MISSING",
             CloudError::Storage(_) => "STORAGE_ERROR",
             CloudError::Internal(_) => "INTERNAL_ERROR",
         }
@@ -133,6 +137,7 @@ impl CloudError {
             CloudError::Sidecar(_) => StatusCode::BAD_GATEWAY,
             CloudError::ListenFailed(_)
             | CloudError::NotInitialized(_)
+            | CloudError::KeyMissing(_)
             | CloudError::Storage(_)
             | CloudError::Internal(_) => StatusCode::INTERNAL_SERVER_ERROR,
         }

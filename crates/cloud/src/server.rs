@@ -58,6 +58,8 @@ pub struct ServeConfig {
     pub public_url: Option<String>,
     /// How often every workspace's `GET /tools` is refreshed.
     pub registry_refresh: Duration,
+    /// Create a new key even though the database holds tokens signed by another (`--new-key`).
+    pub new_key: bool,
 }
 
 /// Default approval lifetime when a request names none.
@@ -160,7 +162,7 @@ pub async fn open_state(config: &ServeConfig, bound: SocketAddr) -> CloudResult<
         .key_path
         .clone()
         .unwrap_or_else(|| default_key_path(&config.database));
-    let authority = Authority::load_or_create(&key_path)?;
+    let authority = Authority::load_or_create_for(&key_path, &store, config.new_key).await?;
     let public_url = config
         .public_url
         .clone()

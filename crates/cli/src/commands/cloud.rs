@@ -59,8 +59,13 @@ pub enum CloudCommand {
         #[command(flatten)]
         db: DbArgs,
         /// The Ed25519 signing key (created 0600 on first use; default beside the database).
+        /// A missing key beside a database that has issued tokens is refused, see `--new-key`.
         #[arg(long, value_name = "PATH")]
         key: Option<PathBuf>,
+        /// Create a new signing key although the database holds tokens and codes signed by the
+        /// missing one: starting over on purpose (every workspace must enroll again).
+        #[arg(long)]
+        new_key: bool,
         /// The base URL workspaces reach this server at (default `http://<listen>`).
         #[arg(long, value_name = "URL")]
         public_url: Option<String>,
@@ -75,9 +80,14 @@ pub enum CloudCommand {
     Init {
         #[command(flatten)]
         db: DbArgs,
-        /// The Ed25519 signing key (created 0600 when missing; default beside the database).
+        /// The Ed25519 signing key (created 0600 when missing and the database has issued
+        /// nothing yet; default beside the database).
         #[arg(long, value_name = "PATH")]
         key: Option<PathBuf>,
+        /// Create a new signing key although the database holds tokens and codes signed by the
+        /// missing one: starting over on purpose (every workspace must enroll again).
+        #[arg(long)]
+        new_key: bool,
     },
     /// Create a one-time enrollment code for a workspace (printed once; only its hash is kept).
     EnrollCode {
@@ -135,6 +145,21 @@ pub enum CloudCommand {
         reason: Option<String>,
         #[command(flatten)]
         db: DbArgs,
+    },
+    /// Copy a running SQLite control plane safely: the database (`VACUUM INTO`, a consistent
+    /// snapshot) to `--out FILE`, and its signing key to `FILE.key` (both 0600).
+    ///
+    /// Restore both together (as `lumenflow-cloud.db` and `lumenflow-cloud.key`, or with
+    /// `--database` and `--key`): without the key every token and enrollment is refused.
+    Backup {
+        /// The backup file to create (must not exist).
+        #[arg(long, value_name = "FILE")]
+        out: PathBuf,
+        #[command(flatten)]
+        db: DbArgs,
+        /// The signing key to copy (default beside the database, as `serve`).
+        #[arg(long, value_name = "PATH")]
+        key: Option<PathBuf>,
     },
     /// Show the audit log (newest last): time, workspace, subject, device, action, outcome,
     /// code and detail.
@@ -293,6 +318,19 @@ async fn with_store<T>(
     result
 }
 
+/// Create `path` (it must not exist) readable by its owner only, with `bytes`.
+fn write_private(path: &std::path::Path, bytes: &[u8]) -> std::io::Result<()> {
+    use std::io::Write;
+    use std::os::unix::fs::OpenOptionsExt;
+    let mut file = std::fs::OpenOptions::new()
+        .write(true)
+        .create_new(true)
+        .mode(0o600)
+        .open(path)?;
+    file.write_all(bytes)?;
+    file.sync_all()
+}
+
 fn ts(ms: i64) -> String {
     Timestamp::from_unix_millis(ms).to_rfc3339()
 }
@@ -304,6 +342,7 @@ pub fn run(ctx: &Context, command: CloudCommand) -> Result<(), CliError> {
             listen,
             db,
             key,
+            new_key,
             public_url,
             registry_refresh,
         } => {
@@ -313,6 +352,7 @@ pub fn run(ctx: &Context, command: CloudCommand) -> Result<(), CliError> {
                 key_path: key,
                 public_url,
                 registry_refresh: Duration::from_secs(registry_refresh),
+                new_key,
             };
             // The server's warnings and storage errors go to stderr; without a subscriber
             // they were dropped and a failing disk left no trace on the server (walk-F F-1).
@@ -336,16 +376,17 @@ pub fn run(ctx: &Context, command: CloudCommand) -> Result<(), CliError> {
             eprintln!("lumenflow cloud stopped");
             Ok(())
         }
-        CloudCommand::Init { db, key } => {
+        CloudCommand::Init { db, key, new_key } => {
             let url = db.url();
             let key_path = key.unwrap_or_else(|| server::default_key_path(&url));
             let backend = rt.block_on(async {
                 let store = Store::open(&url).await.map_err(cloud_error)?;
                 let backend = store.backend_name();
+                let key = Authority::load_or_create_for(&key_path, &store, new_key).await;
                 store.close().await;
+                key.map_err(cloud_error)?;
                 Ok::<_, CliError>(backend)
             })?;
-            Authority::load_or_create(&key_path).map_err(cloud_error)?;
             print_ok(
                 ctx.json,
                 &json!({"database": redact(&url), "backend": backend,
@@ -567,6 +608,54 @@ pub fn run(ctx: &Context, command: CloudCommand) -> Result<(), CliError> {
                 ctx.json,
                 &json!({"workspace_id": ws, "revoked": revoked}),
                 &format!("revoked {revoked} token(s) of `{ws}`\n"),
+            );
+            Ok(())
+        }
+        CloudCommand::Backup { out, db, key } => {
+            let key_path = key.unwrap_or_else(|| server::default_key_path(&db.url()));
+            let mut key_out = out.clone().into_os_string();
+            key_out.push(".key");
+            let key_out = PathBuf::from(key_out);
+            // Checked before the database is copied: a backup without its key restores a
+            // control plane whose every token is refused (walk-F F-3).
+            let key_bytes = std::fs::read(&key_path).map_err(|e| {
+                CliError::new(
+                    "BACKUP_FAILED",
+                    format!(
+                        "cannot read the signing key `{}`: {e}; pass the key `serve` uses with \
+                         `--key PATH`",
+                        key_path.display()
+                    ),
+                )
+            })?;
+            if key_out.exists() {
+                return Err(CliError::new(
+                    "BACKUP_FAILED",
+                    format!(
+                        "`{}` already exists: name a new file for the backup",
+                        key_out.display()
+                    ),
+                ));
+            }
+            rt.block_on(with_store(&db, async |store| {
+                store.backup_into(&out).await.map_err(cloud_error)
+            }))?;
+            write_private(&key_out, &key_bytes).map_err(|e| {
+                CliError::new(
+                    "BACKUP_FAILED",
+                    format!("cannot write the key copy `{}`: {e}", key_out.display()),
+                )
+            })?;
+            print_ok(
+                ctx.json,
+                &json!({"database": out.display().to_string(),
+                        "key": key_out.display().to_string()}),
+                &format!(
+                    "database copied to {}\nsigning key copied to {} (a secret: keep it with the \
+                     copy)\n",
+                    out.display(),
+                    key_out.display()
+                ),
             );
             Ok(())
         }

@@ -584,6 +584,55 @@ impl Store {
         Ok(store)
     }
 
+    /// Whether the database already holds credentials signed by some key: tokens (workspace,
+    /// phone, invoke or operator) or enrollment codes. A new key beside such a database would
+    /// make every one of them fail (walk-F F-3), so `serve` and `init` only create a key for a
+    /// database without them.
+    pub async fn holds_credentials(&self) -> CloudResult<bool> {
+        with_reader!(self, pool => {
+            let n: i64 = sqlx::query(
+                "SELECT (SELECT COUNT(*) FROM tokens) + (SELECT COUNT(*) FROM enrollment_codes)",
+            )
+            .fetch_one(pool)
+            .await?
+            .try_get(0)?;
+            Ok(n > 0)
+        })
+    }
+
+    /// Write a consistent copy of an SQLite database to `out` with `VACUUM INTO` (one read
+    /// snapshot, safe while the server writes). A plain copy of a WAL database misses what is
+    /// still in `-wal`, often everything (walk-F F-4). The copy holds token hashes and operator
+    /// password hashes, so it is created owner-only; an existing `out` is never overwritten.
+    pub async fn backup_into(&self, out: &std::path::Path) -> CloudResult<()> {
+        let Backend::Sqlite { read, .. } = &self.backend else {
+            return Err(CloudError::BadRequest(format!(
+                "`{}` is PostgreSQL: back it up with `pg_dump`, and keep the signing key with it",
+                self.display
+            )));
+        };
+        if out.exists() {
+            return Err(CloudError::BadRequest(format!(
+                "`{}` already exists: name a new file for the backup",
+                absolute(out).display()
+            )));
+        }
+        let target = out.to_str().ok_or_else(|| {
+            CloudError::BadRequest(format!(
+                "the backup path `{}` is not valid UTF-8",
+                out.display()
+            ))
+        })?;
+        // Created empty and owner-only first: VACUUM INTO writes into an existing empty file and
+        // keeps its mode, so the copy is never readable by others, not even for a moment.
+        private_database_file(out, true)?;
+        sqlx::query("VACUUM INTO ?1")
+            .bind(target)
+            .execute(read)
+            .await?;
+        Ok(())
+    }
+
     /// Open the database a control plane already uses (its schema brought up to date), and
     /// refuse one that does not exist or holds no control-plane tables: administration commands
     /// run in the wrong folder would otherwise create an empty database beside the real one,
