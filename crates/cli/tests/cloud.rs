@@ -861,7 +861,8 @@ fn receipt(run_id: &str) -> Value {
         "schema_version": 1, "receipt_kind": "tenant_proof_bundle", "workspace_id": "ws-s",
         "tenant_id": "tenant-1", "bundle_id": "b-1", "created_at": "2026-04-20T00:00:00.000Z",
         "approval_id": "apr_1", "run_id": run_id,
-        "records": [{"record_kind": "checkpoint", "record_id": "c1", "content_digest": "sha256:00"}],
+        "records": [{"record_kind": "checkpoint", "record_id": "c1",
+                     "content_digest": format!("sha256:{}", "0".repeat(64))}],
     });
     let digest = format!("sha256:{}", sha256_hex(to_canonical_string(&r).as_bytes()));
     r["content_digest"] = json!(digest);
@@ -2073,4 +2074,89 @@ fn a_backup_of_a_running_control_plane_restores_with_its_tokens_and_events() {
     assert_eq!(event_ids(&page).len(), 25);
     let page = query(&restored, &e.token, "workspace_id=ws-b&limit=100");
     assert_eq!(event_ids(&page).len(), 25);
+}
+
+/// Regression for walk-G F2 and F12 (TEV-05 to TEV-07, Q25): the seal route signed any JSON
+/// object, took `tenant_id` as the workspace, sealed `trusted_compute_bundle` receipts for runs
+/// that never happened, and replayed such a run as complete.
+#[test]
+fn the_seal_route_signs_only_checked_receipts_of_known_runs() {
+    let home = Home::sqlite();
+    let server = home.serve();
+    let op = home.operator_token();
+    let e = enroll(&server, &home.code("ws-s", None), None);
+    let seal = format!("{}/api/v1/receipts/seal", server.url);
+    let digest = |mut r: Value| {
+        if let Some(m) = r.as_object_mut() {
+            m.remove("content_digest");
+        }
+        let d = format!("sha256:{}", sha256_hex(to_canonical_string(&r).as_bytes()));
+        r["content_digest"] = json!(d);
+        r
+    };
+    let refuse = |r: Value, field: &str| {
+        let (status, body) = post(&seal, Some(&e.token), &digest(r));
+        assert_eq!(status, 400, "{field}: {body}");
+        let message = body["error"]["message"].as_str().unwrap();
+        assert!(message.contains(field), "{field}: {message}");
+    };
+    refuse(
+        json!({"workspace_id": "ws-s", "anything": "goes"}),
+        "schema_version",
+    );
+    let good = receipt("run-without-events");
+    for field in [
+        "records",
+        "tenant_id",
+        "approval_id",
+        "created_at",
+        "workspace_id",
+    ] {
+        let mut r = good.clone();
+        r.as_object_mut().unwrap().remove(field);
+        refuse(r, field);
+    }
+    let mut r = good.clone();
+    r["schema_version"] = json!(99);
+    refuse(r, "schema_version");
+    let mut r = good.clone();
+    r["receipt_kind"] = json!("lol");
+    refuse(r, "receipt_kind");
+    let mut r = good.clone();
+    r["created_at"] = json!("not a time");
+    refuse(r, "created_at");
+    // A receipt sealed for a run with no events does not make that run complete.
+    let (status, body) = post(&seal, Some(&e.token), &good);
+    assert_eq!(status, 200, "{body}");
+    let (_, replay) = get(
+        &format!("{}/api/v1/runs/run-without-events/replay", server.url),
+        Some(&op),
+    );
+    assert_eq!(replay["complete"], json!(false), "{replay}");
+    // A bundle receipt for a run no one has seen is refused; one for a run with events is sealed.
+    let bundle = |run: &str| {
+        digest(json!({
+            "schema_version": 1, "receipt_kind": "trusted_compute_bundle", "workspace_id": "ws-s",
+            "run_id": run, "bundle_id": run, "created_at": "2026-11-22T07:40:00.000Z",
+            "signer_key_id": format!("ed25519:{}", "e".repeat(64)),
+            "records": [{"record_kind": "artifact", "record_id": "test-results.json",
+                         "content_digest": format!("sha256:{}", "1".repeat(64))}],
+        }))
+    };
+    let (status, body) = post(&seal, Some(&e.token), &bundle("tc-ghost"));
+    assert_eq!((status, code_of(&body)), (404, "NOT_FOUND"), "{body}");
+    let ev = vec![event(
+        "agent-runtime:turn_started",
+        "ws-s",
+        1,
+        json!({"run_id": "tc-real"}),
+    )];
+    let (status, _) = post(
+        &format!("{}/api/v1/events", server.url),
+        Some(&e.token),
+        &batch("ws-s", ev),
+    );
+    assert_eq!(status, 200);
+    let (status, body) = post(&seal, Some(&e.token), &bundle("tc-real"));
+    assert_eq!(status, 200, "{body}");
 }

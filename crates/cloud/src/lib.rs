@@ -15,6 +15,7 @@ pub mod bundles;
 pub mod console;
 pub mod error;
 pub mod ingest;
+pub mod receipts;
 pub mod replay;
 pub mod server;
 pub mod store;

@@ -124,7 +124,9 @@ pub fn assemble(
     json!({
         "run_id": run_id,
         "workspaces": workspaces,
-        "complete": !events.is_empty() || !receipts.is_empty(),
+        // Receipts alone are not a run: anyone with a token could seal one for a run that never
+        // happened, so only the run's own events make the chain complete (walk-G F2).
+        "complete": !events.is_empty(),
         "stages": stages,
     })
 }

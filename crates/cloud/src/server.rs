@@ -1772,23 +1772,27 @@ async fn seal_inner(
             )));
         }
     }
-    let ws = receipt
-        .get("workspace_id")
-        .or_else(|| receipt.get("tenant_id"))
-        .and_then(Value::as_str)
-        .map(str::to_string);
-    let caller = state
-        .authorize(audit, headers, ws.as_deref(), Allow::Either)
+    // The shape first, so a malformed body is refused as such and not as a token problem
+    // (walk-G F12); the workspace is `workspace_id`, never the tenant.
+    let checked = crate::receipts::check(&receipt)?;
+    let ws = checked.workspace_id.clone();
+    state
+        .authorize(audit, headers, Some(&ws), Allow::Either)
         .await?;
-    let ws = match (ws, caller_workspace(&caller)) {
-        (Some(ws), _) => ws,
-        (None, Some(own)) => own.to_string(),
-        (None, None) => {
-            return Err(CloudError::BadRequest(
-                "the receipt names no `workspace_id` (or `tenant_id`)".into(),
-            ))
+    if checked.kind == crate::receipts::TRUSTED_COMPUTE_BUNDLE_RECEIPT_KIND {
+        // A bundle receipt vouches for a run: sealed only for a run of this workspace the control
+        // plane knows (its events or its uploaded bundle), never for one made up (walk-G F2).
+        let run = checked.run_id.as_deref().unwrap_or_default();
+        let known = state.store.run_bundle(run, Some(&ws)).await?.is_some()
+            || !state.store.run_events(run, Some(&ws)).await?.is_empty();
+        if !known {
+            audit.workspace(&ws);
+            return Err(CloudError::NotFound(format!(
+                "POST /api/v1/receipts/seal: `run_id` `{run}` is no run of workspace `{ws}` this \
+                 control plane knows (no events, no uploaded bundle); upload the bundle first"
+            )));
         }
-    };
+    }
     audit.workspace(&ws);
     let claimed = receipt
         .get("content_digest")

@@ -652,10 +652,7 @@ fn run_in(
 
     // Proof closes the loop in the control plane too: it seals the bundle's receipt (the
     // artifact digests, bound to the run), and the replay now runs from the Dispatch to Proof.
-    let sealed = operator.post(
-        "/api/v1/receipts/seal",
-        &bundle_receipt(scratch::WORKSPACE_ID, run_id, &manifest),
-    )?;
+    // The upload comes first: the control plane seals a bundle receipt only for a run it knows.
     let uploaded = upload::upload_bundle(
         &operator,
         &enrollment,
@@ -669,6 +666,10 @@ fn run_in(
             format!("the control plane did not verify the bundle of run `{run_id}`: {uploaded}"),
         ));
     }
+    let sealed = operator.post(
+        "/api/v1/receipts/seal",
+        &bundle_receipt(scratch::WORKSPACE_ID, run_id, &manifest),
+    )?;
     steps.step(
         "Proof",
         "bundle uploaded; the control plane verified it",
