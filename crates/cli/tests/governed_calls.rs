@@ -235,7 +235,33 @@ fn approvals_gate_a_risky_tool_once_per_grant() {
     assert!(listed.contains(&id));
     ok(
         ws,
-        &["approvals", "grant", &id, "--reason", "reviewed the report"],
+        &[
+            "approvals",
+            "grant",
+            &id,
+            "--reason",
+            "reviewed the report",
+            "--by",
+            "alice",
+        ],
+    );
+    // KRN-09, KRN-13: the decision is in the hash chain, with the name given and the login
+    // that gave it, not only in the approvals folder's editable file.
+    let log = std::fs::read_to_string(ws.join(".lumenflow/kernel/events.jsonl")).expect("log");
+    let decided: serde_json::Value = log
+        .lines()
+        .filter_map(|l| serde_json::from_str::<serde_json::Value>(l).ok())
+        .find(|r| r["kind"] == "approval_decided")
+        .expect("an approval_decided record");
+    assert_eq!(decided["approval_id"], id.as_str());
+    assert_eq!(decided["decision"], "granted");
+    assert_eq!(decided["approver"], "alice");
+    assert_eq!(decided["reason"], "reviewed the report");
+    assert!(
+        decided["decided_as"]
+            .as_str()
+            .is_some_and(|s| s.starts_with("os:")),
+        "{decided}"
     );
     ok(ws, &["tool", "call", "write-report", "--input", input]);
     assert_eq!(

@@ -313,6 +313,42 @@ fn describe(a: &ApprovalRequest, now: Timestamp) -> String {
     lines.join("\n")
 }
 
+/// The decision as a record of the kernel log, so who decided, as whom and why is in the hash
+/// chain and not only in an editable file beside it. `approver` is the name given (`--by`);
+/// `decided_as` is the operating-system login that ran the command.
+fn record_decision(ctx: &Context, approval: &ApprovalRequest) -> Result<(), CliError> {
+    use lumenflow_kernel::eventlog::{self, EventLog, LogOptions};
+    let Some(decision) = &approval.decision else {
+        return Ok(());
+    };
+    let dir = ctx.workspace_dir()?;
+    let path = eventlog::default_path(&dir);
+    let Value::Object(record) = json!({
+        "kind": "approval_decided",
+        "approval_id": approval.id,
+        "tool_name": approval.tool,
+        "input_hash": approval.input_hash,
+        "decision": decision.outcome(),
+        "approver": decision.approver(),
+        "decided_as": super::os_subject(),
+        "reason": decision.reason(),
+    }) else {
+        return Ok(());
+    };
+    let appended = EventLog::open(&path, LogOptions::default()).and_then(|log| log.append(record));
+    appended.map(|_| ()).map_err(|e| {
+        CliError::new(
+            e.code(),
+            format!(
+                "approval {} was {} (recorded in the approvals folder), but its record could not \
+                 be added to the kernel log: {e}",
+                approval.id,
+                decision.outcome()
+            ),
+        )
+    })
+}
+
 fn approver(by: Option<String>) -> String {
     by.filter(|b| !b.trim().is_empty())
         .or_else(|| std::env::var("USER").ok().filter(|u| !u.trim().is_empty()))
@@ -343,6 +379,7 @@ pub fn decide(
         }
     };
     let approval = store.decide(id, decision).map_err(error)?;
+    record_decision(ctx, &approval)?;
     let human = if grant {
         format!(
             "granted {} by {}\nthe next call of `{}` with input {} runs once (until {})",

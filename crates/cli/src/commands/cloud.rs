@@ -704,25 +704,6 @@ pub fn run(ctx: &Context, command: CloudCommand) -> Result<(), CliError> {
 }
 
 /// Who runs this process, as the audit subject of a decision made on the database directly:
-/// `os:<login>` (from `USER`/`LOGNAME`), with the real uid when no login name is set. Whoever
-/// can open the database could write anything, so this names the person rather than proving
-/// them; it beats a free-text reviewer with nobody behind it.
-fn os_subject() -> String {
-    use std::os::unix::fs::MetadataExt;
-    let login = ["USER", "LOGNAME"]
-        .iter()
-        .filter_map(|v| std::env::var(v).ok())
-        .map(|v| v.trim().to_string())
-        .find(|v| !v.is_empty());
-    match login {
-        Some(name) => format!("os:{name}"),
-        None => match std::fs::metadata("/proc/self") {
-            Ok(m) => format!("os:uid:{}", m.uid()),
-            Err(_) => "os:unknown".to_string(),
-        },
-    }
-}
-
 fn decide(
     ctx: &Context,
     rt: &tokio::runtime::Runtime,
@@ -745,7 +726,7 @@ fn decide(
             )
         })?;
     }
-    let subject = os_subject();
+    let subject = super::os_subject();
     let reviewer = reviewer.map(str::trim).filter(|r| !r.is_empty());
     let stated = reviewer.filter(|r| *r != subject);
     let record: ApprovalRecord = rt.block_on(with_store(db, async |store| {
