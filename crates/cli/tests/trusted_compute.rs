@@ -119,8 +119,8 @@ fn policy_blocked_mode_stops_before_any_tool_call_and_still_signs_tcd_08() {
         .contains("secrets/production.env"));
     // The secret was never written anywhere in the workspace.
     assert!(!root.path().join("work/workspace/secrets").exists());
-    // walk-B #10: the summary's Rules count is what the stage lists (the deny among the
-    // decisions), not its events, of which a blocked run has none.
+    // walk-B #10, walk-G F8: the summary gives the replay's own Rules count (a blocked run has
+    // no rule events) and, beside it, what the bundle lists (the deny among the decisions).
     let replay = report["steps"]
         .as_array()
         .expect("steps")
@@ -132,7 +132,10 @@ fn policy_blocked_mode_stops_before_any_tool_call_and_still_signs_tcd_08() {
         })
         .expect("a replay step");
     assert!(
-        replay.contains(&format!("rules {}", decisions.len())),
+        replay.contains(&format!(
+            "rules 0 ({} decisions in the bundle)",
+            decisions.len()
+        )),
         "{replay}"
     );
     let manifest = json(&bundle.join("manifest.json"));
@@ -167,6 +170,29 @@ fn happy_mode_runs_the_chain_through_an_approval_tcd_07() {
     // The session names the exact pack code that governed the run: real pins, the hashes
     // `lumenflow pack hash` computes for the built-in packs, never `integrity: dev`.
     let session = json(&bundle.join("node-session.json"));
+    // TCD-03: the bundle's files agree with each other, and the signed session anchors the
+    // workspace's kernel log: the head it names is the hash of the log's record at that seq.
+    assert_eq!(session["tool_calls"], calls.len(), "{session}");
+    assert!(session["governed_calls"].as_u64() > session["tool_calls"].as_u64());
+    let anchored = session["kernel_log"]["last_seq"].as_u64().expect("seq");
+    let log = lines(
+        &root
+            .path()
+            .join("work/workspace/.lumenflow/kernel/events.jsonl"),
+    );
+    let at = log
+        .iter()
+        .find(|r| r["seq"].as_u64() == Some(anchored))
+        .expect("the anchored record is in the log");
+    assert_eq!(at["hash"], session["kernel_log"]["head"], "{session}");
+    // The PR step paused on its approval, and then ran on the grant: both are Rules evidence.
+    let decisions = lines(&bundle.join("policy-decisions.jsonl"));
+    let required: Vec<&str> = decisions
+        .iter()
+        .filter(|d| d["policy_id"] == "kernel.required_approvals")
+        .filter_map(|d| d["decision"].as_str())
+        .collect();
+    assert_eq!(required, ["approval_required", "allow"], "{decisions:?}");
     let packs = session["packs"].as_array().expect("packs");
     assert_eq!(packs.len(), 2, "{session}");
     for pin in packs {

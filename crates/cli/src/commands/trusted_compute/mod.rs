@@ -695,13 +695,16 @@ fn run_in(
                 .map(|st| {
                     let stage = st.get("stage").and_then(Value::as_str).unwrap_or("?");
                     let events = st.get("count").and_then(Value::as_u64).unwrap_or(0);
-                    // As the console's Rules badge: what the stage lists (the bundle's policy
-                    // decisions and gates), so a policy-blocked run does not read "rules 0".
-                    let count = match (stage, rules_listed(&bundle_dir)) {
-                        ("rules", listed) if listed > 0 => listed,
-                        _ => events,
-                    };
-                    format!("{stage} {count}")
+                    // The replay's own count; the Rules stage also says what the bundle lists
+                    // (its policy decisions and gates, as the console's Rules badge does), so a
+                    // policy-blocked run does not read "rules 0" and neither figure passes for
+                    // the other.
+                    match (stage, rules_listed(&bundle_dir)) {
+                        ("rules", listed) if listed != events => {
+                            format!("{stage} {events} ({listed} decisions in the bundle)")
+                        }
+                        _ => format!("{stage} {events}"),
+                    }
                 })
                 .collect()
         })
@@ -903,6 +906,17 @@ fn write_bundle(
     }
 
     write(&dir.join("ask.json"), &pretty(b.ask))?;
+    let tool_call_lines = records::tool_calls(&calls, &step_data);
+    // The kernel log's head as the bundle is made: signed with the manifest, it ties the log
+    // to this bundle, so a log later cut short or rewritten no longer matches what was signed
+    // (the chain alone cannot show either).
+    let log_path = lumenflow_kernel::eventlog::default_path(&scratch.root);
+    let head = lumenflow_kernel::eventlog::verify(&log_path).map_err(|e| {
+        CliError::new(
+            e.code(),
+            format!("the workspace's kernel log does not verify: {e}"),
+        )
+    })?;
     let session = json!({
         "schema_version": 1,
         "session_id": format!("session-{}", b.run_id),
@@ -919,17 +933,16 @@ fn write_bundle(
         "packs": scratch.pins,
         "started_at": b.submitted_at,
         "ended_at": Timestamp::now().to_rfc3339(),
-        "tool_calls": calls.len(),
+        "tool_calls": tool_call_lines.lines().count(),
+        "governed_calls": calls.len(),
+        "kernel_log": {"last_seq": head.last_seq, "head": head.last_hash},
     });
     write(&dir.join("node-session.json"), &pretty(&session))?;
     write(
         &dir.join("policy-decisions.jsonl"),
         &records::policy_decisions(&calls),
     )?;
-    write(
-        &dir.join("tool-calls.jsonl"),
-        &records::tool_calls(&calls, &step_data),
-    )?;
+    write(&dir.join("tool-calls.jsonl"), &tool_call_lines)?;
 
     let pr = data_of.get("software-delivery:pr_prepare");
     let diff = pr

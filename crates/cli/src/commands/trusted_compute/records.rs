@@ -177,9 +177,21 @@ pub fn policy_decisions(calls: &[Call]) -> String {
         } else {
             call.decisions.clone()
         };
-        for d in decisions {
+        // The rules may allow a call whose tool still needs a person: that pause (or the grant
+        // it ran on) is a decision too, and the Rules evidence must show it (TCD-07).
+        let approval = match (call.error_code.as_deref(), &call.approval_id) {
+            (Some("APPROVAL_REQUIRED"), id) => Some(json!({
+                "policy_id": "kernel.required_approvals", "decision": "approval_required",
+                "reason": format!("the tool needs an approval{}", id.as_deref().map(|i| format!(": {i}")).unwrap_or_default())})),
+            (None, Some(id)) => Some(json!({
+                "policy_id": "kernel.required_approvals", "decision": "allow",
+                "reason": format!("approved: {id}")})),
+            _ => None,
+        };
+        for d in decisions.into_iter().chain(approval) {
             let mut line = Map::new();
-            line.insert("timestamp".into(), json!(call.finished_at));
+            // Rules decide when a call is admitted, so the line carries its start.
+            line.insert("timestamp".into(), json!(call.started_at));
             line.insert("receipt_id".into(), json!(call.receipt_id));
             line.insert("tool".into(), json!(call.tool));
             line.insert(
