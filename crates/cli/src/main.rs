@@ -267,7 +267,8 @@ enum EventsCommand {
         /// Cursor: only records after this sequence number (from `next_cursor`).
         #[arg(long, value_name = "SEQ")]
         after: Option<u64>,
-        /// At most N records (default: all).
+        /// At most N records, oldest first (default: all); page on with `--after` and the printed
+        /// `next_cursor`. (`events tail --limit N` is the newest N of the ledger, another log.)
         #[arg(long, value_name = "N")]
         limit: Option<usize>,
     },
