@@ -56,10 +56,22 @@ impl RuntimeEvents {
     /// `agent-runtime:tool_called` for one finished call. Ephemeral (BKP-02): a failed push
     /// is dropped; the ledger stamp and the receipts in the event log remain.
     pub(crate) fn tool_called(&self, tool_name: &str, input: &Value, call: &super::CallOutcome) {
+        self.tool_called_as(tool_name, input, call, None);
+    }
+
+    /// [`tool_called`](Self::tool_called) with the outcome given by the caller when the error
+    /// code alone does not tell it (a refusal a built-in tool made with its own code).
+    pub(crate) fn tool_called_as(
+        &self,
+        tool_name: &str,
+        input: &Value,
+        call: &super::CallOutcome,
+        outcome: Option<&'static str>,
+    ) {
         let output = &call.output;
         let envelope_hash = envelope_hash(tool_name, input);
         let code = output.error_code();
-        let outcome = match code {
+        let outcome = outcome.unwrap_or(match code {
             None if output.success => "success",
             Some(codes::APPROVAL_REQUIRED) => "approval_required",
             Some(
@@ -69,7 +81,7 @@ impl RuntimeEvents {
                 | codes::TASK_STATE,
             ) => "denied",
             _ => "failure",
-        };
+        });
         let mut payload = Map::new();
         payload.insert("tool_name".into(), tool_name.into());
         payload.insert("envelope_hash".into(), envelope_hash.into());

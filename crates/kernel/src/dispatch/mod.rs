@@ -419,6 +419,34 @@ impl Runtime {
         outcome
     }
 
+    /// A call a built-in tool refuses on its own before dispatching it (see
+    /// [`BuiltinCall::refuse`]): recorded exactly like a refusal of the checks below (input as
+    /// evidence, a started and a `denied` finished receipt in one commit, and
+    /// `agent-runtime:tool_called`), and nothing is looked up or run.
+    pub(crate) fn record_refusal(
+        &self,
+        req: CallRequest,
+        code: &str,
+        message: String,
+    ) -> CallOutcome {
+        let mut draft = self.draft(&req);
+        // Inputs are evidence even when the call is refused; if the input cannot be stored the
+        // refusal is still recorded, only without its hash.
+        if let Ok(stored) = self.evidence.put(&req.input) {
+            draft
+                .record
+                .insert("input_hash".into(), stored.hash.clone().into());
+            draft
+                .record
+                .insert("input_ref".into(), stored.reference.into());
+        }
+        let outcome = self.write_refusal(self.refusal(draft, code, message, vec![], false, None));
+        if let Some(events) = &self.events {
+            events.tool_called_as(&req.tool, &req.input, &outcome, Some("denied"));
+        }
+        outcome
+    }
+
     fn draft(&self, req: &CallRequest) -> Draft {
         let receipt_id = new_receipt_id();
         let run_id = req

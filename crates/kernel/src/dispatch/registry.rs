@@ -132,23 +132,41 @@ impl<'a> BuiltinCall<'a> {
         }
     }
 
+    /// Record a call this tool refuses by its own rule before dispatching it (an agent turn's
+    /// `allow_tools`, a turn proposing another turn): the same receipts, input evidence and
+    /// `agent-runtime:tool_called` event (`denied`, with `code`) as a refusal of the dispatch
+    /// path, with the caller, task and run of [`dispatch`](Self::dispatch). Nothing runs, so a
+    /// refusal never needs the tool to exist.
+    pub fn refuse(
+        &self,
+        tool: &str,
+        input: Value,
+        code: &str,
+        message: String,
+    ) -> super::CallOutcome {
+        self.runtime
+            .record_refusal(self.nested_request(tool, input), code, message)
+    }
+
+    fn nested_request(&self, tool: &str, input: Value) -> super::CallRequest {
+        super::CallRequest {
+            tool: tool.to_string(),
+            input,
+            task_id: self.task_id.map(str::to_string),
+            run_id: Some(self.run_id.to_string()),
+            caller: self.caller.to_string(),
+            surface: super::Surface::Agent,
+            token_scopes: self.token_scopes.map(<[String]>::to_vec),
+            token_id: self.token_id.map(str::to_string),
+        }
+    }
+
     /// A nested call through the same dispatch path (scopes, rules, approvals, receipts): same
     /// caller, task and run, surface `Agent`. This is how an agent turn runs the tools its
     /// model proposes; there is no other way for a tool to run a tool.
     pub fn dispatch(&self, tool: &str, input: Value) -> super::CallOutcome {
-        self.runtime.dispatch_at_depth(
-            super::CallRequest {
-                tool: tool.to_string(),
-                input,
-                task_id: self.task_id.map(str::to_string),
-                run_id: Some(self.run_id.to_string()),
-                caller: self.caller.to_string(),
-                surface: super::Surface::Agent,
-                token_scopes: self.token_scopes.map(<[String]>::to_vec),
-                token_id: self.token_id.map(str::to_string),
-            },
-            self.depth + 1,
-        )
+        self.runtime
+            .dispatch_at_depth(self.nested_request(tool, input), self.depth + 1)
     }
 }
 
