@@ -511,9 +511,12 @@ fn a_step_that_needs_approval_waits_and_resumes_without_rerunning_earlier_steps(
     assert_eq!(f.lines("out/log.txt"), vec!["before"]);
     assert_eq!(f.counters.get("test:publish"), 0);
     // The refused step has its receipt, with the approval id.
-    let pending_receipt = result["steps"][1]["receipt_id"].as_str().unwrap();
+    let pending_receipt = result["steps"][1]["receipt_id"]
+        .as_str()
+        .unwrap()
+        .to_string();
     assert_eq!(
-        f.finished(pending_receipt)["error_code"],
+        f.finished(&pending_receipt)["error_code"],
         "APPROVAL_REQUIRED"
     );
 
@@ -546,6 +549,22 @@ fn a_step_that_needs_approval_waits_and_resumes_without_rerunning_earlier_steps(
     assert_eq!(
         f.started(publish_receipt)["approval_id"],
         approval_id.as_str()
+    );
+    // Walk-E finding 12: the turn still links to the approval request's receipt (the step
+    // record of the resumed step replaced the waiting one).
+    let receipts: Vec<&str> = result["receipts"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|r| r.as_str().unwrap())
+        .collect();
+    assert!(receipts.contains(&pending_receipt.as_str()), "{result}");
+    assert!(receipts.contains(&publish_receipt), "{result}");
+    let approval_receipt_at = receipts.iter().position(|r| *r == pending_receipt).unwrap();
+    let publish_at = receipts.iter().position(|r| *r == publish_receipt).unwrap();
+    assert!(
+        approval_receipt_at < publish_at,
+        "the request comes first: {result}"
     );
     // One turn_started, one turn_completed, across the three calls.
     let kinds = f.kinds();
@@ -1007,6 +1026,15 @@ impl FakeModel {
 
     /// Each reply is sent `delay` after its request arrived (a slow model).
     fn start_slow(replies: Vec<(u16, String)>, delay: Duration) -> FakeModel {
+        let replies = replies
+            .into_iter()
+            .map(|(s, b)| (s, b, String::new()))
+            .collect();
+        FakeModel::start_with_headers(replies, delay)
+    }
+
+    /// Replies with extra header lines (`"retry-after: 1\r\n"`).
+    fn start_with_headers(replies: Vec<(u16, String, String)>, delay: Duration) -> FakeModel {
         let listener = TcpListener::bind("127.0.0.1:0").unwrap();
         let port = listener.local_addr().unwrap().port();
         let seen = Arc::new(Mutex::new(Vec::new()));
@@ -1016,9 +1044,9 @@ impl FakeModel {
             for stream in listener.incoming() {
                 let Ok(stream) = stream else { continue };
                 let n = hits2.fetch_add(1, Ordering::SeqCst);
-                let (status, body) = replies[n.min(replies.len() - 1)].clone();
+                let (status, body, headers) = replies[n.min(replies.len() - 1)].clone();
                 std::thread::sleep(delay);
-                if let Some(req) = serve(stream, status, &body) {
+                if let Some(req) = serve(stream, status, &body, &headers) {
                     seen2.lock().unwrap().push(req);
                 }
             }
@@ -1031,7 +1059,7 @@ impl FakeModel {
     }
 }
 
-fn serve(stream: TcpStream, status: u16, body: &str) -> Option<Seen> {
+fn serve(stream: TcpStream, status: u16, body: &str, headers: &str) -> Option<Seen> {
     let mut reader = BufReader::new(stream.try_clone().ok()?);
     let mut request_line = String::new();
     reader.read_line(&mut request_line).ok()?;
@@ -1058,7 +1086,7 @@ fn serve(stream: TcpStream, status: u16, body: &str) -> Option<Seen> {
     let mut stream = stream;
     let _ = write!(
         stream,
-        "HTTP/1.1 {status} {reason}\r\ncontent-type: application/json\r\ncontent-length: {}\r\nconnection: close\r\n\r\n{body}",
+        "HTTP/1.1 {status} {reason}\r\ncontent-type: application/json\r\n{headers}content-length: {}\r\nconnection: close\r\n\r\n{body}",
         body.len()
     );
     let _ = stream.flush();
@@ -1170,17 +1198,22 @@ fn a_model_reply_that_is_not_valid_json_aborts_the_turn_with_a_clear_error() {
         let model = FakeModel::start(vec![reply]);
         let f = fixture(Some(model.port));
         let out = f.turn(json!({"goal": "append a line"}));
-        assert_eq!(out.output.error_code(), Some("TURN_ABORTED"));
+        // Walk-E finding 6: a reply the turn cannot use stops this call, not the turn.
+        assert_eq!(out.output.error_code(), Some("TURN_PROVIDER_FAILED"));
         let result = data(&out);
         assert_eq!(result["error_code"], "MODEL_REPLY_INVALID", "{result}");
         assert!(
             result["reason"].as_str().unwrap().contains("not"),
             "{result}"
         );
-        assert_eq!(result["cleanup_status"], "clean");
+        assert_eq!(result["status"], "provider_failed");
+        assert_eq!(result["resumable"], true);
         assert_eq!(f.counters.get("test:append"), 0);
-        assert_eq!(f.finished(&out.receipt_id)["error_code"], "TURN_ABORTED");
-        assert!(f
+        assert_eq!(
+            f.finished(&out.receipt_id)["error_code"],
+            "TURN_PROVIDER_FAILED"
+        );
+        assert!(!f
             .kinds()
             .contains(&"agent-runtime:turn_aborted".to_string()));
     }
@@ -1293,6 +1326,12 @@ fn allow_tools_narrows_what_the_model_is_offered_and_may_call() {
         "{result}"
     );
     assert_eq!(f.counters.get("test:append"), 0);
+    assert_refusal_recorded(
+        &f,
+        &result["steps"][0],
+        "test:append",
+        "AGENT_TOOL_NOT_ALLOWED",
+    );
     let functions: Vec<String> = model.requests()[0].body["tools"]
         .as_array()
         .unwrap()
@@ -1752,6 +1791,35 @@ fn a_nested_turn_by_function_name_is_refused_by_tool_name() {
     let result = data(&out);
     assert_eq!(result["error_code"], "AGENT_NESTED_TURN", "{result}");
     assert_eq!(result["steps"][0]["tool"], TOOL_NAME);
+    assert_refusal_recorded(&f, &result["steps"][0], TOOL_NAME, "AGENT_NESTED_TURN");
+    assert_eq!(result["cleanup_status"], "clean");
+}
+
+/// Walk-E finding 11 (Q40, KRN-10): a step the turn refuses by its own rule has receipts in the
+/// kernel log (started, then `denied` with the code, surface `agent`) and an
+/// `agent-runtime:tool_called` event, like every refusal of the dispatch path.
+fn assert_refusal_recorded(f: &Fixture, step: &Value, tool: &str, code: &str) {
+    assert_eq!(step["outcome"], "denied", "{step}");
+    let receipt = step["receipt_id"]
+        .as_str()
+        .expect("the refused step has a receipt");
+    let started = f.started(receipt);
+    assert_eq!(started["tool_name"], tool);
+    assert_eq!(started["surface"], "agent");
+    assert!(started["input_hash"].as_str().is_some(), "{started:?}");
+    let finished = f.finished(receipt);
+    assert_eq!(finished["result"], "denied");
+    assert_eq!(finished["error_code"], code);
+    let called: Vec<KernelEventV2> = f
+        .events()
+        .into_iter()
+        .filter(|e| e.kind == "agent-runtime:tool_called" && e.payload["receipt_id"] == receipt)
+        .collect();
+    assert_eq!(called.len(), 1, "one tool_called for {tool}");
+    assert_eq!(called[0].payload["tool_name"], tool);
+    assert_eq!(called[0].payload["outcome"], "denied");
+    assert_eq!(called[0].payload["error_code"], code);
+    assert_eq!(called[0].payload["receipt_id"], receipt);
 }
 
 /// Walk-E finding 5: denying a waiting turn's approval ends the turn (`APPROVAL_DENIED`, with
@@ -1811,4 +1879,307 @@ fn a_denied_approval_ends_the_waiting_turn() {
     let third = f.turn(input);
     assert_eq!(data(&third)["error_code"], "APPROVAL_DENIED");
     assert_eq!(data(&third)["replayed"], true);
+}
+
+/// Walk-E finding 6: a key variable that is not set is refused before the turn exists (no turn
+/// file, no `turn_started`, the id is not used up), like a bad `base_url`; once it is exported
+/// the same turn_id runs as a new turn, not as a replay of the old error.
+#[test]
+fn a_missing_api_key_is_refused_before_the_turn_exists() {
+    const VAR: &str = "AGENT_RUNTIME_TEST_KEY_FINDING_SIX";
+    std::env::remove_var(VAR);
+    let model = FakeModel::start(vec![text_reply("done")]);
+    let (dir, root) = scratch(Some(model.port));
+    let ws = std::fs::read_to_string(root.join("workspace.yaml"))
+        .unwrap()
+        .replace(
+            "api_key_env: AGENT_RUNTIME_API_KEY",
+            &format!("api_key_env: {VAR}"),
+        );
+    std::fs::write(root.join("workspace.yaml"), ws).unwrap();
+    let f = fixture_at(Some(dir), root);
+    let input = json!({"goal": "hello", "turn_id": "t-key"});
+    let out = f.turn(input.clone());
+    assert_eq!(
+        out.output.error_code(),
+        Some("MODEL_PROVIDER_NOT_CONFIGURED"),
+        "{:?}",
+        out.output
+    );
+    assert!(out.output.error.as_ref().unwrap().message.contains(VAR));
+    assert!(!f
+        .root
+        .join(".lumenflow/state/agent-runtime/turns/t-key.json")
+        .exists());
+    assert!(!f
+        .kinds()
+        .iter()
+        .any(|k| k.starts_with("agent-runtime:turn_")));
+    assert_eq!(model.hits.load(Ordering::SeqCst), 0);
+
+    std::env::set_var(VAR, "sk-exported-later");
+    let out = f.turn(input);
+    assert!(out.output.success, "{:?}", out.output);
+    let result = data(&out);
+    assert_eq!(result["status"], "completed");
+    assert!(result.get("replayed").is_none(), "{result}");
+    assert_eq!(
+        model.requests()[0].authorization.as_deref(),
+        Some("Bearer sk-exported-later")
+    );
+}
+
+/// Walk-E finding 6: HTTP 429 and 5xx are retried with backoff, a `Retry-After` within the cap
+/// is honoured, and one beyond it is not waited for.
+#[test]
+fn transient_provider_failures_are_retried_with_backoff_and_retry_after() {
+    let rate_limited = (
+        429,
+        r#"{"error":{"message":"rate limit"}}"#.to_string(),
+        "retry-after: 1\r\n".to_string(),
+    );
+    let unavailable = (
+        503,
+        r#"{"error":{"message":"restarting"}}"#.to_string(),
+        String::new(),
+    );
+    let (s, b) = tool_call_reply("c1", "test__read", "{}");
+    let (s2, b2) = text_reply("read it");
+    let model = FakeModel::start_with_headers(
+        vec![
+            rate_limited.clone(),
+            unavailable,
+            (s, b, String::new()),
+            (s2, b2, String::new()),
+        ],
+        Duration::ZERO,
+    );
+    let f = fixture(Some(model.port));
+    let started = Instant::now();
+    let out = f.turn(json!({"goal": "read"}));
+    assert!(out.output.success, "{:?}", out.output);
+    assert_eq!(data(&out)["status"], "completed");
+    assert_eq!(model.hits.load(Ordering::SeqCst), 4);
+    assert_eq!(f.counters.get("test:read"), 1);
+    // 1 s asked by the server, then the 0.5 s backoff.
+    assert!(
+        started.elapsed() >= Duration::from_millis(1400),
+        "{:?}",
+        started.elapsed()
+    );
+
+    // A server that wants an hour is not waited for: one attempt, and the turn can resume.
+    let model = FakeModel::start_with_headers(
+        vec![(429, rate_limited.1, "retry-after: 3600\r\n".to_string())],
+        Duration::ZERO,
+    );
+    let f = fixture(Some(model.port));
+    let out = f.turn(json!({"goal": "read"}));
+    assert_eq!(out.output.error_code(), Some("TURN_PROVIDER_FAILED"));
+    let result = data(&out);
+    assert_eq!(result["status"], "provider_failed");
+    assert!(
+        result["reason"]
+            .as_str()
+            .unwrap()
+            .contains("retry after 3600 s"),
+        "{result}"
+    );
+    assert_eq!(model.hits.load(Ordering::SeqCst), 1);
+
+    // A server that keeps failing: 1 + max_retries attempts, then the turn stops.
+    let model = FakeModel::start(vec![(500, r#"{"error":{"message":"down"}}"#.into())]);
+    let f = fixture_with(Some(model.port), "    max_retries: 1\n");
+    let out = f.turn(json!({"goal": "read"}));
+    let result = data(&out);
+    assert_eq!(result["error_code"], "MODEL_PROVIDER_HTTP_ERROR");
+    assert!(
+        result["reason"]
+            .as_str()
+            .unwrap()
+            .contains("gave up after 2 attempts"),
+        "{result}"
+    );
+    assert_eq!(model.hits.load(Ordering::SeqCst), 2);
+}
+
+/// Walk-E finding 6: a turn stopped by a provider failure resumes with the same turn_id from
+/// its last finished step (no step runs twice), and can be cancelled instead (ABR-01, ABR-02,
+/// Q22).
+#[test]
+fn a_provider_failure_leaves_the_turn_resumable() {
+    let model = FakeModel::start(vec![
+        tool_call_reply("c1", "test__append", r#"{"path":"out/r.txt","line":"one"}"#),
+        (500, r#"{"error":{"message":"overloaded"}}"#.into()),
+        text_reply("Appended."),
+    ]);
+    let f = fixture_with(Some(model.port), "    max_retries: 0\n");
+    let input = json!({"goal": "append one", "turn_id": "t-resume"});
+    let first = f.turn(input.clone());
+    assert_eq!(first.output.error_code(), Some("TURN_PROVIDER_FAILED"));
+    let result = data(&first);
+    assert_eq!(result["status"], "provider_failed", "{result}");
+    assert_eq!(result["error_code"], "MODEL_PROVIDER_HTTP_ERROR");
+    assert_eq!(result["resumable"], true);
+    assert!(!f.kinds().iter().any(|k| k == "agent-runtime:turn_aborted"));
+
+    let second = f.turn(input.clone());
+    assert!(second.output.success, "{:?}", second.output);
+    let result = data(&second);
+    assert_eq!(result["status"], "completed", "{result}");
+    assert_eq!(result["summary"], "Appended.");
+    assert_eq!(result["tool_calls"], 1);
+    assert_eq!(f.counters.get("test:append"), 1);
+    assert_eq!(f.lines("out/r.txt"), vec!["one"]);
+    assert_eq!(model.hits.load(Ordering::SeqCst), 3);
+
+    // The same failure, then a cancel: aborted with its honest cleanup status.
+    let model = FakeModel::start(vec![
+        tool_call_reply("c1", "test__append", r#"{"path":"out/c.txt","line":"one"}"#),
+        (500, r#"{"error":{"message":"overloaded"}}"#.into()),
+    ]);
+    let f = fixture_with(Some(model.port), "    max_retries: 0\n");
+    f.turn(json!({"goal": "append", "turn_id": "t-c"}));
+    let out = f.turn(json!({"turn_id": "t-c", "action": "cancel"}));
+    assert!(out.output.success, "{:?}", out.output);
+    let result = data(&out);
+    assert_eq!(result["status"], "aborted");
+    assert_eq!(result["error_code"], "TURN_CANCELLED");
+    assert_eq!(result["cleanup_status"], "partial", "{result}");
+    assert_eq!(model.hits.load(Ordering::SeqCst), 2);
+}
+
+/// Walk-E finding 5: `action: status` reads a waiting turn without dispatching anything (no new
+/// approval request, no nested receipt); `action: cancel` ends it as aborted with
+/// `cleanup_status` and `recovery_action` (ABR-01, ABR-02) and `turn_aborted` (Q22); a replayed
+/// ending says it is a replay.
+#[test]
+fn a_waiting_turn_can_be_checked_read_only_and_cancelled() {
+    let f = fixture(None);
+    let input = json!({
+        "goal": "publish",
+        "turn_id": "t-cancel",
+        "plan": plan(json!([
+            {"tool": "test:append", "input": {"path": "out/log.txt", "line": "before"}},
+            {"tool": "test:publish", "input": {"path": "out/p.txt", "line": "p"}},
+        ])),
+    });
+    let first = f.turn(input.clone());
+    assert_eq!(data(&first)["status"], "waiting_approval");
+    let approval_id = data(&first)["approval_id"].as_str().unwrap().to_string();
+    let approvals = LocalApprovals::open(&f.root);
+    let all = || {
+        approvals
+            .list(&lumenflow_kernel::approvals::ApprovalFilter::all(
+                Timestamp::now(),
+            ))
+            .unwrap()
+            .approvals
+            .len()
+    };
+    let approvals_before = all();
+    let nested_before = f
+        .events()
+        .iter()
+        .filter(|e| e.kind == "agent-runtime:tool_called" && e.payload["tool_name"] != TOOL_NAME)
+        .count();
+    let turn_file = f
+        .root
+        .join(".lumenflow/state/agent-runtime/turns/t-cancel.json");
+    let file_before = std::fs::read(&turn_file).unwrap();
+
+    for status_input in [
+        json!({"turn_id": "t-cancel", "action": "status"}),
+        json!({"turn_id": "t-cancel", "action": "status", "goal": "publish"}),
+    ] {
+        let status = f.turn(status_input);
+        assert!(status.output.success, "{:?}", status.output);
+        let view = data(&status);
+        assert_eq!(view["status"], "waiting_approval", "{view}");
+        assert_eq!(view["pending_step"]["tool"], "test:publish");
+        assert_eq!(view["approval_id"], approval_id.as_str());
+    }
+    assert_eq!(all(), approvals_before, "no new approval request");
+    assert_eq!(f.counters.get("test:publish"), 0);
+    assert_eq!(
+        f.events()
+            .iter()
+            .filter(|e| e.kind == "agent-runtime:tool_called" && e.payload["tool_name"] != TOOL_NAME)
+            .count(),
+        nested_before,
+        "nothing dispatched"
+    );
+    assert_eq!(
+        std::fs::read(&turn_file).unwrap(),
+        file_before,
+        "nothing written"
+    );
+
+    // Only the starter may read or cancel it; an unknown id is named.
+    let other = f.runtime.dispatch(CallRequest {
+        caller: "someone-else".into(),
+        surface: lumenflow_kernel::dispatch::Surface::Http,
+        ..CallRequest::local(
+            TOOL_NAME,
+            json!({"turn_id": "t-cancel", "action": "cancel"}),
+        )
+    });
+    assert_eq!(other.output.error_code(), Some("TURN_MISMATCH"));
+    let unknown = f.turn(json!({"turn_id": "t-nope", "action": "status"}));
+    assert_eq!(unknown.output.error_code(), Some("TURN_NOT_FOUND"));
+    let no_id = f.turn(json!({"action": "status"}));
+    assert_eq!(no_id.output.error_code(), Some("INVALID_INPUT"));
+
+    let cancel = f.turn(json!({"turn_id": "t-cancel", "action": "cancel"}));
+    assert!(cancel.output.success, "{:?}", cancel.output);
+    let result = data(&cancel);
+    assert_eq!(result["status"], "aborted");
+    assert_eq!(result["error_code"], "TURN_CANCELLED");
+    assert_eq!(result["cleanup_status"], "partial", "step 1 was kept");
+    assert!(result["recovery_action"]
+        .as_str()
+        .unwrap()
+        .contains("Step 1"));
+    assert!(result["reason"].as_str().unwrap().contains(&approval_id));
+    let aborted: Vec<KernelEventV2> = f
+        .events()
+        .into_iter()
+        .filter(|e| e.kind == "agent-runtime:turn_aborted")
+        .collect();
+    assert_eq!(aborted.len(), 1);
+    assert_eq!(aborted[0].payload["turn_id"], "t-cancel");
+    assert_eq!(aborted[0].payload["cleanup_status"], "partial");
+    assert!(aborted[0].payload["recovery_action"].is_string());
+
+    // A grant given now is never used by the cancelled turn.
+    approvals
+        .decide(
+            &approval_id,
+            Decision::Granted {
+                approver: "alice".into(),
+                reason: "late".into(),
+                decided_at: Timestamp::now(),
+            },
+        )
+        .unwrap();
+    let status = f.turn(json!({"turn_id": "t-cancel", "action": "status"}));
+    assert_eq!(data(&status)["status"], "aborted");
+    assert_eq!(data(&status)["error_code"], "TURN_CANCELLED");
+    let again = f.turn(json!({"turn_id": "t-cancel", "action": "cancel"}));
+    assert_eq!(again.output.error_code(), Some("TURN_ALREADY_ENDED"));
+    let replay = f.turn(input);
+    assert_eq!(replay.output.error_code(), Some("TURN_ABORTED"));
+    assert_eq!(data(&replay)["replayed"], true);
+    assert!(
+        replay
+            .output
+            .error
+            .as_ref()
+            .unwrap()
+            .message
+            .contains("(replayed: this turn ended at"),
+        "{:?}",
+        replay.output
+    );
+    assert_eq!(f.counters.get("test:publish"), 0);
 }

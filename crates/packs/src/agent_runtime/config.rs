@@ -80,6 +80,10 @@ pub struct ProviderConfig {
     pub api_key_env: Option<String>,
     #[serde(default)]
     pub timeout_ms: Option<u64>,
+    /// Retries of a transient model failure (HTTP 429 or 5xx, timeout, connection refused),
+    /// 0 to 5; [`super::openai::DEFAULT_MAX_RETRIES`] when absent.
+    #[serde(default)]
+    pub max_retries: Option<u32>,
     #[serde(default)]
     pub temperature: Option<f64>,
 }
@@ -125,6 +129,15 @@ impl AgentRuntimeConfig {
             if let Some(kind) = p.kind.as_deref().filter(|k| *k != "openai_compatible") {
                 return Err(ConfigError::Invalid(format!(
                     "`provider.kind` is `{kind}`; expected `openai_compatible`"
+                )));
+            }
+            if let Some(n) = p
+                .max_retries
+                .filter(|n| *n > super::openai::MAX_RETRIES_LIMIT)
+            {
+                return Err(ConfigError::Invalid(format!(
+                    "`provider.max_retries` must be between 0 and {}, got {n}",
+                    super::openai::MAX_RETRIES_LIMIT
                 )));
             }
             if let Some(name) = &p.api_key_env {

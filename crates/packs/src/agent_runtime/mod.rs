@@ -1,7 +1,8 @@
 //! `agent-runtime`: the governed agent turn (issue 8; INV-02, INV-05, INV-09, ABR-01 to ABR-04,
 //! Q22), built into the binary.
 //!
-//! One tool, `agent:execute-turn` with `{goal, plan?, max_steps?, turn_id?}`: a model proposes
+//! One tool, `agent:execute-turn` with `{goal, plan?, max_steps?, turn_id?, action?}` (`action`
+//! `status` reads a turn without side effects, `cancel` ends a waiting one): a model proposes
 //! tool calls, and each one is sent through the kernel's dispatch path like any other call, so
 //! scopes, rules, approvals and receipts apply to what an agent does exactly as they apply to
 //! what a person does. The original pack (`original/control-plane.md` §2.16) ran one model

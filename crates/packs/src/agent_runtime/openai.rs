@@ -19,7 +19,9 @@
 //! `Authorization`/bearer-looking value from every text that comes back before it is quoted.
 //! Replies are read up to [`MAX_REPLY_BYTES`] and tool arguments accepted up to
 //! [`MAX_ARGUMENT_BYTES`] (the sidecar's own body limit), so a model cannot make a turn hold or
-//! store an unbounded input. The request runs on its own thread, so a caller inside an async runtime (the
+//! store an unbounded input. Transient failures (HTTP 429 and 5xx, timeouts, refused
+//! connections) are retried with a doubling backoff or the server's short `Retry-After`
+//! ([`DEFAULT_MAX_RETRIES`], [`RETRY_BASE_DELAY`], [`MAX_RETRY_AFTER`]). The request runs on its own thread, so a caller inside an async runtime (the
 //! sidecar) cannot trip over the blocking client.
 
 use lumenflow_contracts::error_text::with_causes;
@@ -52,6 +54,22 @@ pub const MAX_ARGUMENT_BYTES: usize = 1024 * 1024;
 /// What replaces a secret in a quoted text.
 pub const REDACTED: &str = "[redacted]";
 
+/// Retries of a transient failure (HTTP 429 or 5xx, a timeout, a refused or dropped connection)
+/// when `agent_runtime.provider.max_retries` does not say: three attempts in all (walk-E
+/// finding 6). A rate limit or a restarting server is the common case, and one hiccup should
+/// not stop a turn; a server that stays down is not hammered either.
+pub const DEFAULT_MAX_RETRIES: u32 = 2;
+
+/// The most retries the workspace may ask for.
+pub const MAX_RETRIES_LIMIT: u32 = 5;
+
+/// The wait before the first retry; it doubles before each further one (0.5 s, 1 s, 2 s, ...).
+pub const RETRY_BASE_DELAY: Duration = Duration::from_millis(500);
+
+/// The longest `Retry-After` this client waits. A server asking for longer is not retried at
+/// once: the turn stops `provider_failed`, and calling it again later resumes it.
+pub const MAX_RETRY_AFTER: Duration = Duration::from_secs(10);
+
 /// The client. `Debug` does not show the key.
 pub struct OpenAiCompatible {
     endpoint: reqwest::Url,
@@ -59,6 +77,39 @@ pub struct OpenAiCompatible {
     api_key: Option<String>,
     timeout: Duration,
     temperature: Option<f64>,
+    max_retries: u32,
+}
+
+/// One HTTP answer: its status, its body, and the `Retry-After` it asked for (in whole seconds,
+/// the form rate limiters send; an HTTP date is ignored and the client's own backoff applies).
+struct Reply {
+    status: u16,
+    text: String,
+    retry_after: Option<Duration>,
+}
+
+/// A failure worth another attempt: the server may answer the same request a moment later.
+fn transient(e: &ProviderError) -> bool {
+    match e {
+        ProviderError::Transport(_) => true,
+        ProviderError::Http { status, .. } => *status == 429 || (500..600).contains(status),
+        _ => false,
+    }
+}
+
+/// The API key a provider block names, read from its environment variable: `None` without
+/// `api_key_env`, an error naming the variable when it is unset or empty. Checked before a
+/// turn is created (so a missing key does not use up a turn id) and again when a turn resumes.
+pub fn api_key(config: &ProviderConfig) -> Result<Option<String>, ProviderError> {
+    match &config.api_key_env {
+        None => Ok(None),
+        Some(name) => match std::env::var(name) {
+            Ok(v) if !v.trim().is_empty() => Ok(Some(v)),
+            _ => Err(ProviderError::NotConfigured(format!(
+                "the environment variable `{name}` named by `agent_runtime.provider.api_key_env` is not set; expected the model server's API key in it"
+            ))),
+        },
+    }
 }
 
 impl std::fmt::Debug for OpenAiCompatible {
@@ -221,24 +272,63 @@ fn skip_word(lower: &str, at: usize, word: &str) -> usize {
 impl OpenAiCompatible {
     /// The client for a configured provider, reading the API key from its environment variable.
     pub fn from_config(config: &ProviderConfig) -> Result<Self, ProviderError> {
-        let api_key = match &config.api_key_env {
-            None => None,
-            Some(name) => match std::env::var(name) {
-                Ok(v) if !v.trim().is_empty() => Some(v),
-                _ => {
-                    return Err(ProviderError::NotConfigured(format!(
-                        "the environment variable `{name}` named by `agent_runtime.provider.api_key_env` is not set"
-                    )))
-                }
-            },
-        };
         Ok(OpenAiCompatible {
             endpoint: endpoint(&config.base_url)?,
             model: config.model.clone(),
-            api_key,
+            api_key: api_key(config)?,
             timeout: Duration::from_millis(config.timeout_ms.unwrap_or(DEFAULT_TIMEOUT_MS)),
             temperature: config.temperature,
+            max_retries: config
+                .max_retries
+                .unwrap_or(DEFAULT_MAX_RETRIES)
+                .min(MAX_RETRIES_LIMIT),
         })
+    }
+
+    /// [`post`](Self::post) with the retries of a transient failure: after `RETRY_BASE_DELAY`,
+    /// doubled each time, or after the server's `Retry-After` when it asks for at most
+    /// [`MAX_RETRY_AFTER`]. The last error is returned with the number of attempts made.
+    fn post_with_retries(&self, body: &Value) -> Result<Reply, ProviderError> {
+        let mut delay = RETRY_BASE_DELAY;
+        let mut attempt = 0;
+        loop {
+            attempt += 1;
+            let (error, retry_after) = match self.post(body.clone()) {
+                Ok(reply) if (200..300).contains(&reply.status) => return Ok(reply),
+                Ok(reply) => {
+                    let key = self.api_key.as_deref();
+                    let error = ProviderError::Http {
+                        status: reply.status,
+                        // Redacted before it is cut, so a key at the cut cannot leak half of it.
+                        body: excerpt(&redact(&reply.text, key)),
+                    };
+                    (error, reply.retry_after)
+                }
+                Err(e) => (e, None),
+            };
+            if !transient(&error) || attempt > self.max_retries {
+                return Err(after_attempts(error, attempt));
+            }
+            let wait = match retry_after {
+                Some(asked) if asked > MAX_RETRY_AFTER => {
+                    return Err(after_attempts(
+                        with_note(
+                            error,
+                            &format!(
+                                "the server asked to retry after {} s, longer than the {} s this client waits",
+                                asked.as_secs(),
+                                MAX_RETRY_AFTER.as_secs()
+                            ),
+                        ),
+                        attempt,
+                    ))
+                }
+                Some(asked) => asked,
+                None => delay,
+            };
+            std::thread::sleep(wait);
+            delay = delay.saturating_mul(2);
+        }
     }
 
     /// The request body for the next step (public so tests and tools can show it).
@@ -317,14 +407,14 @@ impl OpenAiCompatible {
         body
     }
 
-    fn post(&self, body: Value) -> Result<(u16, String), ProviderError> {
+    fn post(&self, body: Value) -> Result<Reply, ProviderError> {
         let endpoint = self.endpoint.clone();
         let key = self.api_key.clone();
         let timeout = self.timeout;
         // Its own thread: the blocking client must not run inside an async runtime's worker.
         let worker = std::thread::Builder::new()
             .name("agent-runtime-model".into())
-            .spawn(move || -> Result<(u16, String), ProviderError> {
+            .spawn(move || -> Result<Reply, ProviderError> {
                 let client = reqwest::blocking::Client::builder()
                     .timeout(timeout)
                     .redirect(reqwest::redirect::Policy::none())
@@ -341,6 +431,12 @@ impl OpenAiCompatible {
                     .send()
                     .map_err(|e| ProviderError::Transport(describe_transport(e)))?;
                 let status = response.status().as_u16();
+                let retry_after = response
+                    .headers()
+                    .get(reqwest::header::RETRY_AFTER)
+                    .and_then(|v| v.to_str().ok())
+                    .and_then(|v| v.trim().parse::<u64>().ok())
+                    .map(Duration::from_secs);
                 if response
                     .content_length()
                     .is_some_and(|n| n > MAX_REPLY_BYTES as u64)
@@ -357,7 +453,11 @@ impl OpenAiCompatible {
                 if raw.len() > MAX_REPLY_BYTES {
                     return Err(too_large());
                 }
-                Ok((status, String::from_utf8_lossy(&raw).into_owned()))
+                Ok(Reply {
+                    status,
+                    text: String::from_utf8_lossy(&raw).into_owned(),
+                    retry_after,
+                })
             })
             .map_err(|e| {
                 ProviderError::Transport(format!("cannot start the request thread: {e}"))
@@ -365,6 +465,27 @@ impl OpenAiCompatible {
         worker
             .join()
             .map_err(|_| ProviderError::Transport("the request thread panicked".into()))?
+    }
+}
+
+/// `error` saying how many attempts were made, when there was more than one (so an operator
+/// reading "HTTP 429" knows the client did not give up at the first refusal).
+fn after_attempts(error: ProviderError, attempts: u32) -> ProviderError {
+    if attempts <= 1 {
+        return error;
+    }
+    with_note(error, &format!("gave up after {attempts} attempts"))
+}
+
+/// `error` with `note` appended to its text.
+fn with_note(error: ProviderError, note: &str) -> ProviderError {
+    match error {
+        ProviderError::Transport(t) => ProviderError::Transport(format!("{t} ({note})")),
+        ProviderError::Http { status, body } => ProviderError::Http {
+            status,
+            body: format!("{body} ({note})"),
+        },
+        other => other,
     }
 }
 
@@ -586,16 +707,10 @@ impl ModelProvider for OpenAiCompatible {
 
     fn next_step(&mut self, view: &TurnView<'_>) -> Result<Step, ProviderError> {
         let key = self.api_key.as_deref();
-        let (status, text) = self
-            .post(self.request_body(view))
-            .map_err(|e| redact_error(e, key))?;
-        if !(200..300).contains(&status) {
-            // Redacted before it is cut, so a key at the cut cannot leak half of itself.
-            return Err(ProviderError::Http {
-                status,
-                body: excerpt(&redact(&text, key)),
-            });
-        }
+        let text = self
+            .post_with_retries(&self.request_body(view))
+            .map_err(|e| redact_error(e, key))?
+            .text;
         // The key's value never reaches a tool input, a summary or a stored reply either.
         let text = match key.map(str::trim).filter(|k| k.len() >= 4) {
             Some(k) if text.contains(k) => text.replace(k, REDACTED),

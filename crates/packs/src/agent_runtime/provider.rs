@@ -63,7 +63,9 @@ pub struct TurnView<'a> {
     pub transcript: &'a [StepRecord],
 }
 
-/// Why a provider could not propose a step. Each ends the turn as aborted, with its code.
+/// Why a provider could not propose a step, with its code. A plan error aborts the turn; the
+/// others (after the client's retries of transient ones) leave it `provider_failed`, resumable
+/// by calling it again.
 #[derive(Debug, Clone, PartialEq, thiserror::Error)]
 pub enum ProviderError {
     /// No provider is configured for a turn without a plan.

@@ -62,6 +62,9 @@ pub enum TurnStatus {
     Running,
     /// A step waits for a human's grant; call again with the same `turn_id` to resume.
     WaitingApproval,
+    /// The model server failed (after the client's retries); call again with the same
+    /// `turn_id` to resume from the last finished step, or cancel it (walk-E finding 6).
+    ProviderFailed,
     Completed,
     Aborted,
 }
@@ -71,6 +74,7 @@ impl TurnStatus {
         match self {
             TurnStatus::Running => "running",
             TurnStatus::WaitingApproval => "waiting_approval",
+            TurnStatus::ProviderFailed => "provider_failed",
             TurnStatus::Completed => "completed",
             TurnStatus::Aborted => "aborted",
         }
@@ -125,6 +129,11 @@ pub struct StepRecord {
     pub receipt_id: Option<String>,
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub approval_id: Option<String>,
+    /// The receipts of earlier dispatches of this step that were answered
+    /// `APPROVAL_REQUIRED` (the approval requests), kept when the step is dispatched again after
+    /// the grant, so the turn still links to its approval request (walk-E finding 12).
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub approval_receipts: Vec<String>,
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub error_code: Option<String>,
     #[serde(default, skip_serializing_if = "Option::is_none")]

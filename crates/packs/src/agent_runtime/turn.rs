@@ -12,6 +12,10 @@
 //!   and the pending step); the next call with the same `turn_id` dispatches that step again
 //!   (the grant, bound to the same tool and input, lets it through once) and carries on, without
 //!   running any earlier step again;
+//! - a model provider failure (after the client's retries) ends the call with `provider_failed`;
+//!   the next call with the same `turn_id` asks the model again from the last finished step;
+//! - `action: status` reads a turn and changes nothing; `action: cancel` ends a waiting or
+//!   `provider_failed` turn as aborted with its cleanup status;
 //! - a turn whose process died mid-step is found `running` with a `started` step and nobody
 //!   holding its lock: the next call for it, any later turn, or [`reconcile_interrupted_turns`]
 //!   at startup marks it aborted with the `cleanup_status` the recorded steps justify (ABR-02)
@@ -48,6 +52,14 @@ use super::{TOOL_NAME, TURN_ABORTED, TURN_COMPLETED, TURN_STARTED};
 /// The error code of a turn that stopped before its goal (the cause is in the result).
 pub const TURN_ABORTED_CODE: &str = "TURN_ABORTED";
 
+/// The error code of a call that stopped at a model provider failure; the turn is
+/// `provider_failed` and resumes when called again.
+pub const TURN_PROVIDER_FAILED_CODE: &str = "TURN_PROVIDER_FAILED";
+
+/// The turn's own refusals (recorded through [`BuiltinCall::refuse`]).
+const NESTED_TURN: &str = "AGENT_NESTED_TURN";
+const TOOL_NOT_ALLOWED: &str = "AGENT_TOOL_NOT_ALLOWED";
+
 /// A step's output kept in the turn (and shown to the model) up to this size.
 pub const MAX_STEP_DATA_BYTES: usize = 64 * 1024;
 
@@ -55,13 +67,32 @@ pub const MAX_STEP_DATA_BYTES: usize = 64 * 1024;
 #[derive(Debug, Clone, Deserialize)]
 #[serde(deny_unknown_fields)]
 struct TurnInput {
-    goal: String,
+    /// Required to run a turn; optional for `status` and `cancel`, which then only check the
+    /// caller (and the goal when it is given).
+    #[serde(default)]
+    goal: Option<String>,
+    #[serde(default)]
+    action: Option<Action>,
     #[serde(default)]
     plan: Option<PlanInput>,
     #[serde(default)]
     max_steps: Option<u32>,
     #[serde(default)]
     turn_id: Option<String>,
+}
+
+/// What a call does with its turn (walk-E finding 5).
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Deserialize)]
+#[serde(rename_all = "snake_case")]
+enum Action {
+    /// Start the turn, resume it (after a grant or a provider failure), or replay its ending.
+    #[default]
+    Run,
+    /// Read where the turn stands: nothing is dispatched, settled or written.
+    Status,
+    /// End a turn that waits (for an approval, or after a provider failure) as aborted with its
+    /// cleanup status (ABR-01, ABR-02) and `turn_aborted` (Q22).
+    Cancel,
 }
 
 #[derive(Debug, Clone, Deserialize)]
@@ -152,9 +183,10 @@ fn state_fail(e: StateError) -> Failure {
 fn run(call: &BuiltinCall<'_>) -> Result<ToolOutput, Failure> {
     let input: TurnInput = serde_json::from_value(call.input().clone())
         .map_err(|e| fail(codes::INVALID_INPUT, format!("invalid turn input: {e}")))?;
-    if input.goal.trim().is_empty() {
+    if input.goal.as_deref().is_some_and(|g| g.trim().is_empty()) {
         return Err(fail(codes::INVALID_INPUT, "`goal` must not be empty"));
     }
+    let action = input.action.unwrap_or_default();
     let dir = call.workspace_dir();
     // The manifest asks for the pack's own state folder; the workspace may not grant it.
     if !call
@@ -167,6 +199,28 @@ fn run(call: &BuiltinCall<'_>) -> Result<ToolOutput, Failure> {
         ));
     }
     let store = TurnStore::open(dir);
+    if action != Action::Run {
+        let Some(turn_id) = input.turn_id.as_deref() else {
+            return Err(fail(
+                codes::INVALID_INPUT,
+                format!(
+                    "`turn_id` is required with action `{}`; expected the id of an existing turn",
+                    action_name(action)
+                ),
+            ));
+        };
+        check_turn_id(turn_id).map_err(|m| fail(codes::INVALID_INPUT, m))?;
+        return match action {
+            Action::Status => turn_status(call, &store, turn_id, input.goal.as_deref()),
+            _ => cancel_turn(call, &store, turn_id, input.goal.as_deref()),
+        };
+    }
+    let Some(goal) = input.goal.clone() else {
+        return Err(fail(
+            codes::INVALID_INPUT,
+            "`goal` is required to run a turn; expected a non-empty string",
+        ));
+    };
     // Turns whose process died are settled first (their events go out with this call's).
     let _ = reconcile_with(&store, call);
 
@@ -196,33 +250,7 @@ fn run(call: &BuiltinCall<'_>) -> Result<ToolOutput, Failure> {
                 // is settled whoever asks (reconciliation), but only its starter sees it.
                 settle_interrupted(&store, &mut state, call).map_err(state_fail)?;
             }
-            // A turn belongs to its caller and its goal, whatever its status: another caller
-            // naming its id learns nothing of it (not even who started it), and the same
-            // caller reusing an id for another goal is told so instead of getting the old
-            // result as a success (walk-E finding 4).
-            if state.caller != call.caller() {
-                return Err(fail(
-                    "TURN_MISMATCH",
-                    format!(
-                        "turn `{turn_id}` was started by another caller; only its starter may resume or read it (use a new turn_id)"
-                    ),
-                ));
-            }
-            if state.goal != input.goal {
-                let (code, what) = if state.status.is_final() {
-                    ("TURN_ID_CONFLICT", "already ran")
-                } else {
-                    ("TURN_MISMATCH", "was started")
-                };
-                return Err(fail(
-                    code,
-                    format!(
-                        "turn `{turn_id}` {what} with goal `{}`, not `{}`; call it with the same goal, or use a new turn_id",
-                        one_line(&state.goal),
-                        one_line(&input.goal)
-                    ),
-                ));
-            }
+            check_owner(call, &state, Some(&goal))?;
             if state.status.is_final() {
                 // Asking again about a finished turn returns its result, marked as a replay;
                 // nothing runs again.
@@ -239,7 +267,7 @@ fn run(call: &BuiltinCall<'_>) -> Result<ToolOutput, Failure> {
             let mut state = TurnState {
                 schema_version: SCHEMA_VERSION,
                 turn_id: turn_id.clone(),
-                goal: input.goal.clone(),
+                goal: goal.clone(),
                 caller: call.caller().to_string(),
                 run_id: call.run_id().to_string(),
                 task_id: call.task_id().map(str::to_string),
@@ -264,11 +292,195 @@ fn run(call: &BuiltinCall<'_>) -> Result<ToolOutput, Failure> {
             return drive(call, &store, &config, &catalogue, state, warnings);
         }
     };
-    // Waiting for an approval: carry on from the pending step.
+    // Waiting for an approval (carry on from the pending step) or stopped by a provider failure
+    // (ask the model again from the last finished step). The old result no longer holds.
     state.status = TurnStatus::Running;
+    state.result = None;
     mark_running(&store, &turn_id).map_err(state_fail)?;
     store.save(&mut state).map_err(state_fail)?;
     drive(call, &store, &config, &catalogue, state, Vec::new())
+}
+
+fn action_name(action: Action) -> &'static str {
+    match action {
+        Action::Run => "run",
+        Action::Status => "status",
+        Action::Cancel => "cancel",
+    }
+}
+
+/// A turn belongs to its caller and its goal, whatever its status: another caller naming its
+/// id learns nothing of it (not even who started it), and the same caller reusing an id for
+/// another goal is told so instead of getting the old result as a success (walk-E finding 4).
+/// `goal` is `None` for `status` and `cancel` calls that do not repeat it.
+fn check_owner(
+    call: &BuiltinCall<'_>,
+    state: &TurnState,
+    goal: Option<&str>,
+) -> Result<(), Failure> {
+    let turn_id = &state.turn_id;
+    if state.caller != call.caller() {
+        return Err(fail(
+            "TURN_MISMATCH",
+            format!(
+                "turn `{turn_id}` was started by another caller; only its starter may resume or read it (use a new turn_id)"
+            ),
+        ));
+    }
+    match goal {
+        Some(goal) if goal != state.goal => {
+            let (code, what) = if state.status.is_final() {
+                ("TURN_ID_CONFLICT", "already ran")
+            } else {
+                ("TURN_MISMATCH", "was started")
+            };
+            Err(fail(
+                code,
+                format!(
+                    "turn `{turn_id}` {what} with goal `{}`, not `{}`; call it with the same goal, or use a new turn_id",
+                    one_line(&state.goal),
+                    one_line(goal)
+                ),
+            ))
+        }
+        _ => Ok(()),
+    }
+}
+
+fn turn_not_found(turn_id: &str) -> Failure {
+    fail(
+        "TURN_NOT_FOUND",
+        format!("no turn `{turn_id}` exists in this workspace; expected the id of a started turn"),
+    )
+}
+
+/// `action: status`: where a turn stands, read from its file. Nothing is dispatched, settled,
+/// emitted or written, so checking a waiting turn never opens a new approval request (walk-E
+/// finding 5). A turn found `running` is either driven by a live call (`driven: true`) or was
+/// left by a dead process (`interrupted: true`; the next `run` or `cancel` call settles it).
+fn turn_status(
+    call: &BuiltinCall<'_>,
+    store: &TurnStore,
+    turn_id: &str,
+    goal: Option<&str>,
+) -> Result<ToolOutput, Failure> {
+    let state = store
+        .load(turn_id)
+        .map_err(state_fail)?
+        .ok_or_else(|| turn_not_found(turn_id))?;
+    check_owner(call, &state, goal)?;
+    let mut view = base_result(&state, None, &[]);
+    if let Some(Value::Object(stored)) = &state.result {
+        for k in [
+            "error_code",
+            "reason",
+            "cleanup_status",
+            "recovery_action",
+            "summary",
+            "evidence_ref",
+            "resumable",
+        ] {
+            if let Some(v) = stored.get(k) {
+                view.insert(k.into(), v.clone());
+            }
+        }
+    }
+    if state.status == TurnStatus::WaitingApproval {
+        insert_pending(&state, &mut view);
+    }
+    if state.status == TurnStatus::Running {
+        // A lock we can take means nobody drives the turn; it is released at once, and the
+        // turn is left for a `run` or `cancel` call to settle.
+        match store.lock(turn_id) {
+            Ok(_) => {
+                view.insert("interrupted".into(), json!(true));
+            }
+            Err(StateError::Busy(_)) => {
+                view.insert("driven".into(), json!(true));
+            }
+            Err(e) => return Err(state_fail(e)),
+        }
+    }
+    view.insert("action".into(), json!("status"));
+    view.insert("updated_at".into(), json!(state.updated_at));
+    Ok(ToolOutput::ok(Value::Object(view)))
+}
+
+/// `action: cancel`: end a turn that waits for an approval or stopped after a provider failure
+/// as `aborted` (`TURN_CANCELLED`), with the cleanup status its steps justify (ABR-01, ABR-02)
+/// and `agent-runtime:turn_aborted` (Q22). A turn a live call drives cannot be cancelled from
+/// outside (`TURN_BUSY`); one a dead process left is settled as interrupted. The pending
+/// approval request is left as it is: a grant given later is never used by this turn.
+fn cancel_turn(
+    call: &BuiltinCall<'_>,
+    store: &TurnStore,
+    turn_id: &str,
+    goal: Option<&str>,
+) -> Result<ToolOutput, Failure> {
+    let _lock = store.lock(turn_id).map_err(state_fail)?;
+    let mut state = store
+        .load(turn_id)
+        .map_err(state_fail)?
+        .ok_or_else(|| turn_not_found(turn_id))?;
+    check_owner(call, &state, goal)?;
+    if state.status == TurnStatus::Running {
+        settle_interrupted(store, &mut state, call).map_err(state_fail)?;
+        let mut out = stored_result(&state);
+        out.success = true;
+        out.error = None;
+        return Ok(out);
+    }
+    if state.status.is_final() {
+        return Err(fail(
+            "TURN_ALREADY_ENDED",
+            format!(
+                "turn `{turn_id}` already ended ({}) at {}; there is nothing to cancel (use action `status` to read it)",
+                state.status.as_str(),
+                state.updated_at
+            ),
+        ));
+    }
+    let reason = match state.pending() {
+        Some(p) => format!(
+            "the turn was cancelled by `{}` while step {} `{}` waited for approval `{}` (a later grant is not used)",
+            call.caller(),
+            p.index,
+            p.tool,
+            p.approval_id.as_deref().unwrap_or("")
+        ),
+        None => format!(
+            "the turn was cancelled by `{}` after a model provider failure",
+            call.caller()
+        ),
+    };
+    let stop = Stop {
+        code: "TURN_CANCELLED".into(),
+        reason,
+    };
+    let out = finish_aborted(call, store, state, stop, Vec::new())?;
+    // The cancel did what was asked: the call succeeds, and its data is the aborted turn.
+    Ok(ToolOutput::ok(out.data.unwrap_or(Value::Null)))
+}
+
+/// The pending step of a waiting turn, in its result or status.
+fn insert_pending(state: &TurnState, result: &mut Map<String, Value>) {
+    if let Some(p) = state.steps.last() {
+        result.insert("approval_id".into(), json!(p.approval_id));
+        result.insert(
+            "pending_step".into(),
+            json!({"index": p.index, "tool": p.tool, "input": p.input, "approval_id": p.approval_id}),
+        );
+        result.insert(
+            "summary".into(),
+            json!(format!(
+                "step {} `{}` waits for approval `{}`; call `{TOOL_NAME}` again with turn_id `{}` after the grant, or with action `cancel` to end the turn",
+                p.index,
+                p.tool,
+                p.approval_id.as_deref().unwrap_or(""),
+                state.turn_id
+            )),
+        );
+    }
 }
 
 fn key(turn_id: &str, what: &str) -> BuildOptions {
@@ -311,8 +523,11 @@ fn new_provider_record(
         )),
         None => match &config.provider {
             Some(p) => {
-                // Check the endpoint now, so a misconfigured workspace fails before the turn exists.
+                // Check the endpoint and the key now, so a misconfigured workspace or a shell
+                // without the key fails before the turn exists and uses up its id (walk-E
+                // finding 6).
                 super::openai::endpoint(&p.base_url)?;
+                super::openai::api_key(p)?;
                 Ok(ProviderRecord::OpenaiCompatible {
                     base_url: p.base_url.clone(),
                     model: p.model.clone(),
@@ -376,13 +591,7 @@ fn drive(
 
     let mut provider = match provider_for(&state, config) {
         Ok(p) => p,
-        Err(e) => {
-            let stop = Stop {
-                code: e.code().into(),
-                reason: e.to_string(),
-            };
-            return finish_aborted(call, store, state, stop, warnings);
-        }
+        Err(e) => return finish_provider_error(call, store, state, e, warnings),
     };
 
     // A pending step (waiting for its approval) is dispatched again before anything else,
@@ -415,8 +624,14 @@ fn drive(
     };
 
     loop {
+        let mut approval_receipts: Option<Vec<String>> = None;
         let (call_id, tool, input, expect, index) = match pending.take() {
-            Some(p) => (p.call_id, p.tool, p.input, p.expect, p.index),
+            Some(p) => {
+                let mut earlier = p.approval_receipts;
+                earlier.extend(p.receipt_id);
+                approval_receipts = Some(earlier);
+                (p.call_id, p.tool, p.input, p.expect, p.index)
+            }
             None => {
                 if started.elapsed() >= limit {
                     let stop = out_of_time("the model was not asked for another step");
@@ -429,13 +644,7 @@ fn drive(
                     transcript: &state.steps,
                 });
                 match next {
-                    Err(e) => {
-                        let stop = Stop {
-                            code: e.code().into(),
-                            reason: e.to_string(),
-                        };
-                        return finish_aborted(call, store, state, stop, warnings);
-                    }
+                    Err(e) => return finish_provider_error(call, store, state, e, warnings),
                     Ok(Step::Finish { summary }) => {
                         return finish_completed(call, store, state, summary, warnings)
                     }
@@ -489,6 +698,7 @@ fn drive(
             outcome: None,
             receipt_id: None,
             approval_id: None,
+            approval_receipts: Vec::new(),
             error_code: None,
             error_message: None,
             data: None,
@@ -498,17 +708,14 @@ fn drive(
 
         // The turn's own refusals, before anything is dispatched.
         let local_refusal = if record.tool == TOOL_NAME {
-            Some((
-                "AGENT_NESTED_TURN",
-                "a turn cannot start another turn".to_string(),
-            ))
+            Some((NESTED_TURN, "a turn cannot start another turn".to_string()))
         } else if config
             .allow_tools
             .as_ref()
             .is_some_and(|allow| !allow.iter().any(|a| a == &record.tool))
         {
             Some((
-                "AGENT_TOOL_NOT_ALLOWED",
+                TOOL_NOT_ALLOWED,
                 format!(
                     "`{}` is not in `agent_runtime.allow_tools` of workspace.yaml",
                     record.tool
@@ -519,11 +726,11 @@ fn drive(
         };
 
         if let Some((code, message)) = local_refusal {
-            record.phase = StepPhase::Done;
-            record.outcome = Some(StepOutcome::Denied);
-            record.error_code = Some(code.into());
-            record.error_message = Some(message);
-            record.finished_at = Some(Timestamp::now());
+            // Recorded by the kernel like every other refusal (receipts, input evidence,
+            // `tool_called`), so the audit trail shows what the model tried (walk-E finding 11).
+            // Nothing runs, so no `started` step record is needed first.
+            let out = call.refuse(&record.tool, record.input.clone(), code, message);
+            apply_outcome(&mut record, &out);
         } else {
             // Durable intent before the effect: a crash from here on is "killed mid-flight".
             state.steps.push(record.clone());
@@ -531,6 +738,10 @@ fn drive(
             state.steps.pop();
             let out = call.dispatch(&record.tool, record.input.clone());
             apply_outcome(&mut record, &out);
+            // The approval request's receipt stays linked when its step runs after the grant.
+            if let Some(earlier) = approval_receipts {
+                record.approval_receipts = earlier;
+            }
         }
         let outcome = record.outcome.unwrap_or(StepOutcome::Failure);
         let expected_refusal = record.expect == Expect::Refused;
@@ -663,7 +874,9 @@ fn apply_outcome(record: &mut StepRecord, out: &CallOutcome) {
                 | codes::TOOL_NOT_FOUND
                 | codes::TASK_STATE
                 | codes::APPROVAL_REQUIRED
-                | freshness::WORKSPACE_CHANGED,
+                | freshness::WORKSPACE_CHANGED
+                | NESTED_TURN
+                | TOOL_NOT_ALLOWED,
             ) => StepOutcome::Denied,
             Some(c) if c.starts_with("APPROVAL_") || c.starts_with("TOKEN_") => StepOutcome::Denied,
             _ => StepOutcome::Failure,
@@ -712,10 +925,16 @@ fn base_result(
             v
         })
         .collect();
+    // A step that waited for an approval lists the request's receipt(s) before its own.
     let receipts: Vec<&str> = state
         .steps
         .iter()
-        .filter_map(|s| s.receipt_id.as_deref())
+        .flat_map(|s| {
+            s.approval_receipts
+                .iter()
+                .map(String::as_str)
+                .chain(s.receipt_id.as_deref())
+        })
         .collect();
     let mut m = Map::new();
     m.insert("turn_id".into(), json!(state.turn_id));
@@ -794,27 +1013,63 @@ fn finish_waiting(
     state.status = TurnStatus::WaitingApproval;
     let evidence = store_evidence(call, &state, &mut warnings);
     let mut result = base_result(&state, evidence, &warnings);
-    if let Some(p) = state.steps.last() {
-        result.insert("approval_id".into(), json!(p.approval_id));
-        result.insert(
-            "pending_step".into(),
-            json!({"index": p.index, "tool": p.tool, "input": p.input, "approval_id": p.approval_id}),
-        );
-        result.insert(
-            "summary".into(),
-            json!(format!(
-                "step {} `{}` waits for approval `{}`; call `{TOOL_NAME}` again with turn_id `{}` after the grant",
-                p.index,
-                p.tool,
-                p.approval_id.as_deref().unwrap_or(""),
-                state.turn_id
-            )),
-        );
-    }
+    insert_pending(&state, &mut result);
     // The result of a waiting turn is not stored as final: the next call resumes it.
     store.save(&mut state).map_err(state_fail)?;
     clear_running(store, &state.turn_id);
     Ok(ToolOutput::ok(Value::Object(result)))
+}
+
+/// A provider error ends this call. A scripted plan that cannot go on aborts the turn (the
+/// plan will not change); a model server that failed (after the client's retries), a reply it
+/// could not use, or a key or provider block missing on resume leaves the turn
+/// `provider_failed`: calling it again resumes from the last finished step, without running
+/// any step again (walk-E finding 6). No `turn_aborted` is emitted: the turn has not ended, and
+/// `cancel` ends it with its cleanup status.
+fn finish_provider_error(
+    call: &BuiltinCall<'_>,
+    store: &TurnStore,
+    mut state: TurnState,
+    error: ProviderError,
+    mut warnings: Vec<String>,
+) -> Result<ToolOutput, Failure> {
+    if matches!(error, ProviderError::Plan(_)) {
+        let stop = Stop {
+            code: error.code().into(),
+            reason: error.to_string(),
+        };
+        return finish_aborted(call, store, state, stop, warnings);
+    }
+    state.status = TurnStatus::ProviderFailed;
+    let evidence = store_evidence(call, &state, &mut warnings);
+    let mut result = base_result(&state, evidence, &warnings);
+    let reason = error.to_string();
+    result.insert("error_code".into(), json!(error.code()));
+    result.insert("reason".into(), json!(reason));
+    result.insert("resumable".into(), json!(true));
+    result.insert(
+        "summary".into(),
+        json!(format!(
+            "the model provider failed after {} finished step(s); call `{TOOL_NAME}` again with turn_id `{}` and the same goal to resume, or with action `cancel` to end the turn",
+            state.steps.len(),
+            state.turn_id
+        )),
+    );
+    let result = Value::Object(result);
+    // Kept for `status`; cleared when the turn resumes.
+    state.result = Some(result.clone());
+    store.save(&mut state).map_err(state_fail)?;
+    clear_running(store, &state.turn_id);
+    let mut out = ToolOutput::fail(
+        TURN_PROVIDER_FAILED_CODE,
+        format!(
+            "turn `{}` stopped at a model provider failure and can be resumed: {reason}",
+            state.turn_id
+        ),
+    )
+    .with_details(result.clone());
+    out.data = Some(result);
+    Ok(out)
 }
 
 fn finish_aborted(
@@ -849,9 +1104,17 @@ fn finish_aborted(
 fn aborted_output(result: &Value) -> ToolOutput {
     let reason = result.get("reason").and_then(Value::as_str).unwrap_or("");
     let turn_id = result.get("turn_id").and_then(Value::as_str).unwrap_or("");
+    // A replayed ending says so in the message too, so an old error is not read as new
+    // (walk-E finding 6: a key exported after the failure, then the same turn_id again).
+    let replay = match result.get("ended_at").and_then(Value::as_str) {
+        Some(at) if result.get("replayed") == Some(&Value::Bool(true)) => {
+            format!(" (replayed: this turn ended at {at}; nothing ran again)")
+        }
+        _ => String::new(),
+    };
     let mut out = ToolOutput::fail(
         TURN_ABORTED_CODE,
-        format!("turn `{turn_id}` aborted: {reason}"),
+        format!("turn `{turn_id}` aborted: {reason}{replay}"),
     )
     .with_details(result.clone());
     out.data = Some(result.clone());
