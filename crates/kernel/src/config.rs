@@ -242,7 +242,8 @@ pub struct SetOutcome {
 }
 
 /// The original's coercion: `true`/`false` become booleans, numeric text a number (also when the
-/// current value is a number), a current list is appended to from comma-separated text.
+/// current value is a number), a current list is appended to from comma-separated text. A pack
+/// key whose schema wants a string skips it (see [`set`]).
 pub fn coerce_value(raw: &str, existing: Option<&Value>) -> Result<Value, ConfigError> {
     if raw == "true" || raw == "false" {
         return Ok(Value::Bool(raw == "true"));
@@ -397,7 +398,14 @@ pub fn set(
                     "Unknown config key(s) rejected for pack \"{pack_id}\": {root}.{unknown}.{hint}"
                 )));
             }
-            let mut value = coerce_value(raw, previous.as_ref())?;
+            // The owner's schema decides the type where it says one: the original's coercion
+            // guesses from the text, which turned the gate command `true` into a boolean the
+            // schema then refused, with no way to write it as a string.
+            let mut value = if schema.wants_string(&rest_refs) {
+                Value::String(raw.to_string())
+            } else {
+                coerce_value(raw, previous.as_ref())?
+            };
             let current =
                 workspace::root_value(doc, root).unwrap_or(Value::Object(Default::default()));
             let mut block = current.clone();

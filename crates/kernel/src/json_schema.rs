@@ -649,6 +649,19 @@ impl CompiledSchema {
         }
     }
 
+    /// Whether the schema reached by `segments` accepts strings only (`type: string`, or a
+    /// `const` or `enum` of strings only): `config set` then keeps the text as typed, so a gate
+    /// command `true` or a branch `2024` stays a string instead of becoming a boolean or number
+    /// the schema would refuse.
+    pub fn wants_string(&self, segments: &[&str]) -> bool {
+        match self.walk(segments) {
+            Walk::Reached(Node::String(_)) => true,
+            Walk::Reached(Node::Const(v)) => v.is_string(),
+            Walk::Reached(Node::Enum(members)) => members.iter().all(Value::is_string),
+            _ => false,
+        }
+    }
+
     fn walk(&self, segments: &[&str]) -> Walk<'_> {
         let mut node = &self.root;
         for (index, segment) in segments.iter().enumerate() {

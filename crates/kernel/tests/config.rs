@@ -295,3 +295,34 @@ fn accepted_control_plane_keys_match_the_original() {
     assert_eq!(cp.sync_interval, 30);
     assert_eq!(cp.auth.token_env, "LUMENFLOW_CONTROL_PLANE_TOKEN");
 }
+
+/// Finding 14 (walk H): a key whose schema wants a string keeps the typed text (`true`, `42`)
+/// instead of the original's guess (a boolean, a number) that the schema would then refuse;
+/// keys of other types are still coerced. KRN-06.
+#[test]
+fn set_keeps_text_where_the_schema_wants_a_string() {
+    let f = Fixture::new();
+    f.set("software_delivery.gates.format", "false")
+        .expect("bool");
+    let out = f
+        .set("software_delivery.methodology.testing", "none")
+        .expect("enum");
+    assert_eq!(out.value, json!("none"));
+    let doc = f.doc();
+    let block = lumenflow_kernel::workspace::root_value(&doc, "software_delivery").expect("block");
+    assert_eq!(block["gates"]["format"], json!(false));
+
+    let schema = lumenflow_kernel::json_schema::compile(&json!({
+        "type": "object",
+        "properties": {
+            "cmd": {"type": "string"},
+            "mode": {"enum": ["1", "2"]},
+            "n": {"type": "integer"}
+        }
+    }))
+    .expect("schema");
+    assert!(schema.wants_string(&["cmd"]));
+    assert!(schema.wants_string(&["mode"]));
+    assert!(!schema.wants_string(&["n"]));
+    assert!(!schema.wants_string(&["nope"]));
+}

@@ -1050,6 +1050,7 @@ fn check_callable_refuses_unknown_and_inactive_tasks() {
     let (c, m) = code(ws.store.check_callable("WU-1"));
     assert_eq!(c, "TASK_NOT_ACTIVE");
     assert!(m.starts_with("Task WU-1 is ready, not active"), "{m}");
+    assert!(m.contains("lumenflow task claim WU-1"), "{m}");
 
     let run = ws.claim("WU-1").state.current_run.unwrap().run_id;
     let state = ws.store.check_callable("WU-1").unwrap();
@@ -1062,7 +1063,9 @@ fn check_callable_refuses_unknown_and_inactive_tasks() {
     );
 
     ws.store.block("WU-1", "x").unwrap();
-    assert_eq!(code(ws.store.check_callable("WU-1")).0, "TASK_NOT_ACTIVE");
+    let (c, m) = code(ws.store.check_callable("WU-1"));
+    assert_eq!(c, "TASK_NOT_ACTIVE");
+    assert!(m.contains("lumenflow task unblock WU-1"), "{m}");
     ws.store.unblock("WU-1").unwrap();
     ws.store.check_callable("WU-1").unwrap();
 
@@ -1070,6 +1073,9 @@ fn check_callable_refuses_unknown_and_inactive_tasks() {
     let (c, m) = code(ws.store.check_callable("WU-1"));
     assert_eq!(c, "TASK_NOT_ACTIVE");
     assert!(m.starts_with("Task WU-1 is done, not active"), "{m}");
+    // Finding 14 (walk H): a done task cannot be claimed again, so the refusal must not say so.
+    assert!(!m.contains("claim"), "{m}");
+    assert!(m.contains("create a new task"), "{m}");
 }
 
 #[test]

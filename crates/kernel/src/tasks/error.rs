@@ -42,7 +42,7 @@ pub enum TaskError {
         allowed: Vec<TaskStatus>,
     },
     /// Tool calls need an `active` task.
-    #[error("Task {task} is {status}, not active: tool calls are refused until it is claimed (or unblocked / resumed)")]
+    #[error("Task {task} is {status}, not active: {}", not_active_hint(task, *status))]
     NotActive { task: String, status: TaskStatus },
     /// The operation needs the task's current run and there is none in progress.
     #[error("Cannot {action} {task}: no active run found.")]
@@ -92,6 +92,18 @@ pub enum TaskError {
     /// Reading or writing a spec file failed.
     #[error("task spec `{}`: {source}", path.display())]
     Io { path: PathBuf, source: io::Error },
+}
+
+/// What makes a task of `status` callable again: a done task never is, so its refusal must not
+/// tell the caller to claim it.
+fn not_active_hint(task: &str, status: TaskStatus) -> String {
+    match status {
+        TaskStatus::Ready => format!("tool calls are refused until it is claimed (`lumenflow task claim {task}`)"),
+        TaskStatus::Blocked => format!("tool calls are refused until it is unblocked (`lumenflow task unblock {task}`)"),
+        TaskStatus::Waiting => format!("tool calls are refused until it is resumed (`lumenflow task resume {task}`)"),
+        TaskStatus::Done => "a done task takes no more tool calls; create a new task for further work, or call the tool without `--task`".to_string(),
+        TaskStatus::Active => "tool calls are refused until it is claimed".to_string(),
+    }
 }
 
 impl TaskError {
