@@ -1590,3 +1590,240 @@ fn declared_paths_are_checked_by_the_kernel_and_held_by_the_tool() {
     assert!(out.output.success, "{:?}", out.output);
     assert!(ws.root.join(wt).join("src/page.md").is_file());
 }
+
+/// Finding 9 (walk H): a damaged claim record names `wu_recover`, and `wu_recover` (after its
+/// approval) rebuilds the record from the branch git holds, instead of failing the same way and
+/// using up the approval. KRN-09 (approvals), Q26 (state under the pack's folder).
+#[test]
+fn wu_recover_rebuilds_a_damaged_or_truncated_claim_record_from_git() {
+    let ws = Ws::new(GATES);
+    let first = ws.claim();
+    let record = ws
+        .root
+        .join(".lumenflow/state/software-delivery/claims/WU-042.json");
+    for damage in [r#"{"wu_id":"WU-042"}"#, r#"{"wu_id":"WU-042","#] {
+        fs::write(&record, damage).unwrap();
+        let broken = ws.call("software-delivery:gates", json!({"wu_id": "WU-042"}));
+        assert_eq!(code(&broken), "CLAIM_RECORD_DAMAGED", "{damage}");
+        let error = broken.output.error.as_ref().unwrap();
+        // The hint names wu_recover and the manual way out, so it never loops.
+        assert!(error.message.contains("wu_recover"), "{}", error.message);
+        assert!(
+            error.message.contains("delete the record"),
+            "{}",
+            error.message
+        );
+        assert!(error.details.as_ref().unwrap()["recovery_action"]
+            .as_str()
+            .unwrap()
+            .contains("software-delivery:wu_recover"));
+
+        let input = json!({"wu_id": "WU-042"});
+        let asked = ws.call("software-delivery:wu_recover", input.clone());
+        assert_eq!(code(&asked), "APPROVAL_REQUIRED");
+        ws.grant(asked.approval_id.as_deref().unwrap());
+        let d = data(&ws.call("software-delivery:wu_recover", input));
+        let actions = d["actions"].as_array().unwrap();
+        assert!(
+            actions.iter().any(|a| a
+                .as_str()
+                .unwrap()
+                .starts_with("rebuilt the damaged claim record")),
+            "{actions:?}"
+        );
+        assert_eq!(d["branch"], "lane/content-site-comms/wu-042");
+        // The record is whole again, with the lane's title and the original base.
+        let rebuilt: Value = serde_json::from_slice(&fs::read(&record).unwrap()).unwrap();
+        assert_eq!(rebuilt["lane"], "Content: Site Comms");
+        assert_eq!(rebuilt["base_commit"], first["base_commit"]);
+        assert_eq!(rebuilt["base"], "main");
+        data(&ws.call("git:status", json!({"wu_id": "WU-042"})));
+        assert_eq!(ws.claim()["created"], false);
+    }
+}
+
+/// Finding 9: when git holds no branch of the work unit, `wu_recover` cannot rebuild the record
+/// and says what to do by hand; following that advice works.
+#[test]
+fn a_damaged_claim_record_without_a_branch_gets_manual_steps_that_work() {
+    let ws = Ws::new(GATES);
+    let record = ws
+        .root
+        .join(".lumenflow/state/software-delivery/claims/WU-042.json");
+    fs::create_dir_all(record.parent().unwrap()).unwrap();
+    fs::write(&record, "{\"wu_id\":").unwrap();
+    let input = json!({"wu_id": "WU-042"});
+    let asked = ws.call("software-delivery:wu_recover", input.clone());
+    ws.grant(asked.approval_id.as_deref().unwrap());
+    let out = ws.call("software-delivery:wu_recover", input);
+    assert_eq!(code(&out), "RECOVERY_NEEDS_OPERATOR");
+    let message = &out.output.error.as_ref().unwrap().message;
+    assert!(
+        message.contains("delete `.lumenflow/state/software-delivery/claims/WU-042.json`")
+            && message.contains("software-delivery:wu_claim"),
+        "{message}"
+    );
+    assert!(
+        !message.contains("run software-delivery:wu_recover"),
+        "{message}"
+    );
+    fs::remove_file(&record).unwrap();
+    assert_eq!(ws.claim()["created"], true);
+}
+
+/// Finding 10 (walk H): the claim's answer says who holds it and since when, and says so when
+/// the caller is someone else; a branch left by an abandoned claim is reported with its
+/// commits. INV-08 (the claim's sync response).
+#[test]
+fn a_claim_names_its_holder_and_an_adopted_branch_with_its_commits() {
+    let ws = Ws::new(GATES);
+    // An abandoned claim's branch, two commits ahead of main, whose record was deleted.
+    git(&ws.root, &["branch", "lane/content-site-comms/wu-042"]);
+    let wt = ws.root.join("old");
+    git(
+        &ws.root,
+        &[
+            "worktree",
+            "add",
+            "--quiet",
+            "old",
+            "lane/content-site-comms/wu-042",
+        ],
+    );
+    for n in ["1", "2"] {
+        fs::write(wt.join(format!("old{n}.txt")), n).unwrap();
+        git(&wt, &["add", "."]);
+        git(&wt, &["commit", "--quiet", "-m", n]);
+    }
+    git(&ws.root, &["worktree", "remove", "old"]);
+
+    let first = ws.claim();
+    assert_eq!(first["created"], true);
+    assert_eq!(first["adopted_existing_branch"], true);
+    assert_eq!(first["commits_ahead"], 2);
+    assert_eq!(first["claimed_by"], "local");
+    assert!(first["claimed_at"].as_str().unwrap().starts_with("20"));
+    assert!(first.get("note").is_none(), "{first}");
+
+    // Another agent claiming the same work unit on the same lane is told it shares the claim.
+    let mut req = CallRequest::local(
+        "software-delivery:wu_claim",
+        json!({"wu_id": "WU-042", "lane": "Content: Site Comms"}),
+    );
+    req.caller = "agent-b".into();
+    let second = data(&ws.runtime.dispatch(req));
+    assert_eq!(second["created"], false);
+    assert_eq!(second["claimed_by"], "local");
+    assert_eq!(second["claimed_at"], first["claimed_at"]);
+    assert_eq!(second["adopted_existing_branch"], false);
+    let note = second["note"].as_str().unwrap();
+    assert!(
+        note.contains("`local`") && note.contains("`agent-b`"),
+        "{note}"
+    );
+
+    // A fresh branch adopts nothing.
+    let other = data(&ws.call(
+        "software-delivery:wu_claim",
+        json!({"wu_id": "WU-043", "lane": "Content: Site Comms"}),
+    ));
+    assert_eq!(other["adopted_existing_branch"], false);
+    assert!(other.get("commits_ahead").is_none(), "{other}");
+}
+
+/// Finding 11 (walk H): on a detached HEAD with no `software_delivery.base_branch`, a claim is
+/// refused naming the key to set (no base `HEAD` recorded); finding 14: a base that names
+/// nothing in a repository with commits is `BASE_NOT_FOUND`, not `REPO_HAS_NO_COMMITS`.
+#[test]
+fn a_claim_needs_a_real_base_branch() {
+    let ws = Ws::new(GATES);
+    git(&ws.root, &["checkout", "--quiet", "--detach", "HEAD"]);
+    let out = ws.call(
+        "software-delivery:wu_claim",
+        json!({"wu_id": "WU-042", "lane": "Content: Site Comms"}),
+    );
+    assert_eq!(code(&out), "BASE_BRANCH_REQUIRED");
+    assert_receipt(&ws, &out, "BASE_BRANCH_REQUIRED");
+    let message = &out.output.error.as_ref().unwrap().message;
+    assert!(
+        message.contains("software_delivery.base_branch"),
+        "{message}"
+    );
+    assert!(!ws.worktree().exists());
+    assert!(!ws
+        .root
+        .join(".lumenflow/state/software-delivery/claims/WU-042.json")
+        .exists());
+
+    let ws = Ws::new(&format!("{GATES}  base_branch: develop\n"));
+    let out = ws.call(
+        "software-delivery:wu_claim",
+        json!({"wu_id": "WU-042", "lane": "Content: Site Comms"}),
+    );
+    assert_eq!(code(&out), "BASE_NOT_FOUND");
+    assert!(out
+        .output
+        .error
+        .as_ref()
+        .unwrap()
+        .message
+        .contains("`develop`"));
+}
+
+/// `config set` on this pack's keys, as the CLI calls it (KRN-06, PAK-02).
+fn config_set(ws: &Ws, key: &str, raw: &str) -> Result<Value, String> {
+    use lumenflow_kernel::config;
+    let doc = lumenflow_kernel::workspace::read_workspace(&ws.root).unwrap();
+    let loader =
+        lumenflow_kernel::loader::PackLoader::for_workspace(&doc, lumenflow_packs::builtin_packs());
+    let owners = config::config_owners(&doc, &loader);
+    config::set(&doc, key, raw, &owners)
+        .map(|o| o.value)
+        .map_err(|e| format!("{}: {e}", e.code()))
+}
+
+/// Finding 14 (walk H): `config set` types a value by this pack's schema (the placeholder gate
+/// command `true` is stored as the string `true`), and refuses at set time the base branch the
+/// schema refuses (`--orphan`), leaving workspace.yaml untouched. KRN-06, PAK-02.
+#[test]
+fn config_set_follows_the_pack_schema_for_gate_commands_and_the_base_branch() {
+    let ws = Ws::new(GATES);
+    assert_eq!(
+        config_set(&ws, "software_delivery.gates.format.command", "true").unwrap(),
+        json!("true")
+    );
+    assert_eq!(
+        config_set(&ws, "software_delivery.gates.format.timeout_seconds", "30").unwrap(),
+        json!(30)
+    );
+    assert_eq!(
+        config_set(&ws, "software_delivery.base_branch", "2024").unwrap(),
+        json!("2024")
+    );
+    let doc = lumenflow_kernel::workspace::read_workspace(&ws.root).unwrap();
+    let block = lumenflow_kernel::workspace::root_value(&doc, "software_delivery").unwrap();
+    assert_eq!(block["gates"]["format"]["command"], "true");
+    assert_eq!(block["base_branch"], "2024");
+
+    let before = fs::read_to_string(ws.root.join("workspace.yaml")).unwrap();
+    for bad in ["--orphan", "-b", "main branch", "tab\there"] {
+        let err = config_set(&ws, "software_delivery.base_branch", bad).unwrap_err();
+        assert!(err.starts_with("CONFIG_VALUE_INVALID"), "{bad}: {err}");
+        assert!(err.contains("base_branch"), "{bad}: {err}");
+    }
+    assert_eq!(
+        fs::read_to_string(ws.root.join("workspace.yaml")).unwrap(),
+        before
+    );
+    // A claim with the gate command `true` stored as a string runs it.
+    config_set(&ws, "software_delivery.base_branch", "main").unwrap();
+    let mut ws = ws;
+    ws.runtime = open(
+        &ws.root,
+        lumenflow_packs::builtin_packs(),
+        &lumenflow_packs::builtin_tools(),
+        RuntimeOptions::default(),
+    )
+    .unwrap_or_else(|e| panic!("open: {e}"));
+    ws.claim();
+}

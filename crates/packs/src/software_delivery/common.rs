@@ -45,6 +45,9 @@ pub mod errors {
     pub const STATE_IO: &str = "STATE_IO_FAILED";
     pub const RECOVERY_NEEDS_OPERATOR: &str = "RECOVERY_NEEDS_OPERATOR";
     pub const TASK_WU_MISMATCH: &str = "TASK_WU_MISMATCH";
+    pub const BASE_NOT_FOUND: &str = "BASE_NOT_FOUND";
+    pub const BASE_BRANCH_REQUIRED: &str = "BASE_BRANCH_REQUIRED";
+    pub const CLAIM_RECORD_DAMAGED: &str = "CLAIM_RECORD_DAMAGED";
 }
 
 /// A tool's internal result: the `Err` side is the failure the caller sees, boxed (a
@@ -264,6 +267,19 @@ pub struct Claim {
     pub base_commit: String,
     /// Relative to the workspace: `worktrees/<lane-slug>-<wu-id-lowercase>`.
     pub worktree: String,
+    /// Who claimed it and when (RFC 3339), as recorded; `None` on a claim not yet written, or
+    /// on a record from before these were kept.
+    pub claimed_by: Option<String>,
+    pub claimed_at: Option<String>,
+}
+
+/// Why a claim record could not be read: what `wu_recover` needs to rebuild it.
+#[derive(Debug, Clone)]
+pub struct DamagedClaim {
+    pub path: PathBuf,
+    /// The record's fields that could still be read (empty when it is not JSON at all).
+    pub partial: Map<String, Value>,
+    pub reason: String,
 }
 
 impl Claim {
@@ -277,6 +293,8 @@ impl Claim {
             base,
             base_commit,
             worktree: format!("{WORKTREES_REL}/{slug}-{wu}"),
+            claimed_by: None,
+            claimed_at: None,
         })
     }
 
@@ -284,7 +302,16 @@ impl Claim {
         format!("{STATE_REL}/claims/{wu_id}.json")
     }
 
-    pub fn to_json(&self, claimed_by: &str) -> Value {
+    /// The record to write: `claimed_by` and `claimed_at` are filled in (with `caller` and now)
+    /// when the claim does not carry them yet.
+    pub fn stamped(mut self, caller: &str) -> Self {
+        self.claimed_by.get_or_insert_with(|| caller.to_string());
+        self.claimed_at
+            .get_or_insert_with(|| Timestamp::now().to_rfc3339());
+        self
+    }
+
+    pub fn to_json(&self) -> Value {
         json!({
             "wu_id": self.wu_id,
             "lane": self.lane,
@@ -292,8 +319,8 @@ impl Claim {
             "base": self.base,
             "base_commit": self.base_commit,
             "worktree": self.worktree,
-            "claimed_by": claimed_by,
-            "claimed_at": Timestamp::now().to_rfc3339(),
+            "claimed_by": self.claimed_by,
+            "claimed_at": self.claimed_at,
         })
     }
 
@@ -306,6 +333,8 @@ impl Claim {
             base: s("base")?,
             base_commit: s("base_commit")?,
             worktree: s("worktree")?,
+            claimed_by: s("claimed_by"),
+            claimed_at: s("claimed_at"),
         };
         // A record edited to point elsewhere is not trusted.
         let expected =
@@ -313,20 +342,58 @@ impl Claim {
         (expected.worktree == claim.worktree && expected.branch == claim.branch).then_some(claim)
     }
 
-    /// The recorded claim of `wu_id`, or `None`.
+    /// The recorded claim of `wu_id`, or `None`. A record that is not JSON, misses a field, or
+    /// names a branch or worktree other than its lane's is `CLAIM_RECORD_DAMAGED`, naming
+    /// `wu_recover`, which rebuilds it from git (see [`Claim::load_or_damaged`]).
     pub fn load(ws: &Path, wu_id: &str) -> ToolResult<Option<Claim>> {
+        match Claim::load_or_damaged(ws, wu_id)? {
+            Ok(claim) => Ok(claim),
+            Err(damaged) => Err(fail_with(
+                errors::CLAIM_RECORD_DAMAGED,
+                format!(
+                    "the claim record `{}` of work unit `{wu_id}` is damaged ({}); run software-delivery:wu_recover, which rebuilds it from the work unit's worktree and branch (or, by hand: delete the record, then call software-delivery:wu_claim again on the same lane, which adopts the existing worktree and branch)",
+                    damaged.path.display(),
+                    damaged.reason
+                ),
+                recovery_details(wu_id),
+            )),
+        }
+    }
+
+    /// [`Claim::load`], with a damaged record handed back (`Ok(Err(..))`) instead of refused:
+    /// only I/O errors other than "not found" are errors here.
+    pub fn load_or_damaged(
+        ws: &Path,
+        wu_id: &str,
+    ) -> ToolResult<Result<Option<Claim>, DamagedClaim>> {
         let path = ws.join(Claim::rel_path(wu_id));
-        match read_json(&path)? {
-            None => Ok(None),
-            Some(v) => Claim::from_json(&v).map(Some).ok_or_else(|| {
-                fail(
+        let bytes = match fs::read(&path) {
+            Ok(bytes) => bytes,
+            Err(e) if e.kind() == io::ErrorKind::NotFound => return Ok(Ok(None)),
+            Err(e) => {
+                return Err(fail(
                     errors::STATE_IO,
-                    format!(
-                        "the claim record `{}` is damaged; run software-delivery:wu_recover",
-                        path.display()
-                    ),
-                )
-            }),
+                    format!("cannot read `{}`: {e}", path.display()),
+                ))
+            }
+        };
+        let value: Value = match serde_json::from_slice(&bytes) {
+            Ok(v) => v,
+            Err(e) => {
+                return Ok(Err(DamagedClaim {
+                    path,
+                    partial: Map::new(),
+                    reason: format!("not valid JSON: {e}"),
+                }))
+            }
+        };
+        match Claim::from_json(&value) {
+            Some(claim) if claim.wu_id == wu_id => Ok(Ok(Some(claim))),
+            _ => Ok(Err(DamagedClaim {
+                path,
+                partial: value.as_object().cloned().unwrap_or_default(),
+                reason: "a field is missing, or its branch or worktree is not the one its work unit and lane name".into(),
+            })),
         }
     }
 

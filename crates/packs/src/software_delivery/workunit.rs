@@ -113,20 +113,32 @@ fn resolve_base(ws: &Path) -> ToolResult<(String, String)> {
                 None,
             )?;
             let name = String::from_utf8_lossy(&head.stdout).trim().to_string();
-            if head.success() && !name.is_empty() {
-                name
-            } else {
-                "HEAD".to_string()
+            if !head.success() || name.is_empty() {
+                // Recording `HEAD` would make every later answer (and the PR description) name
+                // a moving target that is no branch at all.
+                return Err(fail(
+                    errors::BASE_BRANCH_REQUIRED,
+                    "the workspace repository is on a detached HEAD, so there is no branch for work units to fork from and merge into; set one with `lumenflow config set --key software_delivery.base_branch --value <branch>` (or check out a branch), then claim again",
+                ));
             }
+            name
         }
     };
     let rev = format!("{base}^{{commit}}");
     let commit = git_in(ws, ws, &["rev-parse", "--verify", "--quiet", &rev], None)?;
     let sha = String::from_utf8_lossy(&commit.stdout).trim().to_string();
     if !commit.success() || sha.is_empty() {
+        // An empty repository and a misspelt base need different fixes.
+        let any_commit = git_in(ws, ws, &["rev-list", "-n", "1", "--all"], None)?;
+        if any_commit.success() && !any_commit.stdout.trim_ascii().is_empty() {
+            return Err(fail(
+                errors::BASE_NOT_FOUND,
+                format!("the base `{base}` names no branch or commit of the workspace repository; set `software_delivery.base_branch` to an existing branch (`git branch --list` shows them)"),
+            ));
+        }
         return Err(fail(
             errors::REPO_HAS_NO_COMMITS,
-            format!("the base `{base}` does not name a commit of the workspace repository (set `software_delivery.base_branch`, or commit something first)"),
+            format!("the workspace repository has no commits yet, so the base `{base}` names none; commit something first"),
         ));
     }
     Ok((base, sha))
@@ -139,8 +151,19 @@ fn require_claim_scopes(call: &BuiltinCall<'_>, claim: &Claim) -> ToolResult<()>
     require(call, &Claim::rel_path(&claim.wu_id), PathAccess::Write)
 }
 
-fn claim_output(claim: &Claim, path: &Path, created: bool) -> Value {
-    json!({
+/// What a claim did beyond recording itself: `Some(commits)` when it adopted a branch that
+/// already existed (left over from an abandoned claim), with how many commits it carries
+/// beyond the base.
+type Adopted = Option<u64>;
+
+fn claim_output(
+    claim: &Claim,
+    path: &Path,
+    created: bool,
+    adopted: Adopted,
+    caller: &str,
+) -> Value {
+    let mut out = json!({
         "wu_id": claim.wu_id,
         "lane": claim.lane,
         "worktree_path": path.to_string_lossy(),
@@ -148,6 +171,39 @@ fn claim_output(claim: &Claim, path: &Path, created: bool) -> Value {
         "base": claim.base,
         "base_commit": claim.base_commit,
         "created": created,
+        "claimed_by": claim.claimed_by.as_deref().unwrap_or("unknown"),
+        "claimed_at": claim.claimed_at.as_deref().unwrap_or("unknown"),
+        "adopted_existing_branch": adopted.is_some(),
+    });
+    if let (Some(n), Some(map)) = (adopted, out.as_object_mut()) {
+        map.insert("commits_ahead".into(), json!(n));
+    }
+    // Claiming is idempotent, so a second agent gets the same worktree: say so, or both
+    // would patch one folder believing it their own.
+    if let (Some(by), Some(map)) = (claim.claimed_by.as_deref(), out.as_object_mut()) {
+        if by != caller {
+            map.insert(
+                "note".into(),
+                json!(format!(
+                    "work unit `{}` was claimed by `{by}`{}, not by you (`{caller}`): you share its worktree and branch",
+                    claim.wu_id,
+                    claim.claimed_at.as_deref().map(|t| format!(" at {t}")).unwrap_or_default()
+                )),
+            );
+        }
+    }
+    out
+}
+
+/// How many commits `branch` has that `base_commit` does not.
+fn commits_ahead(ws: &Path, base_commit: &str, branch: &str) -> ToolResult<u64> {
+    let range = format!("{base_commit}..{branch}");
+    let n = git_line(ws, ws, &["rev-list", "--count", &range])?;
+    n.parse().map_err(|_| {
+        fail(
+            errors::GIT_FAILED,
+            format!("`git rev-list --count {range}` answered `{n}`, not a number"),
+        )
     })
 }
 
@@ -200,7 +256,7 @@ fn claim_inner(call: &BuiltinCall<'_>) -> ToolResult<ToolOutput> {
             ),
         ));
     }
-    let (claim, created) = match Claim::load(&ws, &wu_id)? {
+    let (claim, created, adopted) = match Claim::load(&ws, &wu_id)? {
         Some(existing) if existing.lane != lane => {
             return Err(fail(
                 errors::WU_ALREADY_CLAIMED,
@@ -225,13 +281,15 @@ fn claim_inner(call: &BuiltinCall<'_>) -> ToolResult<ToolOutput> {
                     recovery_details(&wu_id),
                 ));
             }
-            (existing, false)
+            (existing, false, None)
         }
         None => {
             let (base, base_commit) = resolve_base(&ws)?;
             let mut claim = Claim::for_wu(&wu_id, &lane, base, base_commit)?;
             let list = worktrees(&ws)?;
             let rel = claim.worktree.clone();
+            let base_sha = claim.base_commit.clone();
+            let mut adopted = None;
             match find_entry(&list, &path) {
                 Some(e)
                     if e.branch.as_deref() == Some(claim.branch.as_str())
@@ -240,6 +298,7 @@ fn claim_inner(call: &BuiltinCall<'_>) -> ToolResult<ToolOutput> {
                     // A worktree from a claim whose record was lost: adopt it.
                     claim.base_commit =
                         git_line(&ws, &ws, &["merge-base", &claim.base_commit, &claim.branch])?;
+                    adopted = Some(commits_ahead(&ws, &base_sha, &claim.branch)?);
                 }
                 Some(_) => {
                     return Err(fail(
@@ -254,9 +313,12 @@ fn claim_inner(call: &BuiltinCall<'_>) -> ToolResult<ToolOutput> {
                     ))
                 }
                 None if branch_exists(&ws, &claim.branch)? => {
+                    // A branch left by an abandoned claim: its commits come with it, which the
+                    // answer says (`adopted_existing_branch`, `commits_ahead`).
                     git_ok(&ws, &ws, &["worktree", "add", &rel, &claim.branch])?;
                     claim.base_commit =
                         git_line(&ws, &ws, &["merge-base", &claim.base_commit, &claim.branch])?;
+                    adopted = Some(commits_ahead(&ws, &base_sha, &claim.branch)?);
                 }
                 None => {
                     git_ok(
@@ -273,11 +335,12 @@ fn claim_inner(call: &BuiltinCall<'_>) -> ToolResult<ToolOutput> {
                     )?;
                 }
             }
+            let claim = claim.stamped(call.caller());
             let record = Claim::rel_path(&wu_id);
-            common::write_json(&ws.join(&record), &claim.to_json(call.caller()))?;
+            common::write_json(&ws.join(&record), &claim.to_json())?;
             artifacts.push(record);
             artifacts.push(rel);
-            (claim, true)
+            (claim, true, adopted)
         }
     };
     let resolved = path.canonicalize().map_err(|e| {
@@ -296,7 +359,7 @@ fn claim_inner(call: &BuiltinCall<'_>) -> ToolResult<ToolOutput> {
         &mut emit_errors,
     );
     Ok(common::success(
-        claim_output(&claim, &resolved, created),
+        claim_output(&claim, &resolved, created, adopted, call.caller()),
         &artifacts,
         &emit_errors,
     ))
@@ -312,18 +375,36 @@ fn recover_inner(call: &BuiltinCall<'_>) -> ToolResult<ToolOutput> {
     let input = common::input(call)?;
     let wu_id = common::wu_id(input)?;
     let ws = common::repo_root(call)?;
-    let claim = Claim::load(&ws, &wu_id)?.ok_or_else(|| {
-        fail(
-            errors::WU_NOT_CLAIMED,
-            format!("work unit `{wu_id}` has no claim record to recover"),
-        )
-    })?;
-    require_claim_scopes(call, &claim)?;
+    // The record is read under the lock: a rebuilt record must not race a claim writing one.
     let _guard = CLAIMS.lock().unwrap_or_else(|p| p.into_inner());
     let _across = claims_lock(&ws)?;
+    let mut actions: Vec<String> = Vec::new();
+    let claim = match Claim::load_or_damaged(&ws, &wu_id)? {
+        Ok(Some(claim)) => {
+            require_claim_scopes(call, &claim)?;
+            claim
+        }
+        Ok(None) => {
+            return Err(fail(
+                errors::WU_NOT_CLAIMED,
+                format!("work unit `{wu_id}` has no claim record to recover; claim it with software-delivery:wu_claim (which adopts an existing `lane/<lane>/{}` branch and its worktree)", wu_id.to_ascii_lowercase()),
+            ))
+        }
+        Err(damaged) => {
+            let claim = rebuild_claim(call, &ws, &wu_id, &damaged)?;
+            require_claim_scopes(call, &claim)?;
+            common::write_json(&damaged.path, &claim.to_json())?;
+            actions.push(format!(
+                "rebuilt the damaged claim record `{}` from the branch `{}` (lane `{}`)",
+                Claim::rel_path(&wu_id),
+                claim.branch,
+                claim.lane
+            ));
+            claim
+        }
+    };
     let path = ws.join(&claim.worktree);
     let rel = claim.worktree.clone();
-    let mut actions: Vec<String> = Vec::new();
 
     let list = worktrees(&ws)?;
     let entry = find_entry(&list, &path).cloned();
@@ -428,6 +509,114 @@ fn recover_inner(call: &BuiltinCall<'_>) -> ToolResult<ToolOutput> {
         &artifacts,
         &[],
     ))
+}
+
+/// A claim record rebuilt from what git knows: the branch `lane/<slug>/<wu>` names the lane
+/// (its title from the damaged record or the workspace's lanes when one of them has that slug),
+/// the worktree follows from both, and the base from the record when it still holds a usable
+/// one, else from the configured base. When git holds no such branch, or several, nothing can be
+/// rebuilt safely and the answer says what to do by hand (never "run wu_recover" again).
+fn rebuild_claim(
+    call: &BuiltinCall<'_>,
+    ws: &Path,
+    wu_id: &str,
+    damaged: &common::DamagedClaim,
+) -> ToolResult<Claim> {
+    let wu = wu_id.to_ascii_lowercase();
+    let record = Claim::rel_path(wu_id);
+    let refs = git_line(
+        ws,
+        ws,
+        &["for-each-ref", "--format=%(refname)", "refs/heads/lane/"],
+    )?;
+    let mut slugs: Vec<String> = refs
+        .lines()
+        .filter_map(|r| r.strip_prefix("refs/heads/lane/"))
+        .filter_map(|r| r.strip_suffix(&format!("/{wu}")))
+        .filter(|slug| !slug.is_empty() && !slug.contains('/'))
+        .map(str::to_string)
+        .collect();
+    slugs.sort();
+    slugs.dedup();
+    let partial = |k: &str| damaged.partial.get(k).and_then(Value::as_str);
+    let slug = match slugs.as_slice() {
+        [] => {
+            return Err(fail(
+                errors::RECOVERY_NEEDS_OPERATOR,
+                format!(
+                    "the claim record `{record}` is damaged ({}) and git has no branch `lane/<lane>/{wu}` to rebuild it from, so nothing of the claim is left; delete `{record}`, then claim the work unit again with software-delivery:wu_claim",
+                    damaged.reason
+                ),
+            ))
+        }
+        [one] => one.clone(),
+        many => {
+            // The damaged record may still say which lane it was.
+            let from_record = partial("lane")
+                .and_then(|l| common::lane_slug(l).ok())
+                .filter(|s| many.contains(s));
+            match from_record {
+                Some(s) => s,
+                None => {
+                    return Err(fail(
+                        errors::RECOVERY_NEEDS_OPERATOR,
+                        format!(
+                            "the claim record `{record}` is damaged ({}) and git has several branches for work unit `{wu_id}` ({}), so which one is the claim cannot be told; delete `{record}`, then call software-delivery:wu_claim on the lane whose branch holds the work (it adopts that branch and its worktree)",
+                            damaged.reason,
+                            many.iter()
+                                .map(|s| format!("`lane/{s}/{wu}`"))
+                                .collect::<Vec<_>>()
+                                .join(", ")
+                        ),
+                    ))
+                }
+            }
+        }
+    };
+    let slug_of = |l: &str| common::lane_slug(l).ok();
+    let lane = partial("lane")
+        .filter(|l| slug_of(l).as_deref() == Some(slug.as_str()))
+        .map(str::to_string)
+        .or_else(|| {
+            call.workspace()
+                .lanes
+                .iter()
+                .find(|l| slug_of(&l.title).as_deref() == Some(slug.as_str()))
+                .map(|l| l.title.clone())
+        })
+        .unwrap_or_else(|| slug.clone());
+    let mut claim = Claim::for_wu(wu_id, &lane, String::new(), String::new())?;
+    // The recorded base when it still names a commit the branch grew from, else the base a
+    // claim would use today, forked where the branch left it.
+    let recorded = match (partial("base"), partial("base_commit")) {
+        (Some(base), Some(sha))
+            if !base.starts_with('-')
+                && !sha.starts_with('-')
+                && git_in(
+                    ws,
+                    ws,
+                    &["merge-base", "--is-ancestor", sha, &claim.branch],
+                    None,
+                )?
+                .success() =>
+        {
+            Some((base.to_string(), sha.to_string()))
+        }
+        _ => None,
+    };
+    let (base, base_commit) = match recorded {
+        Some(found) => found,
+        None => {
+            let (base, sha) = resolve_base(ws)?;
+            let fork = git_line(ws, ws, &["merge-base", &sha, &claim.branch])?;
+            (base, fork)
+        }
+    };
+    claim.base = base;
+    claim.base_commit = base_commit;
+    claim.claimed_by = partial("claimed_by").map(str::to_string);
+    claim.claimed_at = partial("claimed_at").map(str::to_string);
+    Ok(claim)
 }
 
 /// `<gitdir>/index.lock` of the worktree at `path`, from its `.git` file, when that gitdir is
