@@ -1827,3 +1827,82 @@ fn config_set_follows_the_pack_schema_for_gate_commands_and_the_base_branch() {
     .unwrap_or_else(|e| panic!("open: {e}"));
     ws.claim();
 }
+
+/// Finding 3 (walk H): an approval binds the input only. With `expect_tree` (the tree the
+/// approver reviewed, from git:status) in the input, a patch applied after the grant makes
+/// pr_prepare refuse with CONTENT_CHANGED and commit nothing; the approved tree itself is
+/// committed, and the answer names its tree and diffstat. KRN-09 (approvals), INV-05/07 (the
+/// call is the audit record).
+#[test]
+fn pr_prepare_with_expect_tree_commits_only_the_reviewed_content() {
+    let ws = Ws::new(GATES);
+    ws.claim();
+    data(&ws.call(
+        "software-delivery:apply_patch",
+        json!({"wu_id": "WU-042", "patch": PATCH_README}),
+    ));
+    let objects_before = git(&ws.root, &["count-objects"]);
+    let index = ws
+        .root
+        .join(".git/worktrees/content-site-comms-wu-042/index");
+    let index_before = fs::read(&index).unwrap();
+    let status = data(&ws.call("git:status", json!({"wu_id": "WU-042"})));
+    let reviewed = status["tree"].as_str().unwrap().to_string();
+    // Reading the tree id changed neither the repository's objects nor the worktree's index.
+    assert_eq!(git(&ws.root, &["count-objects"]), objects_before);
+    assert_eq!(fs::read(&index).unwrap(), index_before);
+    // The workspace's own status has no work-unit tree.
+    assert!(data(&ws.call("git:status", json!({})))
+        .get("tree")
+        .is_none());
+
+    let input = json!({"wu_id": "WU-042", "title": "hello", "expect_tree": reviewed});
+    let asked = ws.call("software-delivery:pr_prepare", input.clone());
+    assert_eq!(code(&asked), "APPROVAL_REQUIRED");
+    ws.grant(asked.approval_id.as_deref().unwrap());
+    // A change after the grant.
+    data(&ws.call(
+        "software-delivery:apply_patch",
+        json!({"wu_id": "WU-042", "patch": PATCH_NEW_FILE}),
+    ));
+    let head_before = git(&ws.worktree(), &["rev-parse", "HEAD"]);
+    let refused = ws.call("software-delivery:pr_prepare", input);
+    assert_eq!(code(&refused), "CONTENT_CHANGED");
+    assert_receipt(&ws, &refused, "CONTENT_CHANGED");
+    assert!(refused
+        .output
+        .error
+        .as_ref()
+        .unwrap()
+        .message
+        .contains(&reviewed));
+    assert_eq!(git(&ws.worktree(), &["rev-parse", "HEAD"]), head_before);
+
+    // Reviewed again: the current tree is committed, and the answer names it.
+    let now = data(&ws.call("git:status", json!({"wu_id": "WU-042"})))["tree"]
+        .as_str()
+        .unwrap()
+        .to_string();
+    assert_ne!(now, reviewed);
+    let input = json!({"wu_id": "WU-042", "title": "hello", "expect_tree": now});
+    let asked = ws.call("software-delivery:pr_prepare", input.clone());
+    ws.grant(asked.approval_id.as_deref().unwrap());
+    let d = data(&ws.call("software-delivery:pr_prepare", input));
+    assert_eq!(d["committed"], true);
+    assert_eq!(d["tree"], now);
+    assert_eq!(git(&ws.worktree(), &["rev-parse", "HEAD^{tree}"]), now);
+    let diffstat = d["diffstat"].as_str().unwrap();
+    assert!(
+        diffstat.contains("README.md") && diffstat.contains("src/page.md"),
+        "{diffstat}"
+    );
+    let meta: Value = serde_json::from_slice(
+        &fs::read(
+            ws.root
+                .join(".lumenflow/state/software-delivery/prs/WU-042/pr.json"),
+        )
+        .unwrap(),
+    )
+    .unwrap();
+    assert_eq!(meta["tree"], now);
+}

@@ -757,6 +757,17 @@ pub fn git_in(
     args: &[&str],
     stdin: Option<Vec<u8>>,
 ) -> ToolResult<Captured> {
+    git_in_env(cwd, ceiling, args, stdin, &[])
+}
+
+/// [`git_in`] with extra environment variables (a temporary index or object folder).
+pub fn git_in_env(
+    cwd: &Path,
+    ceiling: &Path,
+    args: &[&str],
+    stdin: Option<Vec<u8>>,
+    env: &[(&str, &Path)],
+) -> ToolResult<Captured> {
     let mut cmd = Command::new("git");
     base_env(&mut cmd);
     cmd.current_dir(cwd)
@@ -771,6 +782,9 @@ pub fn git_in(
         .env("GIT_COMMITTER_EMAIL", AUTHOR_EMAIL);
     if let Some(parent) = ceiling.parent() {
         cmd.env("GIT_CEILING_DIRECTORIES", parent);
+    }
+    for (name, value) in env {
+        cmd.env(name, value);
     }
     cmd.args([
         "-c",
@@ -810,6 +824,80 @@ pub fn git_ok(cwd: &Path, ceiling: &Path, args: &[&str]) -> ToolResult<Captured>
             ),
         ))
     }
+}
+
+/// The pathspecs `pr_prepare` stages: everything but any `.lumenflow` folder, at any depth.
+pub const STAGED: [&str; 3] = [
+    ".",
+    ":(exclude,glob)**/.lumenflow",
+    ":(exclude,glob)**/.lumenflow/**",
+];
+
+/// The tree id of what `pr_prepare` would commit in `worktree` now: `HEAD` plus every change
+/// it stages ([`STAGED`], `.gitignore` respected). Computed in a copy of the worktree's index
+/// and a temporary object folder (the repository's objects as an alternate), so neither the
+/// worktree's index nor the repository's objects change: a read tool may call it.
+pub fn content_tree(ws: &Path, worktree: &Path) -> ToolResult<String> {
+    let tmp = tempfile::Builder::new()
+        .prefix("lumenflow-tree-")
+        .tempdir()
+        .map_err(|e| {
+            fail(
+                errors::STATE_IO,
+                format!("cannot create a temporary folder: {e}"),
+            )
+        })?;
+    let index = tmp.path().join("index");
+    let objects = tmp.path().join("objects");
+    fs::create_dir_all(&objects).map_err(|e| {
+        fail(
+            errors::STATE_IO,
+            format!("cannot create `{}`: {e}", objects.display()),
+        )
+    })?;
+    // The worktree's own index, copied, keeps git's stat cache (files are not all hashed
+    // again) and whatever was staged already, which pr_prepare commits too.
+    let own_index = PathBuf::from(git_line(
+        worktree,
+        ws,
+        &["rev-parse", "--path-format=absolute", "--git-path", "index"],
+    )?);
+    if own_index.is_file() {
+        fs::copy(&own_index, &index).map_err(|e| {
+            fail(
+                errors::STATE_IO,
+                format!("cannot copy `{}`: {e}", own_index.display()),
+            )
+        })?;
+    }
+    let shared = PathBuf::from(git_line(
+        worktree,
+        ws,
+        &["rev-parse", "--path-format=absolute", "--git-common-dir"],
+    )?)
+    .join("objects");
+    let env: [(&str, &Path); 3] = [
+        ("GIT_INDEX_FILE", &index),
+        ("GIT_OBJECT_DIRECTORY", &objects),
+        ("GIT_ALTERNATE_OBJECT_DIRECTORIES", &shared),
+    ];
+    let run = |args: &[&str]| -> ToolResult<String> {
+        let out = git_in_env(worktree, ws, args, None, &env)?;
+        if !out.success() {
+            return Err(fail(
+                errors::GIT_FAILED,
+                format!("`git {}` failed: {}", args.join(" "), out.stderr_text()),
+            ));
+        }
+        Ok(String::from_utf8_lossy(&out.stdout).trim().to_string())
+    };
+    if !own_index.is_file() {
+        run(&["read-tree", "HEAD"])?;
+    }
+    let mut add = vec!["add", "-A", "--"];
+    add.extend(STAGED);
+    run(&add)?;
+    run(&["write-tree"])
 }
 
 /// The trimmed stdout of a successful git command.

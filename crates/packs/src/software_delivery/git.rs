@@ -56,7 +56,12 @@ pub fn git_status(call: &BuiltinCall<'_>) -> ToolOutput {
 
 fn status_inner(call: &BuiltinCall<'_>) -> ToolResult<ToolOutput> {
     let input = common::input(call)?;
-    let (ws, dir, _) = target(call, input)?;
+    let (ws, dir, claim) = target(call, input)?;
+    // What pr_prepare would commit now, for an approver to pin with `expect_tree`.
+    let tree = match claim {
+        Some(_) => Some(common::content_tree(&ws, &dir)?),
+        None => None,
+    };
     let out = git_ok(
         &dir,
         &ws,
@@ -73,16 +78,16 @@ fn status_inner(call: &BuiltinCall<'_>) -> ToolResult<ToolOutput> {
         }
         entries.push(json!({"status": status, "path": path}));
     }
-    Ok(common::success(
-        json!({
-            "worktree_path": dir.to_string_lossy(),
-            "branch": current_branch(&dir, &ws)?,
-            "clean": entries.is_empty(),
-            "entries": entries,
-        }),
-        &[],
-        &[],
-    ))
+    let mut data = json!({
+        "worktree_path": dir.to_string_lossy(),
+        "branch": current_branch(&dir, &ws)?,
+        "clean": entries.is_empty(),
+        "entries": entries,
+    });
+    if let (Some(tree), Some(map)) = (tree, data.as_object_mut()) {
+        map.insert("tree".into(), tree.into());
+    }
+    Ok(common::success(data, &[], &[]))
 }
 
 /// `git:diff {wu_id?, against?: head|base}`: the working tree against `HEAD`, or (for a work

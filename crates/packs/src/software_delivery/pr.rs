@@ -25,12 +25,8 @@ pub fn pr_prepare(call: &BuiltinCall<'_>) -> ToolOutput {
     inner(call).unwrap_or_else(|e| *e)
 }
 
-/// The pathspecs `pr_prepare` stages: everything but any `.lumenflow` folder, at any depth.
-const NOT_STAGED: [&str; 3] = [
-    ".",
-    ":(exclude,glob)**/.lumenflow",
-    ":(exclude,glob)**/.lumenflow/**",
-];
+/// The code of a refusal because the worktree's content is not the tree the caller expected.
+pub const CONTENT_CHANGED: &str = "CONTENT_CHANGED";
 
 fn inner(call: &BuiltinCall<'_>) -> ToolResult<ToolOutput> {
     let input = common::input(call)?;
@@ -46,6 +42,15 @@ fn inner(call: &BuiltinCall<'_>) -> ToolResult<ToolOutput> {
             "`title` must be one non-empty line",
         ));
     }
+    let expect_tree = common::opt_str(input, "expect_tree")?;
+    if let Some(t) = expect_tree {
+        if !(t.len() == 40 || t.len() == 64) || !t.bytes().all(|b| b.is_ascii_hexdigit()) {
+            return Err(fail(
+                lumenflow_contracts::tool_output::codes::INVALID_INPUT,
+                format!("`expect_tree` = `{t}` must be a git tree id (40 or 64 hex digits), as `git:status` returns it in `tree`"),
+            ));
+        }
+    }
     let ws = common::repo_root(call)?;
     let (claim, worktree) = Claim::require(&ws, &wu_id)?;
     let dir_rel = format!("{STATE_REL}/prs/{wu_id}");
@@ -56,12 +61,23 @@ fn inner(call: &BuiltinCall<'_>) -> ToolResult<ToolOutput> {
     // A `.lumenflow/` in the worktree (kernel log, evidence, keys of a runtime started there
     // by mistake) is never staged: it must not reach the PR branch or the forge.
     let mut status_args = vec!["status", "--porcelain=v1", "-z", "--"];
-    status_args.extend(NOT_STAGED);
+    status_args.extend(common::STAGED);
     let status = git_ok(&worktree, &ws, &status_args)?;
+    // The approval binds the input only; `expect_tree` in the input binds the content too:
+    // what would be committed now must be the tree the approver saw, else nothing is committed.
+    if let Some(expected) = expect_tree {
+        let now = common::content_tree(&ws, &worktree)?;
+        if !now.eq_ignore_ascii_case(expected) {
+            return Err(fail(
+                CONTENT_CHANGED,
+                format!("the worktree `{}` of work unit `{wu_id}` now holds tree `{now}`, not the `expect_tree` `{expected}` this call was approved with, so it changed after the review; nothing was committed. Review it again (git:diff, git:status shows the current `tree`) and ask for a new approval with that tree", claim.worktree),
+            ));
+        }
+    }
     let committed = !status.stdout.is_empty();
     if committed {
         let mut add_args = vec!["add", "-A", "--"];
-        add_args.extend(NOT_STAGED);
+        add_args.extend(common::STAGED);
         git_ok(&worktree, &ws, &add_args)?;
         let message = format!("{wu_id}: {title}");
         git_ok(
@@ -71,6 +87,7 @@ fn inner(call: &BuiltinCall<'_>) -> ToolResult<ToolOutput> {
         )?;
     }
     let head = git_line(&worktree, &ws, &["rev-parse", "HEAD"])?;
+    let tree = git_line(&worktree, &ws, &["rev-parse", "HEAD^{tree}"])?;
     let range = format!("{}...HEAD", claim.base_commit);
     let diff = git_ok(
         &worktree,
@@ -81,6 +98,11 @@ fn inner(call: &BuiltinCall<'_>) -> ToolResult<ToolOutput> {
         &worktree,
         &ws,
         &["diff", "--no-color", "--no-ext-diff", "--numstat", &range],
+    )?;
+    let diffstat = git_line(
+        &worktree,
+        &ws,
+        &["diff", "--no-color", "--no-ext-diff", "--stat=200", &range],
     )?;
     let (mut files, mut insertions, mut deletions) = (0u64, 0u64, 0u64);
     let mut changed = Vec::new();
@@ -138,6 +160,8 @@ fn inner(call: &BuiltinCall<'_>) -> ToolResult<ToolOutput> {
         "base": claim.base,
         "base_commit": claim.base_commit,
         "head_commit": head,
+        "tree": tree,
+        "diffstat": diffstat,
         "committed": committed,
         "description_path": description_rel,
         "diff_path": diff_rel,
