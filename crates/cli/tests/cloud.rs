@@ -254,6 +254,7 @@ fn send(method: &str, url: &str, token: Option<&str>, body: Option<Vec<u8>>) -> 
     let c = client();
     let mut req = match method {
         "GET" => c.get(url),
+        "PUT" => c.put(url),
         _ => c.post(url),
     };
     if let Some(t) = token {
@@ -2159,4 +2160,213 @@ fn the_seal_route_signs_only_checked_receipts_of_known_runs() {
     assert_eq!(status, 200);
     let (status, body) = post(&seal, Some(&e.token), &bundle("tc-real"));
     assert_eq!(status, 200, "{body}");
+}
+
+/// The golden bundle's nine artifacts made into run `run` (every `tc-golden` replaced, then
+/// `edit` applied to each file's text), sealed by `key`: every file, base64, as an upload's
+/// `files`.
+fn sealed_bundle(
+    run: &str,
+    key: &lumenflow_proof::KeyPair,
+    edit: impl Fn(&str, String) -> String,
+) -> serde_json::Map<String, Value> {
+    use base64::Engine as _;
+    use lumenflow_proof::bundle;
+    let golden = Path::new(env!("CARGO_MANIFEST_DIR")).join("../../fixtures/bundles/valid");
+    let dir = TempDir::new().unwrap();
+    for name in bundle::REQUIRED_ARTIFACTS {
+        let text = std::fs::read_to_string(golden.join(name)).unwrap();
+        std::fs::write(
+            dir.path().join(name),
+            edit(name, text.replace("tc-golden", run)),
+        )
+        .unwrap();
+    }
+    bundle::seal(
+        dir.path(),
+        key,
+        &bundle::SealRequest {
+            run_id: run,
+            mode: "happy",
+            created_at: "2026-11-21T00:00:00.000Z",
+        },
+    )
+    .unwrap();
+    std::fs::read_dir(dir.path())
+        .unwrap()
+        .map(|e| e.unwrap())
+        .map(|e| {
+            (
+                e.file_name().to_string_lossy().into_owned(),
+                json!(base64::engine::general_purpose::STANDARD
+                    .encode(std::fs::read(e.path()).unwrap())),
+            )
+        })
+        .collect()
+}
+
+fn put_bundle(
+    server: &Server,
+    token: &str,
+    ws: &str,
+    run: &str,
+    files: &serde_json::Map<String, Value>,
+) -> (u16, Value) {
+    send(
+        "PUT",
+        &format!("{}/api/v1/runs/{run}/bundle", server.url),
+        Some(token),
+        Some(
+            json!({"workspace_id": ws, "files": files})
+                .to_string()
+                .into_bytes(),
+        ),
+    )
+}
+
+/// Regression for walk-G F3 (TCD-*, Q31-Q33): a bundle carries its own key, so the control
+/// plane reported a bundle anyone signed as plainly verified. Now the first verified bundle of
+/// a workspace pins its signer, a bundle signed by another key is stored but flagged
+/// `signer_changed` with both key ids, and `lumenflow cloud signer pin` accepts a new signer,
+/// audited; on both backends (migration 6 on each).
+fn bundle_signers_are_pinned_and_changes_flagged(home: Home) {
+    let server = home.serve();
+    let e = enroll(&server, &home.code("ws-p", None), None);
+    let first = lumenflow_proof::KeyPair::generate();
+    let other = lumenflow_proof::KeyPair::generate();
+    let (first_id, other_id) = (first.public().key_id(), other.public().key_id());
+    let same = |_: &str, t: String| t;
+
+    // Trust on first use: the first verified bundle pins its signer.
+    let (s, v) = put_bundle(
+        &server,
+        &e.token,
+        "ws-p",
+        "tc-p1",
+        &sealed_bundle("tc-p1", &first, same),
+    );
+    assert_eq!(s, 200, "{v}");
+    assert_eq!(
+        (
+            &v["passed"],
+            &v["signer_changed"],
+            &v["pinned_signer_key_id"]
+        ),
+        (&json!(true), &json!(false), &json!(first_id)),
+        "{v}"
+    );
+    let pins = home.cli(&["cloud", "signer", "list", "--workspace-id", "ws-p"]);
+    assert_eq!(pins["signers"][0]["key_id"], json!(first_id), "{pins}");
+    assert_eq!(pins["signers"][0]["source"], "first_use", "{pins}");
+
+    // Another key: stored, verifies, but flagged with both ids; the audit line says so.
+    let forged = sealed_bundle("tc-p2", &other, same);
+    let (s, v) = put_bundle(&server, &e.token, "ws-p", "tc-p2", &forged);
+    assert_eq!(s, 200, "{v}");
+    assert_eq!(v["passed"], true, "{v}");
+    assert_eq!(v["signer_changed"], true, "{v}");
+    assert_eq!(v["signer_key_id"], json!(other_id), "{v}");
+    assert_eq!(v["pinned_signer_key_id"], json!(first_id), "{v}");
+    assert!(home
+        .audit("ws-p")
+        .iter()
+        .any(|l| l["action"] == "bundles.upload"
+            && l["detail"]
+                .as_str()
+                .unwrap_or("")
+                .contains("SIGNER CHANGED")));
+
+    // Bad key ids are refused, naming the flag.
+    let out = run(
+        home.path(),
+        &[
+            "cloud",
+            "signer",
+            "pin",
+            "--workspace-id",
+            "ws-p",
+            "--key-id",
+            "ed25519:xyz",
+            "--database",
+            &home.database,
+        ],
+    );
+    assert!(!out.status.success());
+    let err = String::from_utf8_lossy(&out.stderr);
+    assert!(
+        err.contains("INVALID_ARGUMENT") && err.contains("--key-id"),
+        "{err}"
+    );
+
+    // An operator accepts the new signer: audited, later bundles by it are not flagged, the
+    // flagged one keeps its flag (it was uploaded under the old pin).
+    let pinned = home.cli(&[
+        "cloud",
+        "signer",
+        "pin",
+        "--workspace-id",
+        "ws-p",
+        "--key-id",
+        &other_id,
+        "--reason",
+        "key rotated, confirmed by phone",
+    ]);
+    assert_eq!(pinned["previous_key_id"], json!(first_id), "{pinned}");
+    let line = home
+        .audit("ws-p")
+        .into_iter()
+        .find(|l| l["action"] == "cli.signer.pin")
+        .expect("the pin is audited");
+    let detail = line["detail"].as_str().unwrap();
+    assert!(
+        detail.contains(&other_id) && detail.contains(&first_id) && detail.contains("rotated"),
+        "{detail}"
+    );
+    let (s, v) = put_bundle(
+        &server,
+        &e.token,
+        "ws-p",
+        "tc-p3",
+        &sealed_bundle("tc-p3", &other, same),
+    );
+    assert_eq!((s, &v["signer_changed"]), (200, &json!(false)), "{v}");
+    let (s, v) = put_bundle(&server, &e.token, "ws-p", "tc-p2", &forged);
+    assert_eq!((s, &v["signer_changed"]), (200, &json!(true)), "{v}");
+
+    // A signer an operator pinned before any upload is not replaced by the first bundle.
+    let q = enroll(&server, &home.code("ws-q", None), None);
+    home.cli(&[
+        "cloud",
+        "signer",
+        "pin",
+        "--workspace-id",
+        "ws-q",
+        "--key-id",
+        &first_id,
+    ]);
+    let (s, v) = put_bundle(
+        &server,
+        &q.token,
+        "ws-q",
+        "tc-q1",
+        &sealed_bundle("tc-q1", &other, same),
+    );
+    assert_eq!(s, 200, "{v}");
+    assert_eq!(
+        (&v["signer_changed"], &v["pinned_signer_key_id"]),
+        (&json!(true), &json!(first_id)),
+        "{v}"
+    );
+    let pins = home.cli(&["cloud", "signer", "list", "--workspace-id", "ws-q"]);
+    assert_eq!(pins["signers"][0]["source"], "operator", "{pins}");
+}
+
+#[test]
+fn bundle_signers_are_pinned_and_changes_flagged_on_sqlite() {
+    bundle_signers_are_pinned_and_changes_flagged(Home::sqlite());
+}
+
+#[test]
+fn bundle_signers_are_pinned_and_changes_flagged_on_postgres() {
+    bundle_signers_are_pinned_and_changes_flagged(Home::postgres());
 }

@@ -22,6 +22,8 @@ use serde_json::{json, Map, Value};
 
 const RUN: &str = "tc-console-1";
 const TAMPERED_RUN: &str = "tc-golden";
+const FORGED_RUN: &str = "tc-forged";
+const FOREIGN_ASK_RUN: &str = "tc-foreign-ask";
 
 fn workspace_token(root: &Path) -> String {
     let enrollment: Value = serde_json::from_slice(
@@ -171,6 +173,33 @@ fn runs_replay_bundle_recovery_and_energy_in_the_browser() {
     );
     assert_eq!(s, 400, "{body}");
 
+    // walk-G F3: the demo's bundle pinned the workspace's signer (first use); a bundle signed
+    // by another key verifies but is flagged, with both ids; an ask.json of another run fails.
+    let forger = lumenflow_proof::KeyPair::generate();
+    let (s, forged) = post_put(
+        &format!("{}/api/v1/runs/{FORGED_RUN}/bundle", cloud.url),
+        &workspace_token(&demo_ws),
+        &ws_body(&sealed_bundle(FORGED_RUN, &forger, |_, t| t)),
+    );
+    assert_eq!(s, 200, "{forged}");
+    assert_eq!(
+        (&forged["passed"], &forged["signer_changed"]),
+        (&json!(true), &json!(true)),
+        "{forged}"
+    );
+    let (s, foreign) = post_put(
+        &format!("{}/api/v1/runs/{FOREIGN_ASK_RUN}/bundle", cloud.url),
+        &workspace_token(&demo_ws),
+        &ws_body(&sealed_bundle(FOREIGN_ASK_RUN, &forger, |name, t| {
+            if name == "ask.json" {
+                t.replace(FOREIGN_ASK_RUN, "tc-elsewhere")
+            } else {
+                t
+            }
+        })),
+    );
+    assert_eq!((s, &foreign["passed"]), (200, &json!(false)), "{foreign}");
+
     let browser = Browser::start(&cloud.url);
     browser.login("alice", PASSWORD);
 
@@ -182,6 +211,17 @@ fn runs_replay_bundle_recovery_and_energy_in_the_browser() {
     ));
     let row = browser.text(&format!("[data-testid=run-row][data-run-id='{RUN}']"));
     assert!(row.contains("tc-demo") && row.contains("verified"), "{row}");
+    browser.wait_for(&format!(
+        "[data-testid=run-row][data-run-id='{RUN}'] [data-testid=run-bundle][data-status=verified]"
+    ));
+    // The forged run is not a plain "verified" in the list.
+    browser.wait_for(&format!(
+        "[data-testid=run-row][data-run-id='{FORGED_RUN}'] [data-testid=run-bundle][data-status=signer-changed]"
+    ));
+    let row = browser.text(&format!(
+        "[data-testid=run-row][data-run-id='{FORGED_RUN}']"
+    ));
+    assert!(row.contains("SIGNER CHANGED"), "{row}");
     browser.screenshot("runs");
 
     // The replay: every stage, the Ask, the rules' decisions, the tests, the diff, the approval
@@ -222,6 +262,12 @@ fn runs_replay_bundle_recovery_and_energy_in_the_browser() {
         "operator"
     );
     browser.wait_for("[data-testid=bundle-status][data-status=verified]");
+    browser.wait_for("[data-testid=ask-verification][data-verified=true]");
+    assert_eq!(count(&browser, "[data-testid=bundle-signer-changed]"), 0);
+    assert_eq!(
+        count(&browser, "[data-testid=run-signer-changed-banner]"),
+        0
+    );
     let manifest: Value =
         serde_json::from_slice(&std::fs::read(bundle_dir.join("manifest.json")).unwrap()).unwrap();
     assert_eq!(
@@ -286,6 +332,42 @@ fn runs_replay_bundle_recovery_and_energy_in_the_browser() {
         .text("[data-testid=bundle-failed-checks]")
         .contains("hashes_match"));
     browser.screenshot("replay-failed-bundle");
+    // The golden fixture is signed by the fixture key, not the demo's pinned one: said as well.
+    browser.wait_for("[data-testid=bundle-signer-changed]");
+
+    // The forged bundle: the run page leads with the signer change, both keys, and the Ask is
+    // not verified, saying why.
+    browser.route(&format!("#/runs/{FORGED_RUN}/tc-demo"));
+    browser.wait_for("[data-testid=run-signer-changed-banner]");
+    browser.wait_for("[data-testid=bundle-status][data-status=signer-changed]");
+    browser.wait_for("[data-testid=bundle-signer-changed]");
+    assert_eq!(
+        browser.text("[data-testid=bundle-new-signer]"),
+        forger.public().key_id()
+    );
+    assert_eq!(
+        browser.text("[data-testid=bundle-pinned-signer]"),
+        manifest["signer_key_id"].as_str().unwrap()
+    );
+    assert!(browser
+        .text("[data-testid=bundle-signer-changed]")
+        .contains("lumenflow cloud signer pin"));
+    browser.wait_for("[data-testid=ask-verification][data-verified=false]");
+    assert!(browser
+        .text("[data-testid=ask-verification]")
+        .contains("pinned signer"));
+    browser.screenshot("replay-signer-changed");
+
+    // An ask.json of another run is never shown as verified, and the panel names both runs.
+    browser.route(&format!("#/runs/{FOREIGN_ASK_RUN}/tc-demo"));
+    browser.wait_for("[data-testid=ask-verification][data-verified=false]");
+    let why = browser.text("[data-testid=ask-verification]");
+    assert!(
+        why.contains(&format!(
+            "ask.json names run `tc-elsewhere`, not this run `{FOREIGN_ASK_RUN}`"
+        )),
+        "{why}"
+    );
 
     // Recovery: an aborted turn of a workspace whose sidecar runs.
     let ws = cloud.enroll_workspace(&[]);
@@ -439,4 +521,38 @@ fn post_put(url: &str, token: &str, body: &Value) -> (u16, Value) {
             .send()
             .unwrap(),
     )
+}
+
+/// The golden bundle's nine artifacts made into run `run` (every `tc-golden` replaced, a goal
+/// given to its placeholder `ask.json`, then `edit` applied to each file's text), sealed by
+/// `key`: every file, base64.
+fn sealed_bundle(
+    run: &str,
+    key: &lumenflow_proof::KeyPair,
+    edit: impl Fn(&str, String) -> String,
+) -> Map<String, Value> {
+    use lumenflow_proof::bundle;
+    let golden = Path::new(env!("CARGO_MANIFEST_DIR")).join("../../fixtures/bundles/valid");
+    let dir = tempfile::tempdir().unwrap();
+    for name in bundle::REQUIRED_ARTIFACTS {
+        let text = std::fs::read_to_string(golden.join(name))
+            .unwrap()
+            .replace("tc-golden", run)
+            .replace(
+                "{\"file\": \"ask.json\"",
+                "{\"goal\": \"A forged goal\", \"file\": \"ask.json\"",
+            );
+        std::fs::write(dir.path().join(name), edit(name, text)).unwrap();
+    }
+    bundle::seal(
+        dir.path(),
+        key,
+        &bundle::SealRequest {
+            run_id: run,
+            mode: "happy",
+            created_at: "2026-11-21T00:00:00.000Z",
+        },
+    )
+    .unwrap();
+    bundle_files(dir.path())
 }

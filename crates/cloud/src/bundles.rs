@@ -5,8 +5,13 @@
 //!
 //! A bundle that fails verification is still stored, marked failed: an operator must be able to
 //! see that a run's evidence did not verify, and which check failed. The signer's key comes with
-//! the bundle (the control plane has no key to pin it to), so a pass means "intact and signed by
-//! the key it names", reported with that key id.
+//! the bundle, so a pass alone means only "intact and signed by the key it names".
+//!
+//! What ties that key to the workspace is a pin (walk-G F3): the first verified bundle of a
+//! workspace pins its signer (trust on first use) unless an operator pinned one with `lumenflow
+//! cloud signer pin`. A later bundle signed by another key is still stored and verified, but
+//! flagged `signer_changed` with both key ids, in the upload's answer, the audit line and the
+//! console, so a forger's self-signed bundle never reads as a plain "verified".
 
 use std::collections::BTreeMap;
 use std::path::Path;
@@ -114,6 +119,18 @@ async fn upload_inner(
             "the bundle's manifest is for run `{named}`, not `{run_id}`"
         )));
     }
+    // The pin as it stands before this bundle; a verified bundle pins its signer when none is.
+    let before = state.store.workspace_signer(&ws).await?;
+    let pinned = match (&before, verdict.signer_key_id.as_deref()) {
+        (None, Some(key)) if verdict.passed => Some(
+            state
+                .store
+                .pin_signer_first_use(&ws, key, &audit.entry.subject)
+                .await?,
+        ),
+        _ => before.clone(),
+    };
+    let pinned_now = before.is_none() && pinned.is_some();
     let digest = files_digest(&req.files);
     let row = BundleRow {
         workspace_id: ws.clone(),
@@ -124,6 +141,7 @@ async fn upload_inner(
         passed: verdict.passed,
         checks: verdict.checks.clone(),
         signer_key_id: verdict.signer_key_id.clone(),
+        pinned_signer_key_id: pinned.as_ref().map(|p| p.key_id.clone()),
         uploaded_by: audit.entry.subject.clone(),
         uploaded_at_ms: now_ms(),
     };
@@ -134,14 +152,27 @@ async fn upload_inner(
             stored.digest
         )));
     }
-    audit.entry.detail = Some(format!(
+    let mut detail = format!(
         "bundle of run {run_id}: {}",
         if stored.passed {
             "verified".to_string()
         } else {
             format!("failed ({})", failed_checks(&stored.checks).join(", "))
         }
-    ));
+    );
+    if stored.signer_changed() {
+        detail.push_str(&format!(
+            "; SIGNER CHANGED: signed by {} but the workspace's pinned signer is {}",
+            stored.signer_key_id.as_deref().unwrap_or("-"),
+            stored.pinned_signer_key_id.as_deref().unwrap_or("-"),
+        ));
+    } else if pinned_now {
+        detail.push_str(&format!(
+            "; signer {} pinned for the workspace (first use)",
+            stored.pinned_signer_key_id.as_deref().unwrap_or("-")
+        ));
+    }
+    audit.entry.detail = Some(detail);
     ok_json(&json!({
         "run_id": run_id,
         "workspace_id": ws,
@@ -149,6 +180,8 @@ async fn upload_inner(
         "passed": stored.passed,
         "checks": stored.checks,
         "signer_key_id": stored.signer_key_id,
+        "pinned_signer_key_id": stored.pinned_signer_key_id,
+        "signer_changed": stored.signer_changed(),
         "total_bytes": stored.total_bytes,
     }))
 }
@@ -348,6 +381,7 @@ mod tests {
             passed: true,
             checks: json!([]),
             signer_key_id: None,
+            pinned_signer_key_id: None,
             uploaded_by: "ws".into(),
             uploaded_at_ms: 0,
         };

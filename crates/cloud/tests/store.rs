@@ -978,6 +978,7 @@ async fn run_bundles_and_recovery_requests(store: &Store) {
         passed,
         checks: json!([{"name": "hashes_match", "passed": passed, "detail": "d"}]),
         signer_key_id: Some("ed25519:ab".into()),
+        pinned_signer_key_id: Some("ed25519:ab".into()),
         uploaded_by: "ws-r".into(),
         uploaded_at_ms: 3_000,
     };

@@ -125,6 +125,13 @@ pub enum CloudCommand {
     /// Manage the web console's operators (who may log in at `/`).
     #[command(subcommand)]
     Operator(OperatorCommand),
+    /// Show and pin the key each workspace's evidence bundles must be signed with.
+    ///
+    /// The first verified bundle a workspace uploads pins its signer (trust on first use); a
+    /// later bundle signed by another key is stored but flagged `signer_changed`. Pin a key here
+    /// before the first upload, or to accept a new signer once the workspace confirmed it.
+    #[command(subcommand)]
+    Signer(SignerCommand),
     /// Revoke one token (`--jti`) or every token of a workspace (`--all`).
     ///
     /// Workspace tokens take effect at the sidecar when it next pulls the list; the control
@@ -240,6 +247,33 @@ pub struct DecisionArgs {
     workspace_id: Option<String>,
     #[command(flatten)]
     db: DbArgs,
+}
+
+#[derive(Subcommand, Debug)]
+pub enum SignerCommand {
+    /// Pin `--key-id` as the workspace's bundle signer (replacing any pin; audited as
+    /// `cli.signer.pin`). Bundles uploaded afterwards are compared with it; bundles already
+    /// stored keep the pin they were uploaded under.
+    Pin {
+        #[command(flatten)]
+        ws: WorkspaceIdArg,
+        /// The signer's key id, `ed25519:<64 hex>` (a bundle manifest's `signer_key_id`, or
+        /// what `lumenflow proof verify --pubkey KEY` prints).
+        #[arg(long, value_name = "KEY_ID")]
+        key_id: String,
+        /// Why, recorded with the pin and in the audit log.
+        #[arg(long)]
+        reason: Option<String>,
+        #[command(flatten)]
+        db: DbArgs,
+    },
+    /// List pinned signers (of one workspace with `--workspace-id`).
+    List {
+        #[command(flatten)]
+        ws: WorkspaceIdArg,
+        #[command(flatten)]
+        db: DbArgs,
+    },
 }
 
 #[derive(Subcommand, Debug)]
@@ -557,6 +591,7 @@ pub fn run(ctx: &Context, command: CloudCommand) -> Result<(), CliError> {
             decide(ctx, &rt, decision, "rejected")
         }
         CloudCommand::Operator(command) => operator(ctx, &rt, command),
+        CloudCommand::Signer(command) => signer(ctx, &rt, command),
         CloudCommand::Revoke {
             ws,
             jti,
@@ -802,6 +837,125 @@ fn decide(
         &format!("approval `{id}` {decision} (recorded as decided by {subject})\n"),
     );
     Ok(())
+}
+
+/// `ed25519:` and 64 lowercase hex digits: the form of every `signer_key_id`.
+fn check_key_id(key_id: &str) -> Result<(), CliError> {
+    let hex = key_id.strip_prefix("ed25519:").unwrap_or("");
+    if hex.len() == 64
+        && hex
+            .bytes()
+            .all(|b| b.is_ascii_digit() || (b'a'..=b'f').contains(&b))
+    {
+        return Ok(());
+    }
+    Err(CliError::new(
+        "INVALID_ARGUMENT",
+        format!(
+            "`--key-id` `{}` is not a key id: expected `ed25519:` and 64 lowercase hex digits \
+             (a bundle manifest's `signer_key_id`)",
+            key_id.chars().take(100).collect::<String>()
+        ),
+    ))
+}
+
+fn signer(
+    ctx: &Context,
+    rt: &tokio::runtime::Runtime,
+    command: SignerCommand,
+) -> Result<(), CliError> {
+    use lumenflow_cloud::store::bundles::{SignerPin, PIN_OPERATOR};
+    match command {
+        SignerCommand::Pin {
+            ws,
+            key_id,
+            reason,
+            db,
+        } => {
+            let ws = workspace_id(ctx, &ws)?;
+            check_key_id(&key_id)?;
+            let reason = reason
+                .map(|r| r.trim().to_string())
+                .filter(|r| !r.is_empty());
+            let subject = super::os_subject();
+            let pin = SignerPin {
+                workspace_id: ws.clone(),
+                key_id: key_id.clone(),
+                source: PIN_OPERATOR.into(),
+                pinned_by: subject.clone(),
+                pinned_at_ms: Timestamp::now().unix_millis(),
+                reason: reason.clone(),
+            };
+            let previous = rt.block_on(with_store(&db, async |store| {
+                let previous = store.workspace_signer(&ws).await.map_err(cloud_error)?;
+                let entry = AuditEntry {
+                    workspace_id: Some(ws.clone()),
+                    subject: subject.clone(),
+                    action: "cli.signer.pin".into(),
+                    outcome: "ok".into(),
+                    detail: Some(format!(
+                        "bundle signer {key_id} pinned (was {}){}",
+                        previous.as_ref().map_or("none", |p| p.key_id.as_str()),
+                        reason
+                            .as_deref()
+                            .map(|r| format!(": {r}"))
+                            .unwrap_or_default()
+                    )),
+                    ..AuditEntry::default()
+                };
+                store.pin_signer(&pin, &entry).await.map_err(cloud_error)?;
+                Ok(previous)
+            }))?;
+            print_ok(
+                ctx.json,
+                &json!({"workspace_id": ws, "key_id": key_id, "pinned_by": subject,
+                        "previous_key_id": previous.as_ref().map(|p| p.key_id.clone())}),
+                &format!(
+                    "bundles of workspace `{ws}` must now be signed by {key_id} (was {}); \
+                     recorded in the audit log as pinned by {subject}\n",
+                    previous
+                        .as_ref()
+                        .map_or("not pinned", |p| p.key_id.as_str())
+                ),
+            );
+            Ok(())
+        }
+        SignerCommand::List { ws, db } => {
+            let ws = match (&ws.workspace_id, &ctx.workspace) {
+                (None, None) => None,
+                _ => Some(workspace_id(ctx, &ws)?),
+            };
+            let pins = rt.block_on(with_store(&db, async |store| {
+                store
+                    .workspace_signers(ws.as_deref())
+                    .await
+                    .map_err(cloud_error)
+            }))?;
+            let mut human = String::new();
+            let mut list = Vec::new();
+            for p in &pins {
+                human.push_str(&format!(
+                    "{}\t{}\t{}\t{}\t{}\n",
+                    p.workspace_id,
+                    p.key_id,
+                    p.source,
+                    p.pinned_by,
+                    ts(p.pinned_at_ms)
+                ));
+                list.push(json!({"workspace_id": p.workspace_id, "key_id": p.key_id,
+                                 "source": p.source, "pinned_by": p.pinned_by,
+                                 "pinned_at": ts(p.pinned_at_ms), "reason": p.reason}));
+            }
+            if pins.is_empty() {
+                human = match &ws {
+                    Some(ws) => format!("no signer is pinned for workspace `{ws}`\n"),
+                    None => "no signer is pinned for any workspace\n".into(),
+                };
+            }
+            print_ok(ctx.json, &json!({"signers": list}), &human);
+            Ok(())
+        }
+    }
 }
 
 /// The password of `operator add`: stdin's first line with `--password-stdin`, else a prompt

@@ -83,6 +83,8 @@ async fn list(
             "last_at": rfc3339(r.last_ms),
             "bundle": r.bundle_passed.map(|passed| json!({
                 "passed": passed, "signer_key_id": r.signer_key_id,
+                "pinned_signer_key_id": r.pinned_signer_key_id,
+                "signer_changed": r.signer_changed(),
             })),
             "summary": run_summary(&headline),
         }));
@@ -222,7 +224,7 @@ fn enrich(doc: &mut Value, bundle: Option<&BundleRow>) {
         .and_then(|t| serde_json::from_str::<Value>(&t).ok())
         // A bundle's `ask.json` is untrusted input: only one that states a goal is an Ask.
         .filter(|a| a.get("goal").and_then(Value::as_str).is_some())
-        .map(|a| ask_from_bundle(&a, bundle.is_some_and(|b| b.passed)))
+        .and_then(|a| bundle.map(|b| ask_from_bundle(&a, b)))
         .or_else(|| ask_from_turn_request(doc));
     // The replay already opens with the turn request when there was one; a run without one
     // (only a bundle, or another runtime) gets the Ask the bundle states.
@@ -274,6 +276,8 @@ fn enrich(doc: &mut Value, bundle: Option<&BundleRow>) {
                 "checks": b.checks,
                 "failed_checks": failed_checks(&b.checks),
                 "signer_key_id": b.signer_key_id,
+                "pinned_signer_key_id": b.pinned_signer_key_id,
+                "signer_changed": b.signer_changed(),
                 "digest": b.digest,
                 "uploaded_by": b.uploaded_by,
                 "uploaded_at": rfc3339(b.uploaded_at_ms),
@@ -305,7 +309,42 @@ fn artifact_text(b: &BundleRow, name: &str) -> Option<String> {
     String::from_utf8(bytes).ok()
 }
 
-fn ask_from_bundle(a: &Value, verified: bool) -> Value {
+/// Whether the bundle's `ask.json` may be called verified, and if not, every reason why
+/// (walk-G F3): the Ask must name the very run it is shown under, its bundle must pass all four
+/// checks, and be signed by the workspace's pinned signer.
+fn ask_verification(a: &Value, b: &BundleRow) -> (bool, Option<String>) {
+    let mut why_not = Vec::new();
+    match a.get("run_id").and_then(Value::as_str) {
+        Some(named) if named == b.run_id => {}
+        Some(named) => why_not.push(format!(
+            "ask.json names run `{}`, not this run `{}`",
+            named.chars().take(256).collect::<String>(),
+            b.run_id
+        )),
+        None => why_not.push("ask.json names no run".to_string()),
+    }
+    if !b.passed {
+        why_not.push(format!(
+            "the bundle failed verification ({})",
+            failed_checks(&b.checks).join(", ")
+        ));
+    }
+    if b.signer_changed() {
+        why_not.push(format!(
+            "the bundle is signed by {}, not by the workspace's pinned signer {}",
+            b.signer_key_id.as_deref().unwrap_or("-"),
+            b.pinned_signer_key_id.as_deref().unwrap_or("-")
+        ));
+    }
+    if why_not.is_empty() {
+        (true, None)
+    } else {
+        (false, Some(why_not.join("; ")))
+    }
+}
+
+fn ask_from_bundle(a: &Value, b: &BundleRow) -> Value {
+    let (verified, why_not) = ask_verification(a, b);
     let plan: Vec<Value> = a
         .pointer("/dispatch/plan")
         .and_then(Value::as_array)
@@ -315,6 +354,8 @@ fn ask_from_bundle(a: &Value, verified: bool) -> Value {
         "source": "ask",
         "from": "bundle",
         "verified": verified,
+        "not_verified_because": why_not,
+        "run_id": a.get("run_id"),
         "goal": a.get("goal"),
         "ask_id": a.get("ask_id"),
         "submitted_by": a.get("submitted_by"),
@@ -442,5 +483,52 @@ mod tests {
         assert_eq!(doc["test_results"]["status"], "failed");
         assert_eq!(doc["test_results"]["gates"][0]["name"], "test");
         assert!(doc["bundle"].is_null());
+    }
+
+    fn bundle(run: &str, passed: bool, signer: &str, pinned: &str) -> BundleRow {
+        BundleRow {
+            workspace_id: "ws".into(),
+            run_id: run.into(),
+            digest: "sha256:0".into(),
+            files: Default::default(),
+            total_bytes: 0,
+            passed,
+            checks: json!([{"name": "hashes_match", "passed": passed, "detail": ""}]),
+            signer_key_id: Some(signer.into()),
+            pinned_signer_key_id: Some(pinned.into()),
+            uploaded_by: "ws".into(),
+            uploaded_at_ms: 0,
+        }
+    }
+
+    /// Regression for walk-G F3: the Ask panel said `verified` for an `ask.json` of another
+    /// run, from the bundle's verdict alone; now every reason it is not verified is named.
+    #[test]
+    fn an_ask_is_verified_only_for_its_own_run_in_a_pinned_passing_bundle() {
+        let ask = |run: &str| json!({"goal": "g", "run_id": run});
+        let check = |a: Value, b: BundleRow| ask_verification(&a, &b);
+        assert_eq!(
+            check(ask("r1"), bundle("r1", true, "k1", "k1")),
+            (true, None)
+        );
+        let (ok, why) = check(ask("r2"), bundle("r1", true, "k1", "k1"));
+        assert!(!ok);
+        assert_eq!(
+            why.as_deref(),
+            Some("ask.json names run `r2`, not this run `r1`")
+        );
+        let (ok, why) = check(json!({"goal": "g"}), bundle("r1", true, "k1", "k1"));
+        assert_eq!((ok, why.as_deref()), (false, Some("ask.json names no run")));
+        let (ok, why) = check(ask("r2"), bundle("r1", false, "k2", "k1"));
+        let why = why.unwrap_or_default();
+        assert!(!ok);
+        for part in [
+            "names run `r2`",
+            "failed verification (hashes_match)",
+            "signed by k2",
+            "pinned signer k1",
+        ] {
+            assert!(why.contains(part), "{part}: {why}");
+        }
     }
 }

@@ -221,4 +221,26 @@ Migration {
          failed_at_ms BIGINT, error TEXT)",
         ],
     },
+    // Whose signature a workspace's bundles carry (walk-G F3): a bundle brings its own public
+    // key, so "signed" alone proves nothing about who signed. `workspace_signers` pins one key
+    // per workspace, on first use (the first verified bundle) or by an operator
+    // (`lumenflow cloud signer pin`); `run_bundles.pinned_signer_key_id` keeps the pin as it was
+    // when the bundle arrived, so a bundle signed by another key stays flagged as such even
+    // after the pin moves.
+    Migration {
+        version: 6,
+        name: "pinned bundle signers",
+        sqlite: &[
+        "CREATE TABLE workspace_signers (workspace_id TEXT PRIMARY KEY, key_id TEXT NOT NULL, \
+         source TEXT NOT NULL, pinned_by TEXT NOT NULL, pinned_at_ms BIGINT NOT NULL, \
+         reason TEXT)",
+        "ALTER TABLE run_bundles ADD COLUMN pinned_signer_key_id TEXT",
+        ],
+        postgres: &[
+        "CREATE TABLE workspace_signers (workspace_id TEXT PRIMARY KEY, key_id TEXT NOT NULL, \
+         source TEXT NOT NULL, pinned_by TEXT NOT NULL, pinned_at_ms BIGINT NOT NULL, \
+         reason TEXT)",
+        "ALTER TABLE run_bundles ADD COLUMN pinned_signer_key_id TEXT",
+        ],
+    },
 ];

@@ -90,9 +90,7 @@
         }
         var rows = doc.runs.map(function (r) {
           var href = "#/runs/" + encodeURIComponent(r.run_id) + "/" + encodeURIComponent(r.workspace_id);
-          var bundle = r.bundle
-            ? chip(r.bundle.passed ? "verified" : "failed", r.bundle.passed ? "ok" : "bad")
-            : el("span", { "class": "muted" }, "no bundle");
+          var bundle = r.bundle ? bundleCell(r.bundle) : el("span", { "class": "muted" }, "no bundle");
           var tr = el("tr", { "class": "clickable", "data-testid": "run-row", "data-run-id": r.run_id },
             el("td", {}, el("a", { href: href, "class": "mono", "data-testid": "run-link" }, r.run_id)),
             el("td", { "data-testid": "run-what" }, whatCell(r.summary)),
@@ -114,6 +112,40 @@
     apply.addEventListener("click", load);
     input.addEventListener("keydown", function (ev) { if (ev.key === "Enter") load(); });
     load();
+  }
+
+  /* A bundle signed by another key than the workspace's pinned signer is never shown as a plain
+     "verified" (walk-G F3): the key came with the bundle, so anyone can make one that verifies. */
+  function bundleStatus(b) {
+    if (!b.passed) return "failed";
+    return b.signer_changed ? "signer-changed" : "verified";
+  }
+
+  function bundleCell(b) {
+    var status = bundleStatus(b);
+    var cell = el("span", { "data-testid": "run-bundle", "data-status": status },
+      chip(b.passed ? "verified" : "failed", b.passed ? "ok" : "bad"));
+    if (b.signer_changed) {
+      cell.appendChild(document.createTextNode(" "));
+      cell.appendChild(el("span", {
+        "data-testid": "run-signer-changed",
+        title: "signed by " + b.signer_key_id + ", but the workspace's pinned signer is " + b.pinned_signer_key_id
+      }, chip("SIGNER CHANGED", "bad")));
+    }
+    return cell;
+  }
+
+  /* The warning a signer change gets on the run page: both keys, and how an operator accepts one. */
+  function signerChangedBlock(b) {
+    return el("div", { "class": "form-error", role: "alert", "data-testid": "bundle-signer-changed" },
+      el("strong", {}, "Signer changed. "),
+      "This bundle is signed by ",
+      el("span", { "class": "mono", "data-testid": "bundle-new-signer" }, text(b.signer_key_id)),
+      ", not by the workspace's pinned signer ",
+      el("span", { "class": "mono", "data-testid": "bundle-pinned-signer" }, text(b.pinned_signer_key_id)),
+      ". Anyone can sign a bundle with a key of their own: treat this evidence as unproven until " +
+      "the workspace confirms the new key; an operator accepts it with `lumenflow cloud signer pin " +
+      "--workspace-id " + b.workspace_id + " --key-id " + b.signer_key_id + " --reason ...`.");
   }
 
   /* ---------------------------------------------------------------- one run */
@@ -153,7 +185,10 @@
   function askBlock(ask) {
     if (!ask) return empty("No Ask was recorded for this run.", "ask-empty");
     var from = ask.from === "bundle"
-      ? "from the run's bundle (ask.json" + (ask.verified ? ", verified)" : ", bundle NOT verified)")
+      ? el("span", { "data-testid": "ask-verification", "data-verified": String(!!ask.verified) },
+          "from the run's bundle (ask.json, ",
+          ask.verified ? chip("verified", "ok") : chip("NOT verified", "bad"),
+          ask.verified ? ")" : ": " + text(ask.not_verified_because) + ")")
       : "from the turn request the runtime reported (agent-runtime:turn_started)";
     var facts = el("dl", { "class": "facts" },
       el("dt", {}, "Goal"), el("dd", { "data-testid": "ask-goal" }, text(ask.goal)),
@@ -250,16 +285,21 @@
       out.appendChild(el("p", { "data-testid": "bundle-status", "data-status": "missing" },
         chip("no bundle", "warn"), " The workspace has not uploaded this run's evidence bundle."));
     } else {
-      var status = el("p", { "data-testid": "bundle-status", "data-status": bundle.passed ? "verified" : "failed" },
-        chip(bundle.passed ? "verified" : "failed", bundle.passed ? "ok" : "bad"), " ");
+      var status = el("p", { "data-testid": "bundle-status", "data-status": bundleStatus(bundle) },
+        bundle.passed && bundle.signer_changed
+          ? chip("signer changed", "bad")
+          : chip(bundle.passed ? "verified" : "failed", bundle.passed ? "ok" : "bad"), " ");
       if (bundle.passed) {
         status.appendChild(document.createTextNode("Signed by "));
         status.appendChild(el("span", { "class": "mono", "data-testid": "bundle-signer" }, text(bundle.signer_key_id)));
-        status.appendChild(document.createTextNode(" (the key the bundle names; all four checks passed)."));
+        status.appendChild(document.createTextNode(bundle.signer_changed
+          ? " (all four checks passed, but with a key other than the workspace's pinned signer)."
+          : " (the workspace's pinned signer; all four checks passed)."));
       } else {
         status.appendChild(el("span", { "data-testid": "bundle-failed-checks" },
           "Failed check" + (bundle.failed_checks.length > 1 ? "s: " : ": ") + bundle.failed_checks.join(", ")));
       }
+      if (bundle.signer_changed) out.appendChild(signerChangedBlock(bundle));
       out.appendChild(status);
       var checks = (bundle.checks || []).map(function (c) {
         return el("tr", { "data-testid": "bundle-check", "data-check": c.name, "data-passed": String(c.passed) },
@@ -353,6 +393,12 @@
           "data-testid": "run-live-events" }, "live events in " + w));
       });
       body.appendChild(line);
+      /* A signer change heads the page, not only the Proof stage far below (walk-G F3). */
+      if (doc.bundle && doc.bundle.signer_changed) {
+        var banner = signerChangedBlock(doc.bundle);
+        banner.setAttribute("data-testid", "run-signer-changed-banner");
+        body.appendChild(banner);
+      }
       body.appendChild(timeline);
     }).catch(function (e) {
       body.textContent = "";
