@@ -2370,3 +2370,72 @@ fn bundle_signers_are_pinned_and_changes_flagged_on_sqlite() {
 fn bundle_signers_are_pinned_and_changes_flagged_on_postgres() {
     bundle_signers_are_pinned_and_changes_flagged(Home::postgres());
 }
+
+/// Regression for walk-G F2/F3 (TEV-05 to TEV-07, Q25): a `trusted_compute_bundle` receipt was
+/// sealed for a stored run whatever digests it named. With the run's bundle stored, every
+/// artifact must be one of its files with that digest, and the signer its signer: else 409
+/// naming the artifact.
+#[test]
+fn a_bundle_receipt_must_match_the_stored_bundle() {
+    let home = Home::sqlite();
+    let server = home.serve();
+    let e = enroll(&server, &home.code("ws-r", None), None);
+    let key = lumenflow_proof::KeyPair::generate();
+    let files = sealed_bundle("tc-r1", &key, |_, t| t);
+    let (s, v) = put_bundle(&server, &e.token, "ws-r", "tc-r1", &files);
+    assert_eq!((s, &v["passed"]), (200, &json!(true)), "{v}");
+    let manifest: Value = {
+        use base64::Engine as _;
+        let raw = files["manifest.json"].as_str().unwrap();
+        serde_json::from_slice(
+            &base64::engine::general_purpose::STANDARD
+                .decode(raw)
+                .unwrap(),
+        )
+        .unwrap()
+    };
+    let receipt = |records: Vec<Value>, signer: &str| {
+        let mut r = json!({
+            "schema_version": 1, "receipt_kind": "trusted_compute_bundle", "workspace_id": "ws-r",
+            "run_id": "tc-r1", "bundle_id": "tc-r1", "created_at": "2026-11-21T00:00:00.000Z",
+            "signer_key_id": signer, "records": records,
+        });
+        let d = format!("sha256:{}", sha256_hex(to_canonical_string(&r).as_bytes()));
+        r["content_digest"] = json!(d);
+        r
+    };
+    let honest: Vec<Value> = manifest["artifact_hashes"]
+        .as_object()
+        .unwrap()
+        .iter()
+        .map(|(name, d)| json!({"record_kind": "artifact", "record_id": name, "content_digest": d}))
+        .collect();
+    let signer = manifest["signer_key_id"].as_str().unwrap();
+    let seal = format!("{}/api/v1/receipts/seal", server.url);
+    let refused = |r: Value, named: &str| {
+        let (status, body) = post(&seal, Some(&e.token), &r);
+        assert_eq!(
+            (status, code_of(&body)),
+            (409, "CONFLICT"),
+            "{named}: {body}"
+        );
+        let message = body["error"]["message"].as_str().unwrap();
+        assert!(message.contains(named), "{named}: {message}");
+    };
+    let mut forged = honest.clone();
+    forged[0]["content_digest"] = json!(format!("sha256:{}", "1".repeat(64)));
+    let name = forged[0]["record_id"].as_str().unwrap().to_string();
+    refused(receipt(forged, signer), &format!("artifact `{name}`"));
+    let mut extra = honest.clone();
+    extra.push(
+        json!({"record_kind": "artifact", "record_id": "not-in-the-bundle.json",
+                      "content_digest": format!("sha256:{}", "2".repeat(64))}),
+    );
+    refused(receipt(extra, signer), "artifact `not-in-the-bundle.json`");
+    refused(
+        receipt(honest.clone(), &format!("ed25519:{}", "e".repeat(64))),
+        "signer_key_id",
+    );
+    let (status, body) = post(&seal, Some(&e.token), &receipt(honest, signer));
+    assert_eq!(status, 200, "{body}");
+}

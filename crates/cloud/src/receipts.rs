@@ -16,6 +16,7 @@ use serde::Deserialize;
 use serde_json::{Map, Value};
 
 use crate::error::{CloudError, CloudResult};
+use crate::store::bundles::BundleRow;
 
 /// `receipt_kind` of a trusted-compute bundle's receipt (`lumenflow trusted-compute`).
 pub const TRUSTED_COMPUTE_BUNDLE_RECEIPT_KIND: &str = "trusted_compute_bundle";
@@ -77,6 +78,10 @@ pub struct CheckedReceipt {
     pub kind: &'static str,
     pub workspace_id: String,
     pub run_id: Option<String>,
+    /// A trusted-compute bundle receipt's artifacts: `(record_id, content_digest)`, in order.
+    pub artifacts: Vec<(String, String)>,
+    /// A trusted-compute bundle receipt's `signer_key_id`.
+    pub signer_key_id: Option<String>,
 }
 
 const ROUTE: &str = "POST /api/v1/receipts/seal";
@@ -117,13 +122,24 @@ pub fn check(receipt: &Map<String, Value>) -> CloudResult<CheckedReceipt> {
     }
     let value = Value::Object(receipt.clone());
     let shape = |e: serde_json::Error| bad(format!("not a valid `{kind}` receipt: {e}"));
-    let (workspace_id, run_id) = if kind == TENANT_PROOF_BUNDLE_RECEIPT_KIND {
-        let r: TenantProofBundle = serde_json::from_value(value).map_err(shape)?;
-        (r.workspace_id, r.run_id)
-    } else {
-        let r: TrustedComputeBundle = serde_json::from_value(value).map_err(shape)?;
-        (r.workspace_id, Some(r.run_id))
-    };
+    let (workspace_id, run_id, artifacts, signer_key_id) =
+        if kind == TENANT_PROOF_BUNDLE_RECEIPT_KIND {
+            let r: TenantProofBundle = serde_json::from_value(value).map_err(shape)?;
+            (r.workspace_id, r.run_id, Vec::new(), None)
+        } else {
+            let r: TrustedComputeBundle = serde_json::from_value(value).map_err(shape)?;
+            let artifacts = r
+                .records
+                .into_iter()
+                .map(|a| (a.record_id, a.content_digest.to_string()))
+                .collect();
+            (
+                r.workspace_id,
+                Some(r.run_id),
+                artifacts,
+                Some(r.signer_key_id),
+            )
+        };
     for (field, v) in [
         ("workspace_id", Some(&workspace_id)),
         ("run_id", run_id.as_ref()),
@@ -136,5 +152,47 @@ pub fn check(receipt: &Map<String, Value>) -> CloudResult<CheckedReceipt> {
         kind,
         workspace_id,
         run_id,
+        artifacts,
+        signer_key_id,
     })
+}
+
+/// A trusted-compute bundle receipt against the bundle stored for its run: every artifact it
+/// names must be a file of that bundle with that digest, and its signer the bundle's. A
+/// mismatch is a `409 CONFLICT` naming the artifact (the stored evidence wins).
+pub fn match_bundle(checked: &CheckedReceipt, bundle: &BundleRow) -> CloudResult<()> {
+    use base64::Engine as _;
+    let run = &bundle.run_id;
+    for (name, claimed) in &checked.artifacts {
+        let shown = name.chars().take(100).collect::<String>();
+        let encoded = bundle.files.get(name).ok_or_else(|| {
+            CloudError::Conflict(format!(
+                "{ROUTE}: artifact `{shown}` of the receipt is not a file of the bundle stored \
+                 for run `{run}`"
+            ))
+        })?;
+        let bytes = base64::engine::general_purpose::STANDARD
+            .decode(encoded)
+            .map_err(|e| {
+                CloudError::Storage(format!(
+                    "stored file `{name}` of run `{run}` is not base64: {e}"
+                ))
+            })?;
+        let actual = format!("sha256:{}", lumenflow_contracts::digest::sha256_hex(&bytes));
+        if &actual != claimed {
+            return Err(CloudError::Conflict(format!(
+                "{ROUTE}: artifact `{shown}` is `{claimed}` in the receipt but `{actual}` in the \
+                 bundle stored for run `{run}`"
+            )));
+        }
+    }
+    if let (Some(claimed), Some(stored)) = (&checked.signer_key_id, &bundle.signer_key_id) {
+        if claimed != stored {
+            return Err(CloudError::Conflict(format!(
+                "{ROUTE}: `signer_key_id` is `{claimed}` in the receipt but the bundle stored for \
+                 run `{run}` is signed by `{stored}`"
+            )));
+        }
+    }
+    Ok(())
 }

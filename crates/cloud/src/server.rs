@@ -1783,8 +1783,15 @@ async fn seal_inner(
         // A bundle receipt vouches for a run: sealed only for a run of this workspace the control
         // plane knows (its events or its uploaded bundle), never for one made up (walk-G F2).
         let run = checked.run_id.as_deref().unwrap_or_default();
-        let known = state.store.run_bundle(run, Some(&ws)).await?.is_some()
-            || !state.store.run_events(run, Some(&ws)).await?.is_empty();
+        let stored = state.store.run_bundle(run, Some(&ws)).await?;
+        let known = stored.is_some() || !state.store.run_events(run, Some(&ws)).await?.is_empty();
+        if let Some(bundle) = &stored {
+            // The receipt names the bundle's artifacts by digest: when the bundle is stored,
+            // the seal vouches only for the files the control plane actually holds, never for
+            // other bytes under the same names.
+            audit.workspace(&ws);
+            crate::receipts::match_bundle(&checked, bundle)?;
+        }
         if !known {
             audit.workspace(&ws);
             return Err(CloudError::NotFound(format!(
