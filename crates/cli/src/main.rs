@@ -24,7 +24,8 @@ struct Cli {
     #[arg(long, global = true)]
     json: bool,
 
-    /// The workspace folder (default: the nearest folder upwards holding workspace.yaml).
+    /// The workspace folder (default: the nearest folder upwards holding workspace.yaml); under
+    /// `cloud`, the workspace id instead (walk-F F-13).
     #[arg(long, global = true, value_name = "DIR")]
     workspace: Option<PathBuf>,
 

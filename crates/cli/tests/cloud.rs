@@ -2439,3 +2439,45 @@ fn a_bundle_receipt_must_match_the_stored_bundle() {
     let (status, body) = post(&seal, Some(&e.token), &receipt(honest, signer));
     assert_eq!(status, 200, "{body}");
 }
+
+/// Regression for walk-F F-13: under `cloud` the global `--workspace` was described as a folder
+/// (it is the workspace id), `revoke` with nothing named asked only for a workspace (the missing
+/// part is `--jti` or `--all`), and `audit` of a mistyped workspace printed nothing.
+#[test]
+fn cloud_help_and_messages_say_what_is_meant_and_missing() {
+    let home = Home::sqlite();
+    let help = ok(home.path(), &["cloud", "enroll-code", "--help"]);
+    assert!(help.contains("under `cloud`, the workspace id"), "{help}");
+    let (code, message) = refused(
+        home.path(),
+        &["cloud", "revoke", "--database", &home.database],
+    );
+    assert_eq!(code, "INVALID_ARGUMENT");
+    assert!(
+        message.contains("--jti JTI") && message.contains("--all"),
+        "{message}"
+    );
+    ok(
+        home.path(),
+        &[
+            "cloud",
+            "init",
+            "--database",
+            &home.database,
+            "--key",
+            home.key().to_str().unwrap(),
+        ],
+    );
+    let out = ok(
+        home.path(),
+        &[
+            "cloud",
+            "audit",
+            "--workspace-id",
+            "nosuch",
+            "--database",
+            &home.database,
+        ],
+    );
+    assert_eq!(out, "no audit lines for workspace `nosuch`\n");
+}

@@ -44,7 +44,8 @@ impl DbArgs {
 
 #[derive(Args, Debug, Clone)]
 pub struct WorkspaceIdArg {
-    /// The workspace id (or use the global `--workspace WS`).
+    /// The workspace id, as enrolled (or the global `--workspace WS`, which under `cloud` is
+    /// also the id, not a folder).
     #[arg(long = "workspace-id", value_name = "WS")]
     workspace_id: Option<String>,
 }
@@ -599,10 +600,18 @@ pub fn run(ctx: &Context, command: CloudCommand) -> Result<(), CliError> {
             reason,
             db,
         } => {
-            let named = match (&ws.workspace_id, &ctx.workspace) {
-                (None, None) if jti.is_some() => None,
-                _ => Some(workspace_id(ctx, &ws)?),
-            };
+            let named =
+                match (&ws.workspace_id, &ctx.workspace) {
+                    (None, None) if jti.is_some() => None,
+                    // Nothing named at all: say what is missing (a token or `--all`), not only the
+                    // workspace, since `--jti` alone needs none (walk-F F-13).
+                    (None, None) if !all => return Err(CliError::new(
+                        "INVALID_ARGUMENT",
+                        "name what to revoke: `--jti JTI` (one token, the workspace is looked up) \
+                         or `--workspace-id WS --all` (every token of the workspace)",
+                    )),
+                    _ => Some(workspace_id(ctx, &ws)?),
+                };
             let mut ws = named.clone().unwrap_or_default();
             let revoked = rt.block_on(with_store(&db, async |store| match (jti, all) {
                 (Some(jti), false) => {
@@ -731,6 +740,14 @@ pub fn run(ctx: &Context, command: CloudCommand) -> Result<(), CliError> {
                                  "subject": e.subject, "device_name": e.device_name,
                                  "action": e.action, "outcome": e.outcome, "code": e.code,
                                  "detail": e.detail}));
+            }
+            // An empty answer says so, so a mistyped workspace id is not mistaken for a quiet
+            // log (walk-F F-13).
+            if lines.is_empty() {
+                human = match &ws {
+                    Some(ws) => format!("no audit lines for workspace `{ws}`\n"),
+                    None => "the audit log is empty\n".into(),
+                };
             }
             print_ok(ctx.json, &json!({"entries": list}), &human);
             Ok(())
