@@ -1153,6 +1153,136 @@ fn a_running_sidecar_does_not_serve_a_stale_workspace() {
     assert_eq!(out["error"]["code"], "POLICY_DENIED", "{out}");
 }
 
+/// walk-F F-6 (ENR-07, ENR-08, INV-01): `lumenflow enroll` replacing the workspace key while a
+/// sidecar runs. The sidecar used to keep the key it read at start: tokens signed by the retired
+/// key went on working until someone restarted it. Now a changed `enrollment.json` refuses
+/// every request (`ENROLLMENT_CHANGED`, 503, recorded) until the restart; a rewrite with the same
+/// content is not a change. Also F-7: `token mint` names the missing key instead of claiming the
+/// workspace is not standalone.
+#[test]
+fn a_replaced_enrollment_stops_the_running_sidecar_until_it_is_restarted() {
+    let (_tmp, root) = workspace();
+    ok(&root, &["enroll", "--standalone"]);
+    let mint = |root: &std::path::Path| {
+        ok(root, &["token", "mint", "--scope", "workspace"])
+            .trim()
+            .to_string()
+    };
+    let old = mint(&root);
+    let sidecar = Sidecar::spawn(&root, &[]);
+    let (s, out) = git_status(&sidecar, &old);
+    assert_eq!(s, 200, "{out}");
+
+    // The same record written again (new inode and time): still current.
+    let record = root.join(".lumenflow/state/conductor/enrollment.json");
+    let bytes = std::fs::read(&record).unwrap();
+    let tmp = record.with_extension("tmp");
+    std::fs::write(&tmp, &bytes).unwrap();
+    std::fs::set_permissions(&tmp, std::os::unix::fs::PermissionsExt::from_mode(0o600)).unwrap();
+    std::fs::rename(&tmp, &record).unwrap();
+    let (s, out) = git_status(&sidecar, &old);
+    assert_eq!(s, 200, "same content: {out}");
+
+    let key = root.join(".lumenflow/state/keys/workspace-ed25519.pem");
+    std::fs::rename(&key, root.join("old-key.pem")).unwrap();
+    let out = run(&root, &["token", "mint", "--scope", "workspace"]);
+    let err = String::from_utf8_lossy(&out.stderr);
+    assert!(!out.status.success());
+    assert!(
+        err.contains("WORKSPACE_KEY_MISSING") && err.contains("workspace-ed25519.pem"),
+        "{err}"
+    );
+    let said = ok(&root, &["enroll", "--standalone"]);
+    assert!(said.contains("until it is restarted"), "{said}");
+    let new = mint(&root);
+    for token in [&old, &new] {
+        let (s, out) = git_status(&sidecar, token);
+        assert_eq!(
+            (s, out["error"]["code"].as_str()),
+            (503, Some("ENROLLMENT_CHANGED")),
+            "{out}"
+        );
+        let message = out["error"]["message"].as_str().unwrap();
+        assert!(
+            message.contains("issuer key was replaced") && message.contains("restart the sidecar"),
+            "{out}"
+        );
+    }
+    let refused = kernel_log(&root)
+        .into_iter()
+        .rfind(|r| r["error_code"] == "ENROLLMENT_CHANGED");
+    assert!(refused.is_some(), "the refusal is recorded");
+    sidecar.kill();
+
+    let sidecar = Sidecar::spawn(&root, &[]);
+    let (s, out) = git_status(&sidecar, &old);
+    assert_eq!(
+        (s, out["error"]["code"].as_str()),
+        (401, Some("TOKEN_INVALID")),
+        "{out}"
+    );
+    let (s, out) = git_status(&sidecar, &new);
+    assert_eq!(s, 200, "{out}");
+
+    // F-12: the workspace folder moved under the running sidecar. Calls used to fail one by one
+    // with a bare "No such file or directory" while it stayed ready; now every request says what
+    // happened and what to do.
+    let moved = root.with_file_name(format!(
+        "{}-moved",
+        root.file_name().unwrap().to_string_lossy()
+    ));
+    std::fs::rename(&root, &moved).unwrap();
+    let (s, out) = git_status(&sidecar, &new);
+    std::fs::rename(&moved, &root).unwrap();
+    assert_eq!(
+        (s, out["error"]["code"].as_str()),
+        (503, Some("ENROLLMENT_CHANGED")),
+        "{out}"
+    );
+    assert!(
+        out["error"]["message"]
+            .as_str()
+            .unwrap()
+            .contains("the workspace folder was moved"),
+        "{out}"
+    );
+}
+
+/// walk-F F-8 (ENR-07): `enrollment.json` holds a bearer token; readable by others it is
+/// refused like the workspace key (`KEY_PERMISSIONS`), by the sidecar and by `tool call`, with
+/// the fix in the message; before, it was used without a word.
+#[test]
+fn a_world_readable_enrollment_is_refused_like_the_workspace_key() {
+    use std::os::unix::fs::PermissionsExt;
+    let (_tmp, root) = workspace();
+    ok(&root, &["enroll", "--standalone"]);
+    let record = root.join(".lumenflow/state/conductor/enrollment.json");
+    assert_eq!(
+        std::fs::metadata(&record).unwrap().permissions().mode() & 0o777,
+        0o600
+    );
+    std::fs::set_permissions(&record, std::fs::Permissions::from_mode(0o644)).unwrap();
+    for args in [
+        &["sidecar", "--listen", "127.0.0.1:0"][..],
+        &["tool", "call", "git:status", "--input", "{}"][..],
+    ] {
+        let out = run(&root, args);
+        let err = String::from_utf8_lossy(&out.stderr);
+        assert!(!out.status.success(), "{args:?}: {err}");
+        assert!(
+            err.contains("ENROLLMENT_PERMISSIONS")
+                && err.contains("mode 644")
+                && err.contains("chmod 600"),
+            "{args:?}: {err}"
+        );
+    }
+    std::fs::set_permissions(&record, std::fs::Permissions::from_mode(0o600)).unwrap();
+    let sidecar = Sidecar::spawn(&root, &[]);
+    let token = ok(&root, &["token", "mint", "--scope", "workspace"]);
+    let (s, out) = git_status(&sidecar, token.trim());
+    assert_eq!(s, 200, "{out}");
+}
+
 /// Data loss on a client's close: MCP clients close `lumenflow mcp`'s stdin and then send
 /// SIGTERM; a call running then used to die with the process before its finished receipt (the
 /// call was later marked `crashed`). The process now waits for its calls (bounded by the grace).

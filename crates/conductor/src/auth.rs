@@ -19,9 +19,12 @@ use lumenflow_kernel::manifest::ToolManifest;
 use lumenflow_proof::keys::PublicKey;
 use lumenflow_proof::token::{self, TokenError};
 
+use crate::enrollment::EnrollmentWatch;
 use crate::fsio::{self, Mode};
 
 pub const TOKEN_INVALID: &str = "TOKEN_INVALID";
+/// Every token is refused because `enrollment.json` changed under the running sidecar.
+pub const ENROLLMENT_CHANGED: &str = "ENROLLMENT_CHANGED";
 pub const TOKEN_SCOPE_DENIED: &str = lumenflow_contracts::tool_output::codes::TOKEN_SCOPE_DENIED;
 
 /// The tool whose name alone implies the `agent:execute-turn` token scope (Q16).
@@ -50,6 +53,9 @@ pub enum AuthError {
          (`lumenflow enroll --control-plane URL --code CODE`) and restart the sidecar"
     )]
     EnrollmentRefused { reason: String },
+    /// `enrollment.json` no longer holds what this sidecar loaded (walk-F F-6).
+    #[error("{0}")]
+    EnrollmentChanged(String),
     #[error(
         "the token's scopes (`{scopes}`) do not include `{required}`, which {target} requires"
     )]
@@ -64,6 +70,7 @@ impl AuthError {
     pub fn code(&self) -> &'static str {
         match self {
             AuthError::ScopeDenied { .. } => TOKEN_SCOPE_DENIED,
+            AuthError::EnrollmentChanged(_) => ENROLLMENT_CHANGED,
             _ => TOKEN_INVALID,
         }
     }
@@ -72,6 +79,9 @@ impl AuthError {
     pub fn status(&self) -> u16 {
         match self {
             AuthError::ScopeDenied { .. } => 403,
+            // The caller did nothing wrong: the sidecar must be restarted (as for
+            // `WORKSPACE_CHANGED`), which is what 503 says.
+            AuthError::EnrollmentChanged(_) => 503,
             _ => 401,
         }
     }
@@ -137,6 +147,8 @@ pub struct Verifier {
     /// Tokens whose signature, audience and subject already verified, by their exact text:
     /// a hit skips only the signature check; expiry and revocation are checked every time.
     verified: Mutex<HashMap<String, (TokenClaims, Subject)>>,
+    /// The enrollment the issuer key came from, checked on every request.
+    enrollment: Option<EnrollmentWatch>,
 }
 
 /// The revoked `jti`s, or why they are not known.
@@ -197,7 +209,14 @@ impl Verifier {
             revoked: RwLock::new(revoked),
             cache_path: cache_path.map(Path::to_path_buf),
             verified: Mutex::new(HashMap::new()),
+            enrollment: None,
         }
+    }
+
+    /// Refuse every token once the enrollment `watch` was loaded from has changed on disk.
+    pub fn with_enrollment_watch(mut self, watch: EnrollmentWatch) -> Self {
+        self.enrollment = Some(watch);
+        self
     }
 
     pub fn workspace_id(&self) -> &str {
@@ -245,6 +264,10 @@ impl Verifier {
 
     /// Authenticate the value of an `Authorization` header.
     pub fn authenticate(&self, header: Option<&str>) -> Result<Caller, AuthError> {
+        // First: a token cannot be judged by a key the workspace no longer uses.
+        if let Some(why) = self.enrollment.as_ref().and_then(EnrollmentWatch::changed) {
+            return Err(AuthError::EnrollmentChanged(why));
+        }
         let header = header.ok_or(AuthError::Missing)?;
         let token = header
             .strip_prefix("Bearer ")

@@ -58,6 +58,12 @@ pub enum EnrollmentError {
     Token(#[from] TokenError),
     #[error("{0}")]
     Argument(String),
+    #[error(
+        "`{path}` is readable by other users (mode {mode:o}); it holds the workspace's bearer \
+         token, so it must be 0600 like the workspace key: run `chmod 600 {path}`, and enroll \
+         again if someone else may have copied the token"
+    )]
+    Permissions { path: PathBuf, mode: u32 },
 }
 
 impl EnrollmentError {
@@ -69,6 +75,7 @@ impl EnrollmentError {
             EnrollmentError::Key(e) => e.code(),
             EnrollmentError::Token(e) => e.code(),
             EnrollmentError::Argument(_) => "INVALID_ARGUMENT",
+            EnrollmentError::Permissions { .. } => "ENROLLMENT_PERMISSIONS",
         }
     }
 }
@@ -91,6 +98,11 @@ pub fn standalone_issuer(workspace_id: &str) -> String {
 }
 
 /// Read and check the enrollment record.
+///
+/// A record readable by other users is refused, as the workspace key is (`KEY_PERMISSIONS`):
+/// the token in it is a bearer secret, and quietly using a file anyone may have copied would
+/// hide that it leaked. `lumenflow enroll` always writes it 0600, so only a hand-made copy or a
+/// `chmod` gets here.
 pub fn load(workspace_dir: &Path) -> Result<Enrollment, EnrollmentError> {
     let path = enrollment_path(workspace_dir);
     let bytes = match std::fs::read(&path) {
@@ -100,6 +112,7 @@ pub fn load(workspace_dir: &Path) -> Result<Enrollment, EnrollmentError> {
         }
         Err(source) => return Err(EnrollmentError::Read { path, source }),
     };
+    check_private_mode(&path)?;
     let invalid = |reason: String| EnrollmentError::Invalid {
         path: path.clone(),
         what: "enrollment record",
@@ -108,6 +121,133 @@ pub fn load(workspace_dir: &Path) -> Result<Enrollment, EnrollmentError> {
     let e: Enrollment = serde_json::from_slice(&bytes).map_err(|e| invalid(e.to_string()))?;
     check(&e).map_err(invalid)?;
     Ok(e)
+}
+
+/// Refuse `path` when group or others may read or write it.
+#[cfg(unix)]
+fn check_private_mode(path: &Path) -> Result<(), EnrollmentError> {
+    use std::os::unix::fs::PermissionsExt;
+    let meta = std::fs::metadata(path).map_err(|source| EnrollmentError::Read {
+        path: path.to_path_buf(),
+        source,
+    })?;
+    let mode = meta.permissions().mode() & 0o777;
+    if mode & 0o077 != 0 {
+        return Err(EnrollmentError::Permissions {
+            path: path.to_path_buf(),
+            mode,
+        });
+    }
+    Ok(())
+}
+
+#[cfg(not(unix))]
+fn check_private_mode(_path: &Path) -> Result<(), EnrollmentError> {
+    Ok(())
+}
+
+/// What a `stat` says about the enrollment file: enough to tell that it may have changed.
+#[derive(Debug, Clone, PartialEq, Eq)]
+struct FileStamp {
+    len: u64,
+    modified: Option<std::time::SystemTime>,
+    inode: u64,
+}
+
+impl FileStamp {
+    fn of(path: &Path) -> std::io::Result<FileStamp> {
+        let meta = std::fs::metadata(path)?;
+        Ok(FileStamp {
+            len: meta.len(),
+            modified: meta.modified().ok(),
+            #[cfg(unix)]
+            inode: std::os::unix::fs::MetadataExt::ino(&meta),
+            #[cfg(not(unix))]
+            inode: 0,
+        })
+    }
+}
+
+/// Whether `enrollment.json` still holds what a running sidecar loaded (walk-F F-6).
+///
+/// A sidecar verifies tokens against the issuer key it read at start. After `lumenflow enroll`
+/// replaced the record (a new workspace key, another control plane), a sidecar that kept the old
+/// key would go on accepting tokens the operator meant to retire, and refuse the new ones with a
+/// bare "signature does not verify". Like a changed `workspace.yaml`
+/// (`kernel::dispatch::freshness`), a changed record stops the sidecar's authentication instead:
+/// every request is refused with `ENROLLMENT_CHANGED` until the process is restarted and loads
+/// the new record. Swapping the key in place would leave the delivery loop pushing with the old
+/// token and endpoint, so a restart is the one state that is consistent.
+///
+/// The check costs one `stat` per request: the file is read again only when its size,
+/// modification time or inode moved, and a rewrite with the same content changes nothing.
+#[derive(Debug)]
+pub struct EnrollmentWatch {
+    dir: PathBuf,
+    path: PathBuf,
+    loaded: Enrollment,
+    /// The last stamp whose content was found equal to the loaded record (`None`: not known).
+    same_as: std::sync::Mutex<Option<FileStamp>>,
+}
+
+impl EnrollmentWatch {
+    /// The record of `workspace_dir` and a watch on it. The stamp is taken before the read, so
+    /// a record replaced while the sidecar starts is seen as a change.
+    pub fn load(workspace_dir: &Path) -> Result<(Enrollment, EnrollmentWatch), EnrollmentError> {
+        let path = enrollment_path(workspace_dir);
+        let before = FileStamp::of(&path).ok();
+        let e = load(workspace_dir)?;
+        let watch = EnrollmentWatch {
+            dir: workspace_dir.to_path_buf(),
+            path,
+            loaded: e.clone(),
+            same_as: std::sync::Mutex::new(before),
+        };
+        Ok((e, watch))
+    }
+
+    /// `None` while the file holds what was loaded; else why requests must be refused.
+    pub fn changed(&self) -> Option<String> {
+        let shown = self.path.display();
+        let now = match FileStamp::of(&self.path) {
+            Ok(s) => s,
+            Err(e) => {
+                return Some(format!(
+                    "`{shown}` can no longer be read ({e}): the workspace folder was moved or \
+                     the enrollment removed after this sidecar started; restart the sidecar from \
+                     the workspace's current folder (every token is refused until then)"
+                ))
+            }
+        };
+        let mut same_as = self.same_as.lock().unwrap_or_else(|e| e.into_inner());
+        if same_as.as_ref() == Some(&now) {
+            return None;
+        }
+        match load(&self.dir) {
+            Ok(e) if e == self.loaded => {
+                *same_as = Some(now);
+                None
+            }
+            Ok(e) if e.issuer_public_key_pem.trim() != self.loaded.issuer_public_key_pem.trim() => {
+                Some(format!(
+                    "`{shown}` changed after this sidecar loaded it: the workspace's token issuer \
+                     key was replaced (`lumenflow enroll`), so tokens signed by the old key are no \
+                     longer trusted and tokens signed by the new one cannot be checked here; \
+                     restart the sidecar to load the new enrollment (every token is refused until \
+                     then)"
+                ))
+            }
+            Ok(_) => Some(format!(
+                "`{shown}` changed after this sidecar loaded it (a new `lumenflow enroll`): \
+                 restart the sidecar to load the new enrollment (every token is refused until \
+                 then)"
+            )),
+            Err(err) => Some(format!(
+                "`{shown}` changed after this sidecar loaded it and can no longer be used \
+                 ({err}); fix it, then restart the sidecar (every token is refused until then)"
+            )),
+        }
+    }
 }
 
 /// The checks every enrollment passes before it is used or written.

@@ -14,11 +14,13 @@ pub fn document() -> Value {
     let auth_errors = json!({
         "401": error_response("TOKEN_INVALID: missing, malformed, forged, expired, wrong-audience or revoked token"),
         "403": error_response("TOKEN_SCOPE_DENIED, or a kernel refusal (POLICY_DENIED, SCOPE_DENIED, APPROVAL_REQUIRED)"),
+        "503": error_response("ENROLLMENT_CHANGED: enrollment.json changed after the sidecar started; restart it"),
     });
     let merge = |mut base: Value, extra: &Value| {
         if let (Some(b), Some(e)) = (base.as_object_mut(), extra.as_object()) {
+            // A route's own description of a status wins over the shared one.
             for (k, v) in e {
-                b.insert(k.clone(), v.clone());
+                b.entry(k.clone()).or_insert_with(|| v.clone());
             }
         }
         base
@@ -92,7 +94,7 @@ pub fn document() -> Value {
                     "400": error_response("EVENT_NOT_JSON or EVENT_KIND_NOT_INBOUND"),
                     "413": error_response("BODY_TOO_LARGE"),
                     "422": error_response("refused by the kernel's inbound checks (recorded in rejected.jsonl)"),
-                    "503": error_response("HANDLER_FAILED: kept in the inbox, delivered again")
+                    "503": error_response("HANDLER_FAILED: kept in the inbox, delivered again; or ENROLLMENT_CHANGED: restart the sidecar")
                 }), &auth_errors)
             }},
             "/openapi.json": {"get": {

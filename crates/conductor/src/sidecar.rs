@@ -221,15 +221,18 @@ impl Sidecar {
     /// Wire everything up (inside a Tokio runtime).
     pub async fn start(options: SidecarOptions) -> Result<Sidecar, SidecarError> {
         let dir = options.workspace_dir.clone();
-        let e = enrollment::load(&dir)?;
+        let (e, watch) = enrollment::EnrollmentWatch::load(&dir)?;
         let issuer = PublicKey::from_pem(&e.issuer_public_key_pem, "issuer_public_key_pem")
             .map_err(SidecarError::IssuerKey)?;
         let state_dir = conductor_state_dir(&dir);
-        let verifier = Arc::new(Verifier::new(
-            issuer,
-            e.workspace_id.clone(),
-            Some(&state_dir.join("revocations.json")),
-        ));
+        let verifier = Arc::new(
+            Verifier::new(
+                issuer,
+                e.workspace_id.clone(),
+                Some(&state_dir.join("revocations.json")),
+            )
+            .with_enrollment_watch(watch),
+        );
 
         let open_dir = dir.clone();
         let runtime_options = options.runtime.clone();

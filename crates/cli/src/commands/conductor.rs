@@ -217,7 +217,7 @@ fn describe(e: &Enrollment, path: &std::path::Path) -> (serde_json::Value, Strin
         "control_plane_endpoint": e.control_plane_endpoint,
     });
     let human = format!(
-        "Enrolled `{}` (issuer {}, scopes `{}`, expires {}).\nToken installed in {} (0600; it is never printed).\n",
+        "Enrolled `{}` (issuer {}, scopes `{}`, expires {}).\nToken installed in {} (0600; it is never printed).\nA sidecar already running for this workspace refuses requests (`ENROLLMENT_CHANGED`) until it is restarted.\n",
         e.subject,
         e.issuer,
         e.scopes.join(" "),
@@ -296,7 +296,10 @@ pub fn token(ctx: &Context, cmd: TokenCommand) -> Result<(), CliError> {
     } else {
         None
     };
-    if key.is_none_or(|k| k.public().to_pem().trim() != e.issuer_public_key_pem.trim()) {
+    // Three causes, three answers (walk-F F-7): enrolled with a control plane, the workspace's
+    // own key missing, or a key that is not the one the enrollment trusts.
+    let key_shown = super::display_path(&key_path);
+    if e.control_plane_endpoint.is_some() || e.issuer != enrollment::standalone_issuer(&ws_id) {
         return Err(CliError::new(
             "NOT_STANDALONE",
             format!(
@@ -304,6 +307,30 @@ pub fn token(ctx: &Context, cmd: TokenCommand) -> Result<(), CliError> {
                 e.issuer
             ),
         ));
+    }
+    match key {
+        None => {
+            return Err(CliError::new(
+                "WORKSPACE_KEY_MISSING",
+                format!(
+                    "the workspace is standalone but its signing key `{key_shown}` is missing: \
+                     restore it from a backup, or run `lumenflow enroll --standalone` to make a \
+                     new key (tokens signed by the old key then stop working)"
+                ),
+            ))
+        }
+        Some(k) if k.public().to_pem().trim() != e.issuer_public_key_pem.trim() => {
+            return Err(CliError::new(
+                "WORKSPACE_KEY_MISMATCH",
+                format!(
+                    "the signing key `{key_shown}` is not the issuer key recorded in the \
+                     enrollment (it was replaced): restore the matching key from a backup, or run \
+                     `lumenflow enroll --standalone` to enroll with this key (tokens signed by the \
+                     old key then stop working)"
+                ),
+            ))
+        }
+        Some(_) => {}
     }
     let ttl = match &ttl {
         Some(t) => enrollment::parse_ttl(t).map_err(enrollment_error)?,
@@ -451,7 +478,10 @@ pub fn sidecar(ctx: &Context, args: SidecarArgs) -> Result<(), CliError> {
         sidecar
             .serve(listener, super::shutdown_signal())
             .await
-            .map_err(sidecar_error)
+            .map_err(sidecar_error)?;
+        // A service log then shows the drain finished, as `cloud serve` does (walk-F F-13).
+        eprintln!("lumenflow sidecar stopped");
+        Ok(())
     })
 }
 

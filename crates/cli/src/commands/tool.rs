@@ -89,15 +89,22 @@ pub fn run_tool(ctx: &Context, cmd: ToolCommand) -> Result<(), CliError> {
             Ok(())
         }
         ToolCommand::Call { name, input, task } => {
+            // The identity first, so a bad enrollment is reported as itself, not as the event
+            // delivery it also stops. Only "not enrolled" falls back to the workspace id: a
+            // damaged or world-readable enrollment is an error to show, not a reason to record
+            // another identity.
+            let identity = match lumenflow_conductor::enrollment::load(&dir) {
+                Ok(e) => e.subject,
+                Err(lumenflow_conductor::enrollment::EnrollmentError::NotEnrolled { .. }) => {
+                    runtime.spec.id.clone()
+                }
+                Err(e) => return Err(CliError::new(e.code(), e.to_string())),
+            };
             // The events the call emits (its pack's and `agent-runtime:tool_called`) are stamped
             // in the ledger and routed as the sidecar routes them (Q34).
             let events = CommandEvents::open(&dir, &runtime.pack_manifests, ctx.json)?;
             let ledger = Ledger::open(&lumenflow_kernel::events::ledger_path(&dir))
                 .map_err(|e| CliError::new("LEDGER_UNAVAILABLE", e.to_string()))?;
-            let identity = match lumenflow_conductor::enrollment::load(&dir) {
-                Ok(e) => e.subject,
-                Err(_) => runtime.spec.id.clone(),
-            };
             runtime.events = Some(Arc::new(dispatch::RuntimeEvents::new(
                 identity,
                 events.sink(),
