@@ -61,9 +61,9 @@ enum Command {
     /// Call a tool through the governed dispatch path, or list the tools.
     #[command(subcommand)]
     Tool(commands::tool::ToolCommand),
-    /// Check the kernel event log's hash chain.
-    #[command(subcommand)]
-    Audit(commands::tool::AuditCommand),
+    /// Check the kernel event log's hash chain and the evidence of its receipts (`verify`, the
+    /// default).
+    Audit(commands::tool::AuditArgs),
     /// Verify a trusted-compute evidence bundle (with --pubkey to pin the signer).
     #[command(subcommand)]
     Proof(commands::proof::ProofCommand),
@@ -302,7 +302,11 @@ fn main() -> ExitCode {
         Command::Approvals(c) => commands::approvals::run(&ctx, c),
         Command::Cloud(c) => commands::cloud::run(&ctx, c),
         Command::Tool(c) => commands::tool::run_tool(&ctx, c),
-        Command::Audit(c) => commands::tool::run_audit(&ctx, c),
+        // Plain `lumenflow audit` verifies: there is nothing else to audit (walk-G F14).
+        Command::Audit(a) => commands::tool::run_audit(
+            &ctx,
+            a.command.unwrap_or(commands::tool::AuditCommand::Verify),
+        ),
         Command::Proof(c) => commands::proof::run(&ctx, c),
         Command::Campus(c) => commands::campus::run(&ctx, c),
         Command::Compute(c) => commands::compute::run(&ctx, c),
@@ -346,7 +350,12 @@ fn main() -> ExitCode {
         Ok(()) => ExitCode::SUCCESS,
         Err(e) => {
             output::print_error(&e, json);
-            ExitCode::FAILURE
+            // A torn last line after a crash is not tampering: monitors tell it apart by status.
+            if e.code == commands::tool::LOG_TORN_TAIL {
+                ExitCode::from(3)
+            } else {
+                ExitCode::FAILURE
+            }
         }
     }
 }

@@ -31,9 +31,18 @@ pub enum ToolCommand {
     List,
 }
 
+/// `lumenflow audit [verify]`.
+#[derive(clap::Args, Debug)]
+pub struct AuditArgs {
+    #[command(subcommand)]
+    pub command: Option<AuditCommand>,
+}
+
 #[derive(Subcommand, Debug)]
 pub enum AuditCommand {
-    /// Re-check the hash chain of the kernel event log and report the first bad line.
+    /// Re-check the hash chain of the kernel event log (first bad line) and that every receipt's
+    /// evidence is present and matches its hash. Exit 0 ok, 1 tampered or missing, 3 a last line
+    /// torn by a crash.
     Verify,
 }
 
@@ -234,23 +243,57 @@ pub fn run_audit(ctx: &Context, cmd: AuditCommand) -> Result<(), CliError> {
                     if let Err(e) = dispatch::check_position(&path) {
                         return Err(log_help(CliError::new(e.code(), e.to_string())));
                     }
+                    let evidence = verify_evidence(&dir, &path)?;
                     print_ok(
                         ctx.json,
-                        &json!({"ok": true, "path": path, "records": summary.records, "last_seq": summary.last_seq, "head": summary.last_hash}),
+                        &json!({"ok": true, "path": path, "records": summary.records, "last_seq": summary.last_seq, "head": summary.last_hash,
+                                "evidence": {"references": evidence.references, "blobs": evidence.blobs}}),
                         &format!(
-                            "chain ok: {} records, last seq {}, head {}",
-                            summary.records, summary.last_seq, summary.last_hash
+                            "chain ok: {} records, last seq {}, head {}\nevidence ok: {} \
+                             references to {} blobs, each present and matching its hash",
+                            summary.records,
+                            summary.last_seq,
+                            summary.last_hash,
+                            evidence.references,
+                            evidence.blobs
                         ),
                     );
                     Ok(())
                 }
+                // A crash in the middle of an append leaves a last line without its newline;
+                // the next process that opens the log for writing cuts it (KRN-13). That is not
+                // tampering, and an alarm after every power cut would teach operators to ignore
+                // the real one (walk-F F-11). It is not "ok" either: the log is not in the state
+                // the next writer leaves it in, and a record cut short by hand looks the same,
+                // so it has its own code and exit status (3) that a monitor can tell apart.
+                Err(eventlog::VerifyError::BadLine {
+                    line,
+                    problem: eventlog::LineProblem::Incomplete,
+                    ..
+                }) => Err(CliError::new(
+                    LOG_TORN_TAIL,
+                    format!(
+                        "{}: line {line} is an interrupted write (no newline at the end); the {} \
+                         records before it verify",
+                        path.display(),
+                        line - 1
+                    ),
+                )
+                .with_help(
+                    "this happens when a process is killed or the machine stops during a write: \
+                     the next `lumenflow` command that writes to the log (a tool call, `lumenflow \
+                     sidecar`) cuts the fragment and closes its call as `crashed`; run `audit \
+                     verify` again after that. If no crash happened, keep the file for \
+                     investigation: a record cut short by hand looks the same",
+                )),
                 Err(e) => {
                     let err = CliError::new(e.code(), format!("{}: {}", path.display(), e.short()));
                     // Only a bad line is evidence of tampering; an unreadable file is not.
                     Err(if e.line().is_some() {
                         err.with_help(
                             "the log was changed after it was written; keep the file for \
-                             investigation",
+                             investigation (the runtime refuses to append to it: move it aside \
+                             only once it is preserved, and note its head for the record)",
                         )
                     } else {
                         err
@@ -258,6 +301,36 @@ pub fn run_audit(ctx: &Context, cmd: AuditCommand) -> Result<(), CliError> {
                 }
             }
         }
+    }
+}
+
+/// The code of a kernel log whose last line is an interrupted write; it exits with status 3.
+pub const LOG_TORN_TAIL: &str = "LOG_TORN_TAIL";
+
+/// Every receipt's `input_ref`/`output_ref` is in the evidence store and hashes to its digest
+/// (walk-F F-10): a chain that holds proves nothing about a call whose evidence is gone.
+fn verify_evidence(
+    dir: &std::path::Path,
+    log: &std::path::Path,
+) -> Result<dispatch::evidence::EvidenceSummary, CliError> {
+    let root = dispatch::evidence::default_root(dir);
+    match dispatch::evidence::verify_references(log, &root) {
+        Ok(Ok(summary)) => Ok(summary),
+        Ok(Err(problem)) => Err(CliError::new(
+            problem.code(),
+            format!(
+                "the chain holds, but evidence does not: {}: {problem}",
+                root.display()
+            ),
+        )
+        .with_help(
+            "restore `.lumenflow/kernel/evidence/` from the same backup as the log \
+             (docs/workspace-layout.md); a receipt's hash is provable only with its evidence",
+        )),
+        Err(e) => Err(CliError::new(
+            "LOG_IO",
+            format!("cannot read `{}` to check its evidence: {e}", log.display()),
+        )),
     }
 }
 

@@ -174,6 +174,188 @@ impl EvidenceStore {
     }
 }
 
+/// Receipts whose evidence is on disk and intact: what `lumenflow audit verify` adds to the chain
+/// check (walk-F F-10). A receipt's hash proves nothing without the blob it names, so a backup
+/// restored without `kernel/evidence/` must not pass as "ok".
+#[derive(Debug, Clone, PartialEq, Eq, Default)]
+pub struct EvidenceSummary {
+    /// References checked (`input_ref` and `output_ref` of every receipt).
+    pub references: u64,
+    /// Distinct blobs read and hashed.
+    pub blobs: u64,
+}
+
+/// Why a receipt cannot be proven.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum EvidenceFault {
+    /// The blob the reference names is not in the store.
+    Missing,
+    /// The blob's content does not hash to the digest its name and the receipt record.
+    Mismatch { computed: String },
+    /// The reference is not `inputs/<64 hex>`, or the receipt's hash names another digest.
+    BadReference(String),
+    /// The blob exists but cannot be read.
+    Unreadable(String),
+}
+
+/// The first receipt whose evidence fails, and how many references fail in all.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct EvidenceProblem {
+    /// The log line (= `seq`) of the receipt.
+    pub line: u64,
+    pub receipt_id: Option<String>,
+    /// `input_ref` or `output_ref`.
+    pub field: &'static str,
+    pub reference: String,
+    pub fault: EvidenceFault,
+    /// References that fail, this one included.
+    pub failing: u64,
+    pub summary: EvidenceSummary,
+}
+
+impl EvidenceProblem {
+    /// `EVIDENCE_MISSING` or `EVIDENCE_MISMATCH`.
+    pub fn code(&self) -> &'static str {
+        match self.fault {
+            EvidenceFault::Missing => "EVIDENCE_MISSING",
+            _ => "EVIDENCE_MISMATCH",
+        }
+    }
+}
+
+impl std::fmt::Display for EvidenceProblem {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        let receipt = self.receipt_id.as_deref().unwrap_or("(no receipt id)");
+        write!(
+            f,
+            "line {}: receipt `{receipt}` {} `{}` ",
+            self.line, self.field, self.reference
+        )?;
+        match &self.fault {
+            EvidenceFault::Missing => write!(f, "is not in the evidence store")?,
+            EvidenceFault::Mismatch { computed } => write!(
+                f,
+                "does not hash to its digest (computed sha256:{computed})"
+            )?,
+            EvidenceFault::BadReference(why) => write!(f, "is not a valid reference: {why}")?,
+            EvidenceFault::Unreadable(why) => write!(f, "cannot be read: {why}")?,
+        }
+        write!(
+            f,
+            "; {} of {} evidence references cannot be proven",
+            self.failing, self.summary.references
+        )
+    }
+}
+
+/// The digest a reference names: `inputs/<64 lowercase hex>` and nothing else, so a reference
+/// edited into `../../somewhere` is a fault, never a file read outside the store.
+fn referenced_digest(reference: &str) -> Result<Sha256Digest, String> {
+    reference
+        .strip_prefix("inputs/")
+        .ok_or_else(|| "expected `inputs/<sha256 hex>`".to_string())
+        .and_then(|hex| {
+            Sha256Digest::parse_hex(hex).map_err(|e| format!("expected `inputs/<sha256 hex>`: {e}"))
+        })
+}
+
+/// The SHA-256 of the file at `path`, read in chunks (outputs can be large).
+fn hash_file(path: &Path) -> std::io::Result<Sha256Digest> {
+    use sha2::Digest;
+    use std::io::Read;
+    let mut file = fs::File::open(path)?;
+    let mut hasher = sha2::Sha256::new();
+    let mut buf = vec![0u8; 64 * 1024];
+    loop {
+        let n = file.read(&mut buf)?;
+        if n == 0 {
+            break;
+        }
+        hasher.update(&buf[..n]);
+    }
+    Ok(Sha256Digest::from_bytes(hasher.finalize().into()))
+}
+
+/// Check every `input_ref`/`output_ref` of the kernel log at `log_path` against the store at
+/// `root`: the blob exists, hashes to the digest in its name, and that digest is the receipt's
+/// `input_hash`/`output_hash`. The log is read line by line (run it after the chain verified);
+/// each distinct blob is hashed once. `Err` names the first failing receipt and counts the rest.
+pub fn verify_references(
+    log_path: &Path,
+    root: &Path,
+) -> std::io::Result<Result<EvidenceSummary, EvidenceProblem>> {
+    use std::io::BufRead;
+    let reader = std::io::BufReader::with_capacity(256 * 1024, fs::File::open(log_path)?);
+    let mut summary = EvidenceSummary::default();
+    // Blob digest → its fault (`None`: intact), so a blob many receipts share is read once.
+    let mut seen: std::collections::HashMap<[u8; 32], Option<EvidenceFault>> =
+        std::collections::HashMap::new();
+    let mut first: Option<(u64, Option<String>, &'static str, String, EvidenceFault)> = None;
+    let mut failing = 0u64;
+    for (index, line) in reader.split(b'\n').enumerate() {
+        let line_no = index as u64 + 1;
+        let bytes = line?;
+        // A torn or bad line is the chain check's to report, not this one's.
+        let Ok(Value::Object(record)) = serde_json::from_slice::<Value>(&bytes) else {
+            continue;
+        };
+        for (field, hash_field) in [("input_ref", "input_hash"), ("output_ref", "output_hash")] {
+            let Some(reference) = record.get(field).and_then(Value::as_str) else {
+                continue;
+            };
+            summary.references += 1;
+            let fault = match referenced_digest(reference) {
+                Err(why) => Some(EvidenceFault::BadReference(why)),
+                Ok(digest) => {
+                    let recorded = record.get(hash_field).and_then(Value::as_str);
+                    if recorded.is_some_and(|h| h != digest.to_string()) {
+                        Some(EvidenceFault::BadReference(format!(
+                            "the receipt's `{hash_field}` is `{}`",
+                            recorded.unwrap_or_default()
+                        )))
+                    } else {
+                        seen.entry(*digest.as_bytes())
+                            .or_insert_with(|| {
+                                summary.blobs += 1;
+                                match hash_file(&root.join(reference)) {
+                                    Ok(d) if d == digest => None,
+                                    Ok(d) => Some(EvidenceFault::Mismatch { computed: d.hex() }),
+                                    Err(e) if e.kind() == std::io::ErrorKind::NotFound => {
+                                        Some(EvidenceFault::Missing)
+                                    }
+                                    Err(e) => Some(EvidenceFault::Unreadable(e.to_string())),
+                                }
+                            })
+                            .clone()
+                    }
+                }
+            };
+            if let Some(fault) = fault {
+                failing += 1;
+                if first.is_none() {
+                    let receipt = record
+                        .get("receipt_id")
+                        .and_then(Value::as_str)
+                        .map(str::to_string);
+                    first = Some((line_no, receipt, field, reference.to_string(), fault));
+                }
+            }
+        }
+    }
+    Ok(match first {
+        None => Ok(summary),
+        Some((line, receipt_id, field, reference, fault)) => Err(EvidenceProblem {
+            line,
+            receipt_id,
+            field,
+            reference,
+            fault,
+            failing,
+            summary,
+        }),
+    })
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -235,5 +417,55 @@ mod tests {
             .filter(|e| e.file_name().to_string_lossy().contains(".tmp-"))
             .collect();
         assert!(leftovers.is_empty(), "temp files left: {leftovers:?}");
+    }
+
+    /// walk-F F-10 (KRN-12, KRN-13): missing, altered and redirected evidence is found, with the
+    /// first receipt's line and the count; a shared blob is hashed once.
+    #[test]
+    fn references_are_checked_against_the_store() {
+        let dir = tempfile::tempdir().expect("tmp");
+        let store = EvidenceStore::open(dir.path()).expect("open");
+        let a = store.put(&json!({"a": 1})).expect("put");
+        let b = store.put(&json!({"b": 2})).expect("put");
+        let log = dir.path().join("events.jsonl");
+        let lines = [
+            json!({"kind": "tool_call_started", "receipt_id": "r1", "input_ref": a.reference, "input_hash": a.hash}),
+            json!({"kind": "tool_call_finished", "receipt_id": "r1", "output_ref": b.reference, "output_hash": b.hash}),
+            json!({"kind": "tool_call_started", "receipt_id": "r2", "input_ref": a.reference, "input_hash": a.hash}),
+        ];
+        let text: String = lines.iter().map(|l| format!("{l}\n")).collect();
+        fs::write(&log, &text).expect("write");
+        let check = || verify_references(&log, dir.path()).expect("io");
+        assert_eq!(
+            check(),
+            Ok(EvidenceSummary {
+                references: 3,
+                blobs: 2
+            })
+        );
+
+        fs::remove_file(dir.path().join(&a.reference)).expect("rm");
+        let p = check().expect_err("missing");
+        assert_eq!(
+            (
+                p.line,
+                p.receipt_id.as_deref(),
+                p.field,
+                p.failing,
+                p.code()
+            ),
+            (1, Some("r1"), "input_ref", 2, "EVIDENCE_MISSING")
+        );
+        fs::write(dir.path().join(&a.reference), "{}").expect("tamper");
+        let p = check().expect_err("mismatch");
+        assert!(matches!(p.fault, EvidenceFault::Mismatch { .. }), "{p}");
+        assert_eq!(p.code(), "EVIDENCE_MISMATCH");
+
+        let evil = text.replace(&b.reference, "inputs/../../../etc/passwd");
+        fs::write(dir.path().join(&a.reference), r#"{"a":1}"#).expect("restore");
+        fs::write(&log, evil).expect("write");
+        let p = check().expect_err("bad reference");
+        assert_eq!((p.line, p.field), (2, "output_ref"));
+        assert!(matches!(p.fault, EvidenceFault::BadReference(_)), "{p}");
     }
 }
