@@ -600,18 +600,19 @@ pub fn run(ctx: &Context, command: CloudCommand) -> Result<(), CliError> {
             reason,
             db,
         } => {
-            let named =
-                match (&ws.workspace_id, &ctx.workspace) {
-                    (None, None) if jti.is_some() => None,
-                    // Nothing named at all: say what is missing (a token or `--all`), not only the
-                    // workspace, since `--jti` alone needs none (walk-F F-13).
-                    (None, None) if !all => return Err(CliError::new(
-                        "INVALID_ARGUMENT",
-                        "name what to revoke: `--jti JTI` (one token, the workspace is looked up) \
-                         or `--workspace-id WS --all` (every token of the workspace)",
-                    )),
-                    _ => Some(workspace_id(ctx, &ws)?),
-                };
+            // What is missing first: with neither flag, "name the workspace" sent operators
+            // after the wrong argument (walk-F F-13).
+            if jti.is_none() && !all {
+                return Err(CliError::new(
+                    "INVALID_ARGUMENT",
+                    "say what to revoke: `--jti JTI` (one token; its workspace is looked up) or \
+                     `--all --workspace-id WS` (every token of a workspace)",
+                ));
+            }
+            let named = match (&ws.workspace_id, &ctx.workspace) {
+                (None, None) if jti.is_some() => None,
+                _ => Some(workspace_id(ctx, &ws)?),
+            };
             let mut ws = named.clone().unwrap_or_default();
             let revoked = rt.block_on(with_store(&db, async |store| match (jti, all) {
                 (Some(jti), false) => {
@@ -741,12 +742,14 @@ pub fn run(ctx: &Context, command: CloudCommand) -> Result<(), CliError> {
                                  "action": e.action, "outcome": e.outcome, "code": e.code,
                                  "detail": e.detail}));
             }
-            // An empty answer says so, so a mistyped workspace id is not mistaken for a quiet
-            // log (walk-F F-13).
+            // Silence looked like success for a mistyped id (walk-F F-13).
             if lines.is_empty() {
                 human = match &ws {
-                    Some(ws) => format!("no audit lines for workspace `{ws}`\n"),
-                    None => "the audit log is empty\n".into(),
+                    Some(w) => format!(
+                        "no audit lines for workspace `{w}` (is the id right? without \
+                         `--workspace-id` every workspace is listed)\n"
+                    ),
+                    None => "no audit lines yet\n".to_string(),
                 };
             }
             print_ok(ctx.json, &json!({"entries": list}), &human);
