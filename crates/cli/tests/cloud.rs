@@ -2479,7 +2479,10 @@ fn cloud_help_and_messages_say_what_is_meant_and_missing() {
             &home.database,
         ],
     );
-    assert!(out.starts_with("no audit lines for workspace `nosuch`"), "{out}");
+    assert!(
+        out.starts_with("no audit lines for workspace `nosuch`"),
+        "{out}"
+    );
 }
 
 /// walk-F F-13: `cloud revoke` with nothing to revoke names `--jti`/`--all` (it asked for a
