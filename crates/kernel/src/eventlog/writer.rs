@@ -769,13 +769,25 @@ fn save_cut(path: &Path, bytes: &[u8]) -> io::Result<PathBuf> {
         .duration_since(std::time::UNIX_EPOCH)
         .map(|d| d.as_millis())
         .unwrap_or(0);
-    let mut name = path.file_name().unwrap_or_default().to_os_string();
-    name.push(format!(".cut-{millis}"));
-    let target = path.with_file_name(name);
-    let mut out = OpenOptions::new()
-        .write(true)
-        .create_new(true)
-        .open(&target)?;
+    // Two cuts within one millisecond (a crash loop) get distinct names, never one file.
+    let mut attempt = 0u32;
+    let (target, mut out) = loop {
+        let mut name = path.file_name().unwrap_or_default().to_os_string();
+        name.push(format!(".cut-{millis}"));
+        if attempt > 0 {
+            name.push(format!("-{attempt}"));
+        }
+        let target = path.with_file_name(name);
+        match OpenOptions::new()
+            .write(true)
+            .create_new(true)
+            .open(&target)
+        {
+            Ok(file) => break (target, file),
+            Err(e) if e.kind() == io::ErrorKind::AlreadyExists && attempt < 1000 => attempt += 1,
+            Err(e) => return Err(e),
+        }
+    };
     out.write_all(bytes)?;
     out.sync_all()?;
     if let Some(dir) = path.parent().filter(|d| !d.as_os_str().is_empty()) {
