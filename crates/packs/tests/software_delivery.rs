@@ -812,6 +812,7 @@ fn a_gate_cannot_read_keys_or_forge_approvals_under_the_sandbox() {
         echo forged > ../../.lumenflow/state/approvals/apr_x.decision && echo FORGED\n\
         echo x >> ../../.lumenflow/kernel/events.jsonl && echo LOGGED\n\
         echo x > ../../.git/evil && echo GIT_WRITTEN\n\
+        cp .git .g && echo 'gitdir: elsewhere' > .git && echo GITFILE_REDIRECTED\n\
         echo ok > built.txt && echo WORKTREE_OK\n\
         echo ok > /tmp/scratch && echo TMP_OK\n\
         exit 0\n";
@@ -846,7 +847,7 @@ fn a_gate_cannot_read_keys_or_forge_approvals_under_the_sandbox() {
     let evidence = gate_evidence(&ws, &out, "test");
     let stdout = evidence["stdout"].as_str().unwrap();
     assert!(!stdout.contains("SECRET-SIGNING-KEY"), "{evidence}");
-    for refused in ["FORGED", "LOGGED", "GIT_WRITTEN"] {
+    for refused in ["FORGED", "LOGGED", "GIT_WRITTEN", "GITFILE_REDIRECTED"] {
         assert!(!stdout.contains(refused), "{refused}: {evidence}");
     }
     assert!(
@@ -1905,4 +1906,19 @@ fn pr_prepare_with_expect_tree_commits_only_the_reviewed_content() {
     )
     .unwrap();
     assert_eq!(meta["tree"], now);
+}
+
+// walk-H recheck N1: a worktree's `.git` file pointed at a gitdir of someone's making (with a
+// clean filter in its config) would make the next git call of a read tool run that filter,
+// unsandboxed. Every work-unit tool refuses such a worktree before git reads it.
+#[test]
+fn a_worktree_whose_git_file_points_elsewhere_is_refused() {
+    let ws = Ws::new("");
+    ws.claim();
+    let dot_git = ws.worktree().join(".git");
+    let fake = ws.root.join("fake-gitdir");
+    fs::create_dir_all(&fake).unwrap();
+    fs::write(&dot_git, format!("gitdir: {}\n", fake.display())).unwrap();
+    let out = ws.call("software-delivery:gates", json!({"wu_id": "WU-042"}));
+    assert_eq!(code(&out), "WORKTREE_MISSING", "{:?}", out.output.error);
 }

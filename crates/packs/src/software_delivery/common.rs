@@ -202,6 +202,22 @@ pub fn require(call: &BuiltinCall<'_>, rel: &str, access: PathAccess) -> ToolRes
     }
 }
 
+/// The gitdir the `.git` file of the worktree at `path` names, when it lies where git keeps
+/// this repository's worktrees (`<ws>/.git/worktrees/`); `None` for a missing `.git` file or
+/// one pointing anywhere else, which is then not to be followed.
+pub fn worktree_gitdir(ws: &Path, path: &Path) -> Option<PathBuf> {
+    let text = fs::read_to_string(path.join(".git")).ok()?;
+    let gitdir = Path::new(text.trim().strip_prefix("gitdir:")?.trim());
+    let gitdir = if gitdir.is_absolute() {
+        gitdir.to_path_buf()
+    } else {
+        path.join(gitdir)
+    };
+    let gitdir = gitdir.canonicalize().ok()?;
+    let worktrees = ws.canonicalize().ok()?.join(".git").join("worktrees");
+    gitdir.starts_with(worktrees).then_some(gitdir)
+}
+
 /// Write `bytes` to `path` atomically (temp file, fsync, rename), creating the folder.
 pub fn write_atomic(path: &Path, bytes: &[u8]) -> ToolResult<()> {
     let io_fail = |e: io::Error| {
@@ -408,8 +424,11 @@ impl Claim {
         })?;
         let dir = ws.join(&claim.worktree);
         let resolved = dir.canonicalize().ok().filter(|p| p.is_dir());
+        // The `.git` file must still lead into the repository's own `.git/worktrees/`: git
+        // follows it, and a gitdir of the agent's making (a gate, or a hand, rewrote it) brings
+        // its own config, whose filters and hooks would run in this process, unsandboxed.
         let worktree = match resolved {
-            Some(p) if p.starts_with(ws) && p.join(".git").is_file() => p,
+            Some(p) if p.starts_with(ws) && worktree_gitdir(ws, &p).is_some() => p,
             _ => {
                 return Err(fail_with(
                     errors::WORKTREE_MISSING,

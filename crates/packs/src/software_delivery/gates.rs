@@ -230,10 +230,14 @@ impl GateSandbox {
                 .arg("--remount-ro")
                 .arg(&state);
         }
-        cmd.arg("--bind")
-            .arg(worktree)
-            .arg(worktree)
-            .arg("--chdir")
+        cmd.arg("--bind").arg(worktree).arg(worktree);
+        // The worktree's `.git` file stays read-only: pointed at a gitdir of the gate's making,
+        // its config (a clean filter) would run in the next unsandboxed git call of a tool.
+        let dot_git = worktree.join(".git");
+        if dot_git.is_file() {
+            cmd.arg("--ro-bind").arg(&dot_git).arg(&dot_git);
+        }
+        cmd.arg("--chdir")
             .arg(worktree)
             .args(["--", "/bin/sh", "-c", command]);
         cmd

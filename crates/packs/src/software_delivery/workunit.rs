@@ -268,7 +268,7 @@ fn claim_inner(call: &BuiltinCall<'_>) -> ToolResult<ToolOutput> {
         }
         Some(existing) => {
             let list = worktrees(&ws)?;
-            let healthy = path.join(".git").is_file()
+            let healthy = common::worktree_gitdir(&ws, &path).is_some()
                 && find_entry(&list, &path)
                     .is_some_and(|e| e.branch.as_deref() == Some(existing.branch.as_str()));
             if !healthy {
@@ -293,7 +293,7 @@ fn claim_inner(call: &BuiltinCall<'_>) -> ToolResult<ToolOutput> {
             match find_entry(&list, &path) {
                 Some(e)
                     if e.branch.as_deref() == Some(claim.branch.as_str())
-                        && path.join(".git").is_file() =>
+                        && common::worktree_gitdir(&ws, &path).is_some() =>
                 {
                     // A worktree from a claim whose record was lost: adopt it.
                     claim.base_commit =
@@ -412,7 +412,29 @@ fn recover_inner(call: &BuiltinCall<'_>) -> ToolResult<ToolOutput> {
         git_ok(&ws, &ws, &["worktree", "unlock", &rel])?;
         actions.push(format!("unlocked the worktree `{rel}`"));
     }
-    let dir_ok = path.join(".git").is_file();
+    // A `.git` file that points outside the repository's `.git/worktrees/` (rewritten by a
+    // gate before gates were sandboxed, or by hand) is put back by git itself, run from the
+    // workspace so nothing of the foreign gitdir is read.
+    if entry.is_some()
+        && path.join(".git").is_file()
+        && common::worktree_gitdir(&ws, &path).is_none()
+    {
+        git_ok(&ws, &ws, &["worktree", "repair", &rel])?;
+        if common::worktree_gitdir(&ws, &path).is_none() {
+            return Err(fail(
+                errors::RECOVERY_NEEDS_OPERATOR,
+                format!(
+                    "the `.git` file of `{rel}` points outside the repository's .git/worktrees/ \
+                     and `git worktree repair` did not put it back: inspect it, then remove \
+                     the folder and claim the work unit again"
+                ),
+            ));
+        }
+        actions.push(format!(
+            "pointed the `.git` file of `{rel}` back at the repository"
+        ));
+    }
+    let dir_ok = common::worktree_gitdir(&ws, &path).is_some();
     if entry.is_some() && !dir_ok {
         git_ok(&ws, &ws, &["worktree", "prune"])?;
         actions.push(format!("pruned the stale registration of `{rel}`"));
@@ -457,7 +479,7 @@ fn recover_inner(call: &BuiltinCall<'_>) -> ToolResult<ToolOutput> {
     }
     // A worktree switched to another branch by hand: switched back when nothing would be
     // lost, else handed to the operator.
-    if path.join(".git").is_file() {
+    if common::worktree_gitdir(&ws, &path).is_some() {
         if let Some(on) = claim.checked_out_elsewhere(&ws, &path)? {
             let status = git_ok(&path, &ws, &["status", "--porcelain=v1", "-z"])?;
             if !status.stdout.is_empty() {
@@ -623,16 +645,5 @@ fn rebuild_claim(
 /// where git keeps worktrees (`<ws>/.git/worktrees/`): a `.git` file pointing anywhere else is
 /// not followed.
 fn index_lock(ws: &Path, path: &Path) -> Option<PathBuf> {
-    let text = std::fs::read_to_string(path.join(".git")).ok()?;
-    let gitdir = text.trim().strip_prefix("gitdir:")?.trim();
-    let gitdir = Path::new(gitdir);
-    let gitdir = if gitdir.is_absolute() {
-        gitdir.to_path_buf()
-    } else {
-        path.join(gitdir)
-    };
-    let gitdir = gitdir.canonicalize().ok()?;
-    gitdir
-        .starts_with(ws.join(".git").join("worktrees"))
-        .then(|| gitdir.join("index.lock"))
+    common::worktree_gitdir(ws, path).map(|gitdir| gitdir.join("index.lock"))
 }
