@@ -139,19 +139,23 @@ pub fn print_error(err: &CliError, json_mode: bool) {
 /// escapes, keeping `\n` when `keep_newlines`. Text a model or a tool chose is printed through
 /// this, so it cannot overwrite the `error[...]` line or hide what follows (walk-E finding 9).
 pub fn escape_controls(s: &str, keep_newlines: bool) -> String {
-    if !s
-        .chars()
-        .any(|c| c.is_control() && !(keep_newlines && c == '\n'))
-    {
+    let hostile = |c: char| (c.is_control() && !(keep_newlines && c == '\n')) || is_bidi(c);
+    if !s.chars().any(hostile) {
         return s.to_string();
     }
     s.chars()
         .map(|c| match c {
             '\n' if keep_newlines => "\n".to_string(),
-            c if c.is_control() => c.escape_default().to_string(),
+            c if c.is_control() || is_bidi(c) => c.escape_default().to_string(),
             c => c.to_string(),
         })
         .collect()
+}
+
+/// Unicode's bidirectional formatting characters: not controls to `char::is_control`, but a
+/// right-to-left override makes a terminal show the rest of the line reversed.
+fn is_bidi(c: char) -> bool {
+    matches!(c, '\u{200E}' | '\u{200F}' | '\u{202A}'..='\u{202E}' | '\u{2066}'..='\u{2069}')
 }
 
 /// Print a success: the JSON document with `--json`, else the human text.
@@ -211,5 +215,10 @@ mod tests {
             "gave up\\r\\u{1b}[2K\\u{1b}[32mAll good\\u{1b}[0m\nstatus: completed"
         );
         assert_eq!(escape_controls("plain text: ok", false), "plain text: ok");
+        // Walk-E recheck N2: a right-to-left override would reverse the rest of the line.
+        assert_eq!(
+            escape_controls("ok \u{202E}deliaf", false),
+            "ok \\u{202e}deliaf"
+        );
     }
 }

@@ -183,10 +183,26 @@ fn without_userinfo(url: &str) -> String {
 /// `name=value`, with or without an auth scheme), and `sk-...` tokens (the OpenAI key shape).
 /// Applied to every provider text before it is quoted anywhere (walk-E finding 2).
 pub fn redact(text: &str, key: Option<&str>) -> String {
-    let mut out = match key.map(str::trim).filter(|k| k.len() >= 4) {
-        Some(k) => text.replace(k, REDACTED),
-        None => text.to_string(),
-    };
+    let mut out = text.to_string();
+    if let Some(k) = key.map(str::trim).filter(|k| k.len() >= 4) {
+        // A server that echoes the key may encode it: as a JSON string (`/` as `\/`), or in a
+        // URL. Each spelling is cut, the longest first so a shorter one cannot split it.
+        let mut spellings = vec![
+            k.to_string(),
+            serde_json::to_string(k)
+                .map(|q| q.trim_matches('"').to_string())
+                .unwrap_or_default(),
+            k.replace('/', "\\/"),
+            percent_encoded(k, false),
+            percent_encoded(k, true),
+        ];
+        spellings.retain(|v| v.len() >= 4);
+        spellings.sort_by_key(|v| std::cmp::Reverse(v.len()));
+        spellings.dedup();
+        for spelling in spellings {
+            out = out.replace(&spelling, REDACTED);
+        }
+    }
     for marker in [
         "bearer ",
         "authorization",
@@ -196,6 +212,21 @@ pub fn redact(text: &str, key: Option<&str>) -> String {
         "sk-",
     ] {
         out = redact_after(&out, marker);
+    }
+    out
+}
+
+/// `text` with every byte outside RFC 3986's unreserved set as `%XX` (`lower` hex or upper).
+fn percent_encoded(text: &str, lower: bool) -> String {
+    let mut out = String::with_capacity(text.len() * 3);
+    for b in text.bytes() {
+        if b.is_ascii_alphanumeric() || matches!(b, b'-' | b'_' | b'.' | b'~') {
+            out.push(b as char);
+        } else if lower {
+            out.push_str(&format!("%{b:02x}"));
+        } else {
+            out.push_str(&format!("%{b:02X}"));
+        }
     }
     out
 }
@@ -853,6 +884,20 @@ mod tests {
             ("use sk-learn here", "use sk-learn here"),
         ] {
             assert_eq!(redact(text, key), expected, "{text}");
+        }
+        // Walk-E recheck N1: the key echoed in an encoded spelling, with no `sk-` to find.
+        let plain = Some("MyKey/abc+def==");
+        for echoed in [
+            r#"{"error":"bad key MyKey\/abc+def=="}"#,
+            "key=MyKey%2Fabc%2Bdef%3D%3D rejected",
+            "key=MyKey%2fabc%2bdef%3d%3d rejected",
+            "key MyKey/abc+def== rejected",
+        ] {
+            let cleaned = redact(echoed, plain);
+            assert!(
+                cleaned.contains("[redacted]") && !cleaned.contains("abc"),
+                "{echoed} -> {cleaned}"
+            );
         }
         // Redacted before an error body is cut.
         let err = redact_error(
