@@ -25,7 +25,7 @@ struct Cli {
     json: bool,
 
     /// The workspace folder (default: the nearest folder upwards holding workspace.yaml); under
-    /// `cloud`, the workspace id instead (walk-F F-13).
+    /// `cloud`, the workspace id instead.
     #[arg(long, global = true, value_name = "DIR")]
     workspace: Option<PathBuf>,
 

@@ -428,6 +428,12 @@ fn the_newest_record_edited_or_records_cut_off_are_reported_not_erased() {
         "{e}"
     );
     assert_eq!(json_err(ws, &call)["error"]["code"], "LOG_SHORTENED");
+    // Made to look like a crash (a fragment after the cut), it is still a shortened log.
+    std::fs::write(&log, format!("{shorter}{{\"seq\":4,\"prev")).expect("fragment");
+    assert_eq!(
+        json_err(ws, &["audit", "verify"])["error"]["code"],
+        "LOG_SHORTENED"
+    );
     // An emptied log too.
     std::fs::write(&log, "").expect("empty");
     assert_eq!(

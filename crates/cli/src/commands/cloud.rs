@@ -657,6 +657,15 @@ pub fn run(ctx: &Context, command: CloudCommand) -> Result<(), CliError> {
             Ok(())
         }
         CloudCommand::Backup { out, db, key } => {
+            // Said first: a PostgreSQL URL would otherwise fail on a key file it never needed.
+            let url = db.url();
+            if url.starts_with("postgres://") || url.starts_with("postgresql://") {
+                return Err(CliError::new(
+                    "BACKUP_UNSUPPORTED",
+                    "`cloud backup` copies an SQLite control plane; back up PostgreSQL with \
+                     `pg_dump` and keep the signing key file beside the dump",
+                ));
+            }
             let key_path = key.unwrap_or_else(|| server::default_key_path(&db.url()));
             let mut key_out = out.clone().into_os_string();
             key_out.push(".key");

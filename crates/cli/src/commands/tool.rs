@@ -266,6 +266,18 @@ pub fn run_audit(ctx: &Context, cmd: AuditCommand) -> Result<(), CliError> {
                 // the real one (walk-F F-11). It is not "ok" either: the log is not in the state
                 // the next writer leaves it in, and a record cut short by hand looks the same,
                 // so it has its own code and exit status (3) that a monitor can tell apart.
+                // A fragment below the remembered position is not a crash's: records that
+                // were acknowledged are gone, which is the graver finding (walk-F recheck N2).
+                Err(eventlog::VerifyError::BadLine {
+                    problem: eventlog::LineProblem::Incomplete,
+                    ..
+                }) if dispatch::check_position(&path).is_err() => {
+                    let shortened = dispatch::check_position(&path).err();
+                    Err(log_help(match shortened {
+                        Some(e) => CliError::new(e.code(), e.to_string()),
+                        None => CliError::new("LOG_SHORTENED", "the log was shortened"),
+                    }))
+                }
                 Err(eventlog::VerifyError::BadLine {
                     line,
                     problem: eventlog::LineProblem::Incomplete,
