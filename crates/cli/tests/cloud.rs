@@ -2126,24 +2126,57 @@ fn the_seal_route_signs_only_checked_receipts_of_known_runs() {
     let mut r = good.clone();
     r["created_at"] = json!("not a time");
     refuse(r, "created_at");
-    // A receipt sealed for a run with no events does not make that run complete.
+    // Regression for walk-G N2: a tenant receipt naming a run that never happened is refused
+    // (it would sit in a ghost run's Proof stage); without `run_id` it is sealed.
     let (status, body) = post(&seal, Some(&e.token), &good);
-    assert_eq!(status, 200, "{body}");
-    let (_, replay) = get(
+    assert_eq!((status, code_of(&body)), (404, "NOT_FOUND"), "{body}");
+    assert!(
+        body["error"]["message"]
+            .as_str()
+            .unwrap()
+            .contains("`run_id` `run-without-events`"),
+        "{body}"
+    );
+    let (status, replay) = get(
         &format!("{}/api/v1/runs/run-without-events/replay", server.url),
         Some(&op),
     );
-    assert_eq!(replay["complete"], json!(false), "{replay}");
+    assert_eq!(status, 404, "nothing is stored for the ghost run: {replay}");
+    let mut unplaced = good.clone();
+    unplaced.as_object_mut().unwrap().remove("run_id");
+    let (status, body) = post(&seal, Some(&e.token), &digest(unplaced));
+    assert_eq!(status, 200, "{body}");
+    // Regression for walk-G F13: duplicate member names are refused, whichever comes last.
+    let dup = |first: &str, second: &str| {
+        let text = digest(receipt_without_run()).to_string();
+        let body = text.replacen(
+            "\"workspace_id\":\"ws-s\"",
+            &format!("\"workspace_id\":\"{first}\",\"workspace_id\":\"{second}\""),
+            1,
+        );
+        assert_ne!(body, text);
+        send("POST", &seal, Some(&e.token), Some(body.into_bytes()))
+    };
+    for (first, second) in [("victim-ws", "ws-s"), ("ws-s", "victim-ws")] {
+        let (status, body) = dup(first, second);
+        assert_eq!((status, code_of(&body)), (400, "BAD_REQUEST"), "{body}");
+        let message = body["error"]["message"].as_str().unwrap();
+        assert!(
+            message.contains("duplicate key `workspace_id`"),
+            "{message}"
+        );
+    }
     // A bundle receipt for a run no one has seen is refused; one for a run with events is sealed.
-    let bundle = |run: &str| {
+    let bundle_at = |run: &str, created_at: &str| {
         digest(json!({
             "schema_version": 1, "receipt_kind": "trusted_compute_bundle", "workspace_id": "ws-s",
-            "run_id": run, "bundle_id": run, "created_at": "2026-11-22T07:40:00.000Z",
+            "run_id": run, "bundle_id": run, "created_at": created_at,
             "signer_key_id": format!("ed25519:{}", "e".repeat(64)),
             "records": [{"record_kind": "artifact", "record_id": "test-results.json",
                          "content_digest": format!("sha256:{}", "1".repeat(64))}],
         }))
     };
+    let bundle = |run: &str| bundle_at(run, &Timestamp::now().to_rfc3339());
     let (status, body) = post(&seal, Some(&e.token), &bundle("tc-ghost"));
     assert_eq!((status, code_of(&body)), (404, "NOT_FOUND"), "{body}");
     let ev = vec![event(
@@ -2158,14 +2191,46 @@ fn the_seal_route_signs_only_checked_receipts_of_known_runs() {
         &batch("ws-s", ev),
     );
     assert_eq!(status, 200);
+    // Regression for walk-G N2: `created_at` before the run's first event, or later than the
+    // control plane's clock allows, is refused naming the field; so is another `bundle_id`.
+    for created_at in ["1999-01-01T00:00:00.000Z", "2099-01-01T00:00:00.000Z"] {
+        let (status, body) = post(&seal, Some(&e.token), &bundle_at("tc-real", created_at));
+        assert_eq!((status, code_of(&body)), (400, "BAD_REQUEST"), "{body}");
+        assert!(
+            body["error"]["message"]
+                .as_str()
+                .unwrap()
+                .contains("`created_at`"),
+            "{body}"
+        );
+    }
+    let mut other = bundle("tc-real");
+    other["bundle_id"] = json!("not-the-bundle");
+    let (status, body) = post(&seal, Some(&e.token), &digest(other));
+    assert_eq!((status, code_of(&body)), (400, "BAD_REQUEST"), "{body}");
+    assert!(
+        body["error"]["message"]
+            .as_str()
+            .unwrap()
+            .contains("`bundle_id`"),
+        "{body}"
+    );
     let (status, body) = post(&seal, Some(&e.token), &bundle("tc-real"));
     assert_eq!(status, 200, "{body}");
+}
+
+/// A tenant receipt of workspace `ws-s` placed in no run.
+fn receipt_without_run() -> Value {
+    let mut r = receipt("x");
+    r.as_object_mut().unwrap().remove("run_id");
+    r
 }
 
 /// The golden bundle's nine artifacts made into run `run` (every `tc-golden` replaced, then
 /// `edit` applied to each file's text), sealed by `key`: every file, base64, as an upload's
 /// `files`.
 fn sealed_bundle(
+    ws: &str,
     run: &str,
     key: &lumenflow_proof::KeyPair,
     edit: impl Fn(&str, String) -> String,
@@ -2175,7 +2240,13 @@ fn sealed_bundle(
     let golden = Path::new(env!("CARGO_MANIFEST_DIR")).join("../../fixtures/bundles/valid");
     let dir = TempDir::new().unwrap();
     for name in bundle::REQUIRED_ARTIFACTS {
-        let text = std::fs::read_to_string(golden.join(name)).unwrap();
+        let mut text = std::fs::read_to_string(golden.join(name)).unwrap();
+        if name == "node-session.json" {
+            // As the demo writes it: the session names the workspace the run was enrolled as.
+            let mut session: Value = serde_json::from_str(&text).unwrap();
+            session["workspace_id"] = json!(ws);
+            text = session.to_string();
+        }
         std::fs::write(
             dir.path().join(name),
             edit(name, text.replace("tc-golden", run)),
@@ -2243,7 +2314,7 @@ fn bundle_signers_are_pinned_and_changes_flagged(home: Home) {
         &e.token,
         "ws-p",
         "tc-p1",
-        &sealed_bundle("tc-p1", &first, same),
+        &sealed_bundle("ws-p", "tc-p1", &first, same),
     );
     assert_eq!(s, 200, "{v}");
     assert_eq!(
@@ -2260,7 +2331,7 @@ fn bundle_signers_are_pinned_and_changes_flagged(home: Home) {
     assert_eq!(pins["signers"][0]["source"], "first_use", "{pins}");
 
     // Another key: stored, verifies, but flagged with both ids; the audit line says so.
-    let forged = sealed_bundle("tc-p2", &other, same);
+    let forged = sealed_bundle("ws-p", "tc-p2", &other, same);
     let (s, v) = put_bundle(&server, &e.token, "ws-p", "tc-p2", &forged);
     assert_eq!(s, 200, "{v}");
     assert_eq!(v["passed"], true, "{v}");
@@ -2327,7 +2398,7 @@ fn bundle_signers_are_pinned_and_changes_flagged(home: Home) {
         &e.token,
         "ws-p",
         "tc-p3",
-        &sealed_bundle("tc-p3", &other, same),
+        &sealed_bundle("ws-p", "tc-p3", &other, same),
     );
     assert_eq!((s, &v["signer_changed"]), (200, &json!(false)), "{v}");
     let (s, v) = put_bundle(&server, &e.token, "ws-p", "tc-p2", &forged);
@@ -2349,7 +2420,7 @@ fn bundle_signers_are_pinned_and_changes_flagged(home: Home) {
         &q.token,
         "ws-q",
         "tc-q1",
-        &sealed_bundle("tc-q1", &other, same),
+        &sealed_bundle("ws-q", "tc-q1", &other, same),
     );
     assert_eq!(s, 200, "{v}");
     assert_eq!(
@@ -2359,6 +2430,71 @@ fn bundle_signers_are_pinned_and_changes_flagged(home: Home) {
     );
     let pins = home.cli(&["cloud", "signer", "list", "--workspace-id", "ws-q"]);
     assert_eq!(pins["signers"][0]["source"], "operator", "{pins}");
+
+    // Regression for walk-G N3: a workspace uploading another workspace's genuine bundle is
+    // refused (409 naming the file and field), and pins nothing; a session naming no workspace
+    // is refused too (400).
+    let x = enroll(&server, &home.code("ws-x", None), None);
+    let stolen = sealed_bundle("ws-p", "tc-x1", &first, same);
+    let (s, v) = put_bundle(&server, &x.token, "ws-x", "tc-x1", &stolen);
+    assert_eq!((s, code_of(&v)), (409, "CONFLICT"), "{v}");
+    let message = v["error"]["message"].as_str().unwrap();
+    assert!(
+        message.contains("files.node-session.json") && message.contains("workspace_id"),
+        "{message}"
+    );
+    let pins = home.cli(&["cloud", "signer", "list", "--workspace-id", "ws-x"]);
+    assert_eq!(pins["signers"], json!([]), "{pins}");
+    let anonymous = sealed_bundle("ws-x", "tc-x2", &first, |name, t| {
+        if name == "node-session.json" {
+            let mut session: Value = serde_json::from_str(&t).unwrap();
+            session.as_object_mut().unwrap().remove("workspace_id");
+            session.to_string()
+        } else {
+            t
+        }
+    });
+    let (s, v) = put_bundle(&server, &x.token, "ws-x", "tc-x2", &anonymous);
+    assert_eq!((s, code_of(&v)), (400, "BAD_REQUEST"), "{v}");
+    let asked = sealed_bundle("ws-x", "tc-x3", &first, |name, t| {
+        if name == "ask.json" {
+            t.replace("\"run_id\"", "\"workspace_id\": \"ws-p\", \"run_id\"")
+        } else {
+            t
+        }
+    });
+    let (s, v) = put_bundle(&server, &x.token, "ws-x", "tc-x3", &asked);
+    assert_eq!((s, code_of(&v)), (409, "CONFLICT"), "{v}");
+    assert!(
+        v["error"]["message"]
+            .as_str()
+            .unwrap()
+            .contains("files.ask.json"),
+        "{v}"
+    );
+
+    // Regression for walk-G N4: a pin for a workspace that never had an enrollment code (a
+    // typo) is refused, naming the flag.
+    let out = run(
+        home.path(),
+        &[
+            "cloud",
+            "signer",
+            "pin",
+            "--workspace-id",
+            "ws-pp",
+            "--key-id",
+            &first_id,
+            "--database",
+            &home.database,
+        ],
+    );
+    assert!(!out.status.success());
+    let err = String::from_utf8_lossy(&out.stderr);
+    assert!(
+        err.contains("NOT_FOUND") && err.contains("`--workspace-id` `ws-pp`"),
+        "{err}"
+    );
 }
 
 #[test]
@@ -2381,7 +2517,7 @@ fn a_bundle_receipt_must_match_the_stored_bundle() {
     let server = home.serve();
     let e = enroll(&server, &home.code("ws-r", None), None);
     let key = lumenflow_proof::KeyPair::generate();
-    let files = sealed_bundle("tc-r1", &key, |_, t| t);
+    let files = sealed_bundle("ws-r", "tc-r1", &key, |_, t| t);
     let (s, v) = put_bundle(&server, &e.token, "ws-r", "tc-r1", &files);
     assert_eq!((s, &v["passed"]), (200, &json!(true)), "{v}");
     let manifest: Value = {
@@ -2432,6 +2568,20 @@ fn a_bundle_receipt_must_match_the_stored_bundle() {
                       "content_digest": format!("sha256:{}", "2".repeat(64))}),
     );
     refused(receipt(extra, signer), "artifact `not-in-the-bundle.json`");
+    // Regression for walk-G N2: every artifact of the stored bundle exactly once.
+    refused(receipt(Vec::new(), signer), "leaves out artifact(s)");
+    let subset = honest[..1].to_vec();
+    let left_out = honest[1]["record_id"].as_str().unwrap().to_string();
+    refused(receipt(subset, signer), &format!("`{left_out}`"));
+    let mut twice = honest.clone();
+    twice.push(honest[0].clone());
+    refused(
+        receipt(twice, signer),
+        &format!(
+            "artifact `{}` more than once",
+            honest[0]["record_id"].as_str().unwrap()
+        ),
+    );
     refused(
         receipt(honest.clone(), &format!("ed25519:{}", "e".repeat(64))),
         "signer_key_id",

@@ -108,6 +108,7 @@ async fn upload_inner(
     };
     audit.workspace(&ws);
     let files = decode_files(&req.files)?;
+    check_named_workspace(&files, &ws)?;
     let total: usize = files.values().map(Vec::len).sum();
     let verdict = blocking(move || verify_files(&files)).await?;
     if let Some(named) = verdict
@@ -241,6 +242,43 @@ fn files_digest(files: &BTreeMap<String, String>) -> String {
         "sha256:{}",
         sha256_hex(to_canonical_string(&Value::Object(map)).as_bytes())
     )
+}
+
+/// The workspace the bundle's signed content names must be the uploader's (walk-G N3). The
+/// signature proves who signed a bundle, not whose it is: without this, a workspace could upload
+/// another workspace's genuine bundle, and its first-use pin would take over that workspace's
+/// key. `node-session.json` always names the workspace the run was enrolled as; `ask.json`
+/// names one only in some bundles, so it is compared only when it does. A bundle without
+/// `node-session.json` fails `files_present` anyway and pins nothing.
+pub fn check_named_workspace(files: &BTreeMap<String, Vec<u8>>, ws: &str) -> CloudResult<()> {
+    for (name, required) in [("node-session.json", true), ("ask.json", false)] {
+        let Some(bytes) = files.get(name) else {
+            continue;
+        };
+        let doc: Value = serde_json::from_slice(bytes).map_err(|e| {
+            CloudError::BadRequest(format!(
+                "`files.{name}`: expected a JSON object naming `workspace_id`: {e}"
+            ))
+        })?;
+        let named = match doc.get("workspace_id") {
+            Some(Value::String(named)) => named.as_str(),
+            None | Some(Value::Null) if !required => continue,
+            _ => {
+                return Err(CloudError::BadRequest(format!(
+                    "`files.{name}`: expected a string `workspace_id` naming the uploading \
+                     workspace `{ws}`"
+                )))
+            }
+        };
+        if named != ws {
+            let shown = named.chars().take(100).collect::<String>();
+            return Err(CloudError::Conflict(format!(
+                "`files.{name}`: `workspace_id` is `{shown}`, but the bundle is uploaded by \
+                 workspace `{ws}`; a workspace uploads only its own bundles"
+            )));
+        }
+    }
+    Ok(())
 }
 
 /// Write the files to a private temporary folder and run the bundle verifier on it (it works

@@ -82,7 +82,14 @@ pub struct CheckedReceipt {
     pub artifacts: Vec<(String, String)>,
     /// A trusted-compute bundle receipt's `signer_key_id`.
     pub signer_key_id: Option<String>,
+    pub bundle_id: String,
+    /// `created_at` in Unix milliseconds.
+    pub created_at_ms: i64,
 }
+
+/// How far a receipt's `created_at` may lie ahead of the control plane's clock: the two
+/// machines' clocks differ a little, a receipt made after its seal does not exist.
+pub const CREATED_AT_SKEW_MS: i64 = 5 * 60 * 1000;
 
 const ROUTE: &str = "POST /api/v1/receipts/seal";
 
@@ -122,10 +129,17 @@ pub fn check(receipt: &Map<String, Value>) -> CloudResult<CheckedReceipt> {
     }
     let value = Value::Object(receipt.clone());
     let shape = |e: serde_json::Error| bad(format!("not a valid `{kind}` receipt: {e}"));
-    let (workspace_id, run_id, artifacts, signer_key_id) =
+    let (workspace_id, run_id, artifacts, signer_key_id, bundle_id, created_at) =
         if kind == TENANT_PROOF_BUNDLE_RECEIPT_KIND {
             let r: TenantProofBundle = serde_json::from_value(value).map_err(shape)?;
-            (r.workspace_id, r.run_id, Vec::new(), None)
+            (
+                r.workspace_id,
+                r.run_id,
+                Vec::new(),
+                None,
+                r.bundle_id,
+                r.created_at,
+            )
         } else {
             let r: TrustedComputeBundle = serde_json::from_value(value).map_err(shape)?;
             let artifacts = r
@@ -138,6 +152,8 @@ pub fn check(receipt: &Map<String, Value>) -> CloudResult<CheckedReceipt> {
                 Some(r.run_id),
                 artifacts,
                 Some(r.signer_key_id),
+                r.bundle_id,
+                r.created_at,
             )
         };
     for (field, v) in [
@@ -154,7 +170,44 @@ pub fn check(receipt: &Map<String, Value>) -> CloudResult<CheckedReceipt> {
         run_id,
         artifacts,
         signer_key_id,
+        bundle_id,
+        created_at_ms: created_at.unix_millis(),
     })
+}
+
+/// A trusted-compute bundle receipt against its run (walk-G N2): the bundle it describes is
+/// the run's (`bundle_id` is the run id, as `lumenflow demo trusted-compute` writes it), and
+/// `created_at` lies neither after the seal (beyond [`CREATED_AT_SKEW_MS`]) nor before the
+/// run's first event (`first_event_ms`, when the control plane holds any).
+pub fn check_run_bounds(
+    checked: &CheckedReceipt,
+    now_ms: i64,
+    first_event_ms: Option<i64>,
+) -> CloudResult<()> {
+    let run = checked.run_id.as_deref().unwrap_or_default();
+    if checked.bundle_id != run {
+        let shown = checked.bundle_id.chars().take(100).collect::<String>();
+        return Err(bad(format!(
+            "`bundle_id` is `{shown}`; a `{TRUSTED_COMPUTE_BUNDLE_RECEIPT_KIND}` receipt \
+             describes its run's bundle, so expected `bundle_id` = `run_id` `{run}`"
+        )));
+    }
+    if checked.created_at_ms > now_ms.saturating_add(CREATED_AT_SKEW_MS) {
+        return Err(bad(format!(
+            "`created_at` is {} s after this control plane's clock; expected a time no later \
+             than now (plus {} s of clock skew)",
+            (checked.created_at_ms - now_ms) / 1000,
+            CREATED_AT_SKEW_MS / 1000
+        )));
+    }
+    if let Some(first) = first_event_ms.filter(|first| checked.created_at_ms < *first) {
+        return Err(bad(format!(
+            "`created_at` is {} s before the first event of run `{run}`; expected a time after \
+             the run started",
+            (first - checked.created_at_ms) / 1000
+        )));
+    }
+    Ok(())
 }
 
 /// A trusted-compute bundle receipt against the bundle stored for its run: every artifact it
@@ -162,7 +215,37 @@ pub fn check(receipt: &Map<String, Value>) -> CloudResult<CheckedReceipt> {
 /// mismatch is a `409 CONFLICT` naming the artifact (the stored evidence wins).
 pub fn match_bundle(checked: &CheckedReceipt, bundle: &BundleRow) -> CloudResult<()> {
     use base64::Engine as _;
+    use std::collections::BTreeSet;
     let run = &bundle.run_id;
+    // Each artifact once and none left out (walk-G N2): a seal over a subset or a repeated
+    // record would vouch for "the bundle" while naming only part of it.
+    let mut seen = BTreeSet::new();
+    for (name, _) in &checked.artifacts {
+        if !seen.insert(name.as_str()) {
+            let shown = name.chars().take(100).collect::<String>();
+            return Err(CloudError::Conflict(format!(
+                "{ROUTE}: `records` names artifact `{shown}` more than once; expected each \
+                 artifact of the bundle stored for run `{run}` exactly once"
+            )));
+        }
+    }
+    let listed = bundle_artifacts(bundle)?;
+    let missing: Vec<&str> = listed
+        .iter()
+        .map(String::as_str)
+        .filter(|name| !seen.contains(name))
+        .collect();
+    if !missing.is_empty() {
+        return Err(CloudError::Conflict(format!(
+            "{ROUTE}: `records` leaves out artifact(s) {} of the bundle stored for run `{run}`; \
+             expected every artifact its manifest lists, each once",
+            missing
+                .iter()
+                .map(|n| format!("`{n}`"))
+                .collect::<Vec<_>>()
+                .join(", ")
+        )));
+    }
     for (name, claimed) in &checked.artifacts {
         let shown = name.chars().take(100).collect::<String>();
         let encoded = bundle.files.get(name).ok_or_else(|| {
@@ -195,4 +278,30 @@ pub fn match_bundle(checked: &CheckedReceipt, bundle: &BundleRow) -> CloudResult
         }
     }
     Ok(())
+}
+
+/// The artifact names the stored bundle's `manifest.json` lists (its `artifact_hashes`). A
+/// stored bundle without a readable manifest has nothing a receipt could match: 409.
+fn bundle_artifacts(bundle: &BundleRow) -> CloudResult<Vec<String>> {
+    use base64::Engine as _;
+    let run = &bundle.run_id;
+    let unreadable = |why: String| {
+        CloudError::Conflict(format!(
+            "{ROUTE}: the bundle stored for run `{run}` has no readable `manifest.json` \
+             ({why}), so no receipt can match it"
+        ))
+    };
+    let encoded = bundle
+        .files
+        .get("manifest.json")
+        .ok_or_else(|| unreadable("no such file".into()))?;
+    let bytes = base64::engine::general_purpose::STANDARD
+        .decode(encoded)
+        .map_err(|e| unreadable(e.to_string()))?;
+    let manifest: Value = serde_json::from_slice(&bytes).map_err(|e| unreadable(e.to_string()))?;
+    let hashes = manifest
+        .get("artifact_hashes")
+        .and_then(Value::as_object)
+        .ok_or_else(|| unreadable("no `artifact_hashes` object".into()))?;
+    Ok(hashes.keys().cloned().collect())
 }

@@ -1759,7 +1759,20 @@ async fn seal_inner(
     headers: &HeaderMap,
     body: Body,
 ) -> CloudResult<Response> {
-    let value: Value = read_json(body, "POST /api/v1/receipts/seal").await?;
+    const WHAT: &str = "POST /api/v1/receipts/seal";
+    let bytes = read_body(body, WHAT).await?;
+    // Strictly, duplicate member names refused (walk-G F13): with last-wins parsing a body
+    // naming `workspace_id` twice is authorized against one value while a reader of the sealed
+    // bytes may take the other. The contracts' canonicalizer is the strict parser; its output
+    // is plain JSON again.
+    let canonical = std::str::from_utf8(&bytes)
+        .map_err(|e| CloudError::BadRequest(format!("the body of {WHAT} is not UTF-8: {e}")))
+        .and_then(|text| {
+            lumenflow_contracts::canonical_json::canonicalize_str(text).map_err(|e| {
+                CloudError::BadRequest(format!("malformed JSON in the body of {WHAT}: {e}"))
+            })
+        })?;
+    let value: Value = parse_json(canonical.as_bytes(), WHAT)?;
     let Value::Object(receipt) = value else {
         return Err(CloudError::BadRequest(
             "the body of POST /api/v1/receipts/seal must be a CanonicalReceipt object".into(),
@@ -1784,7 +1797,18 @@ async fn seal_inner(
         // plane knows (its events or its uploaded bundle), never for one made up (walk-G F2).
         let run = checked.run_id.as_deref().unwrap_or_default();
         let stored = state.store.run_bundle(run, Some(&ws)).await?;
-        let known = stored.is_some() || !state.store.run_events(run, Some(&ws)).await?.is_empty();
+        let events = state.store.run_events(run, Some(&ws)).await?;
+        let known = stored.is_some() || !events.is_empty();
+        if known {
+            // Events come in time order; the first bounds when a receipt of the run can be made.
+            audit.workspace(&ws);
+            let first_event_ms = events.first().map(|e| e.ts_ms);
+            crate::receipts::check_run_bounds(
+                &checked,
+                Timestamp::now().unix_millis(),
+                first_event_ms,
+            )?;
+        }
         if let Some(bundle) = &stored {
             // The receipt names the bundle's artifacts by digest: when the bundle is stored,
             // the seal vouches only for the files the control plane actually holds, never for
@@ -1797,6 +1821,19 @@ async fn seal_inner(
             return Err(CloudError::NotFound(format!(
                 "POST /api/v1/receipts/seal: `run_id` `{run}` is no run of workspace `{ws}` this \
                  control plane knows (no events, no uploaded bundle); upload the bundle first"
+            )));
+        }
+    } else if let Some(run) = checked.run_id.as_deref() {
+        // A tenant receipt's `run_id` places it in that run's replay: only in a run of this
+        // workspace that exists, never in a made-up one (walk-G N2).
+        let known = state.store.run_bundle(run, Some(&ws)).await?.is_some()
+            || !state.store.run_events(run, Some(&ws)).await?.is_empty();
+        if !known {
+            audit.workspace(&ws);
+            return Err(CloudError::NotFound(format!(
+                "POST /api/v1/receipts/seal: `run_id` `{run}` is no run of workspace `{ws}` this \
+                 control plane knows (no events, no uploaded bundle); leave `run_id` out or \
+                 name a run of the workspace"
             )));
         }
     }

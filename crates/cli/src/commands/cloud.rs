@@ -254,7 +254,8 @@ pub struct DecisionArgs {
 pub enum SignerCommand {
     /// Pin `--key-id` as the workspace's bundle signer (replacing any pin; audited as
     /// `cli.signer.pin`). Bundles uploaded afterwards are compared with it; bundles already
-    /// stored keep the pin they were uploaded under.
+    /// stored keep the pin they were uploaded under. The workspace must exist (an enrollment
+    /// code was issued for it), so a misspelled id is refused.
     Pin {
         #[command(flatten)]
         ws: WorkspaceIdArg,
@@ -916,6 +917,20 @@ fn signer(
                 reason: reason.clone(),
             };
             let previous = rt.block_on(with_store(&db, async |store| {
+                // A workspace exists once an enrollment code was issued for it; a pin for any
+                // other id is most likely a typo, and it would leave the real workspace unpinned
+                // while the operator believes it pinned (walk-G N4).
+                if store.workspace(&ws).await.map_err(cloud_error)?.is_none() {
+                    return Err(CliError::new(
+                        "NOT_FOUND",
+                        format!(
+                            "`--workspace-id` `{ws}` is no workspace of this control plane \
+                             (no enrollment code was ever issued for it): check the spelling, \
+                             or issue the workspace's enrollment code first with `lumenflow \
+                             cloud enroll-code --workspace-id {ws}`"
+                        ),
+                    ));
+                }
                 let previous = store.workspace_signer(&ws).await.map_err(cloud_error)?;
                 let entry = AuditEntry {
                     workspace_id: Some(ws.clone()),
