@@ -224,12 +224,10 @@ fn not_regular(dir: &Path, name: &str) -> Option<String> {
 
 /// Open `name` in `dir` for reading only if it is a regular file of at most `limit` bytes.
 ///
-/// The workspace forbids `unsafe` and this crate has no `libc`, so `O_NOFOLLOW|O_NONBLOCK` are
-/// out of reach; instead the entry is `lstat`ed first (a symlink, FIFO or device is refused
-/// before any `open`, so nothing outside the folder is opened and nothing blocks), and the
-/// opened handle is `fstat`ed and must be the very inode that was inspected, so a file swapped
-/// for a symlink in between is refused too. What remains is a swap to a FIFO inside that window,
-/// which needs someone writing into the folder while it is verified.
+/// The entry is `lstat`ed first (a symlink, FIFO or device is refused before any `open`, with a
+/// message naming what it is), the open itself neither follows a final link nor waits for a
+/// FIFO's writer (see [`open_no_follow`]), and the opened handle is `fstat`ed and must be the
+/// very inode that was inspected: a file swapped for anything else in between is refused.
 fn open_regular(dir: &Path, name: &str, limit: u64) -> Result<fs::File, String> {
     let path = dir.join(name);
     let before = fs::symlink_metadata(&path).map_err(|e| match e.kind() {
@@ -242,7 +240,7 @@ fn open_regular(dir: &Path, name: &str, limit: u64) -> Result<fs::File, String> 
             kind_of(&before.file_type())
         ));
     }
-    let file = fs::File::open(&path).map_err(|e| format!("{name} cannot be opened: {e}"))?;
+    let file = open_no_follow(&path).map_err(|e| format!("{name} cannot be opened: {e}"))?;
     let after = file
         .metadata()
         .map_err(|e| format!("{name} cannot be inspected: {e}"))?;
@@ -263,6 +261,24 @@ fn open_regular(dir: &Path, name: &str, limit: u64) -> Result<fs::File, String> 
         ));
     }
     Ok(file)
+}
+
+/// Open for reading without following a final symlink and without waiting for a FIFO's writer
+/// (`O_NOFOLLOW | O_NONBLOCK`): a file swapped for either after the `lstat` above fails here or
+/// at the `fstat` after, instead of leading outside the folder or blocking forever. Neither
+/// flag changes how a regular file reads.
+#[cfg(unix)]
+fn open_no_follow(path: &Path) -> std::io::Result<fs::File> {
+    use std::os::unix::fs::OpenOptionsExt;
+    fs::OpenOptions::new()
+        .read(true)
+        .custom_flags(libc::O_NOFOLLOW | libc::O_NONBLOCK)
+        .open(path)
+}
+
+#[cfg(not(unix))]
+fn open_no_follow(path: &Path) -> std::io::Result<fs::File> {
+    fs::File::open(path)
 }
 
 fn read_limited(dir: &Path, name: &str, limit: u64) -> Result<Vec<u8>, String> {
@@ -720,4 +736,37 @@ fn signature_check(
             bundled.key_id()
         )
     }))
+}
+
+#[cfg(all(test, unix))]
+mod tests {
+    use super::*;
+
+    use std::os::unix::fs::FileTypeExt;
+
+    // walk-G recheck N1: a file swapped for a FIFO or a link between the `lstat` and the open
+    // made verify block forever or leave the folder. The open itself now does neither.
+    #[test]
+    fn the_open_neither_waits_for_a_fifo_nor_follows_a_link() {
+        let dir = tempfile::tempdir().expect("tmp");
+        let fifo = dir.path().join("ask.json");
+        let made = std::process::Command::new("mkfifo")
+            .arg(&fifo)
+            .status()
+            .expect("mkfifo");
+        assert!(made.success());
+        // No writer: a blocking open would never return.
+        let opened = open_no_follow(&fifo).expect("a FIFO opens without waiting");
+        assert!(opened.metadata().expect("fstat").file_type().is_fifo());
+
+        let target = dir.path().join("target.json");
+        fs::write(&target, b"{}").expect("write");
+        let link = dir.path().join("link.json");
+        std::os::unix::fs::symlink(&target, &link).expect("symlink");
+        assert!(
+            open_no_follow(&link).is_err(),
+            "a final symlink is not followed"
+        );
+        assert!(open_no_follow(&target).is_ok());
+    }
 }
