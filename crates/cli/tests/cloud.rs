@@ -67,6 +67,23 @@ struct Server {
 }
 
 impl Server {
+    /// `cloud serve` with no storage flags, in `dir`: its SQLite file and key land there.
+    fn start_with_defaults(dir: &Path) -> Server {
+        let mut child = lumenflow(dir, &["cloud", "serve", "--listen", "127.0.0.1:0"])
+            .stdout(Stdio::piped())
+            .stderr(Stdio::null())
+            .spawn()
+            .unwrap();
+        let mut line = String::new();
+        BufReader::new(child.stdout.take().unwrap())
+            .read_line(&mut line)
+            .unwrap();
+        Server {
+            child,
+            url: line.rsplit(' ').next().unwrap().trim().to_string(),
+        }
+    }
+
     fn start(dir: &Path, database: &str, key: &Path) -> Server {
         let log = std::fs::OpenOptions::new()
             .create(true)
@@ -1577,19 +1594,7 @@ fn a_killed_server_keeps_every_acknowledged_batch() {
 #[test]
 fn serve_with_no_flags_uses_an_sqlite_file_in_the_current_folder() {
     let dir = TempDir::new().unwrap();
-    let mut child = lumenflow(dir.path(), &["cloud", "serve", "--listen", "127.0.0.1:0"])
-        .stdout(Stdio::piped())
-        .stderr(Stdio::null())
-        .spawn()
-        .unwrap();
-    let mut line = String::new();
-    BufReader::new(child.stdout.take().unwrap())
-        .read_line(&mut line)
-        .unwrap();
-    let server = Server {
-        child,
-        url: line.rsplit(' ').next().unwrap().trim().to_string(),
-    };
+    let server = Server::start_with_defaults(dir.path());
     assert!(dir.path().join("lumenflow-cloud.db").exists());
     assert!(dir.path().join("lumenflow-cloud.key").exists());
     let code: Value = serde_json::from_str(&ok(
@@ -2641,19 +2646,7 @@ fn cloud_help_and_messages_say_what_is_meant_and_missing() {
 #[test]
 fn revoke_and_audit_say_what_is_missing() {
     let dir = TempDir::new().unwrap();
-    let mut child = lumenflow(dir.path(), &["cloud", "serve", "--listen", "127.0.0.1:0"])
-        .stdout(Stdio::piped())
-        .stderr(Stdio::null())
-        .spawn()
-        .unwrap();
-    let mut line = String::new();
-    BufReader::new(child.stdout.take().unwrap())
-        .read_line(&mut line)
-        .unwrap();
-    let _server = Server {
-        child,
-        url: line.rsplit(' ').next().unwrap().trim().to_string(),
-    };
+    let _server = Server::start_with_defaults(dir.path());
     let (code, message) = refused(dir.path(), &["cloud", "revoke"]);
     assert_eq!(code, "INVALID_ARGUMENT", "{message}");
     assert!(
