@@ -247,11 +247,13 @@ fn files_digest(files: &BTreeMap<String, String>) -> String {
 /// The workspace the bundle's signed content names must be the uploader's (walk-G N3). The
 /// signature proves who signed a bundle, not whose it is: without this, a workspace could upload
 /// another workspace's genuine bundle, and its first-use pin would take over that workspace's
-/// key. `node-session.json` always names the workspace the run was enrolled as; `ask.json`
-/// names one only in some bundles, so it is compared only when it does. A bundle without
-/// `node-session.json` fails `files_present` anyway and pins nothing.
+/// key. A bundle the runtime makes names its workspace in `node-session.json` (and `ask.json`
+/// may), inside the signature, so another workspace's bundle cannot be made to name the
+/// uploader without a new signer, which the pin flags. A file that names no workspace claims
+/// none (hand-made bundles such as the golden fixtures), and is compared with nothing. A
+/// bundle without `node-session.json` fails `files_present` anyway.
 pub fn check_named_workspace(files: &BTreeMap<String, Vec<u8>>, ws: &str) -> CloudResult<()> {
-    for (name, required) in [("node-session.json", true), ("ask.json", false)] {
+    for name in ["node-session.json", "ask.json"] {
         let Some(bytes) = files.get(name) else {
             continue;
         };
@@ -262,7 +264,7 @@ pub fn check_named_workspace(files: &BTreeMap<String, Vec<u8>>, ws: &str) -> Clo
         })?;
         let named = match doc.get("workspace_id") {
             Some(Value::String(named)) => named.as_str(),
-            None | Some(Value::Null) if !required => continue,
+            None | Some(Value::Null) => continue,
             _ => {
                 return Err(CloudError::BadRequest(format!(
                     "`files.{name}`: expected a string `workspace_id` naming the uploading \
