@@ -393,3 +393,44 @@ fn verify_hint_pins_the_signers_public_key_kept_outside_the_bundle_walk_b_3() {
         written
     );
 }
+
+// The README's first command must work on a fresh machine, which may have no bubblewrap: gates
+// run the agent's code sandboxed where bwrap exists, and the demo's workspace otherwise says
+// `sandbox: none` in the open (recorded in every gate result), so the happy chain still
+// completes instead of aborting at the test gate while the command reported success.
+#[test]
+fn happy_mode_completes_where_bubblewrap_is_missing() {
+    let root = tempfile::tempdir().expect("tmp");
+    // A PATH with what the demo runs (git, sh) and no bwrap.
+    let bin = root.path().join("bin");
+    fs::create_dir_all(&bin).expect("mkdir");
+    for tool in ["git", "sh"] {
+        let found = std::env::split_paths(&std::env::var_os("PATH").unwrap_or_default())
+            .map(|d| d.join(tool))
+            .find(|p| p.is_file())
+            .unwrap_or_else(|| panic!("{tool} is on PATH"));
+        std::os::unix::fs::symlink(found, bin.join(tool)).expect("link");
+    }
+    let out = Command::new(env!("CARGO_BIN_EXE_lumenflow"))
+        .args(["--json", "demo", "trusted-compute", "--mode", "happy"])
+        .args(["--approve", "--run-id", "tc-test-nobwrap"])
+        .arg("--work-dir")
+        .arg(root.path().join("work"))
+        .arg("--out")
+        .arg(root.path().join("evidence"))
+        .env("PATH", &bin)
+        .output()
+        .expect("run the demo");
+    assert!(
+        out.status.success(),
+        "{}\n{}",
+        String::from_utf8_lossy(&out.stdout),
+        String::from_utf8_lossy(&out.stderr)
+    );
+    let yaml = fs::read_to_string(root.path().join("work/workspace/workspace.yaml")).expect("yaml");
+    assert!(yaml.contains("\nsandbox: none\n"), "{yaml}");
+    let bundle = root.path().join("evidence/tc-test-nobwrap");
+    let tests = json(&bundle.join("test-results.json"));
+    assert_eq!(tests["status"], "passed", "{tests}");
+    assert_eq!(json(&bundle.join("approval.json"))["status"], "approved");
+}

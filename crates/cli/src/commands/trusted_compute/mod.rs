@@ -341,11 +341,17 @@ fn run_in(
         "Connection",
         "scratch workspace created",
         &format!(
-            "{} (git {}, {})\nbaseline test: {}",
+            "{} (git {}, {})\nbaseline test: {}{}",
             scratch.root.display(),
             &scratch.head[..12.min(scratch.head.len())],
             scratch::WORKSPACE_ID,
-            scratch.baseline_test["output"].as_str().unwrap_or("")
+            scratch.baseline_test["output"].as_str().unwrap_or(""),
+            if scratch.unsandboxed {
+                "\nbubblewrap not found: the workspace says `sandbox: none`, so gates run \
+                 unsandboxed (apt-get install -y bubblewrap)"
+            } else {
+                ""
+            }
         ),
     );
     let code = operator.post(
@@ -566,6 +572,10 @@ fn run_in(
         last = resumed;
     }
 
+    // Happy mode is a chain that completes; when it does not, the bundle still records what
+    // happened, and the command says so instead of succeeding.
+    let incomplete = (args.mode == Mode::Happy && turn_status(&last) != "completed")
+        .then(|| turn_status(&last).to_string());
     // Proof: evidence syncs back; the control plane assembles the replay.
     let end_kind = if turn_status(&last) == "completed" {
         "agent-runtime:turn_completed"
@@ -731,6 +741,16 @@ fn run_in(
             stages.join(", ")
         ),
     );
+    if let Some(status) = incomplete {
+        return Err(CliError::new(
+            "DEMO_RUN_INCOMPLETE",
+            format!(
+                "happy mode ended with the turn {status}, not completed; the bundle `{}` records \
+                 where it stopped (see the Rules and Tool calls steps above)",
+                bundle_dir.display()
+            ),
+        ));
+    }
     print_ok(
         ctx.json,
         &json!({"ok": true, "run_id": run_id, "mode": args.mode.as_str(), "bundle": bundle_dir,

@@ -66,7 +66,14 @@ fn pins() -> Result<Vec<Value>, CliError> {
         .collect()
 }
 
-fn workspace_yaml(pins: &[Value]) -> String {
+fn workspace_yaml(pins: &[Value], unsandboxed: bool) -> String {
+    // Gates run the work unit's code under bubblewrap; on a machine without it the demo still
+    // runs its chain, opted out in the open (every gate result and receipt records `none`).
+    let sandbox = if unsandboxed {
+        "# bubblewrap was not found when the demo ran: gates run unsandboxed (install bubblewrap).\nsandbox: none\n"
+    } else {
+        ""
+    };
     let packs: String = pins
         .iter()
         .map(|p| {
@@ -82,7 +89,7 @@ fn workspace_yaml(pins: &[Value]) -> String {
         r#"# The trusted-compute demo's scratch workspace (written by `lumenflow demo trusted-compute`).
 id: {WORKSPACE_ID}
 name: Trusted compute demo
-packs:
+{sandbox}packs:
 {packs}lanes:
   - id: site-comms
     title: "{LANE}"
@@ -143,6 +150,8 @@ pub struct Scratch {
     pub baseline_test: Value,
     /// The packs pinned in `workspace.yaml`: `{id, version, integrity}`.
     pub pins: Vec<Value>,
+    /// No bubblewrap here: the workspace says `sandbox: none`.
+    pub unsandboxed: bool,
 }
 
 /// Create the workspace in `root` (which must not exist or be empty).
@@ -160,6 +169,7 @@ pub fn create(root: &Path) -> Result<Scratch, CliError> {
     }
     let root = root.canonicalize().map_err(io)?;
     let pins = pins()?;
+    let unsandboxed = lumenflow_kernel::sandbox::detect_bwrap().is_none();
     for (name, body) in [
         ("calc.sh", CALC),
         ("test.sh", TEST),
@@ -168,7 +178,7 @@ pub fn create(root: &Path) -> Result<Scratch, CliError> {
             "# calc\n\nA tiny shell library with one test (`sh test.sh`).\n",
         ),
         (".gitignore", ".lumenflow/\nworktrees/\n"),
-        ("workspace.yaml", &workspace_yaml(&pins)),
+        ("workspace.yaml", &workspace_yaml(&pins, unsandboxed)),
     ] {
         fs::write(root.join(name), body).map_err(io)?;
     }
@@ -195,5 +205,6 @@ pub fn create(root: &Path) -> Result<Scratch, CliError> {
         head,
         baseline_test,
         pins,
+        unsandboxed,
     })
 }
